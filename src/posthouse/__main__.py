@@ -1,0 +1,5 @@
+"""Allow ``python -m posthouse``."""
+
+from posthouse.cli.main import main
+
+raise SystemExit(main())

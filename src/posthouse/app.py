@@ -1,0 +1,257 @@
+"""The one place where concrete classes are wired together.
+
+``build_application(settings)`` turns a loaded configuration into the objects
+every entry point needs (users, aliases, queue, delivery, policy); the daemon
+adds listeners and the scheduler with ``serve_forever``.  Nothing registers
+itself at import time and there are no module-level singletons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from posthouse.auth.authenticator import Authenticator, UserDirectory
+from posthouse.auth.users import UserDatabase
+from posthouse.config.schema import ListenerSection, Settings
+from posthouse.mta.aliasdb import AliasDatabase
+from posthouse.mta.bounce import BounceMaker
+from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
+from posthouse.mta.expand import Expander
+from posthouse.mta.groupcommit import GroupCommitter
+from posthouse.mta.locking import LockMethod
+from posthouse.mta.policy import LocalDomains, RecipientPolicy
+from posthouse.mta.queue import QueueStore
+from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.protocols.smtp import engine as smtp_engine
+from posthouse.server.connection import Connection
+from posthouse.server.limits import ConnectionLimiter
+from posthouse.server.listener import ListenerGroup, ServiceSpec
+from posthouse.server.records import remove_stale_records
+from posthouse.server.smtp import SMTPServices, SMTPSession
+from posthouse.server.tls import server_context
+
+log = logging.getLogger("posthouse")
+
+
+@dataclass
+class Application:
+    """Everything a posthouse process works with, built from one configuration."""
+
+    settings: Settings
+    users: UserDirectory
+    authenticator: Authenticator
+    aliases: AliasDatabase
+    expander: Expander
+    committer: GroupCommitter
+    store: QueueStore
+    delivery: LocalDelivery
+    local_domains: LocalDomains
+    policy: RecipientPolicy
+
+    def close(self) -> None:
+        self.committer.close()
+        self.aliases.close()
+        self.users.database.close()
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory layout (idempotent)."""
+    paths = settings.paths
+    for directory in (paths.data_dir, paths.users_db.parent, paths.aliases_file.parent):
+        directory.mkdir(parents=True, exist_ok=True)
+    paths.queue_dir.mkdir(parents=True, exist_ok=True, mode=0o775)
+    paths.spool_dir.mkdir(parents=True, exist_ok=True)
+    paths.proc_dir.mkdir(parents=True, exist_ok=True)
+
+
+def local_domains_of(settings: Settings) -> LocalDomains:
+    config = settings.config
+    names = [
+        config.server.hostname,
+        "localhost",
+        *config.mail.local_domains,
+        *config.mail.host_aliases,
+    ]
+    return LocalDomains(names)
+
+
+def build_application(settings: Settings) -> Application:
+    """Wire the domain objects for ``settings`` (no sockets, no event loop)."""
+    config = settings.config
+    paths = settings.paths
+    prepare_data_dir(settings)
+    users = UserDirectory(
+        UserDatabase(paths.users_db),
+        system_accounts=config.users.system_accounts,
+        min_uid=config.users.system_min_uid,
+    )
+    authenticator = Authenticator(users, base_delay=config.smtp.auth_failure_delay_seconds)
+    aliases = AliasDatabase(paths.aliases_db)
+    domains = local_domains_of(settings)
+
+    def forward_file(user: str) -> Path | None:
+        if not config.aliases.forward_files:
+            return None
+        found = users.get(user)
+        if found is None or found.home is None or found.source != "system":
+            return None
+        candidate = Path(found.home) / ".forward"
+        return candidate if candidate.is_file() else None
+
+    expander = Expander(
+        lookup_alias=aliases.lookup,
+        is_local_domain=domains.__contains__,
+        user_exists=users.exists,
+        forward_file=forward_file,
+        default_domain=config.mail.local_domains[0]
+        if config.mail.local_domains
+        else config.server.hostname,
+    )
+    committer = GroupCommitter()
+    store = QueueStore(paths.queue_dir, committer)
+
+    def owner_of(user: str) -> tuple[int, int] | None:
+        found = users.get(user)
+        if found is None or found.uid is None or found.gid is None:
+            return None
+        return (found.uid, found.gid)
+
+    bounces = BounceMaker(store, hostname=config.server.hostname)
+    delivery = LocalDelivery(
+        store=store,
+        expander=expander,
+        mailboxes=MailboxSettings(
+            spool_dir=paths.spool_dir,
+            method=LockMethod(config.mail.locking),
+            timeout=config.mail.lock_timeout_seconds,
+            stale_after=config.mail.stale_lock_seconds,
+            owner_of=owner_of,
+        ),
+        retry=RetryPolicy(
+            first=config.queue.retry_seconds,
+            maximum=config.queue.max_retry_seconds,
+            lifetime=config.queue.lifetime_seconds,
+        ),
+        on_bounce=bounces.bounce,
+    )
+    policy = RecipientPolicy(
+        local_domains=domains,
+        trusted_networks=config.mail.trusted_networks,
+        is_deliverable=expander.is_deliverable,
+    )
+    return Application(
+        settings=settings,
+        users=users,
+        authenticator=authenticator,
+        aliases=aliases,
+        expander=expander,
+        committer=committer,
+        store=store,
+        delivery=delivery,
+        local_domains=domains,
+        policy=policy,
+    )
+
+
+def engine_settings(
+    app: Application, listener: ListenerSection, tls: bool
+) -> Callable[[Connection], smtp_engine.Settings]:
+    """Per-connection engine settings for one listener."""
+    smtp = app.settings.config.smtp
+    hostname = app.settings.config.server.hostname
+    mode = {"smtp": "smtp", "submission": "submission", "smtps": "submission", "lmtp": "lmtp"}[
+        listener.protocol
+    ]
+
+    def settings_for(connection: Connection) -> smtp_engine.Settings:
+        return smtp_engine.Settings(
+            hostname=hostname,
+            mode=mode,  # type: ignore[arg-type]
+            max_message_size=smtp.max_message_size,
+            max_recipients=smtp.max_recipients,
+            max_command_line=smtp.max_command_line,
+            max_data_line=smtp.max_data_line,
+            max_commands=smtp.max_commands,
+            max_errors=smtp.max_errors,
+            starttls_available=tls and not connection.tls_active,
+            tls_active=connection.tls_active,
+            auth_allowed_without_tls=smtp.allow_plaintext_auth or connection.peer.is_loopback,
+        )
+
+    return settings_for
+
+
+def _refusal(reason: str) -> bytes:
+    return f"421 4.7.0 {reason}, try again later\r\n".encode()
+
+
+async def serve_forever(
+    app: Application,
+    sockets: list[tuple[ListenerSection, socket.socket]],
+    *,
+    on_reload: Callable[[], None] | None = None,
+) -> None:
+    """Serve the listeners and run deliveries until SIGTERM/SIGINT; SIGHUP calls on_reload."""
+    config = app.settings.config
+    tls_context: ssl.SSLContext | None = None
+    if config.tls.cert_file:
+        tls_context = server_context(config.tls.cert_file, config.tls.key_file)
+    remove_stale_records(app.settings.paths.proc_dir)
+    limiter = ConnectionLimiter(config.smtp.max_connections, config.smtp.max_connections_per_client)
+    group = ListenerGroup(limiter, app.settings.paths.proc_dir)
+    scheduler = DeliveryScheduler(app.delivery, app.store)
+    services = SMTPServices(
+        hostname=config.server.hostname,
+        policy=app.policy,
+        store=app.store,
+        authenticator=app.authenticator,
+        scheduler=scheduler,
+        tls_context=tls_context,
+        allow_plaintext_auth=config.smtp.allow_plaintext_auth,
+    )
+    for listener, sock in sockets:
+        implicit = tls_context if listener.protocol == "smtps" else None
+        settings_for = engine_settings(app, listener, tls_context is not None and implicit is None)
+
+        def make_handler(
+            settings_for: Callable[[Connection], smtp_engine.Settings],
+        ) -> Callable[[Connection], object]:
+            async def handle(connection: Connection) -> None:
+                session = SMTPSession(
+                    connection, services, settings_for(connection), group.stopping
+                )
+                await session.run()
+
+            return handle
+
+        await group.start(
+            ServiceSpec(
+                name=listener.protocol,
+                sock=sock,
+                handler=make_handler(settings_for),  # type: ignore[arg-type]
+                idle_timeout=config.smtp.idle_timeout_seconds,
+                refusal=_refusal,
+                implicit_tls=implicit,
+            )
+        )
+    scheduler_task = asyncio.create_task(scheduler.run())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    if on_reload is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
+    await stop.wait()
+    log.info("shutting down: finishing sessions in flight")
+    await group.shutdown(config.server.shutdown_grace_seconds)
+    await scheduler.stop()
+    scheduler_task.cancel()
+    await asyncio.gather(scheduler_task, return_exceptions=True)
+    log.info("stopped")

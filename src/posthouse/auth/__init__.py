@@ -1,0 +1,1 @@
+"""Users, service types, password hashes and credential checks."""

@@ -1,0 +1,214 @@
+"""Credential checks with a growing delay after failures.
+
+:class:`UserDirectory` answers "who is this user?" from posthouse's own
+database and, when enabled, the system's accounts (the chapter's classic
+setup, §12.4.4).  :class:`Authenticator` checks a login password: argon2 for
+posthouse's users, PAM for system accounts.
+
+After a failure the authenticator waits before answering, longer the more
+recent failures there were from the same client address *or* against the same
+user name: ``base_delay * 2**n`` capped at ``max_delay``, where ``n`` is the
+larger of the two recent-failure counts.  So a guesser slows down whether it
+hammers one account from one address or spreads over many addresses, while
+a correct password is never delayed, and a failing client does not slow any
+other client: in :meth:`Authenticator.check_async` the wait is an
+``asyncio.sleep`` and the hashing or PAM call runs in a worker thread.  A
+counter is forgotten after ``quiet_period`` seconds without a failure, and a
+success resets the client's counter.
+
+The mail-password service types (``*-mailpass``) are checked against the
+mailauth database by a later module; this one checks login passwords only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from posthouse.auth.passwords import hash_password, verify_password
+from posthouse.auth.system import DEFAULT_MAX_UID, DEFAULT_MIN_UID, pam_authenticate, system_user
+from posthouse.auth.users import User, UserDatabase
+
+__all__ = ["Authenticator", "UserDirectory"]
+
+_MAX_KEY_LENGTH = 128  # client-supplied names longer than this share one counter
+
+
+class UserDirectory:
+    """posthouse's users plus, when ``system_accounts`` is on, the system's accounts.
+
+    A posthouse user with a password of its own wins.  Otherwise a system
+    account of that name is used; if the database also holds a password-less
+    entry for it (as ``mailusradm`` records a system user's service type), the
+    system account takes that entry's service type.
+    """
+
+    def __init__(
+        self,
+        database: UserDatabase,
+        *,
+        system_accounts: bool = False,
+        min_uid: int = DEFAULT_MIN_UID,
+        max_uid: int = DEFAULT_MAX_UID,
+        system_lookup: Callable[[str], User | None] | None = None,
+    ) -> None:
+        self.database = database
+        self.system_accounts = system_accounts
+        if system_lookup is None:
+            system_lookup = functools.partial(system_user, min_uid=min_uid, max_uid=max_uid)
+        self._system_lookup = system_lookup
+
+    def get(self, name: str) -> User | None:
+        """Return the user called *name* (any case), or ``None``."""
+        own = self.database.get(name)
+        if not self.system_accounts or (own is not None and own.password_hash is not None):
+            return own
+        system = self._system_lookup(name)
+        if system is None:
+            return own
+        if own is not None:
+            return replace(system, service_type=own.service_type)
+        return system
+
+    def exists(self, name: str) -> bool:
+        """Whether a user called *name* exists."""
+        return self.get(name) is not None
+
+
+@dataclass
+class _Failures:
+    count: int
+    last: float
+
+
+class _FailureTable:
+    """Recent-failure counts by key, forgotten after a quiet period; bounded in size."""
+
+    def __init__(self, quiet_period: float, max_entries: int) -> None:
+        self._quiet_period = quiet_period
+        self._max_entries = max_entries
+        self._entries: dict[str, _Failures] = {}
+
+    def count(self, key: str, now: float) -> int:
+        entry = self._entries.get(key)
+        if entry is None:
+            return 0
+        if now - entry.last >= self._quiet_period:
+            del self._entries[key]
+            return 0
+        return entry.count
+
+    def record(self, key: str, now: float) -> None:
+        count = self.count(key, now)
+        self._entries[key] = _Failures(count + 1, now)
+        if len(self._entries) > self._max_entries:
+            self._prune(now)
+
+    def reset(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def _prune(self, now: float) -> None:
+        """Drop expired entries, then the oldest, down to 90% of the limit."""
+        live = {k: e for k, e in self._entries.items() if now - e.last < self._quiet_period}
+        keep = max(1, self._max_entries * 9 // 10)
+        if len(live) > keep:
+            newest = sorted(live.items(), key=lambda item: item[1].last)[-keep:]
+            live = dict(newest)
+        self._entries = live
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a random secret, verified for unknown users so they cost the same time."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+class Authenticator:
+    """Checks login passwords and slows down repeated failures (see the module docstring)."""
+
+    def __init__(
+        self,
+        directory: UserDirectory,
+        *,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        clock: Callable[[], float] = time.monotonic,
+        quiet_period: float = 600.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        blocking_sleep: Callable[[float], None] = time.sleep,
+        pam_check: Callable[[str, str, str], bool] = pam_authenticate,
+        pam_service: str = "login",
+        max_tracked: int = 10_000,
+    ) -> None:
+        self.directory = directory
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.pam_service = pam_service
+        self._clock = clock
+        self._sleep = sleep
+        self._blocking_sleep = blocking_sleep
+        self._pam_check = pam_check
+        self._lock = threading.Lock()  # check() may run in several threads
+        self._by_client = _FailureTable(quiet_period, max_tracked)
+        self._by_user = _FailureTable(quiet_period, max_tracked)
+
+    def verify(self, name: str, password: str) -> bool:
+        """Check the credentials only: no delay and no failure counting. Blocking."""
+        if not password:
+            return False  # never let an empty password through (e.g. PAM's nullok)
+        user = self.directory.get(name)
+        if user is not None and user.source == "system":
+            return self._pam_check(user.name, password, self.pam_service)
+        if user is None or user.password_hash is None:
+            verify_password(_dummy_hash(), password)  # same cost as a real mismatch
+            return False
+        return verify_password(user.password_hash, password)
+
+    def check(self, name: str, password: str, *, client: str) -> bool:
+        """Check the credentials; after a failure, block for the failure delay first."""
+        delay = self._settle(self.verify(name, password), name, client)
+        if delay is None:
+            return True
+        self._blocking_sleep(delay)
+        return False
+
+    async def check_async(self, name: str, password: str, *, client: str) -> bool:
+        """Check the credentials in a worker thread; after a failure, ``await`` the delay."""
+        ok = await asyncio.to_thread(self.verify, name, password)
+        delay = self._settle(ok, name, client)
+        if delay is None:
+            return True
+        await self._sleep(delay)
+        return False
+
+    def failure_delay(self, name: str, client: str) -> float:
+        """The delay a failure by *client* against *name* would incur now."""
+        with self._lock:
+            return self._delay_locked(name, client, self._clock())
+
+    def _settle(self, ok: bool, name: str, client: str) -> float | None:
+        """Record the outcome; return ``None`` on success, else the delay to apply."""
+        with self._lock:
+            if ok:
+                self._by_client.reset(client)
+                return None
+            now = self._clock()
+            delay = self._delay_locked(name, client, now)
+            self._by_client.record(client, now)
+            self._by_user.record(_user_key(name), now)
+            return delay
+
+    def _delay_locked(self, name: str, client: str, now: float) -> float:
+        failures = max(
+            self._by_client.count(client, now), self._by_user.count(_user_key(name), now)
+        )
+        return min(self.max_delay, self.base_delay * 2.0 ** min(failures, 64))
+
+
+def _user_key(name: str) -> str:
+    return name.lower()[:_MAX_KEY_LENGTH]

@@ -1,0 +1,1 @@
+"""Command-line tools, one thin module per tool."""

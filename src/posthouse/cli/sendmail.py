@@ -1,0 +1,315 @@
+"""``sendmail`` (``posthouse-sendmail``, ``posthouse sendmail``): local submission.
+
+The command line cron, mail(1) and scripts use::
+
+    sendmail [-t] [-i|-oi] [-f sender] [-F "Full Name"] [-C config] [recipient ...] < message
+    sendmail -bs          SMTP conversation on standard input/output
+    sendmail -bi          rebuild the aliases database (newaliases)
+    sendmail -bv address  show how each address resolves
+
+The message is queued durably, then delivered at once by this process (the
+daemon's queue runs pick it up if that is interrupted).  Exit codes follow
+sysexits(3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import formatdate, getaddresses, make_msgid
+from typing import Any, BinaryIO
+
+from posthouse.app import Application, build_application
+from posthouse.config.load import ConfigError, load_settings
+from posthouse.mta.expand import FileDestination, LocalMailbox, ProgramDestination, RemoteAddress
+
+EX_OK = 0
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOUSER = 67
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+MAX_HEADER_BYTES = 1024 * 1024
+
+
+class UsageError(Exception):
+    """A command line sendmail does not understand."""
+
+
+@dataclass
+class Options:
+    mode: str = "m"  # -bm deliver (default), -bs, -bi, -bv
+    extract_recipients: bool = False  # -t
+    ignore_dots: bool = False  # -i / -oi
+    sender: str | None = None  # -f / -r
+    full_name: str | None = None  # -F
+    config: str | None = None  # -C
+    recipients: list[str] = field(default_factory=list)
+
+
+def parse_options(argv: Sequence[str]) -> Options:
+    """Parse sendmail's traditional command line (options glued or separate)."""
+    options = Options()
+    args = list(argv)
+    index = 0
+
+    def value(flag: str, rest: str) -> str:
+        nonlocal index
+        if rest:
+            return rest
+        index += 1
+        if index >= len(args):
+            raise UsageError(f"option -{flag} requires an argument")
+        return args[index]
+
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            options.recipients.extend(args[index + 1 :])
+            break
+        if not arg.startswith("-") or arg == "-":
+            options.recipients.append(arg)
+            index += 1
+            continue
+        flag, rest = arg[1:2], arg[2:]
+        match flag:
+            case "t":
+                options.extract_recipients = True
+            case "i":
+                options.ignore_dots = True
+            case "f" | "r":
+                options.sender = value(flag, rest)
+            case "F":
+                options.full_name = value(flag, rest)
+            case "C":
+                options.config = value(flag, rest)
+            case "b":
+                if rest not in ("m", "s", "i", "v"):
+                    raise UsageError(f"unsupported mode -b{rest}")
+                options.mode = rest
+            case "o":
+                if rest == "i":
+                    options.ignore_dots = True
+                elif rest[:1] not in ("e", "m", "d", "O"):  # accepted and ignored, like sendmail
+                    raise UsageError(f"unsupported option -o{rest}")
+            case "v" | "U" | "n" | "m" | "e":
+                pass  # verbose / initial submission / no aliasing / metoo: harmless to ignore
+            case "N" | "R" | "V" | "X" | "O" | "B" | "L":
+                value(flag, rest)  # options with arguments that do not change local delivery
+            case _:
+                raise UsageError(f"unknown option {arg}")
+        index += 1
+    return options
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sendmail", help="submit a message (sendmail-compatible)", add_help=False
+    )
+    parser.add_argument("arguments", nargs=argparse.REMAINDER)
+    parser.set_defaults(func=lambda args: sendmail(args.arguments, default_config=args.config))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return sendmail(sys.argv[1:] if argv is None else list(argv))
+
+
+def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
+    try:
+        options = parse_options(argv)
+    except UsageError as exc:
+        print(f"sendmail: {exc}", file=sys.stderr)
+        return EX_USAGE
+    try:
+        settings = load_settings(options.config or default_config)
+    except ConfigError as exc:
+        print(f"sendmail: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    if options.mode == "i":
+        from posthouse.cli.newaliases import rebuild
+
+        return rebuild(settings)
+    app = build_application(settings)
+    try:
+        match options.mode:
+            case "v":
+                return verify(app, options.recipients)
+            case "s":
+                return smtp_on_stdio(app)
+            case _:
+                return submit(app, options, sys.stdin.buffer)
+    finally:
+        app.close()
+
+
+def verify(app: Application, addresses: list[str]) -> int:
+    """-bv: print how each address resolves, without delivering anything."""
+    if not addresses:
+        print("sendmail: -bv needs at least one address", file=sys.stderr)
+        return EX_USAGE
+    status = EX_OK
+    for address in addresses:
+        expansion = app.expander.expand(address)
+        for delivery in expansion.deliveries:
+            print(f"{address}... {describe(delivery.destination)}")
+        for error in expansion.errors:
+            print(f"{error.address}... {error.message}")
+            status = EX_NOUSER if error.permanent else EX_TEMPFAIL
+    return status
+
+
+def describe(destination: object) -> str:
+    match destination:
+        case LocalMailbox(user=user):
+            return f"deliverable: mailer local, user {user}"
+        case FileDestination(path=path):
+            return f"deliverable: mailer *file*, file {path}"
+        case ProgramDestination(command=command):
+            return f"deliverable: mailer prog, command {command}"
+        case RemoteAddress(address=address):
+            return f"deliverable: mailer relay, address {address}"
+    return repr(destination)
+
+
+def read_message(stream: BinaryIO, ignore_dots: bool) -> bytes:
+    """The message from standard input, with CRLF line ends; '.' alone ends it unless -i."""
+    lines = []
+    for raw in stream:
+        line = raw.rstrip(b"\r\n")
+        if not ignore_dots and line == b".":
+            break
+        lines.append(line)
+    return b"\r\n".join(lines) + b"\r\n" if lines else b""
+
+
+def split_message(message: bytes) -> tuple[bytes, bytes]:
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        return message, b""
+    return message[: end + 2], message[end + 4 :]
+
+
+def submit(app: Application, options: Options, stream: BinaryIO) -> int:
+    """The default mode: read, complete the headers, queue durably, deliver."""
+    message = read_message(stream, options.ignore_dots)
+    header_bytes, body = split_message(message)
+    if len(header_bytes) > MAX_HEADER_BYTES:
+        print("sendmail: header section too large", file=sys.stderr)
+        return EX_DATAERR
+    headers = BytesHeaderParser(policy=SMTP_POLICY).parsebytes(header_bytes)
+    login = _login_name()
+    hostname = app.settings.config.server.hostname
+    sender = options.sender if options.sender is not None else f"{login}@{hostname}"
+    recipients = list(options.recipients)
+    if options.extract_recipients:
+        fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+        recipients += [addr for _name, addr in getaddresses(fields) if addr]
+    if not recipients:
+        print("sendmail: no recipients given", file=sys.stderr)
+        return EX_USAGE
+    for recipient in recipients:
+        domain = recipient.rpartition("@")[2] if "@" in recipient else ""
+        if domain in app.local_domains and not app.expander.is_deliverable(recipient):
+            print(f"sendmail: {recipient}... User unknown", file=sys.stderr)
+            return EX_NOUSER
+    added = []
+    if headers.get("From") is None:
+        name = options.full_name
+        added.append(f"From: {name} <{sender}>" if name else f"From: {sender}")
+    if headers.get("Date") is None:
+        added.append(f"Date: {formatdate(localtime=True)}")
+    if headers.get("Message-ID") is None:
+        added.append(f"Message-ID: {make_msgid(domain=hostname)}")
+    if options.extract_recipients and headers.get("Bcc") is not None:
+        header_bytes = _without_header(header_bytes, b"bcc")
+    received = (
+        f"Received: by {hostname} (posthouse sendmail, from userid {os.getuid()})\r\n"
+        f"\tid {int(time.time())}; {formatdate(localtime=True)}\r\n"
+    )
+    head = received + "".join(h + "\r\n" for h in added)
+    content = head.encode("utf-8") + header_bytes + b"\r\n" + body
+    incoming = app.store.new_message(sender, recipients, protocol="local", auth_user=login)
+    try:
+        incoming.write(content)
+        queue_id = incoming.commit_blocking()
+    except OSError as exc:
+        incoming.abort()
+        print(f"sendmail: cannot queue message: {exc}", file=sys.stderr)
+        return EX_TEMPFAIL
+    app.delivery.run_batch([queue_id])
+    return EX_OK
+
+
+def _without_header(header_bytes: bytes, name: bytes) -> bytes:
+    kept: list[bytes] = []
+    skipping = False
+    for line in header_bytes.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue
+        skipping = line.split(b":", 1)[0].strip().lower() == name
+        if not skipping:
+            kept.append(line)
+    return b"\r\n".join(kept)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def smtp_on_stdio(app: Application) -> int:
+    """-bs: an SMTP session on standard input and output, as a trusted local client."""
+    return asyncio.run(_stdio_session(app))
+
+
+async def _stdio_session(app: Application) -> int:
+    from posthouse.app import engine_settings
+    from posthouse.config.schema import ListenerSection
+    from posthouse.mta.scheduler import DeliveryScheduler
+    from posthouse.server.connection import Connection, Peer
+    from posthouse.server.records import ConnectionRecord
+    from posthouse.server.smtp import SMTPServices, SMTPSession
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, sys.stdout.buffer
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    config = app.settings.config
+    connection = Connection(
+        reader,
+        writer,
+        peer=Peer("", 0),
+        idle_timeout=config.smtp.idle_timeout_seconds,
+        record=ConnectionRecord("smtp-stdio", "local", None),
+    )
+    scheduler = DeliveryScheduler(app.delivery, app.store)
+    services = SMTPServices(
+        hostname=config.server.hostname,
+        policy=app.policy,
+        store=app.store,
+        authenticator=app.authenticator,
+        scheduler=scheduler,
+        tls_context=None,
+        allow_plaintext_auth=True,
+    )
+    settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
+    session = SMTPSession(connection, services, settings_for(connection), asyncio.Event())
+    await session.run()
+    await scheduler.drain_submitted()
+    transport.close()
+    return EX_OK

@@ -1,0 +1,186 @@
+"""``posthouse serve``: the all-in-one daemon.
+
+Loads and validates the configuration (a bad file stops start-up with the
+file, the line and the problem), prepares the data directory (on first run
+with a demo user and a default aliases file), binds every listener, drops root
+privileges, and then serves in this process or in ``--workers N`` forked
+processes sharing the listening sockets.  SIGTERM drains sessions in flight;
+SIGHUP reloads the configuration and the aliases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sys
+from typing import Any
+
+from posthouse.app import Application, build_application, prepare_data_dir, serve_forever
+from posthouse.auth.users import UserDatabase
+from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.schema import ListenerSection, Settings
+from posthouse.mta.aliasdb import build_alias_database
+from posthouse.mta.aliases import AliasSyntaxError
+from posthouse.server.listener import BindError, bind_socket, socket_port
+from posthouse.server.privileges import PrivilegeError, drop_privileges
+from posthouse.server.supervisor import run_workers
+from posthouse.server.tls import TLSConfigError, server_context
+
+EX_CONFIG = 78
+EX_OSERR = 71
+EX_UNAVAILABLE = 69
+
+DEMO_USER = "demo"
+DEFAULT_ALIASES = """\
+# aliases(5) for posthouse: "name: address, address, ..."
+# Run `posthouse newaliases` after editing (the running daemon picks it up at once).
+postmaster: {demo}
+MAILER-DAEMON: postmaster
+abuse: postmaster
+"""
+
+log = logging.getLogger("posthouse")
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("serve", help="run the mail server")
+    parser.add_argument("--workers", type=int, help="number of worker processes")
+    parser.set_defaults(func=run)
+
+
+def setup_logging(settings: Settings) -> None:
+    server = settings.config.server
+    level = {"notice": logging.INFO}.get(
+        server.log_level, getattr(logging, server.log_level.upper())
+    )
+    handler: logging.Handler
+    if server.log_file:
+        handler = logging.FileHandler(server.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def bootstrap(settings: Settings) -> str | None:
+    """First run on a fresh data directory: a demo user and default aliases.
+
+    Returns the demo user's password when the demo user exists (it is kept in
+    ``etc/demo-password``, readable by the server only, so it can be shown).
+    """
+    paths = settings.paths
+    prepare_data_dir(settings)
+    secret_file = paths.users_db.parent / "demo-password"
+    with UserDatabase(paths.users_db) as users:
+        if not users.list():
+            password = secrets.token_urlsafe(12)
+            users.add(DEMO_USER, password)
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+    if not paths.aliases_file.exists():
+        paths.aliases_file.write_text(DEFAULT_ALIASES.format(demo=DEMO_USER), encoding="utf-8")
+    refresh_aliases(settings)
+    if secret_file.exists():
+        return secret_file.read_text(encoding="utf-8").strip()
+    return None
+
+
+def refresh_aliases(settings: Settings) -> None:
+    """Rebuild the aliases database when the aliases file is newer (or it is missing)."""
+    paths = settings.paths
+    if not paths.aliases_file.exists():
+        return
+    db = paths.aliases_db
+    if not db.exists() or db.stat().st_mtime_ns < paths.aliases_file.stat().st_mtime_ns:
+        count = build_alias_database(paths.aliases_file, db)
+        log.info("aliases: %d entries from %s", count, paths.aliases_file)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+        if settings.config.tls.cert_file:
+            server_context(settings.config.tls.cert_file, settings.config.tls.key_file)
+    except (ConfigError, TLSConfigError) as exc:
+        print(f"posthouse: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    setup_logging(settings)
+    try:
+        demo_password = bootstrap(settings)
+    except AliasSyntaxError as exc:
+        print(f"posthouse: aliases error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    except OSError as exc:
+        print(f"posthouse: cannot prepare {settings.paths.data_dir}: {exc}", file=sys.stderr)
+        return EX_OSERR
+    try:
+        sockets = [
+            (item, bind_socket(item.address, item.port, item.path))
+            for item in settings.config.listener
+        ]
+    except BindError as exc:
+        print(f"posthouse: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    announce(settings, sockets, demo_password)
+    try:
+        drop_privileges(settings.config.server.run_as, [settings.paths.data_dir])
+    except (PrivilegeError, OSError) as exc:
+        print(f"posthouse: {exc}", file=sys.stderr)
+        return EX_OSERR
+    workers = args.workers if args.workers is not None else settings.config.server.workers
+    if workers <= 1:
+        return serve_in_process(settings, sockets)
+    return run_workers(workers, lambda: serve_in_process(settings, sockets))
+
+
+def announce(
+    settings: Settings, sockets: list[tuple[ListenerSection, socket.socket]], password: str | None
+) -> None:
+    config = settings.config
+    print(f"posthouse: data directory {settings.paths.data_dir} (configuration: {settings.source})")
+    for listener, sock in sockets:
+        where = listener.path or f"{listener.address}:{socket_port(sock)}"
+        print(f"posthouse: listening {listener.protocol} on {where}")
+    if password is not None:
+        domain = (
+            config.mail.local_domains[0] if config.mail.local_domains else config.server.hostname
+        )
+        print(f"posthouse: demo user {DEMO_USER}@{domain} password {password}")
+    sys.stdout.flush()
+
+
+def serve_in_process(
+    settings: Settings, sockets: list[tuple[ListenerSection, socket.socket]]
+) -> int:
+    app = build_application(settings)
+    try:
+        asyncio.run(serve_forever(app, sockets, on_reload=lambda: reload(app)))
+    finally:
+        app.close()
+    return 0
+
+
+def reload(app: Application) -> None:
+    """SIGHUP: re-read the configuration and the aliases; keep the old ones on error."""
+    try:
+        fresh = load_settings(None if app.settings.source.startswith("(") else app.settings.source)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration: %s", exc)
+        return
+    mail = fresh.config.mail
+    app.local_domains.replace(
+        [fresh.config.server.hostname, "localhost", *mail.local_domains, *mail.host_aliases]
+    )
+    app.policy.set_trusted_networks(mail.trusted_networks)
+    try:
+        refresh_aliases(fresh)
+    except (AliasSyntaxError, OSError) as exc:
+        log.error("aliases not rebuilt: %s", exc)
+    log.info("configuration reloaded from %s", fresh.source)

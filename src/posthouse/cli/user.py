@@ -1,0 +1,188 @@
+"""``posthouse user``: add, delete, list users and set their login passwords.
+
+::
+
+    posthouse user add NAME [--password PW | --password-stdin | --no-password] [--type TYPE]
+    posthouse user del NAME
+    posthouse user list [PATTERN]
+    posthouse user passwd NAME [--password PW | --password-stdin]
+
+With no password option, ``add`` and ``passwd`` prompt (twice) when standard
+input is a terminal, and otherwise stop with a usage error.  ``--password``
+puts the password on the command line, where other local users may see it;
+prefer ``--password-stdin`` in scripts.  Empty passwords are refused.
+
+Exit codes follow sysexits: 0 ok, 64 usage, 67 no such user, 73 user exists,
+74 database I/O error, 78 configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from posthouse.auth.users import (
+    InvalidUserName,
+    NoSuchUser,
+    ServiceType,
+    User,
+    UserDatabase,
+    UserExists,
+)
+from posthouse.config.load import ConfigError, load_settings
+
+__all__ = ["add_parser", "run_user_command"]
+
+EX_OK = 0
+EX_USAGE = 64
+EX_NOUSER = 67
+EX_CANTCREAT = 73
+EX_IOERR = 74
+EX_CONFIG = 78
+
+_TYPES = [service_type.value for service_type in ServiceType]
+
+
+class _UsageError(Exception):
+    """Bad or missing input from the operator (exit 64)."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``user`` sub-command."""
+    parser = subparsers.add_parser("user", help="manage posthouse's users")
+    actions = parser.add_subparsers(dest="user_action", metavar="ACTION", required=True)
+
+    add = actions.add_parser("add", help="add a user")
+    add.add_argument("name", metavar="NAME")
+    _password_options(add, allow_none=True)
+    add.add_argument(
+        "--type",
+        dest="service_type",
+        choices=_TYPES,
+        default=ServiceType.UNIX.value,
+        help="mail service type (default: unix)",
+    )
+
+    delete = actions.add_parser("del", help="delete a user")
+    delete.add_argument("name", metavar="NAME")
+
+    listing = actions.add_parser("list", help="list users (name, type, source)")
+    listing.add_argument("pattern", metavar="PATTERN", nargs="?", help="wildcard, e.g. 'a*'")
+
+    passwd = actions.add_parser("passwd", help="set a user's login password")
+    passwd.add_argument("name", metavar="NAME")
+    _password_options(passwd, allow_none=False)
+
+    parser.set_defaults(func=main)
+
+
+def _password_options(parser: argparse.ArgumentParser, *, allow_none: bool) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--password", metavar="PW", help="the password (visible to `ps`)")
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    if allow_none:
+        group.add_argument(
+            "--no-password", action="store_true", help="no login password of the user's own"
+        )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point set as ``func``: find the users database, then run the action."""
+    try:
+        db_path = _users_db_path(args.config)
+    except ConfigError as exc:
+        print(f"posthouse user: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return run_user_command(db_path, args)
+
+
+def _users_db_path(config: str | None) -> Path:
+    """The one place that consults the configuration."""
+    return load_settings(config).paths.users_db
+
+
+def run_user_command(
+    db_path: Path,
+    args: argparse.Namespace,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    prompt: Callable[[str], str] = getpass.getpass,
+) -> int:
+    """Run the parsed ``user`` action against the database at *db_path*."""
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    action: str = args.user_action
+    try:
+        if action == "add":
+            password = _read_password(args, stdin, prompt)
+            with UserDatabase(db_path) as db:
+                user = db.add(args.name, password, ServiceType(args.service_type))
+            print(f"added {user.name} ({user.service_type.value})", file=stderr)
+        elif action == "del":
+            with UserDatabase(db_path) as db:
+                db.delete(args.name)
+        elif action == "list":
+            with UserDatabase(db_path) as db:
+                stdout.write(format_table(db.list(args.pattern)))
+        elif action == "passwd":
+            password = _read_password(args, stdin, prompt)
+            if password is None:  # pragma: no cover - passwd has no --no-password
+                raise _UsageError("a password is required")
+            with UserDatabase(db_path) as db:
+                db.set_password(args.name, password)
+        else:  # pragma: no cover - argparse restricts the choices
+            raise _UsageError(f"unknown action {action!r}")
+    except (_UsageError, InvalidUserName) as exc:
+        print(f"posthouse user: {exc}", file=stderr)
+        return EX_USAGE
+    except NoSuchUser as exc:
+        print(f"posthouse user: no such user: {exc}", file=stderr)
+        return EX_NOUSER
+    except UserExists as exc:
+        print(f"posthouse user: user already exists: {exc}", file=stderr)
+        return EX_CANTCREAT
+    except (OSError, sqlite3.Error) as exc:
+        print(f"posthouse user: {db_path}: {exc}", file=stderr)
+        return EX_IOERR
+    return EX_OK
+
+
+def _read_password(
+    args: argparse.Namespace, stdin: TextIO, prompt: Callable[[str], str]
+) -> str | None:
+    """The password from the options, standard input or a prompt; ``None`` for none."""
+    if getattr(args, "no_password", False):
+        return None
+    if args.password is not None:
+        password: str = args.password
+    elif args.password_stdin:
+        password = stdin.readline().removesuffix("\n").removesuffix("\r")
+    elif stdin.isatty():
+        password = prompt("Password: ")
+        if password and prompt("Password again: ") != password:
+            raise _UsageError("passwords do not match")
+    else:
+        raise _UsageError("no password given: use --password, --password-stdin or a terminal")
+    if not password:
+        raise _UsageError("empty password refused")
+    return password
+
+
+def format_table(users: list[User]) -> str:
+    """A plain-text table of users: name, service type, source."""
+    rows = [("NAME", "TYPE", "SOURCE")]
+    rows += [(user.name, user.service_type.value, user.source) for user in users]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "".join(
+        f"{name:<{widths[0]}}  {kind:<{widths[1]}}  {source}\n" for name, kind, source in rows
+    )

@@ -1,0 +1,1 @@
+"""Configuration schema (the chapter worksheet and imapd.conf names) and loading."""

@@ -1,0 +1,247 @@
+"""Loading and validating the TOML configuration file.
+
+``load_settings(path)`` reads the file (or uses the built-in defaults when
+``path`` is None), checks every key against the schema in
+``posthouse.config.schema`` and resolves the data-directory paths.  Any
+problem raises ``ConfigError`` whose text names the file, the line and what is
+wrong, so ``posthouse serve`` can stop with a message the administrator can act
+on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from posthouse.config.schema import Config, Paths, Settings
+
+DEFAULTS_SOURCE = "(built-in defaults)"
+
+
+class ConfigError(Exception):
+    """A configuration problem, located at ``path:line``."""
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {message}")
+
+
+def default_data_dir() -> Path:
+    """$POSTHOUSE_HOME, else ``posthouse-data`` under the working directory."""
+    home = os.environ.get("POSTHOUSE_HOME")
+    return Path(home) if home else Path.cwd() / "posthouse-data"
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read and validate a configuration file; ``None`` means built-in defaults."""
+    if path is None:
+        env_path = os.environ.get("POSTHOUSE_CONFIG")
+        path = env_path if env_path else None
+    if path is None:
+        config = Config()
+        source = DEFAULTS_SOURCE
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, None, f"cannot read: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(source, None, f"not UTF-8 text: {exc.reason}") from exc
+        config = parse_config(text, source)
+    return Settings(config=config, paths=resolve_paths(config, source), source=source)
+
+
+def parse_config(text: str, source: str) -> Config:
+    """Parse TOML text into a validated ``Config``."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = int(match.group(1)) if match else None
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ConfigError(source, line, f"TOML syntax error: {message}") from exc
+    locator = _Locator(text)
+    config = _build(Config, raw, "", source, locator)
+    _check_semantics(config, source, locator)
+    return config
+
+
+class _Locator:
+    """Finds the line of a key, for error messages (tomllib keeps no positions)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.splitlines()
+
+    def find(self, dotted: str) -> int | None:
+        parts = [p for p in re.split(r"\.|\[\d+\]", dotted) if p]
+        indexes = [int(i) for i in re.findall(r"\[(\d+)\]", dotted)]
+        if not parts:
+            return None
+        key = parts[-1]
+        table = parts[:-1]
+        table_name = ".".join(table)
+        current = ""
+        array_seen = -1
+        target_index = indexes[0] if indexes else 0
+        for number, line in enumerate(self.lines, start=1):
+            stripped = line.strip()
+            header = re.match(r"^\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]\]?", stripped)
+            if header:
+                current = header.group(1)
+                if stripped.startswith("[[") and current == table_name:
+                    array_seen += 1
+                if current == ".".join(parts) and not table:
+                    return number
+                continue
+            in_table = current == table_name and (not indexes or array_seen == target_index)
+            if in_table and re.match(rf"^{re.escape(key)}\s*=", stripped):
+                return number
+        return None
+
+
+def _fail(source: str, locator: _Locator, dotted: str, message: str) -> ConfigError:
+    return ConfigError(source, locator.find(dotted), message)
+
+
+def _build(cls: type[Any], raw: Any, prefix: str, source: str, locator: _Locator) -> Any:
+    name = prefix or "top level"
+    if not isinstance(raw, dict):
+        raise _fail(source, locator, prefix, f"[{name}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            dotted = f"{prefix}.{key}" if prefix else key
+            choices = ", ".join(sorted(known))
+            raise _fail(source, locator, dotted, f"unknown option '{dotted}' (known: {choices})")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        dotted = f"{prefix}.{f.name}" if prefix else f.name
+        values[f.name] = _convert(hints[f.name], raw[f.name], dotted, source, locator)
+    return cls(**values)
+
+
+def _convert(hint: Any, value: Any, dotted: str, source: str, locator: _Locator) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _build(hint, value, dotted, source, locator)
+    if origin is Literal:
+        choices = get_args(hint)
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise _fail(
+                source, locator, dotted, f"'{dotted}' must be one of {allowed}, not {value!r}"
+            )
+        return value
+    if origin is tuple:
+        (item_hint, _ellipsis) = get_args(hint)
+        if not isinstance(value, list):
+            raise _fail(source, locator, dotted, f"'{dotted}' must be a list")
+        return tuple(
+            _convert(item_hint, item, f"{dotted}[{index}]", source, locator)
+            for index, item in enumerate(value)
+        )
+    if origin in (types.UnionType, typing.Union):
+        raise TypeError(f"unsupported schema type {hint!r}")
+    expected: dict[Any, tuple[type, ...]] = {
+        str: (str,),
+        bool: (bool,),
+        int: (int,),
+        float: (int, float),
+    }
+    kinds = expected.get(hint)
+    if kinds is None:
+        raise TypeError(f"unsupported schema type {hint!r}")
+    if (isinstance(value, bool) and hint is not bool) or not isinstance(value, kinds):
+        raise _fail(
+            source,
+            locator,
+            dotted,
+            f"'{dotted}' must be {_describe(hint)}, not {type(value).__name__} {value!r}",
+        )
+    if hint in (int, float) and value < 0:
+        raise _fail(source, locator, dotted, f"'{dotted}' must not be negative")
+    return float(value) if hint is float else value
+
+
+def _describe(hint: Any) -> str:
+    return {str: "a string", bool: "true or false", int: "an integer", float: "a number"}[hint]
+
+
+def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
+    """Checks that span several options."""
+    for index, listener in enumerate(config.listener):
+        where = f"listener[{index}]"
+        if not listener.path and not 0 <= listener.port <= 65535:
+            raise _fail(source, locator, f"{where}.port", f"'{where}.port' is not a port number")
+        if listener.path and listener.protocol != "lmtp":
+            raise _fail(
+                source, locator, f"{where}.path", "unix socket paths are for LMTP listeners only"
+            )
+        needs_tls = listener.protocol == "smtps"
+        if needs_tls and not (config.tls.cert_file and config.tls.key_file):
+            raise _fail(
+                source,
+                locator,
+                f"{where}.protocol",
+                "an smtps listener needs [tls] cert_file and key_file",
+            )
+    if bool(config.tls.cert_file) != bool(config.tls.key_file):
+        raise _fail(source, locator, "tls.cert_file", "set both tls.cert_file and tls.key_file")
+    for index, network in enumerate(config.mail.trusted_networks):
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            dotted = f"mail.trusted_networks[{index}]"
+            raise _fail(source, locator, "mail.trusted_networks", f"{dotted}: {exc}") from exc
+    if config.mail.role == "client" and not config.mail.mail_server:
+        raise _fail(source, locator, "mail.role", "role 'client' needs mail.mail_server")
+    if config.mail.forwarding != "none" and not config.mail.relay_host:
+        raise _fail(
+            source,
+            locator,
+            "mail.forwarding",
+            "a forwarding mode other than 'none' needs relay_host",
+        )
+    if config.server.workers < 1:
+        raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
+
+
+def resolve_paths(config: Config, source: str) -> Paths:
+    """Absolute paths of everything under the data directory."""
+    base = Path(config.server.data_dir) if config.server.data_dir else default_data_dir()
+    if not base.is_absolute():
+        anchor = Path(source).resolve().parent if source != DEFAULTS_SOURCE else Path.cwd()
+        base = anchor / base
+    data_dir = base.resolve()
+
+    def pick(value: str, default: Path) -> Path:
+        if not value:
+            return default
+        path = Path(value)
+        return path if path.is_absolute() else data_dir / path
+
+    return Paths(
+        data_dir=data_dir,
+        queue_dir=pick(config.queue.directory, data_dir / "queue"),
+        spool_dir=pick(config.mail.spool_directory, data_dir / "spool" / "mail"),
+        users_db=pick(config.users.database, data_dir / "etc" / "users.db"),
+        aliases_file=pick(config.aliases.file, data_dir / "etc" / "aliases"),
+        aliases_db=pick(config.aliases.database, data_dir / "etc" / "aliases.db"),
+        stats_file=data_dir / "etc" / "statistics",
+        proc_dir=data_dir / "proc",
+        log_dir=data_dir / "log",
+    )

@@ -1,0 +1,158 @@
+"""The configuration schema: every option, its type, default and allowed values.
+
+Sections are frozen dataclasses; the loader (``posthouse.config.load``) walks
+their fields generically, so adding an option means adding one field here.
+Option names follow the chapter's worksheets (role, mail server, top domain,
+host aliases, mailbox directory, locking, forwarding, relay) so an
+administrator recognises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["standalone", "client", "server"]
+MailboxDirectory = Literal["local", "nfs-client", "nfs-server", "server"]
+Locking = Literal["lockf", "lockfile", "both"]
+Forwarding = Literal["none", "internet", "nonlocal", "local"]
+ListenerProtocol = Literal["smtp", "submission", "smtps", "lmtp"]
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    """Process-level settings of ``posthouse serve``."""
+
+    hostname: str = "mail.example.test"
+    data_dir: str = ""  # empty: $POSTHOUSE_HOME or ./posthouse-data
+    workers: int = 1
+    run_as: str = "mail"  # unprivileged account to drop to when started as root
+    log_file: str = ""  # empty: standard error
+    log_level: Literal["debug", "info", "notice", "warning", "error"] = "info"
+    shutdown_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class MailSection:
+    """The chapter's Basic Mail Setup and Mail Protocol worksheets (12.2.3)."""
+
+    role: Role = "standalone"
+    mail_server: str = ""  # clients only: host or domain that receives all outgoing mail
+    top_domain: str = ""  # servers only
+    local_domains: tuple[str, ...] = ("example.test",)
+    host_aliases: tuple[str, ...] = ()
+    mailbox_directory: MailboxDirectory = "local"
+    mailbox_server: str = ""
+    locking: Locking = "lockf"
+    stale_lock_seconds: float = 300.0
+    lock_timeout_seconds: float = 30.0
+    forwarding: Forwarding = "none"
+    relay_host: str = ""
+    trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    spool_directory: str = ""  # empty: DATA_DIR/spool/mail
+
+
+@dataclass(frozen=True)
+class SMTPSection:
+    """Limits and policy shared by every SMTP-family listener."""
+
+    max_message_size: int = 50 * 1024 * 1024 + 1024 * 1024
+    max_recipients: int = 1000
+    max_command_line: int = 2048
+    max_data_line: int = 100_000
+    max_commands: int = 10_000
+    max_errors: int = 20
+    idle_timeout_seconds: float = 300.0
+    max_connections: int = 2000
+    max_connections_per_client: int = 50
+    allow_plaintext_auth: bool = False  # AUTH without TLS from non-loopback clients
+    auth_failure_delay_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class ListenerSection:
+    """One ``[[listener]]`` table."""
+
+    protocol: ListenerProtocol = "smtp"
+    address: str = "127.0.0.1"
+    port: int = 2525
+    path: str = ""  # unix socket path (LMTP); when set, address and port are ignored
+
+
+@dataclass(frozen=True)
+class TLSSection:
+    """Certificate for STARTTLS and implicit TLS; empty means TLS is not offered."""
+
+    cert_file: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
+class AliasesSection:
+    """The aliases(5) file and the database ``newaliases`` builds from it."""
+
+    file: str = ""  # empty: DATA_DIR/etc/aliases
+    database: str = ""  # empty: DATA_DIR/etc/aliases.db
+    forward_files: bool = True  # honour ~/.forward of system users
+
+
+@dataclass(frozen=True)
+class UsersSection:
+    """Where users come from."""
+
+    database: str = ""  # empty: DATA_DIR/etc/users.db
+    system_accounts: bool = False  # also accept the system's passwd accounts (PAM passwords)
+    system_min_uid: int = 1000
+
+
+@dataclass(frozen=True)
+class QueueSection:
+    """The mail queue."""
+
+    directory: str = ""  # empty: DATA_DIR/queue
+    retry_seconds: float = 60.0
+    max_retry_seconds: float = 3600.0
+    lifetime_seconds: float = 5 * 24 * 3600.0
+
+
+def default_listeners() -> tuple[ListenerSection, ...]:
+    return (ListenerSection(protocol="smtp", address="127.0.0.1", port=2525),)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration file."""
+
+    server: ServerSection = field(default_factory=ServerSection)
+    mail: MailSection = field(default_factory=MailSection)
+    smtp: SMTPSection = field(default_factory=SMTPSection)
+    listener: tuple[ListenerSection, ...] = field(default_factory=default_listeners)
+    tls: TLSSection = field(default_factory=TLSSection)
+    aliases: AliasesSection = field(default_factory=AliasesSection)
+    users: UsersSection = field(default_factory=UsersSection)
+    queue: QueueSection = field(default_factory=QueueSection)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file and directory the system uses, resolved from the configuration."""
+
+    data_dir: Path
+    queue_dir: Path
+    spool_dir: Path
+    users_db: Path
+    aliases_file: Path
+    aliases_db: Path
+    stats_file: Path
+    proc_dir: Path
+    log_dir: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A loaded configuration plus its resolved paths and where it came from."""
+
+    config: Config
+    paths: Paths
+    source: str  # the file it was read from, or "(built-in defaults)"

@@ -1,0 +1,1 @@
+"""The mail transfer agent: addresses, aliases, queue, routing and delivery agents."""

@@ -1,0 +1,58 @@
+"""Pure helpers for envelope addresses: splitting, case rules and unquoting.
+
+This module owns the few string rules every other part of the MTA relies on:
+how an address is split into local part and domain, and how local parts are
+normalised for case-insensitive lookups (aliases and user names).  It does no
+I/O and knows nothing about aliases or delivery.
+"""
+
+from __future__ import annotations
+
+__all__ = ["normalize_local", "split_address", "strip_angle_brackets", "unquote_local"]
+
+
+def split_address(addr: str) -> tuple[str, str]:
+    """Split *addr* at its last ``@`` into ``(local, domain)``.
+
+    The local part is returned as given; the domain is lower-cased and loses a
+    trailing dot.  An address without ``@`` has an empty domain.
+
+    >>> split_address("User@Example.COM")
+    ('User', 'example.com')
+    >>> split_address("postmaster")
+    ('postmaster', '')
+    """
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        return addr, ""
+    return local, domain.rstrip(".").lower()
+
+
+def normalize_local(local: str) -> str:
+    """Return the lookup form of a local part: aliases and user names are case-insensitive."""
+    return local.lower()
+
+
+def strip_angle_brackets(addr: str) -> str:
+    """Remove one pair of surrounding ``<...>`` (as found in SMTP paths), plus whitespace."""
+    addr = addr.strip()
+    if len(addr) >= 2 and addr.startswith("<") and addr.endswith(">"):
+        return addr[1:-1].strip()
+    return addr
+
+
+def unquote_local(local: str) -> str:
+    """Undo RFC 5321 quoting of a whole local part: ``"a b"`` -> ``a b``, ``\\x`` -> ``x``.
+
+    A local part that is not entirely one quoted string is returned unchanged.
+    """
+    if len(local) >= 2 and local.startswith('"') and local.endswith('"'):
+        out: list[str] = []
+        chars = iter(local[1:-1])
+        for ch in chars:
+            if ch == "\\":
+                out.append(next(chars, ""))
+            else:
+                out.append(ch)
+        return "".join(out)
+    return local

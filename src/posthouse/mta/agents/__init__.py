@@ -1,0 +1,1 @@
+"""Delivery agents, each a transaction with a result per recipient."""

@@ -1,0 +1,339 @@
+"""Delivery of queued messages to their final destinations on this host.
+
+``LocalDelivery.run_batch`` claims a batch of queued messages, expands each
+envelope recipient once (aliases, ``:include:``, ``~/.forward``) into
+destinations, and hands them to the delivery agents: every message for one
+mbox is appended under a single lock with a single fsync, files get the same
+treatment, programs get the message on standard input.  The envelope is then
+rewritten (or removed when nothing is left), so a destination that failed
+temporarily stays queued and is retried, and one that delivered is not
+delivered again.  Blocking work: the scheduler runs batches in a thread.
+
+Destinations are kept in the control file as tokens after expansion, in
+sendmail's notation: ``\\user`` (that user's mailbox, no more aliasing),
+``/path`` (a file), ``|command`` (a program), ``user@host`` (another host).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from posthouse.mta.agents.mbox import MboxMessage, append_messages
+from posthouse.mta.errors import MailError
+from posthouse.mta.expand import (
+    Expander,
+    FileDestination,
+    LocalMailbox,
+    ProgramDestination,
+    RemoteAddress,
+)
+from posthouse.mta.locking import LockMethod, MailboxLockTimeout
+from posthouse.mta.queue import Envelope, QueueStore, RecipientState
+
+log = logging.getLogger("posthouse.mta.delivery")
+
+PROGRAM_TIMEOUT = 300.0
+ACTIVE = ("pending", "deferred")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff between attempts, bounded, and a queue lifetime."""
+
+    first: float = 60.0
+    maximum: float = 3600.0
+    lifetime: float = 5 * 24 * 3600.0
+
+    def next_attempt(self, attempts: int, now: float) -> float:
+        return now + min(self.first * (2 ** max(attempts - 1, 0)), self.maximum)
+
+
+@dataclass(frozen=True)
+class MailboxSettings:
+    """Where local mailboxes are and how they are locked."""
+
+    spool_dir: Path
+    method: LockMethod
+    timeout: float = 30.0
+    stale_after: float = 300.0
+    owner_of: Callable[[str], tuple[int, int] | None] = lambda _user: None
+
+
+@dataclass
+class DeliveryOutcome:
+    """What happened to one queued message in a batch."""
+
+    queue_id: str
+    claimed: bool
+    finished: bool = False  # nothing left to do: removed from the queue
+    next_attempt: float | None = None
+    failures: dict[str, MailError] = field(default_factory=dict)  # by envelope recipient
+    bounced: list[RecipientState] = field(default_factory=list)
+
+
+class PrefixedReader:
+    """A binary reader that yields ``prefix`` and then the rest of ``stream``."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size < 0 or size >= len(self._prefix):
+                head, self._prefix = self._prefix, b""
+                rest = self._stream.read(size - len(head) if size >= 0 else -1)
+                return head + rest
+            head, self._prefix = self._prefix[:size], self._prefix[size:]
+            return head
+        return self._stream.read(size)
+
+
+def destination_token(destination: object) -> str:
+    match destination:
+        case LocalMailbox(user=user):
+            return "\\" + user
+        case FileDestination(path=path):
+            return path
+        case ProgramDestination(command=command):
+            return "|" + command
+        case RemoteAddress(address=address):
+            return address
+    raise TypeError(f"unknown destination {destination!r}")
+
+
+@dataclass
+class _Work:
+    envelope: Envelope
+    outcome: DeliveryOutcome
+    changed: bool = False
+
+
+class LocalDelivery:
+    """Runs batches of queued messages through expansion and the local agents."""
+
+    def __init__(
+        self,
+        *,
+        store: QueueStore,
+        expander: Expander,
+        mailboxes: MailboxSettings,
+        retry: RetryPolicy,
+        on_bounce: Callable[[Envelope, list[RecipientState]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.expander = expander
+        self.mailboxes = mailboxes
+        self.retry = retry
+        self.on_bounce = on_bounce
+        self.clock = clock
+
+    def run_batch(self, queue_ids: Sequence[str], *, force: bool = False) -> list[DeliveryOutcome]:
+        """Deliver what is due in the given messages; returns one outcome per id."""
+        outcomes: list[DeliveryOutcome] = []
+        with ExitStack() as claims:
+            works: list[_Work] = []
+            for queue_id in dict.fromkeys(queue_ids):
+                try:
+                    envelope = claims.enter_context(self.store.claim(queue_id))
+                except (OSError, ValueError) as exc:
+                    log.warning("%s: cannot claim queue entry: %s", queue_id, exc)
+                    envelope = None
+                outcome = DeliveryOutcome(queue_id, claimed=envelope is not None)
+                outcomes.append(outcome)
+                if envelope is not None:
+                    works.append(_Work(envelope, outcome))
+            now = self.clock()
+            for work in works:
+                self._expand(work, now)
+            self._deliver_all(works, now, force=force)
+            for work in works:
+                self._finish(work, now)
+        return outcomes
+
+    # -- expansion ---------------------------------------------------------------------
+
+    def _expand(self, work: _Work, now: float) -> None:
+        expanded: list[RecipientState] = []
+        for rcpt in work.envelope.recipients:
+            if rcpt.original is not None or rcpt.status not in ACTIVE:
+                expanded.append(rcpt)
+                continue
+            result = self.expander.expand(rcpt.address)
+            work.changed = True
+            for delivery in result.deliveries:
+                token = destination_token(delivery.destination)
+                expanded.append(RecipientState(address=token, original=rcpt.address))
+            for error in result.errors:
+                if error.permanent:
+                    expanded.append(
+                        RecipientState(
+                            address=error.address,
+                            original=rcpt.address,
+                            status="failed",
+                            last_error=f"5.1.1 {error.message}",
+                        )
+                    )
+                else:
+                    # Stays unexpanded so the next attempt expands it again.
+                    rcpt.status = "deferred"
+                    rcpt.attempts += 1
+                    rcpt.last_error = f"4.3.0 {error.message}"
+                    rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
+                    expanded.append(rcpt)
+        unique: dict[tuple[str, str | None], RecipientState] = {}
+        for rcpt in expanded:
+            unique.setdefault((rcpt.address, rcpt.original), rcpt)
+        work.envelope.recipients = list(unique.values())
+
+    # -- delivery ----------------------------------------------------------------------
+
+    def _due(self, rcpt: RecipientState, now: float, force: bool) -> bool:
+        return (
+            rcpt.original is not None
+            and rcpt.status in ACTIVE
+            and (force or rcpt.next_attempt <= now)
+        )
+
+    def _deliver_all(self, works: list[_Work], now: float, *, force: bool) -> None:
+        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str | None]]] = defaultdict(list)
+        for work in works:
+            for rcpt in work.envelope.recipients:
+                if not self._due(rcpt, now, force):
+                    continue
+                token = rcpt.address
+                if token.startswith("\\"):
+                    user = token[1:]
+                    mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
+                elif token.startswith("/"):
+                    mbox_groups[Path(token)].append((work, rcpt, None))
+                elif token.startswith("|"):
+                    self._settle(work, rcpt, self._run_program(work.envelope, token[1:]), now)
+                else:
+                    error = MailError("4.4.1", "no transport for remote recipients on this host")
+                    self._settle(work, rcpt, error, now)
+        for path, items in mbox_groups.items():
+            error = self._append(path, items)
+            for work, rcpt, _user in items:
+                self._settle(work, rcpt, error, now)
+
+    def _append(
+        self, path: Path, items: list[tuple[_Work, RecipientState, str | None]]
+    ) -> MailError | None:
+        settings = self.mailboxes
+        user = items[0][2]
+        owner = settings.owner_of(user) if user else None
+        with ExitStack() as files:
+            messages = []
+            for work, _rcpt, _user in items:
+                envelope = work.envelope
+                stream = files.enter_context(self.store.open_data(envelope.queue_id))
+                return_path = f"Return-Path: <{envelope.sender}>\r\n".encode(
+                    "utf-8", "surrogateescape"
+                )
+                received = datetime.fromtimestamp(envelope.received_at).astimezone()
+                content = PrefixedReader(return_path, stream)
+                messages.append(MboxMessage(envelope.sender, content, received))  # type: ignore[arg-type]
+            try:
+                append_messages(
+                    path,
+                    messages,
+                    method=settings.method,
+                    timeout=settings.timeout,
+                    stale_after=settings.stale_after,
+                    owner=owner,
+                )
+            except MailboxLockTimeout as exc:
+                return MailError("4.2.0", f"mailbox {path} is locked: {exc}")
+            except OSError as exc:
+                return MailError("4.2.0", f"cannot write mailbox {path}: {exc.strerror or exc}")
+        return None
+
+    def _run_program(self, envelope: Envelope, command: str) -> MailError | None:
+        env = dict(os.environ, SENDER=envelope.sender, QUEUE_ID=envelope.queue_id)
+        try:
+            with self.store.open_data(envelope.queue_id) as stream:
+                result = subprocess.run(
+                    ["/bin/sh", "-c", command],
+                    stdin=stream,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    timeout=PROGRAM_TIMEOUT,
+                    env=env,
+                    check=False,
+                )
+        except subprocess.TimeoutExpired:
+            return MailError("4.3.0", f"program {command!r} timed out")
+        except OSError as exc:
+            return MailError("4.3.0", f"cannot run {command!r}: {exc.strerror}")
+        if result.returncode == 0:
+            return None
+        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = detail[-1] if detail else f"exit status {result.returncode}"
+        # sysexits(3): 75 EX_TEMPFAIL is temporary; any other failure is permanent.
+        status = "4.3.0" if result.returncode == 75 else "5.3.0"
+        return MailError(status, f"program {command!r} failed: {reason}")
+
+    def _settle(
+        self, work: _Work, rcpt: RecipientState, error: MailError | None, now: float
+    ) -> None:
+        work.changed = True
+        envelope = work.envelope
+        rcpt.attempts += 1
+        if error is None:
+            rcpt.status = "sent"
+            rcpt.last_error = None
+            log.info(
+                "%s: to=<%s>, delay=%.1f, mailer=local, stat=Sent",
+                envelope.queue_id,
+                rcpt.original or rcpt.address,
+                now - envelope.received_at,
+            )
+            return
+        rcpt.last_error = f"{error.status} {error.message}"
+        expired = now - envelope.received_at > self.retry.lifetime
+        if error.temporary and not expired:
+            rcpt.status = "deferred"
+            rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
+            log.info("%s: to=<%s>, stat=Deferred: %s", envelope.queue_id, rcpt.address, error)
+        else:
+            rcpt.status = "failed"
+            work.outcome.failures[rcpt.original or rcpt.address] = error
+            log.info("%s: to=<%s>, stat=Failed: %s", envelope.queue_id, rcpt.address, error)
+
+    def _finish(self, work: _Work, now: float) -> None:
+        envelope = work.envelope
+        outcome = work.outcome
+        for rcpt in envelope.recipients:
+            if rcpt.status == "failed" and rcpt.original is not None:
+                outcome.failures.setdefault(
+                    rcpt.original, MailError("5.1.1", rcpt.last_error or "delivery failed")
+                )
+            elif rcpt.status == "deferred":
+                outcome.failures.setdefault(
+                    rcpt.original or rcpt.address,
+                    MailError("4.2.0", rcpt.last_error or "delivery deferred"),
+                )
+        failed = [r for r in envelope.recipients if r.status == "failed"]
+        active = [r for r in envelope.recipients if r.status in ACTIVE]
+        if not active:
+            if failed and self.on_bounce is not None:
+                self.on_bounce(envelope, failed)
+                outcome.bounced = failed
+            self.store.remove(envelope.queue_id)
+            outcome.finished = True
+            return
+        outcome.next_attempt = min(r.next_attempt for r in active)
+        if work.changed:
+            self.store.update(envelope)

@@ -1,0 +1,76 @@
+"""Who may send to whom: local domains and relay control.
+
+Mail for a local domain (the configured domains, this host's name and its host
+aliases) is accepted when the recipient is deliverable; mail for any other
+domain is relayed only for authenticated clients and trusted networks.  With
+the defaults nothing is an open relay: only this host's loopback is trusted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+
+from posthouse.mta.errors import MailError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class LocalDomains:
+    """The set of domains this host receives mail for (case-insensitive)."""
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self._domains: frozenset[str] = frozenset()
+        self.replace(domains)
+
+    def replace(self, domains: Iterable[str]) -> None:
+        """Swap in a new set (configuration reload)."""
+        self._domains = frozenset(d.lower().rstrip(".") for d in domains if d)
+
+    def __contains__(self, domain: object) -> bool:
+        if not isinstance(domain, str):
+            return False
+        return domain == "" or domain.lower().rstrip(".") in self._domains
+
+    def names(self) -> list[str]:
+        return sorted(self._domains)
+
+
+class RecipientPolicy:
+    """Decides at RCPT time whether a recipient is accepted."""
+
+    def __init__(
+        self,
+        *,
+        local_domains: LocalDomains,
+        trusted_networks: Iterable[str],
+        is_deliverable: Callable[[str], bool],
+    ) -> None:
+        self.local_domains = local_domains
+        self.trusted: tuple[IPNetwork, ...] = ()
+        self.set_trusted_networks(trusted_networks)
+        self.is_deliverable = is_deliverable
+
+    def set_trusted_networks(self, networks: Iterable[str]) -> None:
+        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+
+    def is_trusted(self, client_address: str) -> bool:
+        if not client_address:
+            return True  # a local process on a unix socket
+        try:
+            ip = ipaddress.ip_address(client_address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def check_recipient(self, address: str, *, authenticated: bool, client_address: str) -> None:
+        """Raise MailError when ``address`` must be refused."""
+        domain = address.rpartition("@")[2] if "@" in address else ""
+        if domain in self.local_domains:
+            if not self.is_deliverable(address):
+                raise MailError("5.1.1", f"<{address}>: Recipient address rejected: User unknown")
+            return
+        if authenticated or self.is_trusted(client_address):
+            return
+        # RFC 5321 §3.6.2: a server that is not a relay for the domain refuses it.
+        raise MailError("5.7.1", f"<{address}>: Relay access denied")

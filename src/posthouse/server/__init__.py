@@ -1,0 +1,1 @@
+"""The asyncio server layer: listeners, connection loop, TLS, limits, connection records."""

@@ -1,0 +1,93 @@
+"""One client connection as every protocol sees it: read, write, upgrade to TLS, close.
+
+Wraps an asyncio stream pair with the idle timeout and the connection record,
+so protocol sessions contain only the read-feed-write loop of their engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+from dataclasses import dataclass
+
+from posthouse.server.records import ConnectionRecord
+
+READ_SIZE = 65536
+
+
+class IdleTimeout(Exception):
+    """The client sent nothing for longer than the idle timeout."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The remote end; ``address`` is '' for unix-socket clients."""
+
+    address: str
+    port: int
+
+    @property
+    def is_loopback(self) -> bool:
+        if not self.address:
+            return True  # unix socket: a local process
+        try:
+            return ipaddress.ip_address(self.address).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"[{self.address}]:{self.port}" if self.address else "local"
+
+
+class Connection:
+    """A client connection with an idle timeout and a live record."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer: Peer,
+        idle_timeout: float,
+        record: ConnectionRecord,
+        tls_active: bool = False,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.idle_timeout = idle_timeout
+        self.record = record
+        self.tls_active = tls_active
+        # True while the session waits for a client with nothing in flight: shutdown may end it.
+        self.interruptible = False
+
+    async def read(self) -> bytes:
+        """Bytes from the client, ``b''`` at end of stream; raises IdleTimeout."""
+        try:
+            return await asyncio.wait_for(self.reader.read(READ_SIZE), self.idle_timeout)
+        except TimeoutError as exc:
+            raise IdleTimeout from exc
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            self.writer.write(data)
+            await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        await asyncio.wait_for(self.writer.start_tls(context), self.idle_timeout)
+        self.tls_active = True
+
+    async def close(self) -> None:
+        self.record.remove()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+
+
+def peer_of(writer: asyncio.StreamWriter) -> Peer:
+    info = writer.get_extra_info("peername")
+    if isinstance(info, tuple) and len(info) >= 2:
+        return Peer(str(info[0]), int(info[1]))
+    return Peer("", 0)

@@ -1,0 +1,167 @@
+"""Listening sockets and the accept path shared by every protocol.
+
+``bind_socket`` opens a TCP or unix-domain listening socket (done before any
+privilege drop and before workers fork, so all workers share it).
+``ListenerGroup`` serves sockets with a protocol's session handler, applies
+the connection limits, keeps connection records, implicit TLS, and drains the
+sessions in flight on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import stat
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from posthouse.server.connection import Connection, Peer, peer_of
+from posthouse.server.limits import ConnectionLimiter
+from posthouse.server.records import ConnectionRecord
+
+SessionHandler = Callable[[Connection], Awaitable[None]]
+
+
+class BindError(Exception):
+    """A listening socket could not be opened."""
+
+
+def bind_socket(address: str, port: int, path: str = "") -> socket.socket:
+    """Open a listening socket: unix-domain when ``path`` is set, else TCP."""
+    if path:
+        return _bind_unix(Path(path))
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {address}:{port}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_unix(path: Path) -> socket.socket:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o660)
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on {path}: {exc.strerror}") from exc
+    sock.setblocking(False)
+    return sock
+
+
+def socket_port(sock: socket.socket) -> int:
+    """The port a TCP socket is bound to (0 for unix sockets)."""
+    name = sock.getsockname()
+    return int(name[1]) if isinstance(name, tuple) else 0
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to serve one listening socket."""
+
+    name: str
+    sock: socket.socket
+    handler: SessionHandler
+    idle_timeout: float
+    refusal: Callable[[str], bytes]  # bytes sent to a client refused by the limits
+    implicit_tls: ssl.SSLContext | None = None
+
+
+class ListenerGroup:
+    """Serves a set of sockets and tracks every live session for a clean shutdown."""
+
+    def __init__(self, limiter: ConnectionLimiter, proc_dir: Path | None) -> None:
+        self.limiter = limiter
+        self.proc_dir = proc_dir
+        self.stopping = asyncio.Event()
+        self._servers: list[asyncio.AbstractServer] = []
+        self._sessions: dict[asyncio.Task[None], Connection | None] = {}
+
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    async def start(self, spec: ServiceSpec) -> None:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._sessions[task] = None
+            try:
+                await self._run_session(spec, reader, writer, task)
+            finally:
+                self._sessions.pop(task, None)
+
+        if spec.sock.family == socket.AF_UNIX:
+            server = await asyncio.start_unix_server(on_connect, sock=spec.sock)
+        else:
+            server = await asyncio.start_server(
+                on_connect, sock=spec.sock, ssl=spec.implicit_tls, limit=1 << 20
+            )
+        self._servers.append(server)
+
+    async def _run_session(
+        self,
+        spec: ServiceSpec,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        task: asyncio.Task[None],
+    ) -> None:
+        peer: Peer = peer_of(writer)
+        refused = self.limiter.admit(peer.address)
+        if refused is not None:
+            with contextlib.suppress(Exception):
+                writer.write(spec.refusal(refused))
+                await asyncio.wait_for(writer.drain(), 5)
+                writer.close()
+            return
+        record = ConnectionRecord(spec.name, str(peer), self.proc_dir)
+        record.publish()
+        connection = Connection(
+            reader,
+            writer,
+            peer=peer,
+            idle_timeout=spec.idle_timeout,
+            record=record,
+            tls_active=spec.implicit_tls is not None,
+        )
+        self._sessions[task] = connection
+        try:
+            await spec.handler(connection)
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            pass
+        finally:
+            self.limiter.release(peer.address)
+            await connection.close()
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting, let sessions finish what they are doing, then cancel the rest."""
+        self.stopping.set()
+        for server in self._servers:
+            server.close()
+        for task, connection in list(self._sessions.items()):
+            if connection is not None and connection.interruptible:
+                task.cancel()
+        if self._sessions:
+            _done, pending = await asyncio.wait(set(self._sessions), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)

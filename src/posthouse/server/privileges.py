@@ -1,0 +1,40 @@
+"""Dropping root after the privileged ports are bound."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from pathlib import Path
+
+
+class PrivilegeError(Exception):
+    """The configured unprivileged account cannot be used."""
+
+
+def drop_privileges(account: str, owned_dirs: list[Path]) -> str | None:
+    """When running as root, hand ``owned_dirs`` to ``account`` and become it.
+
+    Returns the account name switched to, or None when nothing was done (not
+    root, or no account configured).
+    """
+    if os.geteuid() != 0 or not account:
+        return None
+    try:
+        entry = pwd.getpwnam(account)
+    except KeyError as exc:
+        raise PrivilegeError(f"server.run_as: no such account {account!r}") from exc
+    for directory in owned_dirs:
+        _chown_tree(directory, entry.pw_uid, entry.pw_gid)
+    os.setgroups([])
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    return account
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    if not root.exists():
+        return
+    os.chown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)

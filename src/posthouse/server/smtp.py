@@ -1,0 +1,283 @@
+"""The SMTP, submission and LMTP session: the SMTP engine wired to a connection and the MTA.
+
+The session owns no protocol logic: it feeds bytes to the sans-I/O engine,
+answers the engine's decision events with the recipient policy, the
+authenticator and the queue, streams message data into a queue file, and
+writes the engine's output.  Replies are flushed only when the engine needs
+more input, so a pipelined client gets its replies in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime
+
+from posthouse.auth.authenticator import Authenticator
+from posthouse.mta.errors import MailError
+from posthouse.mta.policy import RecipientPolicy
+from posthouse.mta.queue import IncomingMessage, QueueStore
+from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.protocols.smtp import engine as smtp_engine
+from posthouse.protocols.smtp import events
+from posthouse.protocols.smtp.replies import Reply
+from posthouse.server.connection import Connection, IdleTimeout
+
+# RFC 3463 class/subject to the basic reply code that goes with it (RFC 5321 §4.2.2).
+_REPLY_CODES = {
+    "5.1.1": 550,
+    "5.1.3": 501,
+    "5.7.1": 554,
+    "5.3.4": 552,
+    "4.2.2": 452,
+    "5.2.2": 552,
+}
+
+
+def reply_for_error(error: MailError) -> Reply:
+    """The SMTP reply that carries a protocol-neutral MTA error."""
+    code = _REPLY_CODES.get(error.status, 451 if error.temporary else 550)
+    return Reply(code, error.status, (error.message,))
+
+
+@dataclass(frozen=True)
+class SMTPServices:
+    """What an SMTP-family session needs from the rest of the system."""
+
+    hostname: str
+    policy: RecipientPolicy
+    store: QueueStore
+    authenticator: Authenticator
+    scheduler: DeliveryScheduler
+    tls_context: ssl.SSLContext | None
+    allow_plaintext_auth: bool
+
+
+class SMTPSession:
+    """One SMTP/submission/LMTP conversation."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        services: SMTPServices,
+        settings: smtp_engine.Settings,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.connection = connection
+        self.services = services
+        self.stopping = stopping
+        self.engine = smtp_engine.SMTPEngine(settings)
+        self.sender: str | None = None
+        self.mail_params: events.MailFrom | None = None
+        self.recipients: list[str] = []
+        self.incoming: IncomingMessage | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.sender is not None
+
+    async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._discard_message()
+
+    async def _loop(self) -> None:
+        engine = self.engine
+        while not engine.closed:
+            event = engine.next_event()
+            if event is smtp_engine.NEED_DATA:
+                await self.connection.write(engine.data_to_send())
+                if self.stopping.is_set() and not self.in_transaction:
+                    await self._shut_down()
+                    return
+                try:
+                    data = await self._read()
+                except IdleTimeout:
+                    await self.connection.write(
+                        Reply(
+                            421, "4.4.2", (f"{self.services.hostname} Timeout, closing",)
+                        ).to_bytes()
+                    )
+                    return
+                if data is None:
+                    await self._shut_down()
+                    return
+                if data:
+                    engine.receive_data(data)
+                else:
+                    engine.receive_eof()
+            elif event is smtp_engine.PAUSED:
+                raise RuntimeError("SMTP engine paused without a pending decision")
+            else:
+                await self._handle(event)
+        await self.connection.write(engine.data_to_send())
+
+    async def _read(self) -> bytes | None:
+        """Read from the client; None when the server is shutting down an idle session."""
+        interruptible = not self.in_transaction
+        self.connection.interruptible = interruptible
+        try:
+            return await self.connection.read()
+        except asyncio.CancelledError:
+            if interruptible and self.stopping.is_set():
+                return None
+            raise
+        finally:
+            self.connection.interruptible = False
+
+    async def _shut_down(self) -> None:
+        reply = Reply(421, "4.3.2", (f"{self.services.hostname} Service shutting down",))
+        await self.connection.write(reply.to_bytes())
+
+    async def _handle(self, event: events.Event) -> None:
+        match event:
+            case events.MailFrom():
+                self.sender = event.address
+                self.mail_params = event
+                self.recipients = []
+                self.engine.respond(Reply(250, "2.1.0", ("Sender ok",)))
+            case events.RcptTo():
+                self.engine.respond(self._check_recipient(event.address))
+            case events.DataStart():
+                self._start_message()
+            case events.MessageData():
+                if self.incoming is not None:
+                    self.incoming.write(event.data)
+            case events.MessageEnd():
+                await self._end_message()
+            case events.MessageAborted():
+                self._discard_message()
+            case events.AuthAttempt():
+                await self._authenticate(event)
+            case events.StartTLS():
+                await self._start_tls()
+            case events.Reset():
+                self._reset()
+            case events.Hello():
+                self._reset()
+            case events.Quit():
+                pass
+
+    def _check_recipient(self, address: str) -> Reply:
+        try:
+            self.services.policy.check_recipient(
+                address,
+                authenticated=self.engine.authenticated_as is not None,
+                client_address=self.connection.peer.address,
+            )
+        except MailError as error:
+            return reply_for_error(error)
+        self.recipients.append(address)
+        return Reply(250, "2.1.5", ("Recipient ok",))
+
+    def _start_message(self) -> None:
+        assert self.sender is not None
+        mail = self.mail_params
+        self.incoming = self.services.store.new_message(
+            self.sender,
+            self.recipients,
+            client_address=self.connection.peer.address or None,
+            helo=self.engine.helo_name,
+            auth_user=self.engine.authenticated_as,
+            body=mail.body if mail else None,
+            smtputf8=mail.smtputf8 if mail else False,
+            protocol=self._protocol_name(),
+        )
+        self.incoming.write(self._received_header())
+
+    def _protocol_name(self) -> str:
+        # RFC 3848: ESMTP, ESMTPS, ESMTPA, ESMTPSA; LMTP per RFC 2033 §7.
+        if self.engine.settings.mode == "lmtp":
+            base = "LMTP"
+        else:
+            base = "ESMTP" if self.engine.esmtp else "SMTP"
+        if self.engine.tls_active:
+            base += "S"
+        if self.engine.authenticated_as is not None:
+            base += "A"
+        return base
+
+    def _received_header(self) -> bytes:
+        # RFC 5321 §4.4: the trace header, prepended by every relay.
+        peer = self.connection.peer
+        helo = self.engine.helo_name or "unknown"
+        source = f"[{peer.address}]" if peer.address else "localhost"
+        when = format_datetime(datetime.now().astimezone())
+        recipient = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
+        header = (
+            f"Received: from {helo} ({source})\r\n"
+            f"\tby {self.services.hostname} (posthouse) with {self._protocol_name()}"
+            f"{recipient}; {when}\r\n"
+        )
+        return header.encode("utf-8", "surrogateescape")
+
+    async def _end_message(self) -> None:
+        incoming = self.incoming
+        self.incoming = None
+        assert incoming is not None
+        try:
+            queue_id = await incoming.commit()
+        except OSError as exc:
+            incoming.abort()
+            failure = Reply(451, "4.3.0", (f"Queue write failed: {exc.strerror}",))
+            self._respond_all(failure)
+            self._reset()
+            return
+        if self.engine.settings.mode == "lmtp":
+            outcomes = await self.services.scheduler.deliver_now(queue_id)
+            replies = []
+            for address in self.recipients:
+                error = outcomes.get(address)
+                if error is None:
+                    replies.append(Reply(250, "2.1.5", (f"<{address}> delivered",)))
+                else:
+                    replies.append(reply_for_error(error))
+            self.engine.respond_per_recipient(replies)
+        else:
+            self.services.scheduler.submit(queue_id)
+            self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {queue_id}",)))
+        self._reset()
+
+    def _respond_all(self, reply: Reply) -> None:
+        if self.engine.settings.mode == "lmtp":
+            self.engine.respond_per_recipient([reply] * len(self.recipients))
+        else:
+            self.engine.respond(reply)
+
+    async def _authenticate(self, event: events.AuthAttempt) -> None:
+        if event.authzid and event.authzid != event.authcid:
+            self.engine.respond(Reply(535, "5.7.8", ("Authentication credentials invalid",)))
+            return
+        ok = await self.services.authenticator.check_async(
+            event.authcid, event.password, client=self.connection.peer.address
+        )
+        if ok:
+            self.connection.record.update(user=event.authcid)
+            self.engine.respond(Reply(235, "2.7.0", ("Authentication successful",)))
+        else:
+            self.engine.respond(Reply(535, "5.7.8", ("Authentication credentials invalid",)))
+
+    async def _start_tls(self) -> None:
+        context = self.services.tls_context
+        if context is None:
+            self.engine.respond(Reply(454, "4.7.0", ("TLS not available",)))
+            return
+        self.engine.respond(Reply(220, "2.0.0", ("Ready to start TLS",)))
+        await self.connection.write(self.engine.data_to_send())
+        await self.connection.start_tls(context)
+        self.engine.tls_started()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._discard_message()
+        self.sender = None
+        self.mail_params = None
+        self.recipients = []
+
+    def _discard_message(self) -> None:
+        if self.incoming is not None:
+            self.incoming.abort()
+            self.incoming = None

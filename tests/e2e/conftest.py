@@ -1,0 +1,213 @@
+"""End-to-end fixtures: a real ``posthouse serve`` process on kernel-chosen loopback ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from posthouse.auth.users import UserDatabase
+
+PASSWORD = "s3cret-pass"
+USERS = ("alice", "bob", "carol")
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def mbox_messages(path: Path) -> list[bytes]:
+    """Split an mbox file into messages (without their From_ lines)."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    parts = re.split(rb"(?:^|\n)From [^\n]*\n", data)
+    return [p for p in parts if p.strip()]
+
+
+@dataclass
+class Server:
+    """A running posthouse daemon."""
+
+    home: Path
+    config_path: Path
+    process: subprocess.Popen[str]
+    ports: dict[str, int]
+    ca: trustme.CA
+    lmtp_path: Path | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.ports["smtp"]
+
+    def mbox(self, user: str) -> Path:
+        return self.home / "data" / "spool" / "mail" / user
+
+    def messages(self, user: str) -> list[bytes]:
+        return mbox_messages(self.mbox(user))
+
+    def wait_for_messages(self, user: str, count: int, timeout: float = 30.0) -> list[bytes]:
+        wait_until(
+            lambda: len(self.messages(user)) >= count, timeout, f"{count} messages for {user}"
+        )
+        return self.messages(user)
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.home / "data" / "queue"
+
+    def cli(
+        self, *args: str, input: str | bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        env = dict(os.environ, POSTHOUSE_CONFIG=str(self.config_path))
+        data = input.encode() if isinstance(input, str) else input
+        return subprocess.run(
+            [sys.executable, "-m", "posthouse", *args],
+            input=data,
+            capture_output=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=60)
+        finally:
+            if self.process.stdout:
+                self.process.stdout.close()
+
+
+def write_config(home: Path, ca: trustme.CA, extra: str = "", workers: int = 1) -> Path:
+    cert = ca.issue_cert("localhost", "127.0.0.1", "mail.example.test")
+    cert_file = home / "cert.pem"
+    key_file = home / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    config = home / "posthouse.toml"
+    config.write_text(
+        f"""
+[server]
+hostname = "mail.example.test"
+data_dir = "{home / "data"}"
+run_as = ""
+workers = {workers}
+log_level = "info"
+shutdown_grace_seconds = 10.0
+
+[mail]
+local_domains = ["example.test"]
+host_aliases = ["mx.example.test"]
+trusted_networks = []
+
+[smtp]
+max_message_size = 20000000
+auth_failure_delay_seconds = 0.2
+
+[tls]
+cert_file = "{cert_file}"
+key_file = "{key_file}"
+
+[[listener]]
+protocol = "smtp"
+port = 0
+
+[[listener]]
+protocol = "submission"
+port = 0
+
+[[listener]]
+protocol = "smtps"
+port = 0
+
+[[listener]]
+protocol = "lmtp"
+path = "{home / "lmtp.sock"}"
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def start_server(config: Path, home: Path, ca: trustme.CA) -> Server:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "posthouse", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=open(home / "server.log", "a"),  # noqa: SIM115 - lives as long as the process
+        text=True,
+    )
+    ports: dict[str, int] = {}
+    output: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        output.append(line)
+        match = re.match(r"posthouse: listening (\w+) on 127\.0\.0\.1:(\d+)", line)
+        if match:
+            ports[match.group(1)] = int(match.group(2))
+        if len(ports) == 3:
+            break
+    if len(ports) < 3:
+        process.wait(timeout=10)
+        log = (home / "server.log").read_text()
+        raise AssertionError(f"server did not start: {''.join(output)}\n{log}")
+    return Server(home, config, process, ports, ca, home / "lmtp.sock", output)
+
+
+def add_users(home: Path) -> None:
+    with UserDatabase(home / "data" / "etc" / "users.db") as users:
+        for name in USERS:
+            if users.get(name) is None:
+                users.add(name, PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path, ca: trustme.CA) -> Iterator[Callable[..., Server]]:
+    started: list[Server] = []
+
+    def factory(extra: str = "", workers: int = 1, home: Path | None = None) -> Server:
+        root = home or tmp_path / f"srv{len(started)}"
+        root.mkdir(exist_ok=True)
+        config = write_config(root, ca, extra, workers)
+        (root / "data" / "etc").mkdir(parents=True, exist_ok=True)
+        add_users(root)
+        server = start_server(config, root, ca)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        if server.process.poll() is None:
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(timeout=30)
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., Server]) -> Server:
+    return server_factory()
