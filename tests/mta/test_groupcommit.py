@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,9 @@ def _temp_file(directory: Path, name: str, data: bytes) -> tuple[int, Path]:
 
 
 @pytest.fixture
-def committer() -> GroupCommitter:
+def committer() -> Iterator[GroupCommitter]:
     gc = GroupCommitter()
-    yield gc  # type: ignore[misc]
+    yield gc
     gc.close()
 
 

@@ -192,9 +192,10 @@ class LocalDelivery:
                     rcpt.last_error = f"4.3.0 {error.message}"
                     rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
                     expanded.append(rcpt)
-        unique: dict[tuple[str, str | None], RecipientState] = {}
+        # Each destination once per message, whichever recipient led to it (sendmail's rule).
+        unique: dict[tuple[str, bool], RecipientState] = {}
         for rcpt in expanded:
-            unique.setdefault((rcpt.address, rcpt.original), rcpt)
+            unique.setdefault((rcpt.address, rcpt.original is None), rcpt)
         work.envelope.recipients = list(unique.values())
 
     # -- delivery ----------------------------------------------------------------------
