@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 import trustme
 
 from posthouse.auth.users import UserDatabase
+from posthouse.mta.locking import LockMethod, locked_mailbox
 
 PASSWORD = "s3cret-pass"
 USERS = ("alice", "bob", "carol")
@@ -35,12 +37,32 @@ def wait_until(
 
 
 def mbox_messages(path: Path) -> list[bytes]:
-    """Split an mbox file into messages (without their From_ lines)."""
+    """Split an mbox file into messages, without their From_ lines and separator lines.
+
+    posthouse writes ``From_ line``, the content (ending in a newline) and one blank
+    separator line per message; ``From `` inside content is quoted, so the text
+    "blank line, From " only occurs between messages.
+    """
     if not path.exists():
         return []
-    data = path.read_bytes()
-    parts = re.split(rb"(?:^|\n)From [^\n]*\n", data)
-    return [p for p in parts if p.strip()]
+    # Read under the same lock the delivery agent takes, as a mail reader would.
+    with locked_mailbox(path, LockMethod.LOCKF, timeout=60) as mailbox:
+        mailbox.seek(0)
+        data = mailbox.read()
+    if not data:
+        return []
+    assert data.startswith(b"From "), "an mbox starts with a From_ line"
+    parts = data.split(b"\n\nFrom ")
+    messages = []
+    for index, part in enumerate(parts):
+        _from_line, _, content = part.partition(b"\n")
+        if index == len(parts) - 1:
+            assert content.endswith(b"\n\n"), "the last message ends with a separator line"
+            content = content[:-1]
+        else:
+            content += b"\n"
+        messages.append(content)
+    return messages
 
 
 @dataclass
@@ -54,6 +76,7 @@ class Server:
     ca: trustme.CA
     lmtp_path: Path | None = None
     output: list[str] = field(default_factory=list)
+    log: IO[str] | None = None
 
     @property
     def smtp_port(self) -> int:
@@ -95,8 +118,13 @@ class Server:
         try:
             return self.process.wait(timeout=60)
         finally:
-            if self.process.stdout:
-                self.process.stdout.close()
+            self.release()
+
+    def release(self) -> None:
+        if self.process.stdout:
+            self.process.stdout.close()
+        if self.log:
+            self.log.close()
 
 
 def write_config(home: Path, ca: trustme.CA, extra: str = "", workers: int = 1) -> Path:
@@ -152,10 +180,11 @@ path = "{home / "lmtp.sock"}"
 
 
 def start_server(config: Path, home: Path, ca: trustme.CA) -> Server:
+    log = open(home / "server.log", "a")  # noqa: SIM115 - closed by Server.release
     process = subprocess.Popen(
         [sys.executable, "-m", "posthouse", "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
-        stderr=open(home / "server.log", "a"),  # noqa: SIM115 - lives as long as the process
+        stderr=log,
         text=True,
     )
     ports: dict[str, int] = {}
@@ -170,9 +199,11 @@ def start_server(config: Path, home: Path, ca: trustme.CA) -> Server:
             break
     if len(ports) < 3:
         process.wait(timeout=10)
-        log = (home / "server.log").read_text()
-        raise AssertionError(f"server did not start: {''.join(output)}\n{log}")
-    return Server(home, config, process, ports, ca, home / "lmtp.sock", output)
+        process.stdout.close()
+        log.close()
+        logged = (home / "server.log").read_text()
+        raise AssertionError(f"server did not start: {''.join(output)}\n{logged}")
+    return Server(home, config, process, ports, ca, home / "lmtp.sock", output, log)
 
 
 def add_users(home: Path) -> None:
@@ -206,6 +237,7 @@ def server_factory(tmp_path: Path, ca: trustme.CA) -> Iterator[Callable[..., Ser
         if server.process.poll() is None:
             server.process.send_signal(signal.SIGKILL)
             server.process.wait(timeout=30)
+        server.release()
 
 
 @pytest.fixture

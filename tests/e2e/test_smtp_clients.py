@@ -42,9 +42,12 @@ def test_smtplib_delivers_to_mbox(server: Server) -> None:
 
 
 def test_from_lines_in_body_are_quoted(server: Server) -> None:
-    body = "line one\nFrom the start of a line\n>From quoted already\n.leading dot\n"
+    raw_message = (
+        b"Subject: quoting\r\n\r\nline one\r\nFrom the start of a line\r\n"
+        b">From quoted already\r\n.leading dot\r\n"
+    )
     with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
-        client.send_message(make_message("quoting", body=body))
+        client.sendmail("sender@remote.test", ["alice@example.test"], raw_message)
     raw = server.mbox("alice").read_bytes() if server.wait_for_messages("alice", 1) else b""
     assert b"\n>From the start of a line\n" in raw
     assert b"\n>>From quoted already\n" in raw

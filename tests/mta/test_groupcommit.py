@@ -173,3 +173,26 @@ def test_close_rejects_new_commits(tmp_path: Path) -> None:
     gc.close()  # idempotent
     with pytest.raises(RuntimeError):
         gc.commit_blocking(CommitRequest(directories=[tmp_path]))
+
+
+def test_prepare_runs_in_batch_thread(tmp_path: Path, committer: GroupCommitter) -> None:
+    seen: list[str] = []
+    fds: list[int] = []
+
+    def prepare() -> CommitRequest:
+        seen.append(threading.current_thread().name)
+        fd, src = _temp_file(tmp_path, "p.tmp", b"prepared")
+        fds.append(fd)
+        return CommitRequest(files=[fd], renames=[(src, tmp_path / "p")])
+
+    committer.commit_blocking(CommitRequest(prepare=prepare))
+    os.close(fds[0])
+    assert seen == ["posthouse-groupcommit"]
+    assert (tmp_path / "p").read_bytes() == b"prepared"
+
+    def failing() -> CommitRequest:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        committer.commit_blocking(CommitRequest(prepare=failing))
+    assert committer.stats.failed_requests == 1

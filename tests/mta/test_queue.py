@@ -149,10 +149,13 @@ def test_large_message_written_in_chunks(store: QueueStore) -> None:
 
 
 def test_abort_leaves_nothing(store: QueueStore) -> None:
+    small = store.new_message("a@x", ["b@y"])
+    small.write(b"data")  # small messages stay in memory until commit
     msg = store.new_message("a@x", ["b@y"])
-    msg.write(b"data")
+    msg.write(b"d" * 100_000)
     assert list(store.directory.iterdir())  # the temp file exists meanwhile...
     assert list(store.list_entries()) == []  # ...but is not an entry
+    small.abort()
     msg.abort()
     msg.abort()  # idempotent
     assert list(store.directory.iterdir()) == []
@@ -213,7 +216,7 @@ def test_list_entries_reports_damage_without_raising(store: QueueStore) -> None:
     bad_version = _commit(store, b"version")
     truncated = _commit(store, b"truncated data")
     in_progress = store.new_message("a@x", ["b@y"])
-    in_progress.write(b"still receiving")
+    in_progress.write(b"still receiving" * 10_000)
 
     store.path_for(no_qf, "qf").unlink()
     store.path_for(no_df, "df").unlink()
@@ -252,7 +255,7 @@ def test_list_entries_reports_damage_without_raising(store: QueueStore) -> None:
 
 def test_clean_stale_removes_only_old_unlocked_temp_files(store: QueueStore) -> None:
     live = store.new_message("a@x", ["b@y"])
-    live.write(b"x")
+    live.write(b"x" * 70_000)
     dead = store.directory / f"{new_queue_id()}.df.tmp"
     dead.write_bytes(b"left by a crashed receiver")
     young = store.directory / f"{new_queue_id()}.qf.tmp"
@@ -265,7 +268,7 @@ def test_clean_stale_removes_only_old_unlocked_temp_files(store: QueueStore) -> 
     assert not dead.exists()
     assert young.exists()
     live.commit_blocking()  # the live one, though old, was kept (it is locked)
-    assert store.load(live.queue_id).size == 1
+    assert store.load(live.queue_id).size == 70_000
 
 
 # -- claim, update, remove -------------------------------------------------------------------

@@ -14,7 +14,6 @@ sysexits(3).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import getpass
 import os
@@ -113,11 +112,8 @@ def parse_options(argv: Sequence[str]) -> Options:
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "sendmail", help="submit a message (sendmail-compatible)", add_help=False
-    )
-    parser.add_argument("arguments", nargs=argparse.REMAINDER)
-    parser.set_defaults(func=lambda args: sendmail(args.arguments, default_config=args.config))
+    # Listed for `posthouse --help`; `posthouse.cli.main` hands the raw arguments to sendmail().
+    subparsers.add_parser("sendmail", help="submit a message (sendmail-compatible options)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -72,7 +72,7 @@ def parse_config(text: str, source: str) -> Config:
         message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise ConfigError(source, line, f"TOML syntax error: {message}") from exc
     locator = _Locator(text)
-    config = _build(Config, raw, "", source, locator)
+    config: Config = _build(Config, raw, "", source, locator)
     _check_semantics(config, source, locator)
     return config
 
@@ -172,9 +172,11 @@ def _convert(hint: Any, value: Any, dotted: str, source: str, locator: _Locator)
             dotted,
             f"'{dotted}' must be {_describe(hint)}, not {type(value).__name__} {value!r}",
         )
-    if hint in (int, float) and value < 0:
+    if isinstance(value, int | float) and value < 0:
         raise _fail(source, locator, dotted, f"'{dotted}' must not be negative")
-    return float(value) if hint is float else value
+    if hint is float and isinstance(value, int | float):
+        return float(value)
+    return value
 
 
 def _describe(hint: Any) -> str:

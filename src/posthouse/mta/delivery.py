@@ -55,7 +55,8 @@ class RetryPolicy:
     lifetime: float = 5 * 24 * 3600.0
 
     def next_attempt(self, attempts: int, now: float) -> float:
-        return now + min(self.first * (2 ** max(attempts - 1, 0)), self.maximum)
+        backoff: float = self.first * 2.0 ** max(attempts - 1, 0)
+        return now + min(backoff, self.maximum)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class LocalDelivery:
         expander: Expander,
         mailboxes: MailboxSettings,
         retry: RetryPolicy,
-        on_bounce: Callable[[Envelope, list[RecipientState]], None] | None = None,
+        on_bounce: Callable[[Envelope, list[RecipientState]], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -222,12 +223,12 @@ class LocalDelivery:
                 elif token.startswith("|"):
                     self._settle(work, rcpt, self._run_program(work.envelope, token[1:]), now)
                 else:
-                    error = MailError("4.4.1", "no transport for remote recipients on this host")
-                    self._settle(work, rcpt, error, now)
+                    no_route = MailError("4.4.1", "no transport for remote recipients on this host")
+                    self._settle(work, rcpt, no_route, now)
         for path, items in mbox_groups.items():
-            error = self._append(path, items)
+            outcome = self._append(path, items)
             for work, rcpt, _user in items:
-                self._settle(work, rcpt, error, now)
+                self._settle(work, rcpt, outcome, now)
 
     def _append(
         self, path: Path, items: list[tuple[_Work, RecipientState, str | None]]

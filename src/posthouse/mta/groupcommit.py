@@ -16,6 +16,10 @@ batch) and, for that batch:
 
 A request is affected only by its own failures and by a failed flush of a directory it uses.
 
+A request may carry a ``prepare`` callable, run in the batch thread before step 1, that
+creates and writes its files (file creation would otherwise stall an event loop while the
+journal commits).
+
 Use :meth:`GroupCommitter.commit` from asyncio code (awaiting does not block the event loop)
 and :meth:`GroupCommitter.commit_blocking` from plain threads or command-line tools.  A task
 that is cancelled while its request is already in a batch keeps waiting until the batch is
@@ -34,13 +38,13 @@ import concurrent.futures
 import contextlib
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CommitRequest", "CommitStats", "GroupCommitter", "wait_commit"]
 
-_SYNC_WORKERS = 8
+_SYNC_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,17 @@ class CommitRequest:
     pairs performed after all files are flushed, in order.  ``directories``: directories to
     ``fsync`` after the renames; the parent directories of both ends of every rename are
     added automatically.
+
+    ``prepare``, if given, is called first, in the batch thread, and returns the request to
+    carry out instead (its own ``prepare`` is ignored).  Callers on an event loop use it to
+    move file creation off the loop: creating files blocks while the filesystem journal
+    commits the previous batch.  If it raises, the request fails with that error.
     """
 
     files: Sequence[int | Path] = ()
     renames: Sequence[tuple[Path, Path]] = ()
     directories: Sequence[Path] = ()
+    prepare: Callable[[], CommitRequest] | None = None
 
     def affected_directories(self) -> set[str]:
         """Absolute paths of the directories to flush for this request."""
@@ -224,8 +234,20 @@ class GroupCommitter:
                 batch = self._pending
                 self._pending = []
             live = [p for p in batch if p.future.set_running_or_notify_cancel()]
+            for p in live:
+                if p.request.prepare is not None:
+                    try:
+                        p.request = p.request.prepare()
+                    except Exception as exc:
+                        p.error = exc
+                        p.request = CommitRequest()
             if live:
-                self._process(live)
+                try:
+                    self._process(live)
+                except BaseException as exc:  # a bug: never leave waiters hanging
+                    for p in live:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
 
     def _sync_all_files(self, batch: list[_Pending]) -> int:
         jobs = [(p, ref) for p in batch for ref in p.request.files]
@@ -272,14 +294,8 @@ class GroupCommitter:
                     if p.error is None:
                         p.error = exc
 
-        failed = 0
-        for p in batch:
-            if p.error is None:
-                p.future.set_result(None)
-            else:
-                failed += 1
-                p.future.set_exception(p.error)
-
+        failed = sum(1 for p in batch if p.error is not None)
+        # Counters first, so a waiter that wakes up sees its batch counted.
         with self._cond:
             s = self._stats
             self._stats = CommitStats(
@@ -290,6 +306,11 @@ class GroupCommitter:
                 largest_batch=max(s.largest_batch, len(batch)),
                 failed_requests=s.failed_requests + failed,
             )
+        for p in batch:
+            if p.error is None:
+                p.future.set_result(None)
+            else:
+                p.future.set_exception(p.error)
 
 
 async def wait_commit(future: concurrent.futures.Future[None]) -> None:

@@ -27,8 +27,10 @@ On-disk format (one flat directory, by default mode 0775, files 0660)
 ``ID`` is a :mod:`posthouse.mta.queueid` id (16 characters, sortable by arrival time).  Other
 file names in the directory are ignored.
 
-Commit order: the data file is written to ``ID.df.tmp``; at commit the control file is written
-to ``ID.qf.tmp``; both are ``fdatasync``\\ ed, renamed to ``ID.df`` then ``ID.qf`` (so the control
+Commit order: the first 64 KiB of data are buffered in memory, the rest streamed to
+``ID.df.tmp``; at commit the committer's thread (not the event loop: creating files can block
+for a journal commit) writes what is left of the data and the control file ``ID.qf.tmp``; both
+are ``fdatasync``\\ ed, renamed to ``ID.df`` then ``ID.qf`` (so the control
 file, which makes the message a queue entry, appears last), and the directory is ``fsync``\\ ed,
 the flushes being shared with concurrent commits through a
 :class:`~posthouse.mta.groupcommit.GroupCommitter`.  (If the system crashes *before* commit
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -350,27 +353,7 @@ class QueueStore:
             dataclasses.replace(r) if isinstance(r, RecipientState) else RecipientState(r)
             for r in recipients
         ]
-        for _ in range(100):
-            queue_id = new_queue_id()
-            temp = self._temp_path(queue_id, "df")
-            try:
-                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-            except FileExistsError:
-                continue
-            if self.control_path(queue_id).exists() or self.data_path(queue_id).exists():
-                os.close(fd)
-                _unlink(temp)
-                continue
-            break
-        else:  # pragma: no cover - would need 100 collisions in a row
-            raise QueueError("cannot allocate a queue id")
-        try:
-            # Marks the temp file as in progress for clean_stale() in any process.
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BaseException:
-            os.close(fd)
-            _unlink(temp)
-            raise
+        queue_id = new_queue_id()
         envelope = Envelope(
             queue_id=queue_id,
             sender=sender,
@@ -385,7 +368,7 @@ class QueueStore:
             protocol=protocol,
             extra=dict(extra or {}),
         )
-        return IncomingMessage(self, envelope, fd)
+        return IncomingMessage(self, envelope)
 
     # -- reading --
 
@@ -613,13 +596,16 @@ class QueueStore:
 class IncomingMessage:
     """A message being received; becomes a queue entry when committed."""
 
-    def __init__(self, store: QueueStore, envelope: Envelope, data_fd: int) -> None:
+    def __init__(self, store: QueueStore, envelope: Envelope) -> None:
         self._store = store
         self._envelope = envelope
         self.queue_id = envelope.queue_id
         self._data_temp = store._temp_path(self.queue_id, "df")
         self._control_temp = store._temp_path(self.queue_id, "qf")
-        self._file: BinaryIO | None = open(data_fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+        # Small messages stay in this buffer until commit, where the committer thread creates
+        # the file; larger ones spill to the temp data file as soon as the buffer is full.
+        self._buffer: bytearray | None = bytearray()
+        self._file: BinaryIO | None = None
         self._control_fd: int | None = None
         self._size = 0
         self._state: Literal["open", "committing", "committed", "aborted"] = "open"
@@ -634,33 +620,58 @@ class IncomingMessage:
         """The envelope that will be written (recipients may still be adjusted before commit)."""
         return self._envelope
 
+    def _open_data_file(self) -> BinaryIO:
+        fd = os.open(
+            self._data_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE
+        )
+        try:
+            # Marks the temp file as in progress for clean_stale() in any process.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            file = open(fd, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+        except BaseException:
+            os.close(fd)
+            _unlink(self._data_temp)
+            raise
+        self._file = file
+        if self._buffer:
+            file.write(self._buffer)
+        self._buffer = None
+        return file
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append to the data file (buffered)."""
-        if self._state != "open" or self._file is None:
+        """Append to the message data (buffered; at most ~64 KiB are held in memory)."""
+        if self._state != "open":
             raise QueueError(f"{self.queue_id}: message is {self._state}")
-        self._file.write(data)
+        if self._buffer is not None:
+            self._buffer += data
+            if len(self._buffer) >= _WRITE_BUFFER:
+                self._open_data_file()
+        else:
+            assert self._file is not None
+            self._file.write(data)
         self._size += len(data)
 
-    def _prepare(self) -> CommitRequest:
-        if self._state != "open" or self._file is None:
+    def _request(self) -> CommitRequest:
+        if self._state != "open":
             raise QueueError(f"{self.queue_id}: message is {self._state}")
         self._state = "committing"
-        try:
-            self._file.flush()
-            self._envelope.size = self._size
-            fd = os.open(
-                self._control_temp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
-                FILE_MODE,
-            )
-            self._control_fd = fd
-            _write_all(fd, envelope_to_json(self._envelope))
-        except BaseException:
-            self._fail()
-            raise
+        return CommitRequest(prepare=self._prepare)
+
+    def _prepare(self) -> CommitRequest:
+        """Write the files (in the committer thread); returns what to flush and rename."""
         store = self._store
+        if store.control_path(self.queue_id).exists():  # never overwrite an entry
+            raise FileExistsError(errno.EEXIST, "queue id in use", self.queue_id)
+        file = self._file if self._file is not None else self._open_data_file()
+        file.flush()
+        self._envelope.size = self._size
+        fd = os.open(
+            self._control_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE
+        )
+        self._control_fd = fd
+        _write_all(fd, envelope_to_json(self._envelope))
         return CommitRequest(
-            files=[self._file.fileno(), fd],
+            files=[file.fileno(), fd],
             renames=[
                 (self._data_temp, store.data_path(self.queue_id)),
                 (self._control_temp, store.control_path(self.queue_id)),
@@ -681,6 +692,7 @@ class IncomingMessage:
     def _fail(self) -> None:
         """Undo everything, including renames a failed batch may have done."""
         self._close_files()
+        self._buffer = None
         store = self._store
         for path in (
             store.control_path(self.queue_id),
@@ -701,10 +713,9 @@ class IncomingMessage:
 
     def commit_blocking(self) -> str:
         """Make the message durable and visible; returns the queue id (synchronous callers)."""
-        request = self._prepare()
-        future = self._store.committer.submit(request)
+        request = self._request()
         try:
-            future.result()
+            self._store.committer.submit(request).result()
         except BaseException as exc:
             self._settle(exc)
             raise
@@ -719,7 +730,7 @@ class IncomingMessage:
         (the message stays queued: better a duplicate than a loss); ``CancelledError``
         is raised in both cases.
         """
-        request = self._prepare()
+        request = self._request()
         try:
             future = self._store.committer.submit(request)
         except BaseException as exc:

@@ -77,11 +77,11 @@ class LineBuffer:
                 return TOO_LONG
             return None
         start = self._pos
-        self._advance_to(end + 1)
-        if end + 1 - start > limit:
-            return TOO_LONG
+        too_long = end + 1 - start > limit
         stop = end - 1 if end > start and self._buf[end - 1] == _CR else end
-        return bytes(self._buf[start:stop])
+        line = b"" if too_long else bytes(self._buf[start:stop])
+        self._advance_to(end + 1)
+        return TOO_LONG if too_long else line
 
     def read(self, count: int) -> bytes:
         """Consume and return up to ``count`` octets."""

@@ -57,8 +57,10 @@ def run_workers(count: int, serve: Callable[[], int]) -> int:
             break
         except InterruptedError:
             continue
-        slot = children.pop(pid, None)
-        if slot is None or stopping:
+        if pid not in children:
+            continue
+        slot = children.pop(pid)
+        if stopping:
             continue
         log.error("worker %d exited (status %d); restarting", pid, status)
         time.sleep(RESTART_BACKOFF)

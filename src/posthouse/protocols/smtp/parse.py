@@ -195,8 +195,11 @@ def is_domain(text: str) -> bool:
         if label.isascii():
             if len(label) > 63 or not _LDH_LABEL.fullmatch(label):
                 return False
-        elif not label or label[0] == "-" or label[-1] == "-" or any(
-            not (c.isalnum() or c == "-" or ord(c) > 0x7F) for c in label
+        elif (
+            not label
+            or label[0] == "-"
+            or label[-1] == "-"
+            or any(not (c.isalnum() or c == "-" or ord(c) > 0x7F) for c in label)
         ):
             return False
     return True
@@ -219,8 +222,10 @@ def is_address_literal(text: str) -> bool:
             return False
         return True
     # General-address-literal: dcontent = %d33-90 / %d94-126
-    return bool(_GENERAL_TAG.fullmatch(tag)) and bool(content) and all(
-        33 <= ord(c) <= 126 and c not in "[\\]" for c in content
+    return (
+        bool(_GENERAL_TAG.fullmatch(tag))
+        and bool(content)
+        and all(33 <= ord(c) <= 126 and c not in "[\\]" for c in content)
     )
 
 

@@ -1,0 +1,1 @@
+"""Tests for the sans-I/O protocol engines (posthouse.protocols)."""
