@@ -120,3 +120,29 @@ def test_toml_syntax_error_reports_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 78
     assert f"{config}:3:" in result.stderr and "syntax" in result.stderr
+
+
+def test_starttls_command_injection_is_discarded(server: Server) -> None:
+    import ssl
+
+    context = ssl.create_default_context()
+    server.ca.configure_trust(context)
+    with socket.create_connection(("127.0.0.1", server.smtp_port), timeout=30) as sock:
+        assert sock.recv(4096).startswith(b"220")
+        sock.sendall(b"EHLO x\r\n")
+        buffered = b""
+        while not buffered.endswith(b"250 HELP\r\n"):
+            buffered += sock.recv(4096)
+        # CVE-2011-0411: a command pipelined behind STARTTLS, in plaintext.
+        sock.sendall(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            reply += sock.recv(4096)
+        assert reply.startswith(b"220 2.0.0")
+        with context.wrap_socket(sock, server_hostname="localhost") as tls:
+            tls.sendall(b"NOOP\r\n")
+            answer = tls.recv(4096)
+            # The first reply over TLS answers NOOP; the injected MAIL was never executed.
+            assert answer == b"250 2.0.0 Ok\r\n"
+            tls.sendall(b"RCPT TO:<alice@example.test>\r\n")
+            assert tls.recv(4096).startswith(b"503")

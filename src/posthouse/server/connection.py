@@ -75,7 +75,22 @@ class Connection:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
 
+    def pause_reading(self) -> None:
+        """Stop reading from the socket: called before the reply that starts a TLS handshake.
+
+        Otherwise the client's first handshake bytes may be read into the plaintext
+        stream buffer before the TLS layer is installed, and the handshake stalls.
+        """
+        self.writer.transport.pause_reading()
+
     async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Upgrade to TLS (the caller paused reading before its go-ahead reply)."""
+        # RFC 3207 §4.2: anything the client pipelined after STARTTLS was sent in plaintext
+        # and must be thrown away, never read as commands once TLS is up (CVE-2011-0411).
+        # asyncio has no public way to empty a StreamReader, hence the private attribute.
+        buffered = getattr(self.reader, "_buffer", None)
+        if isinstance(buffered, bytearray):
+            buffered.clear()
         await asyncio.wait_for(self.writer.start_tls(context), self.idle_timeout)
         self.tls_active = True
 

@@ -266,6 +266,7 @@ class SMTPSession:
             self.engine.respond(Reply(454, "4.7.0", ("TLS not available",)))
             return
         self.engine.respond(Reply(220, "2.0.0", ("Ready to start TLS",)))
+        self.connection.pause_reading()
         await self.connection.write(self.engine.data_to_send())
         await self.connection.start_tls(context)
         self.engine.tls_started()
