@@ -81,7 +81,9 @@ class Connection:
         Otherwise the client's first handshake bytes may be read into the plaintext
         stream buffer before the TLS layer is installed, and the handshake stalls.
         """
-        self.writer.transport.pause_reading()
+        transport = self.writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Upgrade to TLS (the caller paused reading before its go-ahead reply)."""
