@@ -23,9 +23,11 @@ from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.aliasdb import AliasDatabase
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
+from posthouse.mta.direct import DirectDelivery
 from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
 from posthouse.mta.locking import LockMethod
+from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
 from posthouse.mta.queue import QueueStore
 from posthouse.mta.scheduler import DeliveryScheduler
@@ -33,7 +35,7 @@ from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import ListenerGroup, ServiceSpec
-from posthouse.server.records import remove_stale_records
+from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.server.tls import server_context
 
@@ -54,6 +56,7 @@ class Application:
     delivery: LocalDelivery
     local_domains: LocalDomains
     policy: RecipientPolicy
+    direct: DirectDelivery
 
     def close(self) -> None:
         self.committer.close()
@@ -141,6 +144,13 @@ def build_application(settings: Settings) -> Application:
         ),
         on_bounce=bounces.bounce,
     )
+    writer = MailboxWriter(
+        method=LockMethod(config.mail.locking),
+        timeout=config.mail.lock_timeout_seconds,
+        stale_after=config.mail.stale_lock_seconds,
+        owner_of=lambda path: owner_of(path.name),
+    )
+    direct = DirectDelivery(expander=expander, writer=writer, spool_dir=paths.spool_dir)
     policy = RecipientPolicy(
         local_domains=domains,
         trusted_networks=config.mail.trusted_networks,
@@ -157,6 +167,7 @@ def build_application(settings: Settings) -> Application:
         delivery=delivery,
         local_domains=domains,
         policy=policy,
+        direct=direct,
     )
 
 
@@ -205,7 +216,8 @@ async def serve_forever(
         tls_context = server_context(config.tls.cert_file, config.tls.key_file)
     remove_stale_records(app.settings.paths.proc_dir)
     limiter = ConnectionLimiter(config.smtp.max_connections, config.smtp.max_connections_per_client)
-    group = ListenerGroup(limiter, app.settings.paths.proc_dir)
+    registry = ConnectionRegistry(app.settings.paths.proc_dir)
+    group = ListenerGroup(limiter, registry)
     scheduler = DeliveryScheduler(app.delivery, app.store)
     services = SMTPServices(
         hostname=config.server.hostname,
@@ -215,6 +227,7 @@ async def serve_forever(
         scheduler=scheduler,
         tls_context=tls_context,
         allow_plaintext_auth=config.smtp.allow_plaintext_auth,
+        direct=app.direct,
     )
     for listener, sock in sockets:
         implicit = tls_context if listener.protocol == "smtps" else None
@@ -254,4 +267,5 @@ async def serve_forever(
     await scheduler.stop()
     scheduler_task.cancel()
     await asyncio.gather(scheduler_task, return_exceptions=True)
+    registry.close()
     log.info("stopped")

@@ -148,6 +148,10 @@ shutdown_grace_seconds = 10.0
 local_domains = ["example.test"]
 host_aliases = ["mx.example.test"]
 trusted_networks = []
+lock_timeout_seconds = 2.0
+
+[queue]
+retry_seconds = 0.5
 
 [smtp]
 max_message_size = 20000000

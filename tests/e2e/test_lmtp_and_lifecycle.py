@@ -92,3 +92,35 @@ def test_sighup_reloads_configuration(server: Server) -> None:
     from tests.e2e.conftest import wait_until
 
     wait_until(accepted, what="the reloaded local domain")
+
+
+def test_locked_mailbox_is_queued_and_retried(server: Server) -> None:
+    import fcntl
+    import os
+
+    from tests.e2e.conftest import wait_until
+
+    path = server.mbox("carol")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.lockf(fd, fcntl.LOCK_EX)  # another program holds carol's mailbox
+    try:
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60) as client:
+            refused = client.sendmail(
+                "a@remote.test", ["alice@example.test", "carol@example.test"],
+                b"Message-ID: <locked@remote.test>\r\nSubject: locked\r\n\r\nwait for it\r\n",
+            )  # fmt: skip
+            assert refused == {}
+        # alice has it at once; carol's copy waits in the queue with the reason.
+        assert b"wait for it" in server.messages("alice")[0]
+        queued = [p for p in server.queue_dir.iterdir() if p.suffix == ".qf"]
+        assert len(queued) == 1
+        assert "locked" in queued[0].read_text()
+        assert "\\\\carol" in queued[0].read_text()
+    finally:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    (stored,) = server.wait_for_messages("carol", 1)
+    assert b"wait for it" in stored
+    assert len(server.messages("alice")) == 1  # never delivered twice
+    wait_until(lambda: not any(server.queue_dir.iterdir()), what="an empty queue")

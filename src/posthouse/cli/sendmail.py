@@ -291,7 +291,7 @@ async def _stdio_session(app: Application) -> int:
         writer,
         peer=Peer("", 0),
         idle_timeout=config.smtp.idle_timeout_seconds,
-        record=ConnectionRecord("smtp-stdio", "local", None),
+        record=ConnectionRecord("smtp-stdio", "local"),
     )
     scheduler = DeliveryScheduler(app.delivery, app.store)
     services = SMTPServices(

@@ -638,6 +638,10 @@ class IncomingMessage:
         self._buffer = None
         return file
 
+    def content_in_memory(self) -> bytes | None:
+        """The whole message so far if it is still held in memory (small messages), else None."""
+        return bytes(self._buffer) if self._buffer is not None else None
+
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append to the message data (buffered; at most ~64 KiB are held in memory)."""
         if self._state != "open":

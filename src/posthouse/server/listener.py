@@ -21,7 +21,7 @@ from pathlib import Path
 
 from posthouse.server.connection import Connection, Peer, peer_of
 from posthouse.server.limits import ConnectionLimiter
-from posthouse.server.records import ConnectionRecord
+from posthouse.server.records import ConnectionRegistry
 
 SessionHandler = Callable[[Connection], Awaitable[None]]
 
@@ -85,9 +85,9 @@ class ServiceSpec:
 class ListenerGroup:
     """Serves a set of sockets and tracks every live session for a clean shutdown."""
 
-    def __init__(self, limiter: ConnectionLimiter, proc_dir: Path | None) -> None:
+    def __init__(self, limiter: ConnectionLimiter, registry: ConnectionRegistry) -> None:
         self.limiter = limiter
-        self.proc_dir = proc_dir
+        self.registry = registry
         self.stopping = asyncio.Event()
         self._servers: list[asyncio.AbstractServer] = []
         self._sessions: dict[asyncio.Task[None], Connection | None] = {}
@@ -129,8 +129,7 @@ class ListenerGroup:
                 await asyncio.wait_for(writer.drain(), 5)
                 writer.close()
             return
-        record = ConnectionRecord(spec.name, str(peer), self.proc_dir)
-        record.publish()
+        record = self.registry.open(spec.name, str(peer))
         connection = Connection(
             reader,
             writer,

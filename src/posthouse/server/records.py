@@ -1,14 +1,17 @@
-"""Connection records: one small file per live connection in the ``proc`` directory.
+"""Connection records: who is connected, from where, to which service, in ``proc/``.
 
-Like Cyrus's ``proc/`` directory, each record says which process serves whom
-from where and, once known, as which user and on which mailbox.  Records are
-plain text so an administrator (or ``cyradm``) can read them; they are not
-fsynced because they describe live state only, and a worker removes stale
-records of dead processes at start-up.
+Like Cyrus's ``proc/`` directory, an administrator (or ``cyradm``) can see
+every live connection of every worker process: each process keeps one file,
+``proc/PID``, with a line per connection (record name, protocol, client,
+user, mailbox).  The file is rewritten off the event loop at most every
+``interval`` seconds when something changed, so accepting a connection costs
+no file-system work; a process's file is removed when it stops, and files of
+processes that died are removed at start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -20,43 +23,103 @@ _counter = itertools.count(1)
 
 @dataclass
 class ConnectionRecord:
-    """Who is connected, from where, to which service."""
+    """One live connection."""
 
     protocol: str
     client: str
-    directory: Path | None
+    registry: ConnectionRegistry | None = None
     user: str = ""
     mailbox: str = ""
     name: str = field(default_factory=lambda: f"{os.getpid()}-{next(_counter)}")
 
-    def publish(self) -> None:
-        if self.directory is None:
-            return
-        line = f"{self.protocol}\t{self.client}\t{self.user}\t{self.mailbox}\n"
-        with contextlib.suppress(OSError):
-            (self.directory / self.name).write_text(line, encoding="utf-8")
+    def line(self) -> str:
+        return f"{self.name}\t{self.protocol}\t{self.client}\t{self.user}\t{self.mailbox}\n"
 
     def update(self, *, user: str | None = None, mailbox: str | None = None) -> None:
         if user is not None:
             self.user = user
         if mailbox is not None:
             self.mailbox = mailbox
-        self.publish()
+        if self.registry is not None:
+            self.registry.changed()
 
     def remove(self) -> None:
-        if self.directory is None:
+        if self.registry is not None:
+            self.registry.forget(self)
+
+
+class ConnectionRegistry:
+    """This process's live connections, mirrored to ``proc/PID``."""
+
+    def __init__(self, directory: Path | None, interval: float = 0.5) -> None:
+        self.directory = directory
+        self.interval = interval
+        self._records: dict[str, ConnectionRecord] = {}
+        self._flush_pending = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def path(self) -> Path | None:
+        return self.directory / str(os.getpid()) if self.directory is not None else None
+
+    def open(self, protocol: str, client: str) -> ConnectionRecord:
+        record = ConnectionRecord(protocol, client, self)
+        self._records[record.name] = record
+        self.changed()
+        return record
+
+    def forget(self, record: ConnectionRecord) -> None:
+        if self._records.pop(record.name, None) is not None:
+            self.changed()
+
+    def snapshot(self) -> list[ConnectionRecord]:
+        return list(self._records.values())
+
+    def changed(self) -> None:
+        if self.directory is None or self._flush_pending:
             return
+        self._flush_pending = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush_pending = False
+            return
+        loop.call_later(self.interval, self._start_flush)
+
+    def _start_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self) -> None:
+        self._flush_pending = False
+        text = "".join(record.line() for record in self._records.values())
+        await asyncio.to_thread(self._write, text)
+
+    def _write(self, text: str) -> None:
+        path = self.path
+        if path is None:
+            return
+        temp = path.with_name(f".{path.name}.tmp")
         with contextlib.suppress(OSError):
-            (self.directory / self.name).unlink()
+            temp.write_text(text, encoding="utf-8")
+            os.replace(temp, path)
+
+    def close(self) -> None:
+        """The process stops: its file goes away."""
+        path = self.path
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def remove_stale_records(directory: Path) -> int:
-    """Delete records whose process no longer exists; returns how many."""
+    """Delete the files of processes that no longer exist; returns how many."""
     removed = 0
     if not directory.is_dir():
         return 0
     for entry in directory.iterdir():
-        pid_text = entry.name.split("-", 1)[0]
+        pid_text = entry.name.lstrip(".").split("-", 1)[0].split(".", 1)[0]
         if not pid_text.isdigit():
             continue
         try:

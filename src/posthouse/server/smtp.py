@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
 from posthouse.auth.authenticator import Authenticator
+from posthouse.mta.direct import DirectDelivery
 from posthouse.mta.errors import MailError
 from posthouse.mta.policy import RecipientPolicy
-from posthouse.mta.queue import IncomingMessage, QueueStore
+from posthouse.mta.queue import IncomingMessage, QueueStore, RecipientState
 from posthouse.mta.scheduler import DeliveryScheduler
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.protocols.smtp import events
@@ -53,6 +55,7 @@ class SMTPServices:
     scheduler: DeliveryScheduler
     tls_context: ssl.SSLContext | None
     allow_plaintext_auth: bool
+    direct: DirectDelivery | None = None
 
 
 class SMTPSession:
@@ -218,6 +221,10 @@ class SMTPSession:
         incoming = self.incoming
         self.incoming = None
         assert incoming is not None
+        if self.engine.settings.mode != "lmtp" and await self._deliver_directly(incoming):
+            self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {incoming.queue_id}",)))
+            self._reset()
+            return
         try:
             queue_id = await incoming.commit()
         except OSError as exc:
@@ -240,6 +247,44 @@ class SMTPSession:
             self.services.scheduler.submit(queue_id)
             self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {queue_id}",)))
         self._reset()
+
+    async def _deliver_directly(self, incoming: IncomingMessage) -> bool:
+        """Try direct local delivery; True when every destination has the message.
+
+        On a partial failure the message stays in ``incoming``, re-addressed to the
+        destinations that failed, for the caller to queue.
+        """
+        direct = self.services.direct
+        content = incoming.content_in_memory() if direct is not None else None
+        if direct is None or content is None:
+            return False
+        plan = direct.plan(self.recipients)
+        if plan is None:
+            return False
+        envelope = incoming.envelope
+        failures = await direct.deliver(
+            plan,
+            queue_id=incoming.queue_id,
+            sender=envelope.sender,
+            content=content,
+            received=datetime.fromtimestamp(envelope.received_at).astimezone(),
+        )
+        if not failures:
+            incoming.abort()
+            return True
+        retry_at = self.services.scheduler.delivery.retry.next_attempt(1, time.time())
+        envelope.recipients = [
+            RecipientState(
+                address="\\" + failure.user,
+                original=failure.recipient,
+                status="deferred",
+                attempts=1,
+                last_error=f"{failure.error.status} {failure.error.message}",
+                next_attempt=retry_at,
+            )
+            for failure in failures
+        ]
+        return False
 
     def _respond_all(self, reply: Reply) -> None:
         if self.engine.settings.mode == "lmtp":
