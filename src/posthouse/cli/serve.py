@@ -17,6 +17,7 @@ import os
 import secrets
 import socket
 import sys
+from collections.abc import Coroutine
 from typing import Any
 
 from posthouse.app import Application, build_application, prepare_data_dir, serve_forever
@@ -161,10 +162,20 @@ def serve_in_process(
 ) -> int:
     app = build_application(settings)
     try:
-        asyncio.run(serve_forever(app, sockets, on_reload=lambda: reload(app)))
+        run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
     finally:
         app.close()
     return 0
+
+
+def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """Run the daemon's coroutine on the configured event loop."""
+    if settings.config.server.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def reload(app: Application) -> None:

@@ -753,7 +753,11 @@ class IncomingMessage:
 
     def abort(self) -> None:
         """Discard the message: nothing becomes visible.  A no-op once committed or aborted."""
-        if self._state == "open":
+        if self._state == "open" and self._file is None and self._control_fd is None:
+            # Never left memory (small message): there is nothing on disk to remove.
+            self._buffer = None
+            self._state = "aborted"
+        elif self._state == "open":
             self._fail()
         elif self._state == "committing":
             raise QueueError(f"{self.queue_id}: abort() during commit")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from posthouse.server.records import ConnectionRecord
 
 READ_SIZE = 65536
+WRITE_BUFFER_HIGH = 256 * 1024  # beyond this much unsent output, wait for the client
 
 
 class IdleTimeout(Exception):
@@ -66,14 +67,19 @@ class Connection:
     async def read(self) -> bytes:
         """Bytes from the client, ``b''`` at end of stream; raises IdleTimeout."""
         try:
-            return await asyncio.wait_for(self.reader.read(READ_SIZE), self.idle_timeout)
+            async with asyncio.timeout(self.idle_timeout):
+                return await self.reader.read(READ_SIZE)
         except TimeoutError as exc:
             raise IdleTimeout from exc
 
     async def write(self, data: bytes) -> None:
-        if data:
-            self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), self.idle_timeout)
+        """Send ``data``; waits (bounded by the idle timeout) only while the client lags."""
+        if not data:
+            return
+        self.writer.write(data)
+        if self.writer.transport.get_write_buffer_size() > WRITE_BUFFER_HIGH:
+            async with asyncio.timeout(self.idle_timeout):
+                await self.writer.drain()
 
     def pause_reading(self) -> None:
         """Stop reading from the socket: called before the reply that starts a TLS handshake.

@@ -126,6 +126,9 @@ class SMTPSession:
             return await self.connection.read()
         except asyncio.CancelledError:
             if interruptible and self.stopping.is_set():
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled: this session ends politely instead
                 return None
             raise
         finally:
