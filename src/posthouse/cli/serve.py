@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
 import socket
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from posthouse.app import Application, build_application, prepare_data_dir, serve_forever
 from posthouse.auth.users import UserDatabase
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import ListenerSection, Settings
+from posthouse.logsetup import setup_logging
 from posthouse.mta.aliasdb import build_alias_database
 from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.server.listener import BindError, bind_socket, socket_port
@@ -51,22 +54,6 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run the mail server")
     parser.add_argument("--workers", type=int, help="number of worker processes")
     parser.set_defaults(func=run)
-
-
-def setup_logging(settings: Settings) -> None:
-    server = settings.config.server
-    level = {"notice": logging.INFO}.get(
-        server.log_level, getattr(logging, server.log_level.upper())
-    )
-    handler: logging.Handler
-    if server.log_file:
-        handler = logging.FileHandler(server.log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s[%(process)d]: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def bootstrap(settings: Settings) -> str | None:
@@ -112,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, TLSConfigError) as exc:
         print(f"posthouse: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
-    setup_logging(settings)
+    setup_logging(settings.config.server)
     try:
         demo_password = bootstrap(settings)
     except AliasSyntaxError as exc:
@@ -136,9 +123,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"posthouse: {exc}", file=sys.stderr)
         return EX_OSERR
     workers = args.workers if args.workers is not None else settings.config.server.workers
-    if workers <= 1:
-        return serve_in_process(settings, sockets)
-    return run_workers(workers, lambda: serve_in_process(settings, sockets))
+    pid_file = pid_file_of(settings)
+    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    try:
+        if workers <= 1:
+            return serve_in_process(settings, sockets)
+        return run_workers(workers, lambda: serve_in_process(settings, sockets))
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(pid_file.read_text()) == os.getpid():
+                pid_file.unlink()
+
+
+def pid_file_of(settings: Settings) -> Path:
+    """Where the daemon records its process id (for ``posthouse setup`` to offer a reload)."""
+    return settings.paths.data_dir / "posthouse.pid"
 
 
 def announce(

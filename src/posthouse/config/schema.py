@@ -28,7 +28,9 @@ class ServerSection:
     data_dir: str = ""  # empty: $POSTHOUSE_HOME or ./posthouse-data
     workers: int = 1
     run_as: str = "mail"  # unprivileged account to drop to when started as root
-    log_file: str = ""  # empty: standard error
+    log_file: str = ""  # empty: standard error (or syslog when syslog = true)
+    syslog: bool = False  # log to syslog, facility below, in sendmail's one-line style
+    syslog_facility: str = "mail"
     log_level: Literal["debug", "info", "notice", "warning", "error"] = "info"
     shutdown_grace_seconds: float = 30.0
     # uvloop is faster but has shown rare STARTTLS handshake stalls in our tests.
@@ -53,6 +55,8 @@ class MailSection:
     relay_host: str = ""
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     spool_directory: str = ""  # empty: DATA_DIR/spool/mail
+    masquerade: bool = False  # 12.1.2 domain-based addresses: user@host.sub.top -> user@sub.top
+    masquerade_exceptions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,33 @@ class QueueSection:
     retry_seconds: float = 60.0
     max_retry_seconds: float = 3600.0
     lifetime_seconds: float = 5 * 24 * 3600.0
+    delay_warning_seconds: float = 0.0  # 0: no delay warnings (the default, as Postfix)
+    max_connections_per_destination: int = 10
+    connect_timeout_seconds: float = 30.0
+    command_timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class RouteSection:
+    """One ``[[route]]``: a static next hop that overrides DNS (like Postfix's transport map)."""
+
+    domain: str = ""  # "example.org", ".example.org" (subdomains) or "*" (everything)
+    to: str = ""  # "host", "host:port" or "[192.0.2.1]:port"
+
+
+@dataclass(frozen=True)
+class PseudodomainSection:
+    """One ``[[pseudodomain]]``: a gateway protocol from the Mail Protocol Worksheet (12.2.3.2)."""
+
+    protocol: Literal["decnet", "decnet-osi", "uucp", "mts", "x25"] = "uucp"
+    name: str = ""  # the pseudodomain, e.g. "DNET"
+    aliases: tuple[str, ...] = ()
+    routing: Literal["direct", "relay", "internet"] = "internet"
+    relay_host: str = ""
+    relay_protocol: str = "smtp"
+    transport: str = ""  # routing = direct: program run by the pipe agent
+    node_address: str = ""  # DECnet: this machine's address, e.g. "1.2"
+    namespace: str = ""  # DECnet/OSI: "namespace:.site.nodename"
 
 
 def default_listeners() -> tuple[ListenerSection, ...]:
@@ -134,6 +165,8 @@ class Config:
     aliases: AliasesSection = field(default_factory=AliasesSection)
     users: UsersSection = field(default_factory=UsersSection)
     queue: QueueSection = field(default_factory=QueueSection)
+    route: tuple[RouteSection, ...] = ()
+    pseudodomain: tuple[PseudodomainSection, ...] = ()
 
 
 @dataclass(frozen=True)

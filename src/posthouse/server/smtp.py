@@ -10,6 +10,7 @@ more input, so a pipelined client gets its replies in one write.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.protocols.smtp import events
 from posthouse.protocols.smtp.replies import Reply
 from posthouse.server.connection import Connection, IdleTimeout
+
+log = logging.getLogger("posthouse.smtp")
 
 # RFC 3463 class/subject to the basic reply code that goes with it (RFC 5321 §4.2.2).
 _REPLY_CODES = {
@@ -224,6 +227,15 @@ class SMTPSession:
         incoming = self.incoming
         self.incoming = None
         assert incoming is not None
+        log.info(
+            "%s: from=<%s>, size=%d, nrcpts=%d, proto=%s, relay=%s",
+            incoming.queue_id,
+            self.sender,
+            incoming.size,
+            len(self.recipients),
+            self._protocol_name(),
+            self.connection.peer,
+        )
         if self.engine.settings.mode != "lmtp" and await self._deliver_directly(incoming):
             self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {incoming.queue_id}",)))
             self._reset()

@@ -1,0 +1,1 @@
+"""POP3 server engine (RFC 1939, RFC 2449 CAPA, RFC 2595 STLS, RFC 5034 SASL, RFC 3206 codes)."""
