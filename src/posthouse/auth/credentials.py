@@ -220,7 +220,9 @@ class CredentialChecker:
 
     @staticmethod
     def _failed(protocol: str, user: str, client: str, reason: str, code: str) -> LoginResult:
-        log.info("%s login failed: user=%r client=%s: %s [%s]", protocol, user, client, reason, code)
+        log.info(
+            "%s login failed: user=%r client=%s: %s [%s]", protocol, user, client, reason, code
+        )
         return LoginResult(False, reason, code)
 
     @staticmethod
