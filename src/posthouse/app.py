@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory
+from posthouse.auth.credentials import CredentialChecker
+from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase
 from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.aliasdb import AliasDatabase
@@ -31,13 +33,17 @@ from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
 from posthouse.mta.queue import QueueStore
 from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection
 from posthouse.server.limits import ConnectionLimiter
-from posthouse.server.listener import ListenerGroup, ServiceSpec
+from posthouse.server.listener import ListenerGroup, ServiceSpec, SessionHandler
+from posthouse.server.pop3 import POP3Services, POP3Session, apop_timestamp
 from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.server.tls import server_context
+from posthouse.store.maildrop import Maildrop
+from posthouse.store.mbox_maildrop import MboxMaildrop
 
 log = logging.getLogger("posthouse")
 
@@ -57,9 +63,12 @@ class Application:
     local_domains: LocalDomains
     policy: RecipientPolicy
     direct: DirectDelivery
+    mailauth: MailAuthDatabase
+    credentials: CredentialChecker
 
     def close(self) -> None:
         self.committer.close()
+        self.mailauth.close()
         self.aliases.close()
         self.users.database.close()
 
@@ -156,6 +165,8 @@ def build_application(settings: Settings) -> Application:
         trusted_networks=config.mail.trusted_networks,
         is_deliverable=expander.is_deliverable,
     )
+    mailauth = MailAuthDatabase(paths.mailauth_db, paths.mailauth_key)
+    credentials = CredentialChecker(users, authenticator, mailauth)
     return Application(
         settings=settings,
         users=users,
@@ -168,6 +179,8 @@ def build_application(settings: Settings) -> Application:
         local_domains=domains,
         policy=policy,
         direct=direct,
+        mailauth=mailauth,
+        credentials=credentials,
     )
 
 
@@ -199,8 +212,57 @@ def engine_settings(
     return settings_for
 
 
-def _refusal(reason: str) -> bytes:
+def _smtp_refusal(reason: str) -> bytes:
     return f"421 4.7.0 {reason}, try again later\r\n".encode()
+
+
+def _pop3_refusal(reason: str) -> bytes:
+    return f"-ERR [SYS/TEMP] {reason}, try again later\r\n".encode()
+
+
+def pop3_settings_for(
+    app: Application, tls: ssl.SSLContext | None
+) -> Callable[[Connection], pop3_engine.Settings]:
+    """Per-connection POP3 engine settings."""
+    config = app.settings.config
+    pop3 = config.pop3
+    hostname = config.server.hostname
+
+    def settings_for(connection: Connection) -> pop3_engine.Settings:
+        secure = connection.tls_active
+        return pop3_engine.Settings(
+            hostname=hostname,
+            apop_timestamp=apop_timestamp(hostname) if pop3.apop else None,
+            stls_available=tls is not None and not secure,
+            tls_active=secure,
+            plaintext_login_allowed=pop3.allow_plaintext_auth or connection.peer.is_loopback,
+            max_commands=pop3.max_commands,
+            max_errors=pop3.max_errors,
+            expire=pop3.expire or None,
+            login_delay=pop3.login_delay or None,
+        )
+
+    return settings_for
+
+
+def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
+    """The maildrop a POP3 user's mail is in: their mbox spool file (12.4)."""
+    settings = app.settings
+    mail = settings.config.mail
+    pop3_dir = settings.paths.data_dir / "pop3"
+
+    def open_maildrop(user: str) -> Maildrop:
+        return MboxMaildrop.open(
+            settings.paths.spool_dir / user,
+            user=user,
+            method=LockMethod(mail.locking),
+            index_dir=pop3_dir / "index",
+            session_lock_dir=pop3_dir / "locks",
+            timeout=mail.lock_timeout_seconds,
+            stale_after=mail.stale_lock_seconds,
+        )
+
+    return open_maildrop
 
 
 async def serve_forever(
@@ -219,7 +281,7 @@ async def serve_forever(
     registry = ConnectionRegistry(app.settings.paths.proc_dir)
     group = ListenerGroup(limiter, registry)
     scheduler = DeliveryScheduler(app.delivery, app.store)
-    services = SMTPServices(
+    smtp_services = SMTPServices(
         hostname=config.server.hostname,
         policy=app.policy,
         store=app.store,
@@ -229,28 +291,51 @@ async def serve_forever(
         allow_plaintext_auth=config.smtp.allow_plaintext_auth,
         direct=app.direct,
     )
+    pop3_services = POP3Services(
+        hostname=config.server.hostname,
+        credentials=app.credentials,
+        open_maildrop=open_maildrop_for(app),
+        tls_context=tls_context,
+        local_domains=app.local_domains.__contains__,
+    )
     for listener, sock in sockets:
-        implicit = tls_context if listener.protocol == "smtps" else None
-        settings_for = engine_settings(app, listener, tls_context is not None and implicit is None)
+        implicit = tls_context if listener.protocol in ("smtps", "pop3s") else None
+        handler: SessionHandler
+        if listener.protocol in ("pop3", "pop3s"):
+            pop3_for = pop3_settings_for(app, None if implicit else tls_context)
 
-        def make_handler(
-            settings_for: Callable[[Connection], smtp_engine.Settings],
-        ) -> Callable[[Connection], object]:
-            async def handle(connection: Connection) -> None:
-                session = SMTPSession(
-                    connection, services, settings_for(connection), group.stopping
+            async def pop3_handler(
+                connection: Connection,
+                settings_for: Callable[[Connection], pop3_engine.Settings] = pop3_for,
+            ) -> None:
+                session = POP3Session(
+                    connection, pop3_services, settings_for(connection), group.stopping
                 )
                 await session.run()
 
-            return handle
+            handler, refusal = pop3_handler, _pop3_refusal
+            idle = config.pop3.idle_timeout_seconds
+        else:
+            smtp_for = engine_settings(app, listener, tls_context is not None and not implicit)
 
+            async def smtp_handler(
+                connection: Connection,
+                settings_for: Callable[[Connection], smtp_engine.Settings] = smtp_for,
+            ) -> None:
+                session = SMTPSession(
+                    connection, smtp_services, settings_for(connection), group.stopping
+                )
+                await session.run()
+
+            handler, refusal = smtp_handler, _smtp_refusal
+            idle = config.smtp.idle_timeout_seconds
         await group.start(
             ServiceSpec(
                 name=listener.protocol,
                 sock=sock,
-                handler=make_handler(settings_for),  # type: ignore[arg-type]
-                idle_timeout=config.smtp.idle_timeout_seconds,
-                refusal=_refusal,
+                handler=handler,
+                idle_timeout=idle,
+                refusal=refusal,
                 implicit_tls=implicit,
             )
         )

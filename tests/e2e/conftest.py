@@ -21,6 +21,7 @@ from posthouse.mta.locking import LockMethod, locked_mailbox
 
 PASSWORD = "s3cret-pass"
 USERS = ("alice", "bob", "carol")
+TCP_LISTENERS = 5  # smtp, submission, smtps, pop3, pop3s
 
 
 def wait_until(
@@ -174,6 +175,14 @@ protocol = "smtps"
 port = 0
 
 [[listener]]
+protocol = "pop3"
+port = 0
+
+[[listener]]
+protocol = "pop3s"
+port = 0
+
+[[listener]]
 protocol = "lmtp"
 path = "{home / "lmtp.sock"}"
 {extra}
@@ -199,9 +208,9 @@ def start_server(config: Path, home: Path, ca: trustme.CA) -> Server:
         match = re.match(r"posthouse: listening (\w+) on 127\.0\.0\.1:(\d+)", line)
         if match:
             ports[match.group(1)] = int(match.group(2))
-        if len(ports) == 3:
+        if len(ports) == TCP_LISTENERS:
             break
-    if len(ports) < 3:
+    if len(ports) < TCP_LISTENERS:
         process.wait(timeout=10)
         process.stdout.close()
         log.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from posthouse.protocols.smtp import sasl
+from posthouse.protocols import sasl
 
 
 def b64(raw: bytes) -> str:

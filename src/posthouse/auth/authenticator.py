@@ -186,6 +186,17 @@ class Authenticator:
         await self._sleep(delay)
         return False
 
+    async def record_failure(self, name: str, client: str) -> None:
+        """A login for *name* from *client* failed elsewhere (e.g. a mail password): count
+        it like any failure and wait the delay."""
+        delay = self._settle(False, name, client)
+        assert delay is not None
+        await self._sleep(delay)
+
+    def record_success(self, client: str) -> None:
+        """A login from *client* succeeded elsewhere: forget its recent failures."""
+        self._settle(True, "", client)
+
     def failure_delay(self, name: str, client: str) -> float:
         """The delay a failure by *client* against *name* would incur now."""
         with self._lock:

@@ -209,14 +209,8 @@ class CredentialChecker:
         return self.mailauth
 
     async def _record_failure(self, user: str, client: str) -> None:
-        """Count a failure for (*user*, *client*) and wait the Authenticator's delay.
-
-        Authenticator has no public "a failure happened" hook yet.  An empty
-        password is refused by :meth:`Authenticator.verify` before any lookup
-        or hashing, so checking one records exactly one failure in its tables
-        and awaits its (injectable) sleep.  Replace with the hook once it exists.
-        """
-        await self.authenticator.check_async(user, "", client=client)
+        """Count a failure for (*user*, *client*) and wait the Authenticator's delay."""
+        await self.authenticator.record_failure(user, client)
 
     @staticmethod
     def _failed(protocol: str, user: str, client: str, reason: str, code: str) -> LoginResult:
@@ -225,7 +219,7 @@ class CredentialChecker:
         )
         return LoginResult(False, reason, code)
 
-    @staticmethod
-    def _succeeded(protocol: str, user: str, client: str) -> LoginResult:
+    def _succeeded(self, protocol: str, user: str, client: str) -> LoginResult:
+        self.authenticator.record_success(client)
         log.info("%s login ok: user=%s client=%s", protocol, user, client)
         return LoginResult(True, "login accepted", None, user)

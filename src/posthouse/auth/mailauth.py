@@ -173,6 +173,11 @@ class MailAuthDatabase:
             self._load_key()
             return True
 
+    def check(self) -> None:
+        """Open the database and key; raise :class:`MailAuthError` if either is unusable."""
+        self._connection()
+        self._load_key()
+
     # -- changes -------------------------------------------------------------
 
     def set_password(self, user: str, password: str) -> None:

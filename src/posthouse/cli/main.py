@@ -18,6 +18,11 @@ TOOL_MODULES: tuple[str, ...] = (
     "user",
     "newaliases",
     "sendmail",
+    "mailauth",
+    "popcv",
+    "mailusradm",
+    "mailq",
+    "mailstats",
 )
 
 

@@ -20,15 +20,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, getaddresses, make_msgid
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from posthouse.app import Application, build_application
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.mta.expand import FileDestination, LocalMailbox, ProgramDestination, RemoteAddress
+from posthouse.mta.queuerun import BATCH, QueueRunSummary, Selector, run_queue
 
 EX_OK = 0
 EX_USAGE = 64
@@ -53,6 +55,9 @@ class Options:
     sender: str | None = None  # -f / -r
     full_name: str | None = None  # -F
     config: str | None = None  # -C
+    queue_dir: str | None = None  # -oQDIR
+    queue_selector: Selector = "all"  # -qR / -qI / -qS
+    queue_needle: str = ""
     recipients: list[str] = field(default_factory=list)
 
 
@@ -93,12 +98,22 @@ def parse_options(argv: Sequence[str]) -> Options:
             case "C":
                 options.config = value(flag, rest)
             case "b":
-                if rest not in ("m", "s", "i", "v"):
+                if rest not in ("m", "s", "i", "v", "p"):
                     raise UsageError(f"unsupported mode -b{rest}")
                 options.mode = rest
+            case "q":
+                options.mode = "q"
+                kinds: dict[str, Selector] = {"R": "recipient", "I": "id", "S": "sender"}
+                if rest[:1] in kinds:
+                    options.queue_selector = kinds[rest[0]]
+                    options.queue_needle = rest[1:] or value(flag, "")
+                elif rest:
+                    raise UsageError(f"-q{rest}: periodic queue runs are the daemon's job")
             case "o":
                 if rest == "i":
                     options.ignore_dots = True
+                elif rest.startswith("Q"):
+                    options.queue_dir = rest[1:] or value(flag, "")
                 elif rest[:1] not in ("e", "m", "d", "O"):  # accepted and ignored, like sendmail
                     raise UsageError(f"unsupported option -o{rest}")
             case "v" | "U" | "n" | "m" | "e":
@@ -131,6 +146,9 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
     except ConfigError as exc:
         print(f"sendmail: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    if options.queue_dir:
+        queue_dir = Path(options.queue_dir).resolve()
+        settings = replace(settings, paths=replace(settings.paths, queue_dir=queue_dir))
     if options.mode == "i":
         from posthouse.cli.newaliases import rebuild
 
@@ -142,10 +160,37 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
                 return verify(app, options.recipients)
             case "s":
                 return smtp_on_stdio(app)
+            case "q":
+                return run_queue_now(app, options)
+            case "p":
+                from posthouse.cli.mailq import print_queue
+
+                return print_queue(app.settings)
             case _:
                 return submit(app, options, sys.stdin.buffer)
     finally:
         app.close()
+
+
+def run_queue_now(app: Application, options: Options) -> int:
+    """-q: deliver the (selected) queue now, showing progress on long runs."""
+    started = time.monotonic()
+
+    def progress(summary: QueueRunSummary) -> None:
+        done = summary.finished + summary.waiting + summary.busy
+        if summary.selected > BATCH:
+            print(f"sendmail: queue run {done}/{summary.selected}", file=sys.stderr)
+
+    summary = run_queue(
+        app.store,
+        app.delivery,
+        selector=options.queue_selector,
+        needle=options.queue_needle,
+        progress=progress,
+    )
+    elapsed = time.monotonic() - started
+    print(f"sendmail: queue {app.store.directory}: {summary.describe()} in {elapsed:.1f}s")
+    return EX_OK
 
 
 def verify(app: Application, addresses: list[str]) -> int:

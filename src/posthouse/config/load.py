@@ -193,13 +193,13 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             raise _fail(
                 source, locator, f"{where}.path", "unix socket paths are for LMTP listeners only"
             )
-        needs_tls = listener.protocol == "smtps"
+        needs_tls = listener.protocol in ("smtps", "pop3s")
         if needs_tls and not (config.tls.cert_file and config.tls.key_file):
             raise _fail(
                 source,
                 locator,
                 f"{where}.protocol",
-                "an smtps listener needs [tls] cert_file and key_file",
+                f"a {listener.protocol} listener needs [tls] cert_file and key_file",
             )
     if bool(config.tls.cert_file) != bool(config.tls.key_file):
         raise _fail(source, locator, "tls.cert_file", "set both tls.cert_file and tls.key_file")
@@ -241,6 +241,8 @@ def resolve_paths(config: Config, source: str) -> Paths:
         queue_dir=pick(config.queue.directory, data_dir / "queue"),
         spool_dir=pick(config.mail.spool_directory, data_dir / "spool" / "mail"),
         users_db=pick(config.users.database, data_dir / "etc" / "users.db"),
+        mailauth_db=data_dir / "etc" / "mailauth.db",
+        mailauth_key=data_dir / "etc" / "mailauth.key",
         aliases_file=pick(config.aliases.file, data_dir / "etc" / "aliases"),
         aliases_db=pick(config.aliases.database, data_dir / "etc" / "aliases.db"),
         stats_file=data_dir / "etc" / "statistics",

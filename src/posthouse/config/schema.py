@@ -17,7 +17,7 @@ Role = Literal["standalone", "client", "server"]
 MailboxDirectory = Literal["local", "nfs-client", "nfs-server", "server"]
 Locking = Literal["lockf", "lockfile", "both"]
 Forwarding = Literal["none", "internet", "nonlocal", "local"]
-ListenerProtocol = Literal["smtp", "submission", "smtps", "lmtp"]
+ListenerProtocol = Literal["smtp", "submission", "smtps", "lmtp", "pop3", "pop3s"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,19 @@ class SMTPSection:
     max_connections_per_client: int = 50
     allow_plaintext_auth: bool = False  # AUTH without TLS from non-loopback clients
     auth_failure_delay_seconds: float = 0.5
+
+
+@dataclass(frozen=True)
+class POP3Section:
+    """The POP3 server (12.4)."""
+
+    idle_timeout_seconds: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 min
+    allow_plaintext_auth: bool = False  # USER/PASS without TLS (always allowed from loopback)
+    apop: bool = True  # offer APOP (the greeting carries the timestamp)
+    max_errors: int = 20
+    max_commands: int = 100_000
+    expire: str = ""  # RFC 2449 EXPIRE capability value, e.g. "NEVER"; empty: not announced
+    login_delay: int = 0  # RFC 2449 LOGIN-DELAY seconds; 0: not announced
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,7 @@ class Config:
     server: ServerSection = field(default_factory=ServerSection)
     mail: MailSection = field(default_factory=MailSection)
     smtp: SMTPSection = field(default_factory=SMTPSection)
+    pop3: POP3Section = field(default_factory=POP3Section)
     listener: tuple[ListenerSection, ...] = field(default_factory=default_listeners)
     tls: TLSSection = field(default_factory=TLSSection)
     aliases: AliasesSection = field(default_factory=AliasesSection)
@@ -177,6 +191,8 @@ class Paths:
     queue_dir: Path
     spool_dir: Path
     users_db: Path
+    mailauth_db: Path
+    mailauth_key: Path
     aliases_file: Path
     aliases_db: Path
     stats_file: Path

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from posthouse.protocols import sasl
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.lines import LineBuffer
-from posthouse.protocols.smtp import commands, sasl
+from posthouse.protocols.smtp import commands
 from posthouse.protocols.smtp.body import DotReader
 from posthouse.protocols.smtp.commands import Session, reply
 from posthouse.protocols.smtp.events import (

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from posthouse.protocols.smtp import commands, parse, sasl
+from posthouse.protocols import sasl
+from posthouse.protocols.smtp import commands, parse
 from posthouse.protocols.smtp.body import DotReader
 from posthouse.protocols.smtp.commands import Session, reply
 from posthouse.protocols.smtp.core import NEED_DATA, PAUSED, Phase, SessionCore, Signal

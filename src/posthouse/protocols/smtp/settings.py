@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from posthouse.protocols.smtp import sasl
+from posthouse.protocols import sasl
 
 Mode = Literal["smtp", "submission", "lmtp"]
 

@@ -1,4 +1,4 @@
-"""Server side of the SASL PLAIN (RFC 4616) and LOGIN mechanisms for SMTP AUTH.
+"""SASL PLAIN and LOGIN decoding shared by the SMTP and POP3 engines (RFC 4616, RFC 4954).
 
 Mechanisms only decode: they turn client responses into challenges, a failure,
 or `Credentials`; verifying the password is the application's job.

@@ -1,0 +1,82 @@
+"""``posthouse mailq`` (also ``sendmail -bp``): list the mail queue.
+
+Prints the listing of :mod:`posthouse.mta.mailq` as it is produced (the queue is never loaded
+into memory as a whole, and data files are not opened).  ``-v`` adds, per message, the client
+address, HELO name, authenticated user and protocol, delivered recipients, and the attempts
+and next attempt time of each recipient.  A queue directory that does not exist is an empty
+queue (``mailq`` does not create it).  Exit status 0, or a sysexits code if the queue cannot be
+read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.schema import Settings
+from posthouse.mta.mailq import EMPTY_QUEUE, list_queue
+from posthouse.mta.queue import QueueStore
+
+EX_IOERR = 74
+EX_NOPERM = 77
+EX_CONFIG = 78
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser("mailq", help="list the mail queue")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show client, HELO, auth user and attempts"
+    )
+    parser.set_defaults(func=lambda args: mailq(args.config, verbose=args.verbose))
+
+
+def print_queue(settings: Settings, *, verbose: bool = False, out: TextIO | None = None) -> int:
+    """Write the listing of the configured queue to ``out`` (standard output); exit code."""
+    stream = sys.stdout if out is None else out
+    queue_dir = settings.paths.queue_dir
+    try:
+        if not queue_dir.is_dir():
+            stream.write(EMPTY_QUEUE + "\n")
+        else:
+            store = QueueStore(queue_dir)
+            try:
+                for line in list_queue(store, verbose=verbose):
+                    stream.write(line + "\n")
+            finally:
+                store.close()
+        stream.flush()
+    except BrokenPipeError:
+        # The reader (``mailq | head``) went away: that is not an error.
+        if out is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        return 0
+    except PermissionError as exc:
+        print(f"mailq: {queue_dir}: {exc.strerror}", file=sys.stderr)
+        return EX_NOPERM
+    except OSError as exc:
+        print(f"mailq: {queue_dir}: {exc.strerror or exc}", file=sys.stderr)
+        return EX_IOERR
+    return 0
+
+
+def mailq(config: str | None, *, verbose: bool = False, out: TextIO | None = None) -> int:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        print(f"mailq: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return print_queue(settings, verbose=verbose, out=out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailq")
+    parser.add_argument("--config", "-C", metavar="FILE")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    return mailq(args.config, verbose=args.verbose)

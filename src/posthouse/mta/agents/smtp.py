@@ -1,0 +1,652 @@
+"""The SMTP client delivery agent: mail leaves this host (RFC 5321, 3207, 2920, 1870, 6152, 6531).
+
+:meth:`SMTPClientAgent.deliver` takes a :class:`~posthouse.mta.routing.NextHop` and the messages
+for it and returns a result per recipient per message; it never raises (except on
+cancellation).  One connection carries every message given: ``RSET`` separates transactions,
+``QUIT`` ends the session.
+
+Sequence
+    Resolve the hop (MX list, or the literal host) with :class:`~posthouse.mta.dns.Resolver`;
+    try the hosts in order and each host's addresses in order.  A refused or timed-out
+    connection, a greeting other than 220 (421 or 554 included) or a refused EHLO *and* HELO
+    moves on to the next address/host.  After EHLO (HELO when EHLO is refused), ``STARTTLS``
+    is used when offered (``tls="opportunistic"``), then EHLO is sent again (RFC 3207 §4.2).
+    A ``STARTTLS`` refusal continues in plaintext on the same connection.  A failed TLS
+    handshake breaks the connection; that address is then retried once *without* TLS, as
+    Postfix does at its ``may`` level: opportunistic TLS (RFC 7435) protects against passive
+    listeners only, and refusing to deliver would not protect the message any better.
+
+Transactions
+    ``MAIL FROM`` carries ``SIZE=`` (the queued size; RFC 1870 makes it an estimate) when the
+    server offers SIZE, ``BODY=8BITMIME`` for an 8-bit body and ``SMTPUTF8`` when the message
+    needs it.  A message larger than the advertised SIZE limit fails permanently (5.3.4)
+    without being sent; an 8-bit body for a server without 8BITMIME fails with 5.6.3 and a
+    message needing SMTPUTF8 (the flag, or a non-ASCII address) for a server without it with
+    5.6.7 (RFC 6152 §3, RFC 6531 §3.2: no downgrade is implemented).  With PIPELINING (RFC
+    2920) ``RSET``, ``MAIL``, every ``RCPT`` and ``DATA`` go out in one write; otherwise one
+    command at a time, and ``DATA`` only when a recipient was accepted.  A 5xx reply to RCPT is
+    permanent for that recipient, 4xx temporary (452 too: the recipients are retried later,
+    not in a second transaction now).  A refused MAIL applies to all recipients of the message.
+    After ``DATA``, each accepted recipient takes the reply to the final dot.  Enhanced status
+    codes (RFC 3463) are taken from the reply text when present, else ``X.0.0`` by the reply
+    class.
+
+Data
+    Streamed from ``open_data()`` in chunks (read in a worker thread), with line endings
+    normalised to CRLF (bare CR or LF become CRLF, RFC 5321 §2.3.8), dot-stuffing (§4.5.2), a
+    final CRLF added if missing, and flow control (``drain``), so a 50 MB message is never held
+    in memory.  (This is why the agent speaks SMTP itself over asyncio streams instead of
+    using aiosmtplib: aiosmtplib 5 needs the whole message as one ``bytes`` — copied twice more
+    for line endings and dot-stuffing — and has no PIPELINING.)
+
+Failures
+    A timeout (``timeout`` seconds for each read, write, connect and TLS handshake), a reply
+    that is not SMTP, 421, or a connection closed by the server ends the session.  A message
+    whose final dot had not been sent yet is tried again at the next address/host (nothing
+    was delivered); a message waiting for the reply to its final dot gets a temporary error
+    (4.4.2; it *may* have been delivered, RFC 1047, and will be retried later, never reported
+    sent without the 250).  Messages not reached stay for the next host.  When no host is left
+    every message still pending gets the last connection error: temporary, unless every host
+    answered with a permanent refusal (5xx greeting or HELO).
+
+Limits
+    At most ``max_connections_per_destination`` concurrent :meth:`deliver` calls (one
+    connection each) per hop; further callers wait (an :class:`asyncio.Semaphore` per hop,
+    dropped when unused).
+
+TLS context
+    Default: certificates are *not* verified (``CERT_NONE``, no host name check), as MTAs do
+    for opportunistic TLS, where a verification failure would only cause a plaintext retry.
+    A caller-supplied context (tests: one trusting a trustme CA) is used as given; if it
+    verifies and verification fails, the handshake fails and the plaintext retry applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal
+
+from posthouse.mta.dns import MailHost, Resolver
+from posthouse.mta.errors import MailError
+from posthouse.mta.routing import NextHop
+
+log = logging.getLogger("posthouse.mta.smtp")
+
+CHUNK_SIZE = 256 * 1024
+MAX_REPLY_LINE = 4096  # RFC 5321 §4.5.3.1.5 says 512; be liberal in what we accept
+MAX_REPLY_LINES = 200
+READ_LIMIT = 64 * 1024
+
+Connector = Callable[
+    [str, int, float], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+]
+
+
+async def open_tcp(
+    address: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The default connector: a TCP connection to ``address:port`` within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        return await asyncio.open_connection(address, port, limit=READ_LIMIT)
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A queued message on its way to one next hop."""
+
+    queue_id: str
+    sender: str  # "" for the null reverse-path
+    recipients: tuple[str, ...]
+    open_data: Callable[[], BinaryIO]
+    size: int
+    body_8bit: bool = False
+    smtputf8: bool = False
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The fate of one recipient: None means the next hop accepted it (250 after DATA)."""
+
+    recipient: str
+    error: MailError | None
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.lines)
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+class _SessionError(Exception):
+    """The session cannot continue (timeout, disconnect, garbage, 421)."""
+
+    def __init__(self, status: str, message: str, *, permanent_refusal: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.permanent_refusal = permanent_refusal
+
+
+class _TLSFailed(_SessionError):
+    """The STARTTLS handshake failed: retry the address without TLS."""
+
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
+_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+
+
+def reply_error(reply: Reply, peer: str, command: str) -> MailError:
+    """A MailError carrying the server's reply, for a 4xx/5xx reply."""
+    klass = "5" if reply.code >= 500 else "4"
+    text = reply.text
+    status = f"{klass}.0.0"
+    match = _ENHANCED.match(text)
+    if match:
+        status = f"{klass}.{match.group(2)}.{match.group(3)}"
+    return MailError(status, f"host {peer} said: {reply.code} {text} (in reply to {command})")
+
+
+def _address_ok(address: str) -> bool:
+    return not any(ch in address for ch in "\r\n\0<>") and not any(ch.isspace() for ch in address)
+
+
+def _needs_utf8(message: OutboundMessage) -> bool:
+    return message.smtputf8 or not all(
+        address.isascii() for address in (message.sender, *message.recipients)
+    )
+
+
+class _Connection:
+    """One SMTP client connection over asyncio streams."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer: str,
+        timeout: float,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.peer = peer
+        self.timeout = timeout
+        self.extensions: dict[str, str] = {}
+        self.tls = False
+        self.closed = False
+
+    # -- low level ---------------------------------------------------------------------
+
+    async def read_reply(self, command: str) -> Reply:
+        lines: list[str] = []
+        code: int | None = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    raw = await self.reader.readline()
+                    if not raw.endswith(b"\n"):
+                        raise _SessionError(
+                            "4.4.2",
+                            f"connection to {self.peer} lost (waiting for reply to {command})",
+                        )
+                    if len(raw) > MAX_REPLY_LINE or len(lines) >= MAX_REPLY_LINES:
+                        raise _SessionError("4.5.0", f"{self.peer}: reply to {command} too long")
+                    line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+                    if (
+                        len(line) < 3
+                        or not line[:3].isdigit()
+                        or line[0] not in "12345"
+                        or line[3:4] not in ("", " ", "-")
+                        or (code is not None and int(line[:3]) != code)
+                    ):
+                        raise _SessionError(
+                            "4.5.0",
+                            f"{self.peer}: malformed reply to {command}: {line[:80]!r}",
+                        )
+                    code = int(line[:3])
+                    lines.append(line[4:])
+                    if line[3:4] != "-":
+                        break
+        except TimeoutError:
+            raise _SessionError(
+                "4.4.2", f"timeout waiting for reply to {command} from {self.peer}"
+            ) from None
+        except (ValueError, asyncio.LimitOverrunError):
+            raise _SessionError("4.5.0", f"{self.peer}: reply to {command} too long") from None
+        except OSError:
+            raise _SessionError(
+                "4.4.2", f"connection to {self.peer} lost (waiting for reply to {command})"
+            ) from None
+        assert code is not None
+        reply = Reply(code, tuple(lines))
+        if code == 421:
+            raise _SessionError("4.4.2", f"host {self.peer} said: {reply} (closing connection)")
+        return reply
+
+    async def write(self, data: bytes, what: str) -> None:
+        try:
+            self.writer.write(data)
+            async with asyncio.timeout(self.timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise _SessionError("4.4.2", f"timeout sending {what} to {self.peer}") from None
+        except (OSError, RuntimeError) as exc:
+            raise _SessionError(
+                "4.4.2", f"connection to {self.peer} lost (sending {what}): {exc}"
+            ) from None
+
+    async def command(self, line: str) -> Reply:
+        verb = line.split(" ", 1)[0]
+        await self.write(line.encode("utf-8") + b"\r\n", verb)
+        return await self.read_reply(verb)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.timeout):
+                await self.writer.wait_closed()
+
+    # -- session -----------------------------------------------------------------------
+
+    async def greet(self, hostname: str) -> None:
+        greeting = await self.read_reply("connect")
+        if greeting.code != 220:
+            status = reply_error(greeting, self.peer, "connect").status
+            raise _SessionError(
+                status if greeting.code >= 400 else "4.5.0",
+                f"host {self.peer} refused to talk to me: {greeting}",
+                permanent_refusal=greeting.code >= 500,
+            )
+        await self.hello(hostname)
+
+    async def hello(self, hostname: str) -> None:
+        reply = await self.command(f"EHLO {hostname}")
+        if reply.code == 250:
+            self.extensions = {}
+            for line in reply.lines[1:]:
+                keyword, _, params = line.partition(" ")
+                self.extensions[keyword.upper()] = params.strip()
+            return
+        helo = await self.command(f"HELO {hostname}")
+        if helo.code != 250:
+            raise _SessionError(
+                "5.5.0" if helo.code >= 500 else "4.5.0",
+                f"host {self.peer} refused HELO: {helo}",
+                permanent_refusal=helo.code >= 500,
+            )
+        self.extensions = {}
+
+    async def starttls(self, context: ssl.SSLContext, server_hostname: str, hostname: str) -> None:
+        reply = await self.command("STARTTLS")
+        if reply.code != 220:
+            log.info("%s: STARTTLS refused (%s), continuing without TLS", self.peer, reply)
+            return
+        try:
+            await self.writer.start_tls(
+                context, server_hostname=server_hostname, ssl_handshake_timeout=self.timeout
+            )
+        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
+            raise _TLSFailed("4.7.0", f"TLS handshake with {self.peer} failed: {exc}") from None
+        self.tls = True
+        await self.hello(hostname)  # RFC 3207 §4.2: forget what was learnt before TLS
+
+    def size_limit(self) -> int | None:
+        value = self.extensions.get("SIZE", "")
+        if "SIZE" not in self.extensions:
+            return None
+        return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+@dataclass
+class _Pending:
+    """A message still to be delivered, and what is known about its recipients."""
+
+    message: OutboundMessage
+    results: dict[str, MailError | None] = field(default_factory=dict)
+
+
+class SMTPClientAgent:
+    """Delivers messages to a next hop over SMTP (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        resolver: Resolver,
+        timeout: float = 60.0,
+        tls: Literal["opportunistic", "none"] = "opportunistic",
+        tls_context: ssl.SSLContext | None = None,
+        max_connections_per_destination: int = 10,
+        connector: Connector = open_tcp,
+    ) -> None:
+        if max_connections_per_destination < 1:
+            raise ValueError("max_connections_per_destination must be at least 1")
+        self.hostname = hostname
+        self.resolver = resolver
+        self.timeout = timeout
+        self.tls = tls
+        self.tls_context = tls_context if tls_context is not None else _opportunistic_context()
+        self.max_connections = max_connections_per_destination
+        self.connector = connector
+        self._limits: dict[tuple[str, int, bool], tuple[asyncio.Semaphore, int]] = {}
+
+    # -- public ------------------------------------------------------------------------
+
+    async def deliver(
+        self, hop: NextHop, messages: Sequence[OutboundMessage]
+    ) -> dict[str, list[RecipientResult]]:
+        """Deliver ``messages`` to ``hop``; a result for every recipient, keyed by queue id."""
+        pending = [_Pending(message) for message in messages]
+        try:
+            async with self._limit(hop):
+                await self._deliver(hop, pending)
+        except MailError as exc:
+            self._fail_unresolved(pending, exc)
+        except Exception as exc:  # never let a bug lose the results
+            log.exception("delivery to %s failed unexpectedly", hop.host)
+            self._fail_unresolved(pending, MailError("4.3.0", f"internal error: {exc!r}"))
+        out: dict[str, list[RecipientResult]] = {}
+        for item in pending:
+            out[item.message.queue_id] = [
+                RecipientResult(rcpt, item.results.get(rcpt))
+                for rcpt in dict.fromkeys(item.message.recipients)
+            ]
+        return out
+
+    # -- internals ---------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _limit(self, hop: NextHop) -> AsyncIterator[None]:
+        key = hop.key
+        semaphore, users = self._limits.get(key, (asyncio.Semaphore(self.max_connections), 0))
+        self._limits[key] = (semaphore, users + 1)
+        try:
+            async with semaphore:
+                yield
+        finally:
+            semaphore, users = self._limits[key]
+            if users <= 1:
+                del self._limits[key]
+            else:
+                self._limits[key] = (semaphore, users - 1)
+
+    @staticmethod
+    def _fail_unresolved(pending: list[_Pending], error: MailError) -> None:
+        for item in pending:
+            for rcpt in item.message.recipients:
+                item.results.setdefault(rcpt, error)
+
+    @staticmethod
+    def _open(pending: list[_Pending]) -> list[_Pending]:
+        return [
+            item
+            for item in pending
+            if any(rcpt not in item.results for rcpt in item.message.recipients)
+        ]
+
+    async def _hosts(self, hop: NextHop) -> list[MailHost]:
+        if hop.use_mx:
+            return await self.resolver.mail_hosts(hop.host)
+        return await self.resolver.host_addresses(hop.host)
+
+    async def _deliver(self, hop: NextHop, pending: list[_Pending]) -> None:
+        self._precheck(pending)
+        if not self._open(pending):
+            return
+        hosts = await self._hosts(hop)
+        last: _SessionError | None = None
+        all_permanent = True  # every failed attempt was a 5xx refusal
+        for host in hosts:
+            for address in host.addresses:
+                use_tls = self.tls == "opportunistic"
+                while True:
+                    try:
+                        await self._session(hop, host.host, address, pending, use_tls=use_tls)
+                    except _TLSFailed as exc:
+                        log.info("%s; retrying without TLS", exc.message)
+                        last, all_permanent = exc, False
+                        if use_tls:
+                            use_tls = False
+                            continue
+                    except _SessionError as exc:
+                        log.info("%s", exc.message)
+                        last = exc
+                        all_permanent = all_permanent and exc.permanent_refusal
+                    break
+                if not self._open(pending):
+                    return
+        if last is None:
+            last, all_permanent = _SessionError("4.4.4", f"no host to try for {hop.host}"), False
+        status = last.status
+        if not all_permanent and status.startswith("5"):
+            status = "4" + status[1:]
+        elif all_permanent and status.startswith("4"):
+            status = "5" + status[1:]
+        self._fail_unresolved(pending, MailError(status, last.message))
+
+    def _precheck(self, pending: list[_Pending]) -> None:
+        for item in pending:
+            message = item.message
+            if not _address_ok(message.sender):
+                error = MailError("5.1.7", f"bad sender address {message.sender!r}")
+                for rcpt in message.recipients:
+                    item.results[rcpt] = error
+                continue
+            for rcpt in message.recipients:
+                if not rcpt or not _address_ok(rcpt):
+                    item.results[rcpt] = MailError("5.1.3", f"bad recipient address {rcpt!r}")
+
+    async def _session(
+        self, hop: NextHop, host: str, address: str, pending: list[_Pending], *, use_tls: bool
+    ) -> None:
+        peer = f"{host}[{address}]:{hop.port}"
+        try:
+            reader, writer = await self.connector(address, hop.port, self.timeout)
+        except TimeoutError:
+            raise _SessionError("4.4.1", f"connection to {peer} timed out") from None
+        except OSError as exc:
+            raise _SessionError("4.4.1", f"connection to {peer} failed: {exc}") from None
+        conn = _Connection(reader, writer, peer=peer, timeout=self.timeout)
+        try:
+            await conn.greet(self.hostname)
+            if use_tls and "STARTTLS" in conn.extensions:
+                await conn.starttls(self.tls_context, host, self.hostname)
+            first = True
+            for item in self._open(pending):
+                await self._transaction(conn, item, reset=not first)
+                first = False
+            with contextlib.suppress(_SessionError):
+                await conn.command("QUIT")
+        finally:
+            await conn.close()
+
+    async def _transaction(self, conn: _Connection, item: _Pending, *, reset: bool) -> None:
+        message = item.message
+        recipients = [r for r in dict.fromkeys(message.recipients) if r not in item.results]
+        if not self._capable(conn, item):
+            return
+        try:
+            data = await asyncio.to_thread(message.open_data)
+        except OSError as exc:
+            error = MailError("4.3.0", f"cannot read queued message: {exc}")
+            for rcpt in recipients:
+                item.results[rcpt] = error
+            return
+        try:
+            await self._send(conn, item, recipients, data, reset=reset)
+        finally:
+            data.close()
+
+    def _capable(self, conn: _Connection, item: _Pending) -> bool:
+        message = item.message
+        error: MailError | None = None
+        limit = conn.size_limit()
+        if limit is not None and message.size > limit:
+            error = MailError(
+                "5.3.4", f"message size {message.size} exceeds {conn.peer}'s limit of {limit}"
+            )
+        elif message.body_8bit and "8BITMIME" not in conn.extensions:
+            error = MailError("5.6.3", f"{conn.peer} does not support 8-bit MIME (8BITMIME)")
+        elif _needs_utf8(message) and "SMTPUTF8" not in conn.extensions:
+            error = MailError("5.6.7", f"{conn.peer} does not support SMTPUTF8")
+        if error is None:
+            return True
+        for rcpt in message.recipients:
+            item.results.setdefault(rcpt, error)
+        return False
+
+    def _mail_command(self, conn: _Connection, message: OutboundMessage) -> str:
+        params: list[str] = []
+        if "SIZE" in conn.extensions:
+            params.append(f"SIZE={message.size}")
+        if message.body_8bit:
+            params.append("BODY=8BITMIME")
+        if _needs_utf8(message):
+            params.append("SMTPUTF8")
+        return " ".join([f"MAIL FROM:<{message.sender}>", *params])
+
+    async def _send(
+        self,
+        conn: _Connection,
+        item: _Pending,
+        recipients: list[str],
+        data: BinaryIO,
+        *,
+        reset: bool,
+    ) -> None:
+        message = item.message
+        mail = self._mail_command(conn, message)
+        rcpt_lines = [f"RCPT TO:<{rcpt}>" for rcpt in recipients]
+        accepted: list[str] = []
+        refused: dict[str, MailError] = {}
+
+        if "PIPELINING" in conn.extensions:
+            lines = (["RSET"] if reset else []) + [mail, *rcpt_lines, "DATA"]
+            await conn.write("".join(f"{line}\r\n" for line in lines).encode("utf-8"), "MAIL")
+            if reset:
+                await conn.read_reply("RSET")  # any reply: the new MAIL decides
+            mail_reply = await conn.read_reply("MAIL FROM")
+            for rcpt in recipients:
+                reply = await conn.read_reply("RCPT TO")
+                if reply.code in (250, 251):
+                    accepted.append(rcpt)
+                else:
+                    refused[rcpt] = reply_error(reply, conn.peer, "RCPT TO")
+            data_reply = await conn.read_reply("DATA")
+            if mail_reply.code != 250:
+                if data_reply.code == 354:
+                    await self._abort_data(conn)
+                self._refuse_all(item, recipients, reply_error(mail_reply, conn.peer, "MAIL FROM"))
+                return
+            if data_reply.code == 354 and not accepted:
+                await self._abort_data(conn)  # RFC 2920 §3.1: send the dot, ignore the result
+        else:
+            if reset:
+                await conn.command("RSET")
+            mail_reply = await conn.command(mail)
+            if mail_reply.code != 250:
+                self._refuse_all(item, recipients, reply_error(mail_reply, conn.peer, "MAIL FROM"))
+                return
+            for rcpt, line in zip(recipients, rcpt_lines, strict=True):
+                reply = await conn.command(line)
+                if reply.code in (250, 251):
+                    accepted.append(rcpt)
+                else:
+                    refused[rcpt] = reply_error(reply, conn.peer, "RCPT TO")
+            data_reply = Reply(0, ())
+            if accepted:
+                data_reply = await conn.command("DATA")
+
+        item.results.update(refused)
+        if not accepted:
+            return
+        if data_reply.code != 354:
+            error = reply_error(data_reply, conn.peer, "DATA")
+            if data_reply.code < 400:
+                error = MailError("4.5.0", f"host {conn.peer} said: {data_reply} (to DATA)")
+            self._refuse_all(item, accepted, error)
+            return
+        await self._stream(conn, item, data)
+        try:
+            final = await conn.read_reply("end of data")
+        except _SessionError as exc:
+            # The dot went out: the message may or may not have been taken (RFC 1047).
+            error = MailError("4.4.2", f"{exc.message}; delivery status unknown")
+            self._refuse_all(item, accepted, error)
+            raise
+        if final.code == 250:
+            for rcpt in accepted:
+                item.results[rcpt] = None
+            log.info(
+                "%s: to=%s relay=%s tls=%s status=sent (%s)",
+                message.queue_id,
+                ",".join(accepted),
+                conn.peer,
+                conn.tls,
+                final,
+            )
+        else:
+            self._refuse_all(item, accepted, reply_error(final, conn.peer, "end of data"))
+
+    @staticmethod
+    def _refuse_all(item: _Pending, recipients: Sequence[str], error: MailError) -> None:
+        for rcpt in recipients:
+            item.results[rcpt] = error
+
+    @staticmethod
+    async def _abort_data(conn: _Connection) -> None:
+        await conn.write(b".\r\n", "end of data")
+        await conn.read_reply("end of data")
+
+    async def _stream(self, conn: _Connection, item: _Pending, data: BinaryIO) -> None:
+        at_line_start = True
+        carry = b""
+        while True:
+            try:
+                chunk = await asyncio.to_thread(data.read, CHUNK_SIZE)
+            except OSError as exc:
+                # Cannot finish the data cleanly: drop the connection rather than send a dot.
+                error = MailError("4.3.0", f"cannot read queued message: {exc}")
+                for rcpt in item.message.recipients:
+                    item.results.setdefault(rcpt, error)
+                raise _SessionError("4.3.0", error.message) from None
+            final = not chunk
+            block = carry + chunk
+            carry = b""
+            if not final and block.endswith(b"\r"):
+                carry, block = b"\r", block[:-1]
+            if block:
+                block = _LINE_ENDINGS.sub(b"\r\n", block)
+                if at_line_start and block.startswith(b"."):
+                    block = b"." + block
+                block = block.replace(b"\r\n.", b"\r\n..")
+                at_line_start = block.endswith(b"\r\n")
+            if final:
+                tail = b"" if at_line_start else b"\r\n"
+                await conn.write(block + tail + b".\r\n", "end of data")
+                return
+            if block:
+                await conn.write(block, "message data")
+
+
+def _opportunistic_context() -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

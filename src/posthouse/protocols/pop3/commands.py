@@ -1,0 +1,117 @@
+"""Command table and argument checks for the POP3 engine.
+
+Holds the one table of legal commands per session state (RFC 1939 §3-§7,
+RFC 2449 §5, RFC 2595 §4, RFC 5034 §4), command-line splitting, message-number
+parsing and the CAPA response (RFC 2449 §5-§6).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from posthouse.protocols.pop3.replies import Reply, err
+from posthouse.protocols.pop3.settings import Settings
+
+
+class State(enum.Enum):
+    """Where the session is (RFC 1939 §3)."""
+
+    AUTHORIZATION = "authorization"
+    USER_GIVEN = "user-given"  # AUTHORIZATION right after a successful USER (RFC 1939 §7)
+    TRANSACTION = "transaction"
+    UPDATE = "update"  # QUIT seen in TRANSACTION; waiting for quit_done (RFC 1939 §6)
+
+
+# RFC 2449 §5: CAPA is valid in every state; QUIT in AUTHORIZATION and TRANSACTION.
+_ANYTIME: Final = frozenset({"CAPA", "QUIT"})
+_LOGIN: Final = frozenset({"USER", "APOP", "AUTH", "STLS"})
+
+# The one table of legal commands per session state.  A known command not
+# listed for the current state is answered "-ERR command not valid in this state".
+LEGAL: Final[dict[State, frozenset[str]]] = {
+    State.AUTHORIZATION: _ANYTIME | _LOGIN,  # RFC 1939 §4, RFC 2595 §4, RFC 5034 §4
+    State.USER_GIVEN: _ANYTIME | _LOGIN | {"PASS"},  # RFC 1939 §7: PASS only after USER
+    State.TRANSACTION: _ANYTIME  # RFC 1939 §5, §7
+    | {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"},
+    State.UPDATE: frozenset(),
+}
+
+KNOWN: Final = frozenset().union(*LEGAL.values())
+
+# Verbs are at most four letters (RFC 1939 §3; RFC 2449 §4 allows extensions up to 40).
+_VERB: Final = re.compile(r"[A-Za-z]{1,40}")
+_DIGITS: Final = re.compile(r"[0-9]{1,10}")
+_DIGEST: Final = re.compile(r"[0-9A-Fa-f]{32}")
+
+LINE_TOO_LONG: Final = err("line too long")
+UNKNOWN: Final = err("unknown command")
+WRONG_STATE: Final = err("command not valid in this state")
+NO_SUCH_MESSAGE: Final = err("no such message")
+
+
+@dataclass(frozen=True)
+class Command:
+    """A split command line: upper-cased verb, raw argument text after one SP."""
+
+    verb: str
+    arg: str
+
+    @property
+    def args(self) -> list[str]:
+        """The argument split on white space."""
+        return self.arg.split()
+
+
+def split_command(text: str) -> Command | None:
+    """Split a decoded line into verb and argument; None if there is no plausible verb.
+
+    The argument keeps its spaces (RFC 1939 §7: a PASS argument may contain
+    spaces); only the single separating SP is removed.
+    """
+    verb, _, arg = text.partition(" ")
+    if not _VERB.fullmatch(verb):
+        return None
+    return Command(verb.upper(), arg)
+
+
+def has_control_chars(text: str) -> bool:
+    """True if ``text`` contains a control character other than HT."""
+    return any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text)
+
+
+def syntax(usage: str) -> Reply:
+    return err(f"Syntax: {usage}")
+
+
+def message_number(text: str) -> int | None:
+    """RFC 1939 §5 msg: a decimal message number (no sign, at most 10 digits)."""
+    return int(text) if _DIGITS.fullmatch(text) else None
+
+
+def valid_digest(text: str) -> bool:
+    """RFC 1939 §7 APOP digest: 32 hexadecimal digits (MD5)."""
+    return _DIGEST.fullmatch(text) is not None
+
+
+def capabilities(
+    settings: Settings, *, state: State, tls_active: bool, plaintext_ok: bool
+) -> tuple[str, ...]:
+    """The CAPA response lines (RFC 2449 §5-§6, RFC 2595 §4, RFC 5034 §3, RFC 3206 §6).
+
+    RFC 2449 §5: what is available in AUTHORIZATION is announced in both
+    states; STLS is dropped in TRANSACTION because it is only legal before login.
+    """
+    caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+    if plaintext_ok:
+        caps += ["USER", "SASL PLAIN"]
+    if settings.stls_available and not tls_active and state is not State.TRANSACTION:
+        caps.append("STLS")
+    if settings.expire is not None:
+        caps.append(f"EXPIRE {settings.expire}")
+    if settings.login_delay is not None:
+        caps.append(f"LOGIN-DELAY {settings.login_delay}")
+    caps.append(f"IMPLEMENTATION {settings.implementation}")
+    return tuple(caps)

@@ -1,0 +1,1 @@
+"""The mail store: maildrops and (later) the IMAP store."""

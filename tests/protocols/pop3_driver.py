@@ -1,0 +1,189 @@
+"""Test helper: drives a `POP3Engine`, auto-answering decision events."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from posthouse.protocols.pop3 import engine, events
+from posthouse.protocols.pop3.events import Event
+
+HOST = "pop.example.test"
+STAMP = "<1896.697170952@pop.example.test>"
+PASSWORD = "secret"
+
+MESSAGES: tuple[bytes, ...] = (
+    b"From: a@example.test\r\nSubject: one\r\n\r\nline 1\r\n.dot line\r\nline 3\r\n",
+    b"From: b@example.test\nSubject: two\n\nbody\n",
+    b"Subject: three\r\n\r\n.\r\n..\r\nend",
+)
+
+
+def crlf(data: bytes) -> bytes:
+    """LF -> CRLF (the form whose size LIST reports)."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def maildrop(messages: Sequence[bytes] = MESSAGES) -> engine.MaildropInfo:
+    sizes = [len(crlf(m)) for m in messages]
+    uids = [f"uid-{n}" for n in range(1, len(messages) + 1)]
+    return engine.MaildropInfo(len(messages), sum(sizes), sizes, uids)
+
+
+def apop_digest(password: str = PASSWORD, stamp: str = STAMP) -> str:
+    return hashlib.md5((stamp + password).encode()).hexdigest()
+
+
+def settings(**overrides: Any) -> engine.Settings:
+    return engine.Settings(hostname=HOST, **overrides)
+
+
+@dataclass
+class Driver:
+    """Feeds bytes, records events and output, answers decisions by simple rules.
+
+    Rules: password ``secret`` (or the matching APOP digest) logs in, user
+    ``locked`` gets ``-ERR [IN-USE]``, anything else ``-ERR [AUTH]``; STLS is
+    accepted (``stls_ok``), optionally completing the handshake (``auto_tls``);
+    Retrieve streams ``messages[n-1]`` in ``chunk_size`` pieces (None: whole);
+    UpdateRequested records the deletions and answers ``update_ok``.
+    """
+
+    config: engine.Settings = field(default_factory=settings)
+    messages: Sequence[bytes] = MESSAGES
+    chunk_size: int | None = None
+    auto_tls: bool = False
+    stls_ok: bool = True
+    update_ok: bool = True
+    events: list[Event] = field(default_factory=list)
+    output: bytearray = field(default_factory=bytearray)
+    removed: list[tuple[int, ...]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine = engine.POP3Engine(self.config)
+        self._read = 0
+        self.pump()
+
+    # -- feeding -------------------------------------------------------------
+
+    def feed(self, data: bytes | str, *, chunks: Iterable[int] | None = None) -> Driver:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        if chunks is None:
+            self.engine.receive_data(raw)
+            self.pump()
+            return self
+        pos = 0
+        for size in chunks:
+            self.engine.receive_data(raw[pos : pos + size])
+            self.pump()
+            pos += size
+        if pos < len(raw):
+            self.engine.receive_data(raw[pos:])
+            self.pump()
+        return self
+
+    def feed_bytewise(self, data: bytes | str) -> Driver:
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        return self.feed(raw, chunks=[1] * len(raw))
+
+    def feed_random(self, data: bytes, seed: int) -> Driver:
+        rng = random.Random(seed)
+        sizes = []
+        left = len(data)
+        while left > 0:
+            size = min(left, rng.randint(1, 9))
+            sizes.append(size)
+            left -= size
+        return self.feed(data, chunks=sizes)
+
+    def eof(self) -> Driver:
+        self.engine.receive_eof()
+        self.pump()
+        return self
+
+    def pump(self) -> None:
+        while True:
+            event = self.engine.next_event()
+            if event is engine.NEED_DATA:
+                break
+            assert event is not engine.PAUSED, "driver answers every decision"
+            assert isinstance(event, events.Event)
+            self.events.append(event)
+            self.answer(event)
+        self.output += self.engine.data_to_send()
+
+    def answer(self, event: Event) -> None:
+        match event:
+            case events.LoginAttempt(mechanism="APOP", user=user, digest=digest):
+                if user == "locked":
+                    self.engine.reject_login("maildrop locked", "IN-USE")
+                elif digest == apop_digest():
+                    self.engine.accept_login(maildrop(self.messages))
+                else:
+                    self.engine.reject_login("authentication failed")
+            case events.LoginAttempt(user=user, password=password):
+                if user == "locked":
+                    self.engine.reject_login("maildrop locked", "IN-USE")
+                elif password == PASSWORD:
+                    self.engine.accept_login(maildrop(self.messages))
+                else:
+                    self.engine.reject_login("authentication failed")
+            case events.StartTLS():
+                if self.stls_ok:
+                    self.engine.accept_stls()
+                    if self.auto_tls:
+                        self.engine.tls_started()
+                else:
+                    self.engine.reject_stls("TLS temporarily unavailable")
+            case events.Retrieve(number=number):
+                self.engine.send_message(number, self.chunks(self.messages[number - 1]))
+            case events.UpdateRequested(deleted=deleted):
+                self.removed.append(deleted)
+                self.engine.quit_done(self.update_ok)
+            case _:
+                pass
+
+    def chunks(self, data: bytes) -> list[bytes]:
+        size = self.chunk_size or max(len(data), 1)
+        return [data[i : i + size] for i in range(0, len(data), size)]
+
+    # -- inspection ----------------------------------------------------------
+
+    def take(self) -> str:
+        """Output produced since the last take(), decoded."""
+        text = self.output[self._read :].decode("utf-8")
+        self._read = len(self.output)
+        return text
+
+    def statuses(self) -> list[str]:
+        """The status-line starts (+OK / -ERR / +) in the output since the last take()."""
+        return [
+            line.split(" ")[0]
+            for line in self.take().split("\r\n")
+            if line.startswith(("+OK", "-ERR", "+ "))
+        ]
+
+    def kinds(self) -> list[str]:
+        return [type(event).__name__ for event in self.events]
+
+
+def fresh(**overrides: Any) -> Driver:
+    """A driver past the greeting (output taken), plaintext logins allowed by default."""
+    overrides.setdefault("plaintext_login_allowed", True)
+    driver = Driver(settings(**overrides))
+    driver.take()
+    return driver
+
+
+def logged_in(messages: Sequence[bytes] = MESSAGES, **overrides: Any) -> Driver:
+    """A driver in TRANSACTION state (USER/PASS done, output and events cleared)."""
+    overrides.setdefault("plaintext_login_allowed", True)
+    driver = Driver(settings(**overrides), messages=messages)
+    driver.feed(f"USER alice\r\nPASS {PASSWORD}\r\n")
+    assert driver.engine.state is engine.State.TRANSACTION, driver.take()
+    driver.take()
+    driver.events.clear()
+    return driver
