@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pwd
-import shutil
-import tempfile
 import poplib
+import pwd
 import re
+import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
