@@ -22,17 +22,24 @@ from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase
 from posthouse.config.schema import ListenerSection, Settings
+from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.aliasdb import AliasDatabase
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
 from posthouse.mta.direct import DirectDelivery
+from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
+from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.queue import QueueStore
+from posthouse.mta.rewrite import MasqueradeSettings
+from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.mta.stats import Statistics
+from posthouse.mta.transport import RemoteTransport
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection
@@ -65,9 +72,12 @@ class Application:
     direct: DirectDelivery
     mailauth: MailAuthDatabase
     credentials: CredentialChecker
+    transport: RemoteTransport
+    stats: Statistics
 
     def close(self) -> None:
         self.committer.close()
+        self.stats.close()
         self.mailauth.close()
         self.aliases.close()
         self.users.database.close()
@@ -84,14 +94,84 @@ def prepare_data_dir(settings: Settings) -> None:
 
 
 def local_domains_of(settings: Settings) -> LocalDomains:
+    """The domains delivered here: a client (12.3.2) keeps only its own names."""
     config = settings.config
-    names = [
-        config.server.hostname,
-        "localhost",
-        *config.mail.local_domains,
-        *config.mail.host_aliases,
-    ]
+    names = [config.server.hostname, "localhost", *config.mail.host_aliases]
+    if config.mail.role != "client":
+        names += config.mail.local_domains
     return LocalDomains(names)
+
+
+def _dns_backend() -> DNSBackend | None:
+    try:
+        return DnspythonBackend()
+    except Exception as exc:  # no resolv.conf: DNS lookups then fail as temporary errors
+        log.warning("DNS resolver unavailable (%s); only static routes will work", exc)
+        return _NoDNS()
+
+
+class _NoDNS:
+    """A DNS backend for machines without a resolver configuration."""
+
+    async def mx(self, name: str) -> list[tuple[int, str]]:
+        raise LookupFailed("no DNS resolver configured")
+
+    async def addresses(self, name: str, family: int) -> list[str]:
+        raise LookupFailed("no DNS resolver configured")
+
+
+def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTransport:
+    """Routing (12.2.3), gateways (12.1.6) and the SMTP client agent, from the configuration."""
+    config = settings.config
+    mail = config.mail
+    host_names = frozenset(
+        n.lower() for n in (config.server.hostname, "localhost", *mail.host_aliases)
+    )
+    routing = RoutingSettings(
+        role=mail.role,
+        mail_server=mail.mail_server,
+        top_domain=mail.top_domain,
+        local_domains=frozenset(d.lower() for d in mail.local_domains),
+        forwarding=mail.forwarding,
+        relay_host=mail.relay_host,
+        static_routes={r.domain: r.to for r in config.route},
+        host_names=host_names,
+    )
+    mapper = AddressMapper(
+        [
+            Pseudodomain(
+                protocol=p.protocol,
+                name=p.name,
+                aliases=p.aliases,
+                top_domain=mail.top_domain,
+                routing=p.routing,
+                relay_host=p.relay_host,
+                relay_protocol=p.relay_protocol if p.routing == "relay" else "",
+                transport=p.transport,
+            )
+            for p in config.pseudodomain
+        ]
+    )
+    masquerade = None
+    if mail.masquerade and mail.top_domain:
+        masquerade = MasqueradeSettings(
+            top_domain=mail.top_domain, exceptions=mail.masquerade_exceptions
+        )
+    agent = SMTPClientAgent(
+        hostname=config.server.hostname,
+        resolver=Resolver(_dns_backend(), local_names=host_names),
+        timeout=config.queue.command_timeout_seconds,
+        max_connections_per_destination=config.queue.max_connections_per_destination,
+    )
+    default_domain = mail.local_domains[0] if mail.local_domains else config.server.hostname
+    return RemoteTransport(
+        agent=agent,
+        routing=routing,
+        mapper=mapper,
+        masquerade=masquerade,
+        local_domains=domains.names(),
+        default_domain=default_domain,
+    )
 
 
 def build_application(settings: Settings) -> Application:
@@ -136,6 +216,17 @@ def build_application(settings: Settings) -> Application:
         return (found.uid, found.gid)
 
     bounces = BounceMaker(store, hostname=config.server.hostname)
+    stats = Statistics(paths.stats_file)
+    transport = build_transport(settings, domains)
+    writer = MailboxWriter(
+        method=LockMethod(config.mail.locking),
+        timeout=config.mail.lock_timeout_seconds,
+        stale_after=config.mail.stale_lock_seconds,
+        owner_of=lambda path: owner_of(path.name),
+    )
+    direct = DirectDelivery(
+        expander=expander, writer=writer, spool_dir=paths.spool_dir, stats=stats
+    )
     delivery = LocalDelivery(
         store=store,
         expander=expander,
@@ -152,14 +243,9 @@ def build_application(settings: Settings) -> Application:
             lifetime=config.queue.lifetime_seconds,
         ),
         on_bounce=bounces.bounce,
+        transport=transport,
+        stats=stats,
     )
-    writer = MailboxWriter(
-        method=LockMethod(config.mail.locking),
-        timeout=config.mail.lock_timeout_seconds,
-        stale_after=config.mail.stale_lock_seconds,
-        owner_of=lambda path: owner_of(path.name),
-    )
-    direct = DirectDelivery(expander=expander, writer=writer, spool_dir=paths.spool_dir)
     policy = RecipientPolicy(
         local_domains=domains,
         trusted_networks=config.mail.trusted_networks,
@@ -181,6 +267,8 @@ def build_application(settings: Settings) -> Application:
         direct=direct,
         mailauth=mailauth,
         credentials=credentials,
+        transport=transport,
+        stats=stats,
     )
 
 
@@ -290,6 +378,7 @@ async def serve_forever(
         tls_context=tls_context,
         allow_plaintext_auth=config.smtp.allow_plaintext_auth,
         direct=app.direct,
+        stats=app.stats,
     )
     pop3_services = POP3Services(
         hostname=config.server.hostname,
@@ -339,7 +428,9 @@ async def serve_forever(
                 implicit_tls=implicit,
             )
         )
+    app.transport.bind_loop(asyncio.get_running_loop())
     scheduler_task = asyncio.create_task(scheduler.run())
+    stats_task = asyncio.create_task(_flush_statistics(app.stats))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -351,6 +442,16 @@ async def serve_forever(
     await group.shutdown(config.server.shutdown_grace_seconds)
     await scheduler.stop()
     scheduler_task.cancel()
-    await asyncio.gather(scheduler_task, return_exceptions=True)
+    stats_task.cancel()
+    await asyncio.gather(scheduler_task, stats_task, return_exceptions=True)
+    app.stats.flush()
     registry.close()
     log.info("stopped")
+
+
+async def _flush_statistics(stats: Statistics, interval: float = 1.0) -> None:
+    """Write the mailstats counters at least once a second (off the event loop)."""
+    while True:
+        await asyncio.sleep(interval)
+        if stats.pending_events:
+            await asyncio.to_thread(stats.flush)

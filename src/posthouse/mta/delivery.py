@@ -16,6 +16,7 @@ sendmail's notation: ``\\user`` (that user's mailbox, no more aliasing),
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from posthouse.mta.agents.mbox import MboxMessage, append_messages
+from posthouse.mta.agents.smtp import OutboundMessage
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import (
     Expander,
@@ -38,7 +40,11 @@ from posthouse.mta.expand import (
     RemoteAddress,
 )
 from posthouse.mta.locking import LockMethod, MailboxLockTimeout
+from posthouse.mta.pseudodomains import AddressError, NativeAddress
 from posthouse.mta.queue import Envelope, QueueStore, RecipientState
+from posthouse.mta.routing import NextHop
+from posthouse.mta.stats import Statistics
+from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTPRoute
 
 log = logging.getLogger("posthouse.mta.delivery")
 
@@ -131,6 +137,8 @@ class LocalDelivery:
         mailboxes: MailboxSettings,
         retry: RetryPolicy,
         on_bounce: Callable[[Envelope, list[RecipientState]], object] | None = None,
+        transport: RemoteTransport | None = None,
+        stats: Statistics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -138,6 +146,8 @@ class LocalDelivery:
         self.mailboxes = mailboxes
         self.retry = retry
         self.on_bounce = on_bounce
+        self.transport = transport
+        self.stats = stats
         self.clock = clock
 
     def run_batch(self, queue_ids: Sequence[str], *, force: bool = False) -> list[DeliveryOutcome]:
@@ -210,25 +220,96 @@ class LocalDelivery:
 
     def _deliver_all(self, works: list[_Work], now: float, *, force: bool) -> None:
         mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str | None]]] = defaultdict(list)
+        smtp_groups: dict[NextHop, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
         for work in works:
             for rcpt in work.envelope.recipients:
                 if not self._due(rcpt, now, force):
                     continue
                 token = rcpt.address
+                transport = self.transport
+                if token.startswith("\\") and transport and transport.forwards_local_mail:
+                    token = f"{token[1:]}@{transport.default_domain}"
                 if token.startswith("\\"):
                     user = token[1:]
+                    if not _safe_mailbox_name(user):
+                        unsafe = MailError("5.1.3", f"unsafe mailbox name {user!r}")
+                        self._settle(work, rcpt, unsafe, now, mailer="local")
+                        continue
                     mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
                 elif token.startswith("/"):
                     mbox_groups[Path(token)].append((work, rcpt, None))
                 elif token.startswith("|"):
-                    self._settle(work, rcpt, self._run_program(work.envelope, token[1:]), now)
+                    failure = self._run_program(work.envelope, token[1:])
+                    self._settle(work, rcpt, failure, now, mailer="prog")
                 else:
-                    no_route = MailError("4.4.1", "no transport for remote recipients on this host")
-                    self._settle(work, rcpt, no_route, now)
+                    self._plan_remote(work, rcpt, token, smtp_groups, mbox_groups, now)
         for path, items in mbox_groups.items():
             outcome = self._append(path, items)
+            mailer = "local" if items[0][2] is not None else "file"
             for work, rcpt, _user in items:
-                self._settle(work, rcpt, outcome, now)
+                self._settle(work, rcpt, outcome, now, mailer=mailer)
+        for hop, targets in smtp_groups.items():
+            self._send_smtp(hop, targets, now)
+
+    def _plan_remote(
+        self,
+        work: _Work,
+        rcpt: RecipientState,
+        address: str,
+        smtp_groups: dict[NextHop, list[tuple[_Work, RecipientState, str]]],
+        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str | None]]],
+        now: float,
+    ) -> None:
+        if self.transport is None:
+            error = MailError("4.4.1", "no transport for remote recipients on this host")
+            self._settle(work, rcpt, error, now, mailer="smtp")
+            return
+        try:
+            where = self.transport.plan(address)
+        except AddressError as exc:
+            self._settle(work, rcpt, MailError("5.1.3", str(exc)), now, mailer="smtp")
+            return
+        match where:
+            case SMTPRoute(hop=hop, address=target):
+                smtp_groups[hop].append((work, rcpt, target))
+            case PipeRoute(command=command, native=native):
+                failure = self._run_program(work.envelope, command, native=native)
+                self._settle(work, rcpt, failure, now, mailer=native.protocol)
+            case LocalRoute(user=user):
+                if _safe_mailbox_name(user):
+                    mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
+                else:
+                    unknown = MailError("5.1.1", f"<{address}>: no such local mailbox")
+                    self._settle(work, rcpt, unknown, now, mailer="local")
+
+    def _send_smtp(
+        self, hop: NextHop, targets: list[tuple[_Work, RecipientState, str]], now: float
+    ) -> None:
+        assert self.transport is not None
+        by_message: dict[str, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
+        for target in targets:
+            by_message[target[0].envelope.queue_id].append(target)
+        messages = []
+        for queue_id, items in by_message.items():
+            envelope = items[0][0].envelope
+            messages.append(
+                OutboundMessage(
+                    queue_id=queue_id,
+                    sender=self.transport.outbound_sender(envelope.sender),
+                    recipients=tuple(address for _w, _r, address in items),
+                    open_data=functools.partial(self.store.open_data, queue_id),
+                    size=envelope.size,
+                    body_8bit=(envelope.body or "").upper() == "8BITMIME",
+                    smtputf8=envelope.smtputf8,
+                )
+            )
+        results = self.transport.deliver(hop, messages)
+        relay = f"{hop.host}" + (f":{hop.port}" if hop.port != 25 else "")
+        for queue_id, items in by_message.items():
+            outcome = {result.recipient: result.error for result in results.get(queue_id, [])}
+            for work, rcpt, address in items:
+                error = outcome.get(address, MailError("4.3.0", "no result from the SMTP agent"))
+                self._settle(work, rcpt, error, now, mailer="smtp", relay=relay)
 
     def _append(
         self, path: Path, items: list[tuple[_Work, RecipientState, str | None]]
@@ -262,8 +343,19 @@ class LocalDelivery:
                 return MailError("4.2.0", f"cannot write mailbox {path}: {exc.strerror or exc}")
         return None
 
-    def _run_program(self, envelope: Envelope, command: str) -> MailError | None:
+    def _run_program(
+        self, envelope: Envelope, command: str, *, native: NativeAddress | None = None
+    ) -> MailError | None:
         env = dict(os.environ, SENDER=envelope.sender, QUEUE_ID=envelope.queue_id)
+        if native is not None:
+            # A gateway transport (12.2.3.2, routing "direct") gets the mapped address.
+            env.update(
+                NATIVE=native.native,
+                NODE=native.next_hop,
+                USER=native.user,
+                PROTOCOL=native.protocol,
+                NATIVE_SENDER=self._native_sender(envelope.sender),
+            )
         try:
             with self.store.open_data(envelope.queue_id) as stream:
                 result = subprocess.run(
@@ -288,31 +380,50 @@ class LocalDelivery:
         return MailError(status, f"program {command!r} failed: {reason}")
 
     def _settle(
-        self, work: _Work, rcpt: RecipientState, error: MailError | None, now: float
+        self,
+        work: _Work,
+        rcpt: RecipientState,
+        error: MailError | None,
+        now: float,
+        *,
+        mailer: str,
+        relay: str = "localhost",
     ) -> None:
         work.changed = True
         envelope = work.envelope
         rcpt.attempts += 1
+        # sendmail's log line, so existing log tools can read it.
+        line = (
+            f"{envelope.queue_id}: to=<{rcpt.original or rcpt.address}>, "
+            f"delay={_delay(now - envelope.received_at)}, mailer={mailer}, relay={relay}"
+        )
         if error is None:
             rcpt.status = "sent"
             rcpt.last_error = None
-            log.info(
-                "%s: to=<%s>, delay=%.1f, mailer=local, stat=Sent",
-                envelope.queue_id,
-                rcpt.original or rcpt.address,
-                now - envelope.received_at,
-            )
+            log.info("%s, stat=Sent", line)
+            if self.stats is not None:
+                self.stats.record_sent(mailer, envelope.size)
             return
         rcpt.last_error = f"{error.status} {error.message}"
         expired = now - envelope.received_at > self.retry.lifetime
         if error.temporary and not expired:
             rcpt.status = "deferred"
             rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
-            log.info("%s: to=<%s>, stat=Deferred: %s", envelope.queue_id, rcpt.address, error)
+            log.info("%s, stat=Deferred: %s", line, rcpt.last_error)
         else:
             rcpt.status = "failed"
             work.outcome.failures[rcpt.original or rcpt.address] = error
-            log.info("%s: to=<%s>, stat=Failed: %s", envelope.queue_id, rcpt.address, error)
+            log.info("%s, stat=Failed: %s", line, rcpt.last_error)
+            if self.stats is not None:
+                self.stats.record_rejected(mailer)
+
+    def _native_sender(self, sender: str) -> str:
+        if self.transport is None or not sender:
+            return sender
+        try:
+            return self.transport.outbound_sender(sender)
+        except AddressError:
+            return sender
 
     def _finish(self, work: _Work, now: float) -> None:
         envelope = work.envelope
@@ -339,3 +450,18 @@ class LocalDelivery:
         outcome.next_attempt = min(r.next_attempt for r in active)
         if work.changed:
             self.store.update(envelope)
+
+
+def _safe_mailbox_name(user: str) -> bool:
+    """A mailbox name that cannot leave the spool directory."""
+    return bool(user) and "/" not in user and user not in (".", "..") and "\x00" not in user
+
+
+def _delay(seconds: float) -> str:
+    """sendmail's delay format: [D+]HH:MM:SS."""
+    total = max(int(seconds), 0)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    return f"{days}+{clock}" if days else clock

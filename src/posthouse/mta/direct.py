@@ -23,6 +23,7 @@ from posthouse.mta.agents.mbox import MboxMessage
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander, LocalMailbox
 from posthouse.mta.mailboxes import MailboxWriter
+from posthouse.mta.stats import Statistics
 
 log = logging.getLogger("posthouse.mta.direct")
 
@@ -44,10 +45,18 @@ class DirectFailure:
 class DirectDelivery:
     """Plans and performs direct deliveries into local mailboxes."""
 
-    def __init__(self, *, expander: Expander, writer: MailboxWriter, spool_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        expander: Expander,
+        writer: MailboxWriter,
+        spool_dir: Path,
+        stats: Statistics | None = None,
+    ) -> None:
         self.expander = expander
         self.writer = writer
         self.spool_dir = spool_dir
+        self.stats = stats
 
     def plan(self, recipients: list[str]) -> DirectPlan | None:
         """The plan when every recipient ends in local mailboxes only, else None."""
@@ -76,6 +85,8 @@ class DirectDelivery:
         for (recipient, user), error in zip(plan.targets, results, strict=True):
             if error is None:
                 log.info("%s: to=<%s>, mailer=local, stat=Sent (direct)", queue_id, recipient)
+                if self.stats is not None:
+                    self.stats.record_sent("local", len(content))
             else:
                 log.info("%s: to=<%s>, stat=Deferred: %s", queue_id, recipient, error)
                 failures.append(DirectFailure(recipient, user, error))

@@ -23,6 +23,7 @@ from posthouse.mta.errors import MailError
 from posthouse.mta.policy import RecipientPolicy
 from posthouse.mta.queue import IncomingMessage, QueueStore, RecipientState
 from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.mta.stats import Statistics
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.protocols.smtp import events
 from posthouse.protocols.smtp.replies import Reply
@@ -59,6 +60,7 @@ class SMTPServices:
     tls_context: ssl.SSLContext | None
     allow_plaintext_auth: bool
     direct: DirectDelivery | None = None
+    stats: Statistics | None = None
 
 
 class SMTPSession:
@@ -178,6 +180,8 @@ class SMTPSession:
                 client_address=self.connection.peer.address,
             )
         except MailError as error:
+            if self.services.stats is not None:
+                self.services.stats.record_rejected(self._mailer_name())
             return reply_for_error(error)
         self.recipients.append(address)
         return Reply(250, "2.1.5", ("Recipient ok",))
@@ -196,6 +200,12 @@ class SMTPSession:
             protocol=self._protocol_name(),
         )
         self.incoming.write(self._received_header())
+
+    def _mailer_name(self) -> str:
+        """The mailstats row for mail received here (sendmail: esmtp, smtp; plus lmtp)."""
+        if self.engine.settings.mode == "lmtp":
+            return "lmtp"
+        return "esmtp" if self.engine.esmtp else "smtp"
 
     def _protocol_name(self) -> str:
         # RFC 3848: ESMTP, ESMTPS, ESMTPA, ESMTPSA; LMTP per RFC 2033 §7.
@@ -236,6 +246,8 @@ class SMTPSession:
             self._protocol_name(),
             self.connection.peer,
         )
+        if self.services.stats is not None:
+            self.services.stats.record_received(self._mailer_name(), incoming.size)
         if self.engine.settings.mode != "lmtp" and await self._deliver_directly(incoming):
             self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {incoming.queue_id}",)))
             self._reset()
