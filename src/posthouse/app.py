@@ -169,7 +169,7 @@ def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTranspor
         routing=routing,
         mapper=mapper,
         masquerade=masquerade,
-        local_domains=domains.names(),
+        local_domains=mail.local_domains,
         default_domain=default_domain,
     )
 
@@ -377,7 +377,8 @@ async def serve_forever(
         scheduler=scheduler,
         tls_context=tls_context,
         allow_plaintext_auth=config.smtp.allow_plaintext_auth,
-        direct=app.direct,
+        # forwarding = local: every message goes to the relay, none into local mailboxes.
+        direct=None if app.transport.forwards_local_mail else app.direct,
         stats=app.stats,
     )
     pop3_services = POP3Services(

@@ -128,17 +128,46 @@ class Server:
             self.log.close()
 
 
-def write_config(home: Path, ca: trustme.CA, extra: str = "", workers: int = 1) -> Path:
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def write_config(
+    home: Path,
+    ca: trustme.CA,
+    extra: str = "",
+    workers: int = 1,
+    *,
+    hostname: str = "mail.example.test",
+    mail: dict[str, object] | None = None,
+    queue: dict[str, object] | None = None,
+) -> Path:
     cert = ca.issue_cert("localhost", "127.0.0.1", "mail.example.test")
     cert_file = home / "cert.pem"
     key_file = home / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     cert.private_key_pem.write_to_path(str(key_file))
+    settings: dict[str, object] = {
+        "local_domains": ["example.test"],
+        "host_aliases": ["mx.example.test"],
+        "trusted_networks": [],
+        "lock_timeout_seconds": 2.0,
+    }
+    settings.update(mail or {})
+    mail_lines = "\n".join(f"{key} = {toml_value(value)}" for key, value in settings.items())
+    queue_settings: dict[str, object] = {"retry_seconds": 0.5, **(queue or {})}
+    queue_lines = "\n".join(f"{k} = {toml_value(v)}" for k, v in queue_settings.items())
     config = home / "posthouse.toml"
     config.write_text(
         f"""
 [server]
-hostname = "mail.example.test"
+hostname = "{hostname}"
 data_dir = "{home / "data"}"
 run_as = ""
 workers = {workers}
@@ -146,13 +175,10 @@ log_level = "info"
 shutdown_grace_seconds = 10.0
 
 [mail]
-local_domains = ["example.test"]
-host_aliases = ["mx.example.test"]
-trusted_networks = []
-lock_timeout_seconds = 2.0
+{mail_lines}
 
 [queue]
-retry_seconds = 0.5
+{queue_lines}
 
 [smtp]
 max_message_size = 20000000
@@ -235,10 +261,17 @@ def ca() -> trustme.CA:
 def server_factory(tmp_path: Path, ca: trustme.CA) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def factory(extra: str = "", workers: int = 1, home: Path | None = None) -> Server:
+    def factory(
+        extra: str = "",
+        workers: int = 1,
+        home: Path | None = None,
+        hostname: str = "mail.example.test",
+        mail: dict[str, object] | None = None,
+        queue: dict[str, object] | None = None,
+    ) -> Server:
         root = home or tmp_path / f"srv{len(started)}"
         root.mkdir(exist_ok=True)
-        config = write_config(root, ca, extra, workers)
+        config = write_config(root, ca, extra, workers, hostname=hostname, mail=mail, queue=queue)
         (root / "data" / "etc").mkdir(parents=True, exist_ok=True)
         add_users(root)
         server = start_server(config, root, ca)

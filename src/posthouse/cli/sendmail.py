@@ -199,7 +199,8 @@ def verify(app: Application, addresses: list[str]) -> int:
         print("sendmail: -bv needs at least one address", file=sys.stderr)
         return EX_USAGE
     status = EX_OK
-    for address in addresses:
+    for given in addresses:
+        address = internet_form(app, given)
         expansion = app.expander.expand(address)
         for delivery in expansion.deliveries:
             print(f"{address}... {describe(delivery.destination)}")
@@ -207,6 +208,14 @@ def verify(app: Application, addresses: list[str]) -> int:
             print(f"{error.address}... {error.message}")
             status = EX_NOUSER if error.permanent else EX_TEMPFAIL
     return status
+
+
+def internet_form(app: Application, address: str) -> str:
+    """A native gateway address (node::user, host!user) in its pseudodomain form (12.1.6)."""
+    try:
+        return app.transport.mapper.to_internet(address)
+    except ValueError:
+        return address
 
 
 def describe(destination: object) -> str:
@@ -251,7 +260,8 @@ def submit(app: Application, options: Options, stream: BinaryIO) -> int:
     login = _login_name()
     hostname = app.settings.config.server.hostname
     sender = options.sender if options.sender is not None else f"{login}@{hostname}"
-    recipients = list(options.recipients)
+    sender = internet_form(app, sender) if sender else sender
+    recipients = [internet_form(app, r) for r in options.recipients]
     if options.extract_recipients:
         fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
         recipients += [addr for _name, addr in getaddresses(fields) if addr]

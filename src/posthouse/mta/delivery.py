@@ -86,6 +86,7 @@ class DeliveryOutcome:
     next_attempt: float | None = None
     failures: dict[str, MailError] = field(default_factory=dict)  # by envelope recipient
     bounced: list[RecipientState] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)  # new queue entries (DSNs) to deliver
 
 
 class PrefixedReader:
@@ -442,8 +443,10 @@ class LocalDelivery:
         active = [r for r in envelope.recipients if r.status in ACTIVE]
         if not active:
             if failed and self.on_bounce is not None:
-                self.on_bounce(envelope, failed)
+                notice = self.on_bounce(envelope, failed)
                 outcome.bounced = failed
+                if isinstance(notice, str):
+                    outcome.created.append(notice)
             self.store.remove(envelope.queue_id)
             outcome.finished = True
             return

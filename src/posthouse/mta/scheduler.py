@@ -114,6 +114,8 @@ class DeliveryScheduler:
 
     def _after_batch(self, outcomes: list[DeliveryOutcome]) -> None:
         for outcome in outcomes:
+            for queue_id in outcome.created:
+                self.submit(queue_id)
             if outcome.finished:
                 self._known.discard(outcome.queue_id)
             elif outcome.next_attempt is not None:

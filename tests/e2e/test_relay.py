@@ -1,0 +1,252 @@
+"""Mail leaves this host: several posthouse instances on loopback (queue, routing, relays)."""
+
+from __future__ import annotations
+
+import email
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.e2e.conftest import PASSWORD, Server, wait_until
+
+Factory = Callable[..., Server]
+
+
+def submit(server: Server, sender: str, recipients: list[str], body: str) -> None:
+    """Submit through the submission port, authenticated (so relaying is allowed)."""
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as client:
+        client.login("alice", PASSWORD)
+        refused = client.sendmail(sender, recipients, body.encode())
+        assert refused == {}
+
+
+def queue_files(server: Server) -> list[Path]:
+    return sorted(server.queue_dir.glob("*.qf"))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_client_sends_everything_through_its_server(server_factory: Factory) -> None:
+    hub = server_factory(hostname="hub.example.test")
+    client = server_factory(
+        hostname="client1.example.test",
+        mail={"role": "client", "mail_server": f"127.0.0.1:{hub.smtp_port}",
+              "local_domains": ["example.test"], "host_aliases": []},
+    )  # fmt: skip
+    result = client.cli("sendmail", "-f", "carol@client1.example.test", "alice@example.test",
+                        input="Subject: from the client\n\nvia the hub\n")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (stored,) = hub.wait_for_messages("alice", 1)
+    assert b"via the hub" in stored
+    assert client.messages("alice") == []  # the client keeps nothing for the domain
+    # Mail for the client host itself stays on the client (12.1.3).
+    client.cli("sendmail", "bob@client1.example.test", input="Subject: local\n\nmine\n")
+    assert b"mine" in client.wait_for_messages("bob", 1)[0]
+
+
+def test_server_relays_to_another_server_and_masquerades(server_factory: Factory) -> None:
+    remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
+    server = server_factory(
+        hostname="host1.nyc.big.com",
+        mail={"local_domains": ["nyc.big.com", "example.test"], "top_domain": "big.com",
+              "masquerade": True},
+        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n',
+    )  # fmt: skip
+    submit(server, "alice@host1.nyc.big.com", ["bob@remote.test"], "Subject: out\r\n\r\nhi\r\n")
+    (stored,) = remote.wait_for_messages("bob", 1)
+    # 12.1.2: the return address is the domain's, not the host's.
+    assert stored.startswith(b"Return-Path: <alice@nyc.big.com>")
+    assert b"by mx.remote.test (posthouse)" in stored
+    wait_until(lambda: not queue_files(server), what="the queue to empty")
+    log = (server.home / "server.log").read_text()
+    assert "mailer=smtp, relay=127.0.0.1:" in log and "stat=Sent" in log
+
+
+def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Factory) -> None:
+    port = free_port()
+    server = server_factory(
+        extra=f'\n[[route]]\ndomain = "later.test"\nto = "127.0.0.1:{port}"\n',
+        queue={"retry_seconds": 3600.0},
+    )
+    submit(server, "alice@example.test", ["bob@later.test"], "Subject: patience\r\n\r\nx\r\n")
+    wait_until(lambda: bool(queue_files(server)) and "deferred" in queue_files(server)[0]
+               .read_text(), what="a deferred entry")  # fmt: skip
+    listing = server.cli("mailq")
+    assert listing.returncode == 0
+    text = listing.stdout.decode()
+    assert "Mail Queue (1 request" in text
+    assert "Deferred" in text and "<bob@later.test>" in text
+    # The host comes back (another posthouse on that port); the administrator runs the queue.
+    later = start_on_port(server_factory, port, "later.test")
+    result = server.cli("sendmail", "-q")
+    assert result.returncode == 0, result.stderr
+    assert b"1 done" in result.stdout
+    assert b"patience" in later.wait_for_messages("bob", 1)[0]
+    assert server.cli("mailq").stdout.strip() == b"Mail queue is empty"
+
+
+def start_on_port(factory: Factory, port: int, domain: str) -> Server:
+    server = factory(hostname=f"mx.{domain}", mail={"local_domains": [domain]},
+                     extra="")  # fmt: skip
+    # Point a forwarder at the fixed port: the new instance listens on a kernel-chosen port,
+    # so a tiny TCP relay bridges the gap.
+    bridge = subprocess.Popen(
+        [sys.executable, "-c", BRIDGE, str(port), str(server.smtp_port)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert bridge.stdout is not None and bridge.stdout.readline().strip() == "ready"
+    server.output.append(f"bridge pid {bridge.pid}")
+    BRIDGES.append(bridge)
+    return server
+
+
+BRIDGES: list[subprocess.Popen[str]] = []
+BRIDGE = """
+import asyncio, sys
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data); await w.drain()
+    finally:
+        w.close()
+async def handle(r, w):
+    r2, w2 = await asyncio.open_connection("127.0.0.1", int(sys.argv[2]))
+    await asyncio.gather(pipe(r, w2), pipe(r2, w), return_exceptions=True)
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    print("ready", flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def teardown_module() -> None:
+    for bridge in BRIDGES:
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(timeout=10)
+        if bridge.stdout:
+            bridge.stdout.close()
+
+
+def test_permanent_refusal_bounces_to_the_sender(server_factory: Factory) -> None:
+    remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
+    server = server_factory(
+        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n'
+    )
+    submit(server, "alice@example.test", ["nobody-there@remote.test"],
+           "Subject: doomed\r\nMessage-ID: <doomed@example.test>\r\n\r\nx\r\n")  # fmt: skip
+    (dsn,) = server.wait_for_messages("alice", 1)
+    report = email.message_from_bytes(dsn)
+    assert report.get_content_type() == "multipart/report"
+    assert b"Final-Recipient: rfc822; nobody-there@remote.test" in dsn
+    assert b"Status: 5.1.1" in dsn
+    assert b"Message-ID: <doomed@example.test>" in dsn
+
+
+def test_bounce_to_a_dead_address_ends_with_the_postmaster(server_factory: Factory) -> None:
+    remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
+    server = server_factory(
+        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n'
+    )
+    (server.home / "data" / "etc" / "aliases").write_text("postmaster: carol\n")
+    assert server.cli("newaliases").returncode == 0
+    # The sender is itself undeliverable: its bounce fails too, and the postmaster hears of
+    # it once; nothing loops.
+    submit(server, "ghost@remote.test", ["nobody-there@remote.test"],
+           "Subject: twice doomed\r\n\r\nx\r\n")  # fmt: skip
+    (notice,) = server.wait_for_messages("carol", 1)
+    assert b"Final-Recipient: rfc822; ghost@remote.test" in notice
+    wait_until(lambda: not queue_files(server), what="the queue to empty (no bounce loop)")
+    assert len(server.messages("carol")) == 1
+
+
+def test_archiving_the_queue_as_in_12_8(server_factory: Factory) -> None:
+    port = free_port()
+    route = f'\n[[route]]\ndomain = "later.test"\nto = "127.0.0.1:{port}"\n'
+    server = server_factory(extra=route, queue={"retry_seconds": 3600.0})
+    users = ("alice", "bob", "carol")
+    for number in range(3):
+        submit(server, "alice@example.test", [f"{users[number]}@later.test"],
+               f"Subject: archived {number}\r\n\r\nx\r\n")  # fmt: skip
+    wait_until(lambda: len(queue_files(server)) == 3, what="three deferred messages")
+    # 3-5: stop the daemon and check it is gone.
+    assert server.stop() == 0
+    # 6-8: move the queue aside, make a new one, mode 775.
+    data = server.home / "data"
+    old = data / "old.mqueue"
+    (data / "queue").rename(old)
+    (data / "queue").mkdir()
+    (data / "queue").chmod(0o775)
+    # 9: restart; the new queue is empty and mail flows.
+    restarted = server_factory(home=server.home, extra=route, queue={"retry_seconds": 3600.0})
+    assert restarted.cli("mailq").stdout.strip() == b"Mail queue is empty"
+    # The major host comes back; run the old queue with -oQ.
+    later = start_on_port(server_factory, port, "later.test")
+    result = restarted.cli("sendmail", f"-oQ{old}", "-q")
+    assert result.returncode == 0, result.stderr
+    assert b"3 done" in result.stdout
+    for user in users:
+        assert b"archived" in later.wait_for_messages(user, 1)[0]
+    assert not list(old.glob("*.qf"))
+    shutil.rmtree(old)  # "When the queue is empty, remove it"
+
+
+def test_mailstats_counts_and_resets_by_truncation(server: Server) -> None:
+    for _ in range(3):
+        with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
+            client.sendmail("a@remote.test", ["alice@example.test"], b"Subject: s\r\n\r\nx\r\n")
+    server.wait_for_messages("alice", 3)
+    stats_file = server.home / "data" / "etc" / "statistics"
+
+    def row(name: str) -> list[str]:
+        out = server.cli("mailstats").stdout.decode()
+        return next((line.split() for line in out.splitlines() if line.endswith(name)), [])
+
+    wait_until(lambda: row("esmtp")[1:2] == ["3"], what="3 messages received by esmtp")
+    wait_until(lambda: row("local")[3:4] == ["3"], what="3 messages sent by local")
+    stats_file.write_bytes(b"")  # cp /dev/null statistics
+    assert row("esmtp") == []
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
+        client.sendmail("a@remote.test", ["alice@example.test"], b"Subject: s\r\n\r\nx\r\n")
+    wait_until(lambda: row("esmtp")[1:2] == ["1"], what="counting again from zero")
+
+
+def test_uucp_and_decnet_gateways_direct_routing(server_factory: Factory, tmp_path: Path) -> None:
+    recorded = tmp_path / "gateway.log"
+    recorder = tmp_path / "gateway.py"
+    recorder.write_text(
+        "import os, sys\n"
+        f"with open({str(recorded)!r}, 'a') as f:\n"
+        "    f.write(os.environ['PROTOCOL'] + ' ' + os.environ['NATIVE'] + ' '"
+        " + os.environ['NATIVE_SENDER'] + ' ' + str(len(sys.stdin.read())) + '\\n')\n"
+    )
+    transport = f"{sys.executable} {recorder}"
+    server = server_factory(
+        mail={"top_domain": "big.com", "local_domains": ["example.test"]},
+        extra=(
+            f'\n[[pseudodomain]]\nprotocol = "uucp"\nrouting = "direct"\n'
+            f'transport = "{transport}"\n'
+            f'\n[[pseudodomain]]\nprotocol = "decnet"\nname = "DNET"\nrouting = "direct"\n'
+            f'transport = "{transport}"\n'
+        ),
+    )
+    submit(server, "alice@example.test", ["joe@vax1.DNET.big.com", "mary@ucbvax.UUCP"],
+           "Subject: gateways\r\n\r\nhello\r\n")  # fmt: skip
+    wait_until(lambda: recorded.exists() and len(recorded.read_text().splitlines()) == 2,
+               what="both gateway deliveries")  # fmt: skip
+    lines = sorted(recorded.read_text().splitlines())
+    assert lines[0].startswith("decnet vax1::joe alice@example.test")
+    assert lines[1].startswith("uucp ucbvax!mary alice@example.test")
+    # The other direction: a native address given to sendmail maps into the pseudodomain.
+    result = server.cli("sendmail", "-bv", "vax2::fred", "host2!sam")
+    assert b"fred@vax2.DNET.big.com" in result.stdout or b"vax2::fred" in result.stdout
