@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,9 +21,13 @@ from posthouse.config.load import load_settings, parse_config
 from posthouse.config.render import render_config
 from posthouse.config.schema import (
     Config,
+    Forwarding,
     ListenerSection,
+    Locking,
+    MailboxDirectory,
     MailSection,
     PseudodomainSection,
+    Role,
     RouteSection,
     ServerSection,
     SMTPSection,
@@ -51,9 +56,7 @@ class Script:
         return [p for p in self.prompts if p.strip().startswith(prefix)]
 
 
-def run(
-    path: Path, *argv: str, ask: Script | None = None, stdin: str = ""
-) -> tuple[int, str, str]:
+def run(path: Path, *argv: str, ask: Script | None = None, stdin: str = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = setup.main(
         ["--config", str(path), *argv], stdin=io.StringIO(stdin), stdout=out, stderr=err, ask=ask
@@ -495,8 +498,12 @@ def test_reload_reports_what_needs_a_restart(path: Path, daemon: subprocess.Pope
 def test_stale_pid_file_is_not_signalled(path: Path) -> None:
     _with_data_dir(path)
     (path.parent / "data").mkdir()
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                              capture_output=True, text=True, check=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (path.parent / "data" / "posthouse.pid").write_text(finished.stdout, encoding="utf-8")
     code, out, _ = run(path, "--role=standalone", "--yes")
     assert code == 0
@@ -566,18 +573,18 @@ _pseudodomain = st.builds(
 
 @st.composite
 def worksheet_configs(draw: st.DrawFn) -> Config:
-    role = draw(st.sampled_from(setup.ROLES))
-    forwarding = draw(st.sampled_from(setup.FORWARDINGS))
+    role = draw(st.sampled_from(get_args(Role)))
+    forwarding = draw(st.sampled_from(get_args(Forwarding)))
     mail = MailSection(
-        role=role,  # type: ignore[arg-type]
+        role=role,
         mail_server=draw(_text.filter(bool)) if role == "client" else draw(_text),
         top_domain=draw(_text),
         local_domains=draw(_names),
         host_aliases=draw(_names),
-        mailbox_directory=draw(st.sampled_from(["local", "nfs-client", "nfs-server", "server"])),  # type: ignore[arg-type]
+        mailbox_directory=draw(st.sampled_from(get_args(MailboxDirectory))),
         mailbox_server=draw(_text),
-        locking=draw(st.sampled_from(setup.LOCKINGS)),  # type: ignore[arg-type]
-        forwarding=forwarding,  # type: ignore[arg-type]
+        locking=draw(st.sampled_from(get_args(Locking))),
+        forwarding=forwarding,
         relay_host=draw(_text.filter(bool)) if forwarding != "none" else draw(_text),
         stale_lock_seconds=draw(st.floats(min_value=0, allow_nan=False)),
         masquerade=draw(st.booleans()),
