@@ -23,6 +23,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailusradm",
     "mailq",
     "mailstats",
+    "setup",
 )
 
 
