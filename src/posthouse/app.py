@@ -245,6 +245,8 @@ def build_application(settings: Settings) -> Application:
         on_bounce=bounces.bounce,
         transport=transport,
         stats=stats,
+        on_delay=bounces.delay_warning,
+        warn_after=config.queue.delay_warning_seconds,
     )
     policy = RecipientPolicy(
         local_domains=domains,

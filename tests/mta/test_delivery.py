@@ -50,6 +50,8 @@ class World:
             mailboxes=MailboxSettings(self.spool, LockMethod.LOCKFILE, timeout=0.2),
             retry=RetryPolicy(first=60, maximum=600, lifetime=3600),
             on_bounce=self.bounces.bounce,
+            on_delay=self.bounces.delay_warning,
+            warn_after=600,
             clock=self.clock,
         )
 
@@ -168,3 +170,23 @@ def test_claimed_elsewhere_is_skipped(world: World) -> None:
     other_process_view.close()
     assert not outcome.claimed
     assert world.mailbox("alice") == []
+
+
+def test_delay_warning_is_sent_once_after_the_configured_time(world: World) -> None:
+    world.spool.mkdir(parents=True)
+    (world.spool / "bob.lock").write_text("1\n")
+    world.aliases["sender"] = ("alice",)
+    queue_id = world.queue("sender@example.test", ["bob@example.test"])
+    (outcome,) = world.delivery.run_batch([queue_id])
+    assert outcome.created == []  # not waited long enough yet
+    for _ in range(2):
+        world.clock.now += 700
+        (world.spool / "bob.lock").touch()
+        (outcome,) = world.delivery.run_batch([queue_id], force=True)
+        for created in outcome.created:
+            world.delivery.run_batch([created])
+    (warning,) = world.mailbox("alice")
+    assert b"Subject: Delayed Mail (still being retried)" in warning
+    assert b"Action: delayed" in warning
+    assert b"Final-Recipient: rfc822; bob@example.test" in warning
+    assert world.store.load(queue_id).extra["warned"] == "1"

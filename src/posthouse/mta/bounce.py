@@ -57,13 +57,41 @@ class BounceMaker:
         log.info("%s: sender notify: %s (DSN %s)", envelope.queue_id, recipient, queue_id)
         return queue_id
 
-    def render(self, envelope: Envelope, failed: list[RecipientState], recipient: str) -> bytes:
+    def delay_warning(self, envelope: Envelope, waiting: list[RecipientState]) -> str | None:
+        """Queue an RFC 3464 "delayed" notice to the sender (never for bounces); its id."""
+        if not envelope.sender or envelope.extra.get("bounce"):
+            return None
+        content = self.render(envelope, waiting, envelope.sender, action="delayed")
+        message = self.store.new_message(
+            "", [envelope.sender], protocol="local", extra={"bounce": "single"}
+        )
+        try:
+            message.write(content)
+            queue_id = message.commit_blocking()
+        except BaseException:
+            message.abort()
+            raise
+        log.info("%s: delay warning to %s (DSN %s)", envelope.queue_id, envelope.sender, queue_id)
+        return queue_id
+
+    def render(
+        self,
+        envelope: Envelope,
+        failed: list[RecipientState],
+        recipient: str,
+        *,
+        action: str = "failed",
+    ) -> bytes:
         boundary = f"{envelope.queue_id}.{secrets.token_hex(8)}/{self.hostname}"
         arrival = format_datetime(datetime.fromtimestamp(envelope.received_at).astimezone())
         lines = [
             f"From: Mail Delivery System <MAILER-DAEMON@{self.hostname}>",
             f"To: <{recipient}>",
-            "Subject: Undelivered Mail Returned to Sender",
+            (
+                "Subject: Undelivered Mail Returned to Sender"
+                if action == "failed"
+                else "Subject: Delayed Mail (still being retried)"
+            ),
             f"Date: {formatdate(time.time(), localtime=True)}",
             f"Message-ID: <{envelope.queue_id}.{secrets.token_hex(6)}@{self.hostname}>",
             "Auto-Submitted: auto-replied",  # RFC 3834 §5
@@ -77,8 +105,17 @@ class BounceMaker:
             "",
             f"This is the mail system at host {self.hostname}.",
             "",
-            "I'm sorry to have to inform you that your message could not",
-            "be delivered to one or more recipients. The reasons are below.",
+            *(
+                (
+                    "I'm sorry to have to inform you that your message could not",
+                    "be delivered to one or more recipients. The reasons are below.",
+                )
+                if action == "failed"
+                else (
+                    "Your message could not be delivered yet to the recipients below.",
+                    "The mail system will keep trying; no action is needed from you.",
+                )
+            ),
             "",
         ]
         for rcpt in failed:
@@ -101,7 +138,7 @@ class BounceMaker:
                 "",
                 # RFC 3464 §2.3: per-recipient fields.
                 f"Final-Recipient: rfc822; {rcpt.original or rcpt.address}",
-                "Action: failed",
+                f"Action: {action}",
                 f"Status: {status}",
                 f"Diagnostic-Code: X-Posthouse; {text}",
             ]

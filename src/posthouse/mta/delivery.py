@@ -140,6 +140,8 @@ class LocalDelivery:
         on_bounce: Callable[[Envelope, list[RecipientState]], object] | None = None,
         transport: RemoteTransport | None = None,
         stats: Statistics | None = None,
+        on_delay: Callable[[Envelope, list[RecipientState]], object] | None = None,
+        warn_after: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -149,6 +151,8 @@ class LocalDelivery:
         self.on_bounce = on_bounce
         self.transport = transport
         self.stats = stats
+        self.on_delay = on_delay
+        self.warn_after = warn_after
         self.clock = clock
 
     def run_batch(self, queue_ids: Sequence[str], *, force: bool = False) -> list[DeliveryOutcome]:
@@ -418,6 +422,22 @@ class LocalDelivery:
             if self.stats is not None:
                 self.stats.record_rejected(mailer)
 
+    def _maybe_warn(self, work: _Work, active: list[RecipientState], now: float) -> None:
+        """One delay warning per message once it has waited ``warn_after`` (0: never)."""
+        envelope = work.envelope
+        if not self.warn_after or self.on_delay is None or envelope.extra.get("warned"):
+            return
+        if now - envelope.received_at < self.warn_after:
+            return
+        waiting = [r for r in active if r.status == "deferred"]
+        if not waiting:
+            return
+        notice = self.on_delay(envelope, waiting)
+        envelope.extra["warned"] = "1"
+        work.changed = True
+        if isinstance(notice, str):
+            work.outcome.created.append(notice)
+
     def _native_sender(self, sender: str) -> str:
         if self.transport is None or not sender:
             return sender
@@ -451,6 +471,7 @@ class LocalDelivery:
             outcome.finished = True
             return
         outcome.next_attempt = min(r.next_attempt for r in active)
+        self._maybe_warn(work, active, now)
         if work.changed:
             self.store.update(envelope)
 
