@@ -116,12 +116,12 @@ def run(args: argparse.Namespace) -> int:
     except BindError as exc:
         print(f"posthouse: {exc}", file=sys.stderr)
         return EX_UNAVAILABLE
-    announce(settings, sockets, demo_password)
     try:
         drop_privileges(settings.config.server.run_as, [settings.paths.data_dir])
     except (PrivilegeError, OSError) as exc:
         print(f"posthouse: {exc}", file=sys.stderr)
         return EX_OSERR
+    announce(settings, sockets, demo_password)
     workers = args.workers if args.workers is not None else settings.config.server.workers
     pid_file = pid_file_of(settings)
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")

@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import pwd
 from pathlib import Path
+
+# Modules the server imports lazily, loaded while still root: after the switch the Python
+# installation may not be readable (e.g. an interpreter under /root).
+LAZY_MODULES = (
+    "concurrent.futures.thread",
+    "encodings.idna",
+    "_strptime",
+    "dns.rdtypes.ANY.MX",
+    "dns.rdtypes.IN.A",
+    "dns.rdtypes.IN.AAAA",
+    "dns.rdtypes.ANY.CNAME",
+    "dns.asyncbackend",
+    "dns._asyncio_backend",
+    "email.mime.text",
+    "email.headerregistry",
+)
 
 
 class PrivilegeError(Exception):
@@ -23,6 +40,11 @@ def drop_privileges(account: str, owned_dirs: list[Path]) -> str | None:
         entry = pwd.getpwnam(account)
     except KeyError as exc:
         raise PrivilegeError(f"server.run_as: no such account {account!r}") from exc
+    for name in LAZY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
     for directory in owned_dirs:
         _chown_tree(directory, entry.pw_uid, entry.pw_gid)
     os.setgroups([])
