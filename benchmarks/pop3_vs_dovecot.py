@@ -190,14 +190,19 @@ class Dovecot:
         for user, data in mail.items():
             write_mail([root / "mail" / user / "inbox"], data)
         # dovecot.sh creates the users and chowns DIR/mail to mail:mail.
-        out = subprocess.run(
-            ["bash", str(DOVECOT_SCRIPT), str(root), str(free_port()), str(self.port), str(users)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        ).stdout
-        self.pid = int(out.strip().splitlines()[-1])
+        # Dovecot daemonises with the script's stdout: send that to a file, not a pipe.
+        out_file = root / "dovecot.sh.out"
+        with open(out_file, "wb") as out:
+            subprocess.run(
+                ["bash", str(DOVECOT_SCRIPT), str(root), str(free_port()), str(self.port)]
+                + [str(users)],
+                check=True,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=600,
+            )
+        self.pid = int(out_file.read_text().strip().splitlines()[-1])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), 1):
@@ -224,6 +229,7 @@ class Posthouse:
         self.data = root / "data"
         self.config = root / "posthouse.toml"
         self.log = root / "posthouse.log"
+        root.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             CONFIG_TEMPLATE.format(data_dir=self.data, workers=workers, log_file=self.log),
             encoding="utf-8",
@@ -417,7 +423,7 @@ def hotspots(raw: Path, top: int) -> str:
     """Top posthouse lines (innermost posthouse frame, inclusive) and top self-time frames."""
     inner: collections.Counter[str] = collections.Counter()
     leaf: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = idle_samples = 0
     for text in raw.read_text(errors="replace").splitlines():
         stack, _, count_text = text.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -430,6 +436,9 @@ def hotspots(raw: Path, top: int) -> str:
             f"{m['func']} ({short(m['file'])}:{m['line']})" if m else f.strip()
             for f, m in zip(frames, parsed, strict=True)
         ]
+        if idle(names[-1]):
+            idle_samples += count
+            continue
         leaf[names[-1]] += count
         for name, match in zip(reversed(names), reversed(parsed), strict=True):
             if match and "posthouse/" in match["file"] and "/benchmarks/" not in match["file"]:
@@ -437,13 +446,32 @@ def hotspots(raw: Path, top: int) -> str:
                 break
         else:
             inner["(no posthouse frame)"] += count
-    if not total:
+    busy = total - idle_samples
+    if not busy:
         return "no samples"
-    lines = [f"{total} samples; innermost posthouse frame (inclusive of stdlib callees):"]
+    lines = [
+        f"{total} samples, {idle_samples} idle (threads waiting: select, queue, condition) left "
+        f"out; shares of the {busy} busy samples (all threads; argon2 runs in the thread pool)",
+        "innermost posthouse frame (inclusive of stdlib callees):",
+    ]
+    total = busy
     lines += [f"  {c / total:6.1%}  {name}" for name, c in inner.most_common(top)]
     lines.append("innermost frame (self time):")
     lines += [f"  {c / total:6.1%}  {name}" for name, c in leaf.most_common(top)]
     return "\n".join(lines)
+
+
+IDLE_LEAVES = (
+    "EpollSelector.select (",
+    "Condition.wait (",
+    "_worker (concurrent/futures/thread.py:",
+    "Thread._wait_for_tstate_lock (",
+)
+
+
+def idle(leaf: str) -> bool:
+    """Leaf frames of threads that are waiting, not working."""
+    return leaf.startswith(IDLE_LEAVES)
 
 
 def short(path: str) -> str:
@@ -600,7 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
         if not args.skip_dovecot:
-            servers.append(Dovecot(root / "dovecot", args.users, mail))
+            servers.append(Dovecot(root / f"dovecot-{root.name}", args.users, mail))
         posthouse = Posthouse(root / "posthouse", args.workers, mail)
         if args.memory_sessions:
             t = time.monotonic()

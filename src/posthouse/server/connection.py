@@ -81,21 +81,38 @@ class Connection:
             async with asyncio.timeout(self.idle_timeout):
                 await self.writer.drain()
 
-    def pause_reading(self) -> None:
-        """Stop reading from the socket: called before the reply that starts a TLS handshake.
+    async def read_unless_stopped(self, stopping: asyncio.Event, *, idle: bool) -> bytes | None:
+        """Read from the client; None when the server stops while this session is ``idle``.
 
-        Otherwise the client's first handshake bytes may be read into the plaintext
-        stream buffer before the TLS layer is installed, and the handshake stalls.
+        An idle session (nothing in flight) may be cancelled by the shutdown; a busy one is
+        left to finish what it is doing.
+        """
+        self.interruptible = idle
+        try:
+            return await self.read()
+        except asyncio.CancelledError:
+            if idle and stopping.is_set():
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()  # handled: the session ends politely instead
+                return None
+            raise
+        finally:
+            self.interruptible = False
+
+    async def upgrade_tls(self, context: ssl.SSLContext, go_ahead: bytes) -> None:
+        """Send the go-ahead reply (STARTTLS/STLS) and switch to TLS.
+
+        Reading stops before the go-ahead is sent: otherwise the client's first
+        handshake bytes could be read into the plaintext buffer and the handshake stall.
+        Anything the client pipelined after the command was sent in plaintext and is
+        thrown away, never read as commands once TLS is up (RFC 3207 §4.2, CVE-2011-0411);
+        asyncio has no public way to empty a StreamReader, hence the private attribute.
         """
         transport = self.writer.transport
         if isinstance(transport, asyncio.ReadTransport):
             transport.pause_reading()
-
-    async def start_tls(self, context: ssl.SSLContext) -> None:
-        """Upgrade to TLS (the caller paused reading before its go-ahead reply)."""
-        # RFC 3207 §4.2: anything the client pipelined after STARTTLS was sent in plaintext
-        # and must be thrown away, never read as commands once TLS is up (CVE-2011-0411).
-        # asyncio has no public way to empty a StreamReader, hence the private attribute.
+        await self.write(go_ahead)
         buffered = getattr(self.reader, "_buffer", None)
         if isinstance(buffered, bytearray):
             buffered.clear()

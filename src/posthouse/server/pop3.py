@@ -82,7 +82,9 @@ class POP3Session:
                     await self.connection.write(b"-ERR [SYS/TEMP] server shutting down\r\n")
                     return
                 try:
-                    data = await self._read()
+                    data = await self.connection.read_unless_stopped(
+                        self.stopping, idle=self.maildrop is None
+                    )
                 except IdleTimeout:
                     await self.connection.write(b"-ERR autologout timer expired\r\n")
                     return
@@ -98,22 +100,6 @@ class POP3Session:
             else:
                 await self._handle(event)
         await self.connection.write(engine.data_to_send())
-
-    async def _read(self) -> bytes | None:
-        """Read from the client; None when the server stops and the session holds no maildrop."""
-        interruptible = self.maildrop is None
-        self.connection.interruptible = interruptible
-        try:
-            return await self.connection.read()
-        except asyncio.CancelledError:
-            if interruptible and self.stopping.is_set():
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
-                return None
-            raise
-        finally:
-            self.connection.interruptible = False
 
     async def _handle(self, event: events.Event) -> None:
         match event:
@@ -184,9 +170,7 @@ class POP3Session:
             self.engine.reject_stls("TLS not available")
             return
         self.engine.accept_stls()
-        self.connection.pause_reading()
-        await self.connection.write(self.engine.data_to_send())
-        await self.connection.start_tls(context)
+        await self.connection.upgrade_tls(context, self.engine.data_to_send())
         self.engine.tls_started()
 
     async def _retrieve(self, number: int) -> None:

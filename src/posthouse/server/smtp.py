@@ -102,7 +102,9 @@ class SMTPSession:
                     await self._shut_down()
                     return
                 try:
-                    data = await self._read()
+                    data = await self.connection.read_unless_stopped(
+                        self.stopping, idle=not self.in_transaction
+                    )
                 except IdleTimeout:
                     await self.connection.write(
                         Reply(
@@ -122,22 +124,6 @@ class SMTPSession:
             else:
                 await self._handle(event)
         await self.connection.write(engine.data_to_send())
-
-    async def _read(self) -> bytes | None:
-        """Read from the client; None when the server is shutting down an idle session."""
-        interruptible = not self.in_transaction
-        self.connection.interruptible = interruptible
-        try:
-            return await self.connection.read()
-        except asyncio.CancelledError:
-            if interruptible and self.stopping.is_set():
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # handled: this session ends politely instead
-                return None
-            raise
-        finally:
-            self.connection.interruptible = False
 
     async def _shut_down(self) -> None:
         reply = Reply(421, "4.3.2", (f"{self.services.hostname} Service shutting down",))
@@ -338,9 +324,7 @@ class SMTPSession:
             self.engine.respond(Reply(454, "4.7.0", ("TLS not available",)))
             return
         self.engine.respond(Reply(220, "2.0.0", ("Ready to start TLS",)))
-        self.connection.pause_reading()
-        await self.connection.write(self.engine.data_to_send())
-        await self.connection.start_tls(context)
+        await self.connection.upgrade_tls(context, self.engine.data_to_send())
         self.engine.tls_started()
         self._reset()
 
