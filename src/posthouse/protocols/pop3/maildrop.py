@@ -18,7 +18,8 @@ _UID_MAX: Final = 70
 
 def valid_uid(uid: str) -> bool:
     """True if ``uid`` is a valid unique-id (RFC 1939 §7)."""
-    return 1 <= len(uid) <= _UID_MAX and all(0x21 <= ord(c) <= 0x7E for c in uid)
+    # Printable ASCII is 0x20-0x7E; without the space that is exactly 0x21-0x7E.
+    return 1 <= len(uid) <= _UID_MAX and uid.isascii() and uid.isprintable() and " " not in uid
 
 
 @dataclass(frozen=True)
