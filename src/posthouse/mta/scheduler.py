@@ -35,7 +35,7 @@ class DeliveryScheduler:
         store: QueueStore,
         *,
         batch_size: int = 256,
-        concurrency: int = 2,
+        concurrency: int = 4,
         scan_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -99,6 +99,13 @@ class RemoteTransport:
             return LocalRoute(local)
         return SMTPRoute(hop, address)
 
+    async def _deliver_spread(
+        self, hop: NextHop, messages: Sequence[OutboundMessage]
+    ) -> dict[str, list[RecipientResult]]:
+        connections = max(1, min(self.agent.max_connections, len(messages)))
+        groups = [messages[index::connections] for index in range(connections)]
+        return await _gather_results(self.agent, hop, [g for g in groups if g])
+
     def outbound_sender(self, sender: str) -> str:
         """The envelope sender as it leaves: Internet form, masqueraded."""
         if not sender:
@@ -116,12 +123,25 @@ class RemoteTransport:
     def deliver(
         self, hop: NextHop, messages: Sequence[OutboundMessage]
     ) -> dict[str, list[RecipientResult]]:
-        """Deliver over SMTP, blocking the calling (worker) thread."""
-        coroutine = self.agent.deliver(hop, messages)
+        """Deliver over SMTP, blocking the calling (worker) thread.
+
+        The messages are spread over up to the per-destination connection limit, each
+        connection carrying several messages in turn.
+        """
+        coroutine = self._deliver_spread(hop, messages)
         loop = self._loop
         if loop is not None and loop.is_running():
             return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
         return asyncio.run(coroutine)
+
+
+async def _gather_results(
+    agent: SMTPClientAgent, hop: NextHop, groups: list[Sequence[OutboundMessage]]
+) -> dict[str, list[RecipientResult]]:
+    results: dict[str, list[RecipientResult]] = {}
+    for part in await asyncio.gather(*(agent.deliver(hop, group) for group in groups)):
+        results.update(part)
+    return results
 
 
 __all__ = ["AddressError", "LocalRoute", "PipeRoute", "RemoteTransport", "Route", "SMTPRoute"]
