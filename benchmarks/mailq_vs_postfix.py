@@ -49,8 +49,8 @@ sys.path.insert(0, str(HERE))
 from queue_scaling import fill_queue  # noqa: E402
 from relay_vs_postfix import (  # noqa: E402
     POSTFIX_PORT,
-    PosthouseDaemon,
     PostfixControl,
+    PosthouseDaemon,
     smtp_source,
 )
 
@@ -81,7 +81,9 @@ def time_command(command: list[str], repeat: int, timeout: float) -> tuple[list[
     times = []
     for _ in range(repeat):
         t0 = time.monotonic()
-        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+        subprocess.run(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout
+        )
         times.append(time.monotonic() - t0)
     return times, lines
 
@@ -100,8 +102,7 @@ def fill_postfix(args: argparse.Namespace) -> tuple[int, float]:
         sent += chunk if not error else 0
         counts = postfix_counts()
         print(
-            f"  postfix: sent {sent} ({chunk / seconds:.0f} msg/s) queues {counts} "
-            f"{error}",
+            f"  postfix: sent {sent} ({chunk / seconds:.0f} msg/s) queues {counts} {error}",
             flush=True,
         )
         if error:
@@ -158,19 +159,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         daemon = PosthouseDaemon(root, closed_port())
         t = fill_queue(daemon.queue_dir, n, 0, args.size)
         print(f"posthouse: {n} entries written in {t:.1f}s", flush=True)
-        ph_times, ph_lines = time_command(
-            [*daemon.base, "mailq"], args.repeat, args.mailq_timeout
-        )
+        ph_times, ph_lines = time_command([*daemon.base, "mailq"], args.repeat, args.mailq_timeout)
         pf_times, pf_lines = time_command(["mailq"], args.repeat, args.mailq_timeout)
         ph, pf = statistics.median(ph_times), statistics.median(pf_times)
         print()
-        print(f"mailq over {n} deferred messages ({args.size}-byte messages), median of "
-              f"{args.repeat} warm runs, output to /dev/null")
+        print(
+            f"mailq over {n} deferred messages ({args.size}-byte messages), median of "
+            f"{args.repeat} warm runs, output to /dev/null"
+        )
         print(f"{'':>10} {'seconds':>8} {'lines':>8}  runs")
-        print(f"{'posthouse':>10} {ph:>8.2f} {ph_lines:>8}  "
-              + " ".join(f"{x:.2f}" for x in ph_times))
-        print(f"{'postfix':>10} {pf:>8.2f} {pf_lines:>8}  "
-              + " ".join(f"{x:.2f}" for x in pf_times))
+        print(
+            f"{'posthouse':>10} {ph:>8.2f} {ph_lines:>8}  " + " ".join(f"{x:.2f}" for x in ph_times)
+        )
+        print(
+            f"{'postfix':>10} {pf:>8.2f} {pf_lines:>8}  " + " ".join(f"{x:.2f}" for x in pf_times)
+        )
         print(f"ratio posthouse/postfix: {ph / pf:.2f}" if pf else "ratio: -")
     finally:
         if postfix is not None:

@@ -90,7 +90,9 @@ class LoadResult:
 class POP3Client:
     """Minimal POP3 client on asyncio streams."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, io_timeout: float):
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, io_timeout: float
+    ):
         self.reader = reader
         self.writer = writer
         self.io_timeout = io_timeout

@@ -374,8 +374,10 @@ async def hold(
         nonlocal failed
         async with semaphore:
             try:
-                clients.append(await hold_session(server.host, server.port, user, PASSWORD, io_timeout))
-            except Exception:  # noqa: BLE001 -- counted and reported
+                clients.append(
+                    await hold_session(server.host, server.port, user, PASSWORD, io_timeout)
+                )
+            except Exception:
                 failed += 1
 
     try:
@@ -510,8 +512,9 @@ async def profile(args: argparse.Namespace, server: Posthouse, out: Path) -> str
         return "py-spy did not finish"
     if not out.exists():
         return f"py-spy failed: {err.decode(errors='replace')[-300:]}"
-    return f"(pid {pid}, {runs} download runs during the profile, raw stacks in {out})\n" + hotspots(
-        out, args.top
+    return (
+        f"(pid {pid}, {runs} download runs during the profile, raw stacks in {out})\n"
+        + hotspots(out, args.top)
     )
 
 
@@ -621,7 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers: list[Any] = []
     try:
         t = time.monotonic()
-        mail = {f"user{n}": mbox(f"user{n}", args.messages, args.size) for n in range(1, args.users + 1)}
+        mail = {
+            f"user{n}": mbox(f"user{n}", args.messages, args.size) for n in range(1, args.users + 1)
+        }
         print(
             f"mail: {len(mail)} mboxes of {len(next(iter(mail.values()))) / 1e6:.1f} MB "
             f"({time.monotonic() - t:.1f} s)",

@@ -150,7 +150,9 @@ class Sink:
             loop = asyncio.new_event_loop()
             self._loop = loop
             server = loop.run_until_complete(
-                loop.create_server(lambda: _SinkProtocol(self), "127.0.0.1", self.port, backlog=1024)
+                loop.create_server(
+                    lambda: _SinkProtocol(self), "127.0.0.1", self.port, backlog=1024
+                )
             )
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
@@ -334,9 +336,7 @@ class PosthouseDaemon:
         return not self.queue_dir.exists() or not any(self.queue_dir.glob("*.qf"))
 
     def run(self, *args: str, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.base, *args], capture_output=True, text=True, timeout=timeout
-        )
+        return subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout)
 
     def stop(self) -> None:
         proc = self.process

@@ -1,0 +1,156 @@
+"""The queue's control-file format: the envelope types and their JSON codec.
+
+This module owns what an ``ID.qf`` file of the queue (see :mod:`posthouse.mta.queue`)
+contains: one UTF-8 JSON object, ``{"v": 1, "queue_id": ID, "sender": ..., "recipients":
+[{"address", "original", "status", "attempts", "last_error", "next_attempt"}, ...],
+"received_at": <unix time>, "size": <bytes in ID.df>, "client_address", "helo",
+"auth_user", "body", "smtputf8", "protocol", "extra": {str: str}}``.  Readers reject any
+other ``"v"``.  :class:`QueueError`, the base of all queue errors, lives here because the
+parser raises :class:`CorruptControlFile`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+__all__ = [
+    "CONTROL_VERSION",
+    "CorruptControlFile",
+    "Envelope",
+    "QueueError",
+    "RecipientState",
+    "RecipientStatus",
+    "envelope_from_json",
+    "envelope_to_json",
+]
+
+CONTROL_VERSION = 1
+
+RecipientStatus = Literal["pending", "deferred", "sent", "failed"]
+_STATUSES = ("pending", "deferred", "sent", "failed")
+
+
+class QueueError(Exception):
+    """Base class of queue errors."""
+
+
+class CorruptControlFile(QueueError, ValueError):
+    """A control file that cannot be parsed or has an unknown version."""
+
+
+@dataclass
+class RecipientState:
+    """One recipient of a queued message and its delivery state."""
+
+    address: str
+    original: str | None = None
+    status: RecipientStatus = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt: float = 0.0
+
+
+@dataclass
+class Envelope:
+    """The contents of a control file."""
+
+    queue_id: str
+    sender: str
+    recipients: list[RecipientState]
+    received_at: float
+    size: int
+    client_address: str | None = None
+    helo: str | None = None
+    auth_user: str | None = None
+    body: str | None = None
+    smtputf8: bool = False
+    protocol: str = "ESMTP"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# -- control file (de)serialisation ----------------------------------------------------------
+
+
+def envelope_to_json(envelope: Envelope) -> bytes:
+    """Serialise ``envelope`` as a version-1 control file."""
+    doc: dict[str, Any] = {"v": CONTROL_VERSION}
+    doc.update(dataclasses.asdict(envelope))
+    return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _field(
+    doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], *, optional: bool
+) -> Any:
+    if key not in doc:
+        if optional:
+            return None
+        raise CorruptControlFile(f"missing field {key!r}")
+    value = doc[key]
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise CorruptControlFile(f"field {key!r} has the wrong type")
+    if not isinstance(value, kind):
+        raise CorruptControlFile(f"field {key!r} has the wrong type")
+    return value
+
+
+def _recipient_from(doc: Any) -> RecipientState:
+    if not isinstance(doc, dict):
+        raise CorruptControlFile("recipient is not an object")
+    status = _field(doc, "status", str, optional=True) or "pending"
+    if status not in _STATUSES:
+        raise CorruptControlFile(f"unknown recipient status {status!r}")
+    attempts = _field(doc, "attempts", int, optional=True)
+    next_attempt = _field(doc, "next_attempt", (int, float), optional=True)
+    return RecipientState(
+        address=_field(doc, "address", str, optional=False),
+        original=_field(doc, "original", str, optional=True),
+        status=cast(RecipientStatus, status),
+        attempts=attempts or 0,
+        last_error=_field(doc, "last_error", str, optional=True),
+        next_attempt=float(next_attempt or 0.0),
+    )
+
+
+def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
+    """Parse a control file; raises :class:`CorruptControlFile` for anything unexpected."""
+    try:
+        doc = json.loads(data.decode("utf-8", "surrogatepass"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptControlFile(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CorruptControlFile("not a JSON object")
+    version = doc.get("v")
+    if version != CONTROL_VERSION:
+        raise CorruptControlFile(f"unsupported version {version!r}")
+    qid = _field(doc, "queue_id", str, optional=False)
+    if queue_id is not None and qid != queue_id:
+        raise CorruptControlFile(f"queue id {qid!r} does not match the file name")
+    recipients = _field(doc, "recipients", list, optional=False)
+    extra = _field(doc, "extra", dict, optional=True) or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise CorruptControlFile("field 'extra' must map strings to strings")
+    size = _field(doc, "size", int, optional=False)
+    if size < 0:
+        raise CorruptControlFile("negative size")
+    return Envelope(
+        queue_id=qid,
+        sender=_field(doc, "sender", str, optional=False),
+        recipients=[_recipient_from(r) for r in recipients],
+        received_at=float(_field(doc, "received_at", (int, float), optional=False)),
+        size=size,
+        client_address=_field(doc, "client_address", str, optional=True),
+        helo=_field(doc, "helo", str, optional=True),
+        auth_user=_field(doc, "auth_user", str, optional=True),
+        body=_field(doc, "body", str, optional=True),
+        smtputf8=bool(_field(doc, "smtputf8", bool, optional=True)),
+        protocol=_field(doc, "protocol", str, optional=True) or "ESMTP",
+        extra=dict(extra),
+    )
