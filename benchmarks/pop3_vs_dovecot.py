@@ -194,8 +194,14 @@ class Dovecot:
         out_file = root / "dovecot.sh.out"
         with open(out_file, "wb") as out:
             subprocess.run(
-                ["bash", str(DOVECOT_SCRIPT), str(root), str(free_port()), str(self.port)]
-                + [str(users)],
+                [
+                    "bash",
+                    str(DOVECOT_SCRIPT),
+                    str(root),
+                    str(free_port()),
+                    str(self.port),
+                    str(users),
+                ],
                 check=True,
                 stdout=out,
                 stderr=subprocess.STDOUT,
