@@ -51,6 +51,7 @@ Memory use is bounded everywhere (64 KiB chunks; lines are parsed in pieces of a
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -115,11 +116,8 @@ def _take_session_lock(lock_path: Path, user: str) -> int:
     except BaseException:
         os.close(fd)
         raise
-    try:  # for humans only: who holds it
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # for humans only: who holds it (fixed width, no truncate)
+        os.pwrite(fd, f"{os.getpid():>10}\n".encode(), 0)
     return fd
 
 
