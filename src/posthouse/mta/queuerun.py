@@ -34,12 +34,17 @@ class QueueRunSummary:
         )
 
 
-def select(store: QueueStore, selector: Selector, needle: str) -> Iterator[str]:
-    """Queue ids matching the selector (case-insensitive substring)."""
+def select(
+    store: QueueStore, selector: Selector, needle: str, *, damaged: QueueRunSummary | None = None
+) -> Iterator[str]:
+    """Queue ids matching the selector (case-insensitive substring); one pass over the queue,
+    counting damaged entries into ``damaged`` when given."""
     needle = needle.lower()
     for entry in store.list_entries():
         envelope = entry.envelope
         if envelope is None:
+            if damaged is not None:
+                damaged.damaged += 1
             continue
         match selector:
             case "all":
@@ -68,8 +73,9 @@ def run_queue(
 ) -> QueueRunSummary:
     """Deliver the selected messages now; returns what happened."""
     summary = QueueRunSummary()
-    summary.damaged = sum(1 for entry in store.list_entries() if entry.envelope is None)
-    ids = list(select(store, selector, needle))
+    ids = []
+    for queue_id in select(store, selector, needle, damaged=summary):
+        ids.append(queue_id)
     summary.selected = len(ids)
     for start in range(0, len(ids), BATCH):
         for outcome in delivery.run_batch(ids[start : start + BATCH], force=True):

@@ -140,10 +140,15 @@ class DeliveryScheduler:
             await asyncio.wait_for(self._wake.wait(), max(deadline - now, 0.01))
 
     async def _scan(self) -> None:
-        """Learn about messages this process was not told of."""
+        """Learn about messages this process was not told of.
+
+        One directory listing (names only); only control files of ids not yet known are
+        read, so a rescan of a large, mostly known queue stays cheap.
+        """
         self._last_scan = self.clock()
+        known = frozenset(self._known)
         found = 0
-        for queue_id, due in await asyncio.to_thread(self._list_due):
+        for queue_id, due in await asyncio.to_thread(self._list_due, known):
             if queue_id in self._known:
                 continue
             self._known.add(queue_id)
@@ -152,16 +157,19 @@ class DeliveryScheduler:
         if found:
             log.info("queue scan found %d message(s) to deliver", found)
 
-    def _list_due(self) -> list[tuple[str, float]]:
-        """(queue id, earliest next attempt) of every message with work left (in a thread)."""
+    def _list_due(self, known: frozenset[str]) -> list[tuple[str, float]]:
+        """(queue id, earliest next attempt) of unknown messages with work left (in a thread)."""
         due = []
-        for entry in self.store.list_entries():
-            envelope = entry.envelope
-            if envelope is None:
+        for queue_id in self.store.queue_ids():
+            if queue_id in known:
                 continue
+            try:
+                envelope = self.store.load(queue_id)
+            except (OSError, ValueError, LookupError):
+                continue  # gone meanwhile, or damaged: mailq reports those
             active = [
                 r.next_attempt for r in envelope.recipients if r.status in ("pending", "deferred")
             ]
             if active:
-                due.append((entry.queue_id, min(active)))
+                due.append((queue_id, min(active)))
         return due
