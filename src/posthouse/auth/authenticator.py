@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -123,6 +125,44 @@ class _FailureTable:
 
 
 @functools.cache
+class VerifiedCache:
+    """Recently verified (user, password) pairs, so mail clients that log in every few
+    minutes do not pay a full argon2 verification each time (like Dovecot's auth cache).
+
+    Holds only a keyed hash of the password under a per-process random key, tied to the
+    stored hash: a password change, or ``ttl`` seconds, ends a cached entry.  Failures are
+    never cached, so guessing still costs argon2 and the failure delay.
+    """
+
+    def __init__(self, *, clock: Callable[[], float], ttl: float, size: int = 10_000) -> None:
+        self._key = secrets.token_bytes(32)
+        self._clock = clock
+        self._ttl = ttl
+        self._size = size
+        self._entries: dict[str, tuple[bytes, float]] = {}
+        self._lock = threading.Lock()
+
+    def _digest(self, name: str, stored_hash: str, password: str) -> bytes:
+        material = f"{name}\0{stored_hash}\0{password}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, material, hashlib.sha256).digest()
+
+    def check(self, name: str, stored_hash: str, password: str) -> bool:
+        digest = self._digest(name, stored_hash, password)
+        now = self._clock()
+        with self._lock:
+            cached = self._entries.get(name)
+        if cached is not None and cached[1] > now and hmac.compare_digest(cached[0], digest):
+            return True
+        if not verify_password(stored_hash, password):
+            return False
+        if self._ttl > 0:
+            with self._lock:
+                if len(self._entries) >= self._size:
+                    self._entries.clear()
+                self._entries[name] = (digest, now + self._ttl)
+        return True
+
+
 def _dummy_hash() -> str:
     """A hash of a random secret, verified for unknown users so they cost the same time."""
     return hash_password(secrets.token_urlsafe(16))
@@ -144,6 +184,7 @@ class Authenticator:
         pam_check: Callable[[str, str, str], bool] = pam_authenticate,
         pam_service: str = "login",
         max_tracked: int = 10_000,
+        verified_cache_seconds: float = 300.0,
     ) -> None:
         self.directory = directory
         self.base_delay = base_delay
@@ -155,6 +196,7 @@ class Authenticator:
         self._pam_check = pam_check
         self._lock = threading.Lock()  # check() may run in several threads
         self._by_client = _FailureTable(quiet_period, max_tracked)
+        self._verified = VerifiedCache(clock=clock, ttl=verified_cache_seconds)
         self._by_user = _FailureTable(quiet_period, max_tracked)
 
     def verify(self, name: str, password: str) -> bool:
@@ -167,7 +209,7 @@ class Authenticator:
         if user is None or user.password_hash is None:
             verify_password(_dummy_hash(), password)  # same cost as a real mismatch
             return False
-        return verify_password(user.password_hash, password)
+        return self._verified.check(user.name, user.password_hash, password)
 
     def check(self, name: str, password: str, *, client: str) -> bool:
         """Check the credentials; after a failure, block for the failure delay first."""
