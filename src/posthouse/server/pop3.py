@@ -102,6 +102,9 @@ class POP3Session:
         await self.connection.write(engine.data_to_send())
 
     async def _handle(self, event: events.Event) -> None:
+        if log.isEnabledFor(logging.DEBUG):  # 12.4.5: protocol detail at DEBUG, never secrets
+            detail = event.mechanism if isinstance(event, events.LoginAttempt) else event
+            log.debug("pop3 %s %s: %s", self.connection.peer, self.engine.user or "-", detail)
         match event:
             case events.LoginAttempt():
                 await self._login(event)
