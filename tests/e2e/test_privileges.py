@@ -21,6 +21,7 @@ def test_root_drops_to_run_as_user() -> None:
     account = pwd.getpwnam("nobody")
     base = Path(tempfile.mkdtemp(prefix="posthouse-root-"))
     base.chmod(0o755)
+    process: subprocess.Popen[str] | None = None
     try:
         config = base / "posthouse.toml"
         config.write_text(
@@ -55,4 +56,7 @@ def test_root_drops_to_run_as_user() -> None:
         assert process.stderr is not None
         process.stderr.close()
     finally:
-        shutil.rmtree(base)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
