@@ -67,6 +67,16 @@ class MboxrdDecoder:
         return data.replace(b"\n", b"\r\n")
 
     def _unquote(self, data: bytes) -> bytes:
+        if (
+            data
+            and not self._held
+            and not self._partial
+            and b"\n>" not in data
+            and not (self._line_start and data[0] == 0x3E)
+        ):
+            # Fast path (almost every chunk): no line starts with ">", nothing to unquote.
+            self._line_start = data[-1] == 0x0A
+            return data
         out = bytearray()
         pos, end = 0, len(data)
         while pos < end:
