@@ -163,7 +163,11 @@ class PseudodomainSection:
 
 
 def default_listeners() -> tuple[ListenerSection, ...]:
-    return (ListenerSection(protocol="smtp", address="127.0.0.1", port=2525),)
+    """The embedded setup: unprivileged ports on loopback (25 and 110 need root)."""
+    return (
+        ListenerSection(protocol="smtp", address="127.0.0.1", port=2525),
+        ListenerSection(protocol="pop3", address="127.0.0.1", port=1110),
+    )
 
 
 @dataclass(frozen=True)
