@@ -29,6 +29,7 @@ from posthouse.store.maildrop import Maildrop, MaildropBusy, MaildropError
 log = logging.getLogger("posthouse.pop3")
 
 _timestamps = itertools.count(1)
+OUTPUT_FLUSH = 256 * 1024
 
 
 def apop_timestamp(hostname: str) -> str:
@@ -63,6 +64,15 @@ class POP3Session:
         self.stopping = stopping
         self.engine = pop3_engine.POP3Engine(settings)
         self.maildrop: Maildrop | None = None
+        # Output of pipelined RETRs is gathered and written in large pieces (bounded).
+        self._output = bytearray()
+
+    async def _flush(self) -> None:
+        self._output += self.engine.data_to_send()
+        if self._output:
+            data = bytes(self._output)
+            self._output.clear()
+            await self.connection.write(data)
 
     async def run(self) -> None:
         try:
@@ -77,7 +87,7 @@ class POP3Session:
         while not engine.closed:
             event = engine.next_event()
             if event is pop3_engine.NEED_DATA:
-                await self.connection.write(engine.data_to_send())
+                await self._flush()
                 if self.stopping.is_set() and self.maildrop is None:
                     await self.connection.write(b"-ERR [SYS/TEMP] server shutting down\r\n")
                     return
@@ -99,7 +109,7 @@ class POP3Session:
                 raise RuntimeError("POP3 engine paused without a pending decision")
             else:
                 await self._handle(event)
-        await self.connection.write(engine.data_to_send())
+        await self._flush()
 
     async def _handle(self, event: events.Event) -> None:
         if log.isEnabledFor(logging.DEBUG):  # 12.4.5: protocol detail at DEBUG, never secrets
@@ -173,7 +183,9 @@ class POP3Session:
             self.engine.reject_stls("TLS not available")
             return
         self.engine.accept_stls()
-        await self.connection.upgrade_tls(context, self.engine.data_to_send())
+        go_ahead = bytes(self._output) + self.engine.data_to_send()
+        self._output.clear()
+        await self.connection.upgrade_tls(context, go_ahead)
         self.engine.tls_started()
 
     async def _retrieve(self, number: int) -> None:
@@ -184,7 +196,9 @@ class POP3Session:
         try:
             for chunk in maildrop.read(number):
                 more = engine.message_chunk(chunk)
-                await self.connection.write(engine.data_to_send())
+                self._output += engine.data_to_send()
+                if len(self._output) >= OUTPUT_FLUSH:
+                    await self._flush()
                 if not more:
                     break
         except (MaildropError, OSError) as exc:
