@@ -149,6 +149,7 @@ class MboxMaildrop:
         self._timeout = timeout
         self._stale_after = stale_after
         self._fd: int | None = None
+        self._indexed_as: tuple[int, int, int, int] | None = None
         self._index: Index | None = None
         self._entries: list[Entry] = []
         self._messages: tuple[MaildropMessage, ...] = ()
@@ -206,7 +207,9 @@ class MboxMaildrop:
         if fd is None or self._committed:
             raise MaildropError("the maildrop session is over", temporary=False)
         try:
-            ident = ident_at(fd, entry.offset, entry.length)
+            # Unchanged since it was indexed: no need to check the message is still there.
+            unchanged = _file_state(os.fstat(fd)) == self._indexed_as
+            ident = entry.ident if unchanged else ident_at(fd, entry.offset, entry.length)
         except OSError as exc:
             raise _store_error(self._path, "read", exc) from exc
         if ident != entry.ident:
@@ -320,6 +323,8 @@ class MboxMaildrop:
                 self._rewriter.recover(fd)
                 index, stats = refresh_index(fd, old, self._path, scan=_scan)
                 self._fd = os.dup(fd)  # opened (and closed) under the mailbox lock
+                # Indexed under the lock: while the file still looks like this, nothing moved.
+                self._indexed_as = _file_state(os.fstat(fd))
         except (OSError, MailboxLockTimeout) as exc:
             raise _store_error(self._path, "open", exc) from exc
         if stats.mode != "unchanged":
@@ -390,3 +395,8 @@ class MboxMaildrop:
             _log.warning("%s: closing the maildrop without the mailbox lock: %s", self._path, exc)
         if not closed:
             os.close(fd)
+
+
+def _file_state(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What changes when anybody writes the file (appends included)."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

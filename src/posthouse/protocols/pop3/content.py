@@ -43,8 +43,10 @@ class ContentWriter:
             if not data:
                 return prefix
         if b"\n" in data:
-            data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            data = data.replace(b"\n.", b"\n..")  # RFC 1939 §3 byte-stuffing
+            if data.count(b"\n") != data.count(b"\r\n"):  # some bare LF: normalise
+                data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            if b"\n." in data:
+                data = data.replace(b"\n.", b"\n..")  # RFC 1939 §3 byte-stuffing
         if line_start and data[0] == _DOT:
             data = b"." + data
         self._line_start = data[-1] == _LF
