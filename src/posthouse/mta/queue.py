@@ -228,11 +228,16 @@ class QueueStore:
     def list_entries(self) -> Iterator[QueueEntry]:
         """Every entry in id (arrival) order, damaged ones with a ``problem``; never raises
         for damaged or concurrently removed entries.  Temporary files are ignored."""
-        found: dict[str, dict[str, os.stat_result]] = {}
+        found: dict[str, dict[str, os.stat_result | None]] = {}
         with os.scandir(self.directory) as it:
             for dent in it:
                 stem, dot, kind = dent.name.rpartition(".")
                 if not dot or kind not in ("qf", "df") or not is_queue_id(stem):
+                    continue
+                if kind == "qf":
+                    # d_type only, no stat: the envelope carries its own time and size.
+                    if dent.is_file(follow_symlinks=False):
+                        found.setdefault(stem, {})[kind] = None
                     continue
                 try:
                     st = dent.stat(follow_symlinks=False)
@@ -245,23 +250,24 @@ class QueueStore:
             if entry is not None:
                 yield entry
 
-    def _entry(self, queue_id: str, stats: dict[str, os.stat_result]) -> QueueEntry | None:
-        qf, df = stats.get("qf"), stats.get("df")
+    def _entry(self, queue_id: str, stats: dict[str, os.stat_result | None]) -> QueueEntry | None:
+        has_control = "qf" in stats
+        df = stats.get("df")
         data_size = df.st_size if df is not None else 0
         envelope: Envelope | None = None
         problem: str | None = None
-        if qf is not None:
+        if has_control:
             try:
                 envelope = self.load(queue_id)
             except QueueEntryNotFound:
-                qf = None  # removed since the scan (delivered meanwhile?)
+                has_control = False  # removed since the scan (delivered meanwhile?)
                 if not self.data_path(queue_id).exists():
                     return None
             except CorruptControlFile as exc:
                 problem = f"corrupt control file: {exc}"
             except OSError as exc:
                 problem = f"unreadable control file: {exc.strerror}"
-        if qf is None:
+        if not has_control:
             problem = "no control file"
         elif problem is None and df is None:
             if self.data_path(queue_id).exists():
@@ -271,8 +277,10 @@ class QueueStore:
                 problem = "no data file"
         if problem is None and envelope is not None and envelope.size != data_size:
             problem = f"data file has {data_size} bytes, control file says {envelope.size}"
-        mtime_from = qf if qf is not None else df
-        mtime = mtime_from.st_mtime if mtime_from is not None else 0.0
+        if envelope is not None:
+            mtime = envelope.received_at
+        else:
+            mtime = df.st_mtime if df is not None else 0.0
         return QueueEntry(queue_id, envelope, problem, data_size, mtime)
 
     def load(self, queue_id: str) -> Envelope:

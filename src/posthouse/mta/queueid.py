@@ -18,6 +18,7 @@ The queue store additionally creates its files with ``O_EXCL`` and retries with 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
@@ -30,7 +31,6 @@ _TIME_CHARS = 11
 _TAIL_CHARS = QUEUE_ID_LENGTH - _TIME_CHARS
 _PID_BITS = 22
 _RANDOM_BITS = 5 * _TAIL_CHARS - _PID_BITS
-_ALPHABET_SET = frozenset(QUEUE_ID_ALPHABET)
 
 _lock = threading.Lock()
 _last_micros = 0
@@ -56,9 +56,12 @@ def new_queue_id() -> str:
     return _encode(now, _TIME_CHARS) + _encode(tail, _TAIL_CHARS)
 
 
+_ID_PATTERN = re.compile(f"[{re.escape(QUEUE_ID_ALPHABET)}]+")
+
+
 def is_queue_id(value: str) -> bool:
     """Whether ``value`` has the shape of a queue id (used to reject path tricks)."""
-    return len(value) == QUEUE_ID_LENGTH and all(c in _ALPHABET_SET for c in value)
+    return len(value) == QUEUE_ID_LENGTH and _ID_PATTERN.fullmatch(value) is not None
 
 
 def queue_id_time(queue_id: str) -> float:
