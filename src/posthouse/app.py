@@ -302,6 +302,25 @@ def engine_settings(
     return settings_for
 
 
+def smtp_services_for(
+    app: Application, scheduler: DeliveryScheduler, tls_context: ssl.SSLContext | None
+) -> SMTPServices:
+    """What SMTP sessions use, for the daemon and for ``sendmail -bs``."""
+    config = app.settings.config
+    return SMTPServices(
+        hostname=config.server.hostname,
+        policy=app.policy,
+        store=app.store,
+        authenticator=app.authenticator,
+        scheduler=scheduler,
+        tls_context=tls_context,
+        allow_plaintext_auth=config.smtp.allow_plaintext_auth,
+        # forwarding = local: every message goes to the relay, none into local mailboxes.
+        direct=None if app.transport.forwards_local_mail else app.direct,
+        stats=app.stats,
+    )
+
+
 def _smtp_refusal(reason: str) -> bytes:
     return f"421 4.7.0 {reason}, try again later\r\n".encode()
 
@@ -371,18 +390,7 @@ async def serve_forever(
     registry = ConnectionRegistry(app.settings.paths.proc_dir)
     group = ListenerGroup(limiter, registry)
     scheduler = DeliveryScheduler(app.delivery, app.store)
-    smtp_services = SMTPServices(
-        hostname=config.server.hostname,
-        policy=app.policy,
-        store=app.store,
-        authenticator=app.authenticator,
-        scheduler=scheduler,
-        tls_context=tls_context,
-        allow_plaintext_auth=config.smtp.allow_plaintext_auth,
-        # forwarding = local: every message goes to the relay, none into local mailboxes.
-        direct=None if app.transport.forwards_local_mail else app.direct,
-        stats=app.stats,
-    )
+    smtp_services = smtp_services_for(app, scheduler, tls_context)
     pop3_services = POP3Services(
         hostname=config.server.hostname,
         credentials=app.credentials,

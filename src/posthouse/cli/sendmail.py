@@ -326,12 +326,12 @@ def smtp_on_stdio(app: Application) -> int:
 
 
 async def _stdio_session(app: Application) -> int:
-    from posthouse.app import engine_settings
+    from posthouse.app import engine_settings, smtp_services_for
     from posthouse.config.schema import ListenerSection
     from posthouse.mta.scheduler import DeliveryScheduler
     from posthouse.server.connection import Connection, Peer
     from posthouse.server.records import ConnectionRecord
-    from posthouse.server.smtp import SMTPServices, SMTPSession
+    from posthouse.server.smtp import SMTPSession
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -349,15 +349,7 @@ async def _stdio_session(app: Application) -> int:
         record=ConnectionRecord("smtp-stdio", "local"),
     )
     scheduler = DeliveryScheduler(app.delivery, app.store)
-    services = SMTPServices(
-        hostname=config.server.hostname,
-        policy=app.policy,
-        store=app.store,
-        authenticator=app.authenticator,
-        scheduler=scheduler,
-        tls_context=None,
-        allow_plaintext_auth=True,
-    )
+    services = smtp_services_for(app, scheduler, None)
     settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
     session = SMTPSession(connection, services, settings_for(connection), asyncio.Event())
     await session.run()
