@@ -247,5 +247,4 @@ def resolve_paths(config: Config, source: str) -> Paths:
         aliases_db=pick(config.aliases.database, data_dir / "etc" / "aliases.db"),
         stats_file=data_dir / "etc" / "statistics",
         proc_dir=data_dir / "proc",
-        log_dir=data_dir / "log",
     )

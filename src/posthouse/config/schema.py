@@ -135,7 +135,6 @@ class QueueSection:
     lifetime_seconds: float = 5 * 24 * 3600.0
     delay_warning_seconds: float = 0.0  # 0: no delay warnings (the default, as Postfix)
     max_connections_per_destination: int = 10
-    connect_timeout_seconds: float = 30.0
     command_timeout_seconds: float = 300.0
 
 
@@ -201,7 +200,6 @@ class Paths:
     aliases_db: Path
     stats_file: Path
     proc_dir: Path
-    log_dir: Path
 
 
 @dataclass(frozen=True)

@@ -76,6 +76,9 @@ class DeliveryScheduler:
 
     async def run(self) -> None:
         """The scheduling loop; returns after ``stop()``."""
+        stale = await asyncio.to_thread(self.store.clean_stale)
+        if stale:
+            log.info("removed %d stale temporary queue file(s)", len(stale))
         await self._scan()
         while not self._stopping:
             self._promote_due()

@@ -25,7 +25,7 @@ from posthouse.mta.queue import IncomingMessage, QueueStore, RecipientState
 from posthouse.mta.scheduler import DeliveryScheduler
 from posthouse.mta.stats import Statistics
 from posthouse.protocols.smtp import engine as smtp_engine
-from posthouse.protocols.smtp import events
+from posthouse.protocols.smtp import events, replies
 from posthouse.protocols.smtp.replies import Reply
 from posthouse.server.connection import Connection, IdleTimeout
 
@@ -135,7 +135,7 @@ class SMTPSession:
                 self.sender = event.address
                 self.mail_params = event
                 self.recipients = []
-                self.engine.respond(Reply(250, "2.1.0", ("Sender ok",)))
+                self.engine.respond(replies.mail_ok("Sender ok"))
             case events.RcptTo():
                 self.engine.respond(self._check_recipient(event.address))
             case events.DataStart():
@@ -170,7 +170,7 @@ class SMTPSession:
                 self.services.stats.record_rejected(self._mailer_name())
             return reply_for_error(error)
         self.recipients.append(address)
-        return Reply(250, "2.1.5", ("Recipient ok",))
+        return replies.rcpt_ok("Recipient ok")
 
     def _start_message(self) -> None:
         assert self.sender is not None
@@ -235,7 +235,7 @@ class SMTPSession:
         if self.services.stats is not None:
             self.services.stats.record_received(self._mailer_name(), incoming.size)
         if self.engine.settings.mode != "lmtp" and await self._deliver_directly(incoming):
-            self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {incoming.queue_id}",)))
+            self.engine.respond(replies.queued(incoming.queue_id))
             self._reset()
             return
         try:
@@ -248,17 +248,17 @@ class SMTPSession:
             return
         if self.engine.settings.mode == "lmtp":
             outcomes = await self.services.scheduler.deliver_now(queue_id)
-            replies = []
+            answers = []
             for address in self.recipients:
                 error = outcomes.get(address)
                 if error is None:
-                    replies.append(Reply(250, "2.1.5", (f"<{address}> delivered",)))
+                    answers.append(Reply(250, "2.1.5", (f"<{address}> delivered",)))
                 else:
-                    replies.append(reply_for_error(error))
-            self.engine.respond_per_recipient(replies)
+                    answers.append(reply_for_error(error))
+            self.engine.respond_per_recipient(answers)
         else:
             self.services.scheduler.submit(queue_id)
-            self.engine.respond(Reply(250, "2.0.0", (f"Ok: queued as {queue_id}",)))
+            self.engine.respond(replies.queued(queue_id))
         self._reset()
 
     async def _deliver_directly(self, incoming: IncomingMessage) -> bool:
@@ -307,23 +307,23 @@ class SMTPSession:
 
     async def _authenticate(self, event: events.AuthAttempt) -> None:
         if event.authzid and event.authzid != event.authcid:
-            self.engine.respond(Reply(535, "5.7.8", ("Authentication credentials invalid",)))
+            self.engine.respond(replies.auth_failed())
             return
         ok = await self.services.authenticator.check_async(
             event.authcid, event.password, client=self.connection.peer.address
         )
         if ok:
             self.connection.record.update(user=event.authcid)
-            self.engine.respond(Reply(235, "2.7.0", ("Authentication successful",)))
+            self.engine.respond(replies.auth_ok())
         else:
-            self.engine.respond(Reply(535, "5.7.8", ("Authentication credentials invalid",)))
+            self.engine.respond(replies.auth_failed())
 
     async def _start_tls(self) -> None:
         context = self.services.tls_context
         if context is None:
-            self.engine.respond(Reply(454, "4.7.0", ("TLS not available",)))
+            self.engine.respond(replies.starttls_unavailable())
             return
-        self.engine.respond(Reply(220, "2.0.0", ("Ready to start TLS",)))
+        self.engine.respond(replies.starttls_ready())
         await self.connection.upgrade_tls(context, self.engine.data_to_send())
         self.engine.tls_started()
         self._reset()
