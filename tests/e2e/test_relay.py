@@ -317,3 +317,24 @@ def test_corrupt_queue_entry_is_reported_and_left_alone(server_factory: Factory)
     assert b"Subject:" in later.wait_for_messages(survivor, 1)[0]  # the rest flows
     assert broken.exists()  # never deleted by posthouse
     assert "corrupt control file" in server.cli("mailq").stdout.decode()
+
+
+def test_aliases_send_users_mail_to_their_client_hosts(server_factory: Factory) -> None:
+    # 12.1.3: the server takes mail for the domain and aliases send each user's mail on
+    # to the client host where that user reads it ("username1: username1@client1").
+    client = server_factory(hostname="client1.example.test",
+                            mail={"local_domains": [], "host_aliases": []})  # fmt: skip
+    server = server_factory(
+        hostname="mail.example.test",
+        extra=f'\n[[route]]\ndomain = "client1.example.test"\n'
+        f'to = "127.0.0.1:{client.smtp_port}"\n',
+    )
+    (server.home / "data" / "etc" / "aliases").write_text("alice: alice@client1.example.test\n")
+    assert server.cli("newaliases").returncode == 0
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as smtp:
+        smtp.sendmail(
+            "x@remote.test", ["alice@example.test"], b"Subject: to the client\r\n\r\nx\r\n"
+        )
+    (stored,) = client.wait_for_messages("alice", 1)
+    assert b"Subject: to the client" in stored
+    assert server.messages("alice") == []
