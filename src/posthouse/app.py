@@ -143,7 +143,8 @@ def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTranspor
                 protocol=p.protocol,
                 name=p.name,
                 aliases=p.aliases,
-                top_domain=mail.top_domain,
+                # user@host.UUCP has no top domain (RFC 976); the others end in it (12.1.6).
+                top_domain="" if p.protocol == "uucp" else mail.top_domain,
                 routing=p.routing,
                 relay_host=p.relay_host,
                 relay_protocol=p.relay_protocol if p.routing == "relay" else "",

@@ -338,3 +338,18 @@ def test_aliases_send_users_mail_to_their_client_hosts(server_factory: Factory) 
     (stored,) = client.wait_for_messages("alice", 1)
     assert b"Subject: to the client" in stored
     assert server.messages("alice") == []
+
+
+def test_gateway_with_relay_routing(server_factory: Factory) -> None:
+    gateway = server_factory(hostname="gw.big.com", mail={"local_domains": ["ucbvax.UUCP"]})
+    server = server_factory(
+        mail={"top_domain": "big.com"},
+        extra=f'\n[[pseudodomain]]\nprotocol = "uucp"\nrouting = "relay"\n'
+        f'relay_host = "127.0.0.1:{gateway.smtp_port}"\n',
+    )
+    # The native form given to sendmail maps into the pseudodomain and goes to the relay.
+    result = server.cli("sendmail", "-f", "alice@example.test", "ucbvax!bob",
+                        input="Subject: via the uucp relay\n\nx\n")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (stored,) = gateway.wait_for_messages("bob", 1)
+    assert b"Subject: via the uucp relay" in stored

@@ -24,7 +24,7 @@ from posthouse.mta.address import split_address
 from posthouse.mta.agents.smtp import OutboundMessage, RecipientResult, SMTPClientAgent
 from posthouse.mta.pseudodomains import AddressError, AddressMapper, NativeAddress
 from posthouse.mta.rewrite import MasqueradeSettings, masquerade_sender
-from posthouse.mta.routing import NextHop, RoutingSettings, route
+from posthouse.mta.routing import NextHop, RoutingSettings, parse_host_spec, route
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,8 @@ class RemoteTransport:
                 case "direct":
                     return PipeRoute(pseudo.transport, native)
                 case "relay":
-                    relay = NextHop(pseudo.relay_host, 25, True, f"{pseudo.name} relay")
+                    host, port, use_mx = parse_host_spec(pseudo.relay_host)
+                    relay = NextHop(host, port, use_mx, f"{pseudo.name} relay")
                     return SMTPRoute(relay, address)
         local, domain = split_address(address)
         hop = route(domain or self.default_domain, self.routing)
