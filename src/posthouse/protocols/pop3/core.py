@@ -27,13 +27,12 @@ response until `data_to_send`; use it for small messages.
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Final, TypeVar
+from typing import TypeVar
 
 from posthouse.protocols import sasl
+from posthouse.protocols.engine_base import EngineCore
 from posthouse.protocols.errors import UsageError
-from posthouse.protocols.lines import LineBuffer
 from posthouse.protocols.pop3 import replies
 from posthouse.protocols.pop3.commands import State
 from posthouse.protocols.pop3.content import ContentWriter, TopFilter
@@ -53,17 +52,6 @@ from posthouse.protocols.pop3.settings import Settings
 _D = TypeVar("_D", bound=DecisionEvent)
 
 
-class Signal(enum.Enum):
-    """What `POP3Engine.next_event` returns when it has no event."""
-
-    NEED_DATA = "NEED_DATA"  # feed more input (or, if `closed`, flush and close)
-    PAUSED = "PAUSED"  # a decision event is waiting for its answer
-
-
-NEED_DATA: Final = Signal.NEED_DATA
-PAUSED: Final = Signal.PAUSED
-
-
 class Phase(enum.Enum):
     """What the next input octets are."""
 
@@ -73,22 +61,18 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class SessionCore:
+class SessionCore(EngineCore[Event, DecisionEvent]):
     """State, API and content streaming shared by every command handler."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self._settings = settings
-        self._buf = LineBuffer()
-        self._events: deque[Event] = deque()
-        self._out = bytearray()
-        self._pending: DecisionEvent | None = None
         self._phase = Phase.COMMAND
         self._state = State.AUTHORIZATION
         self._tls_active = settings.tls_active
         self._user_name: str | None = None  # from USER, waiting for PASS
         self._user: str | None = None  # logged in
         self._maildrop: Maildrop | None = None
-        self._eof = False
         self._commands = 0
         self._errors = 0
         self._sasl: sasl.Mechanism | None = None
@@ -97,6 +81,10 @@ class SessionCore:
         # RFC 1939 §4 greeting; the APOP timestamp ends it (RFC 1939 §7).
         stamp = f" {settings.apop_timestamp}" if settings.apop_timestamp else ""
         self._send(ok(f"POP3 server ready{stamp}"))
+
+    def _accepting(self) -> bool:
+        # RFC 2595 §4: plaintext after an accepted TLS go-ahead is never interpreted.
+        return self._phase not in (Phase.CLOSED, Phase.TLS_WAIT)
 
     # ----------------------------------------------------------------- API
 
@@ -126,31 +114,6 @@ class SessionCore:
     def deleted(self) -> tuple[int, ...]:
         """Messages currently marked deleted (empty outside TRANSACTION)."""
         return self._maildrop.deleted if self._maildrop is not None else ()
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed octets from the peer (ignored once closed or awaiting TLS)."""
-        # RFC 2595 §4 / CVE-2011-0411: plaintext after an accepted STLS is never interpreted.
-        if self._phase not in (Phase.CLOSED, Phase.TLS_WAIT) and not self._eof:
-            self._buf.feed(data)
-
-    def receive_eof(self) -> None:
-        """The peer closed its sending side."""
-        self._eof = True
-
-    def next_event(self) -> Event | Signal:
-        """Return the next event, `PAUSED` (answer the decision first) or `NEED_DATA`."""
-        while not self._events:
-            if self._pending is not None:
-                return PAUSED
-            if not self._step():
-                return NEED_DATA
-        return self._events.popleft()
-
-    def data_to_send(self) -> bytes:
-        """Drain and return the queued output."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
 
     def tls_started(self) -> None:
         """The TLS handshake after STLS completed: forget everything (RFC 2595 §4)."""

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Final
 
 from posthouse.protocols import sasl
+from posthouse.protocols.engine_base import NEED_DATA, PAUSED, Signal
 from posthouse.protocols.pop3 import commands, replies
 from posthouse.protocols.pop3.commands import Command, State
-from posthouse.protocols.pop3.core import NEED_DATA, PAUSED, Phase, SessionCore, Signal
+from posthouse.protocols.pop3.core import Phase, SessionCore
 from posthouse.protocols.pop3.events import LoginAttempt, Quit, Retrieve, StartTLS, UpdateRequested
 from posthouse.protocols.pop3.maildrop import Maildrop, MaildropInfo
 from posthouse.protocols.pop3.replies import Reply, err, ok

@@ -10,14 +10,12 @@ and streaming DATA (body.py) and BDAT (RFC 3030) content into a
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
 from posthouse.protocols import sasl
+from posthouse.protocols.engine_base import EngineCore
 from posthouse.protocols.errors import UsageError
-from posthouse.protocols.lines import LineBuffer
 from posthouse.protocols.smtp import commands
 from posthouse.protocols.smtp.body import DotReader
 from posthouse.protocols.smtp.commands import Session, reply
@@ -33,17 +31,6 @@ from posthouse.protocols.smtp.events import (
 from posthouse.protocols.smtp.replies import Reply
 from posthouse.protocols.smtp.settings import Settings
 from posthouse.protocols.smtp.transaction import Transaction
-
-
-class Signal(enum.Enum):
-    """What `SMTPEngine.next_event` returns when it has no event."""
-
-    NEED_DATA = "NEED_DATA"  # feed more input (or, if `closed`, flush and close)
-    PAUSED = "PAUSED"  # a decision event is waiting for respond()
-
-
-NEED_DATA: Final = Signal.NEED_DATA
-PAUSED: Final = Signal.PAUSED
 
 
 class Phase(enum.Enum):
@@ -65,22 +52,18 @@ class _Chunk:
     reject: Reply | None  # BDAT refused: consume the octets, then send this
 
 
-class SessionCore:
+class SessionCore(EngineCore[Event, DecisionEvent]):
     """State, API and content streaming shared by every command handler."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__()
         self._settings = settings
-        self._buf = LineBuffer()
-        self._events: deque[Event] = deque()
-        self._out = bytearray()
-        self._pending: DecisionEvent | None = None
         self._phase = Phase.COMMAND
         self._session = Session.FRESH
         self._helo_name: str | None = None
         self._esmtp = False
         self._tls_active = settings.tls_active
         self._authenticated_as: str | None = None
-        self._eof = False
         self._commands = 0
         self._errors = 0
         self._txn: Transaction | None = None
@@ -89,6 +72,10 @@ class SessionCore:
         self._sasl: sasl.Mechanism | None = None
         # RFC 5321 §4.3.1 greeting; no enhanced code (RFC 2034 §3).
         self._send(reply(220, None, f"{settings.hostname} {settings.banner}"))
+
+    def _accepting(self) -> bool:
+        # RFC 3207 §4.2: plaintext after an accepted TLS go-ahead is never interpreted.
+        return self._phase not in (Phase.CLOSED, Phase.TLS_WAIT)
 
     # ----------------------------------------------------------------- API
 
@@ -117,25 +104,6 @@ class SessionCore:
     def esmtp(self) -> bool:
         """True after EHLO/LHLO; False before any greeting or after HELO."""
         return self._esmtp
-
-    def receive_data(self, data: bytes) -> None:
-        """Feed octets from the peer (ignored once closed or awaiting TLS)."""
-        # RFC 3207 §4.2: plaintext after an accepted STARTTLS is never interpreted.
-        if self._phase not in (Phase.CLOSED, Phase.TLS_WAIT) and not self._eof:
-            self._buf.feed(data)
-
-    def receive_eof(self) -> None:
-        """The peer closed its sending side."""
-        self._eof = True
-
-    def next_event(self) -> Event | Signal:
-        """Return the next event, `PAUSED` (respond first) or `NEED_DATA`."""
-        while not self._events:
-            if self._pending is not None:
-                return PAUSED
-            if not self._step():
-                return NEED_DATA
-        return self._events.popleft()
 
     def respond(self, answer: Reply) -> None:
         """Answer the pending decision event (anything but an LMTP `MessageEnd`)."""
@@ -185,12 +153,6 @@ class SessionCore:
         self._end_transaction()
         for answer in replies:
             self._send(answer)
-
-    def data_to_send(self) -> bytes:
-        """Drain and return the queued output."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
 
     def tls_started(self) -> None:
         """The TLS handshake after STARTTLS completed: reset per RFC 3207 §4.2."""

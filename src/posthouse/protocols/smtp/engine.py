@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Final
 
 from posthouse.protocols import sasl
+from posthouse.protocols.engine_base import NEED_DATA, PAUSED, Signal
 from posthouse.protocols.smtp import commands, parse
 from posthouse.protocols.smtp.body import DotReader
 from posthouse.protocols.smtp.commands import Session, reply
-from posthouse.protocols.smtp.core import NEED_DATA, PAUSED, Phase, SessionCore, Signal
+from posthouse.protocols.smtp.core import Phase, SessionCore
 from posthouse.protocols.smtp.events import AuthAttempt, Hello, Quit, Reset, StartTLS
 from posthouse.protocols.smtp.replies import Reply
 from posthouse.protocols.smtp.settings import AUTH_LINE_LIMIT, Mode, Settings
