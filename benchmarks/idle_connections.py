@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import resource
 import shutil
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from smtp_load import raise_nofile_limit
 from smtp_vs_postfix import Postfix, Posthouse, children_of
 
 
@@ -97,16 +97,6 @@ def measure(root_pids: Sequence[int]) -> Memory:
             memory.rss_kib += rss
             memory.pss_kib += _pss_kib(pid)
     return memory
-
-
-def raise_nofile_limit(wanted: int) -> int:
-    """Raise the soft open-files limit towards ``wanted``; returns the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    return soft
 
 
 async def open_idle(

@@ -58,7 +58,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from smtp_vs_postfix import POSTFIX_SCRIPT, posthouse_command  # noqa: E402
+from smtp_vs_postfix import POSTFIX_SCRIPT, parse_list, posthouse_command, ratio  # noqa: E402
 
 SENDER = "sender@local.test"
 RECIPIENT = "bench@sink.test"
@@ -422,10 +422,6 @@ def one_run(
     return run
 
 
-def ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}" if a and b else "-"
-
-
 def table(runs: list[Run], workers: Sequence[int], sessions: Sequence[int]) -> str:
     def med(name: str, s: int, attr: str) -> float:
         values = [getattr(r, attr) for r in runs if r.server == name and r.sessions == s]
@@ -450,10 +446,6 @@ def table(runs: list[Run], workers: Sequence[int], sessions: Sequence[int]) -> s
                 f"{hi:>8.1f} {pi:>8.1f} {ratio(hi, pi):>6}"
             )
     return "\n".join(lines)
-
-
-def parse_list(text: str) -> list[int]:
-    return [int(part) for part in text.split(",") if part.strip()]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

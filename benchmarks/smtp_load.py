@@ -379,14 +379,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def raise_nofile_limit(wanted: int) -> None:
-    """Raise the soft open-files limit towards ``wanted`` (bounded by the hard limit)."""
+def raise_nofile_limit(wanted: int) -> int:
+    """Raise the soft open-files limit towards ``wanted``; returns the new soft limit."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return soft
 
 
 def main(argv: list[str] | None = None) -> int:
