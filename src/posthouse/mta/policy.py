@@ -32,9 +32,6 @@ class LocalDomains:
             return False
         return domain == "" or domain.lower().rstrip(".") in self._domains
 
-    def names(self) -> list[str]:
-        return sorted(self._domains)
-
 
 class RecipientPolicy:
     """Decides at RCPT time whether a recipient is accepted."""

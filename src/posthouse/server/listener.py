@@ -92,10 +92,6 @@ class ListenerGroup:
         self._servers: list[asyncio.AbstractServer] = []
         self._sessions: dict[asyncio.Task[None], Connection | None] = {}
 
-    @property
-    def session_count(self) -> int:
-        return len(self._sessions)
-
     async def start(self, spec: ServiceSpec) -> None:
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()

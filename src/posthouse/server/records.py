@@ -72,9 +72,6 @@ class ConnectionRegistry:
         if self._records.pop(record.name, None) is not None:
             self.changed()
 
-    def snapshot(self) -> list[ConnectionRecord]:
-        return list(self._records.values())
-
     def changed(self) -> None:
         if self.directory is None or self._flush_pending:
             return
