@@ -422,7 +422,7 @@ def one_run(
     return run
 
 
-def table(runs: list[Run], workers: Sequence[int], sessions: Sequence[int]) -> str:
+def table(runs: list[Run], names: Sequence[str], sessions: Sequence[int]) -> str:
     def med(name: str, s: int, attr: str) -> float:
         values = [getattr(r, attr) for r in runs if r.server == name and r.sessions == s]
         values = [v for v in values if v]
@@ -430,19 +430,18 @@ def table(runs: list[Run], workers: Sequence[int], sessions: Sequence[int]) -> s
 
     lines = [
         "median msg/s over the rounds; ratio = posthouse/postfix",
-        f"{'sessions':>8} {'server':>12} | {'relay':>8} {'postfix':>8} {'ratio':>6} | "
+        f"{'sessions':>8} {'server':>19} | {'relay':>8} {'postfix':>8} {'ratio':>6} | "
         f"{'intake':>8} {'postfix':>8} {'ratio':>6}",
     ]
     lines.append("-" * len(lines[1]))
     for s in sessions:
         pr = med("postfix", s, "relay_rate")
         pi = med("postfix", s, "intake_rate")
-        for w in workers:
-            name = f"posthouse-w{w}"
+        for name in names:
             hr = med(name, s, "relay_rate")
             hi = med(name, s, "intake_rate")
             lines.append(
-                f"{s:>8} {name:>12} | {hr:>8.1f} {pr:>8.1f} {ratio(hr, pr):>6} | "
+                f"{s:>8} {name:>19} | {hr:>8.1f} {pr:>8.1f} {ratio(hr, pr):>6} | "
                 f"{hi:>8.1f} {pi:>8.1f} {ratio(hi, pi):>6}"
             )
     return "\n".join(lines)
@@ -455,6 +454,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=2000, help="messages per run")
     parser.add_argument("--size", type=int, default=5000, help="message bytes (smtp-source -l)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
+    parser.add_argument(
+        "--queued",
+        action="store_true",
+        help="also run each posthouse with cut_through = false (every message queued first)",
+    )
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--keep-postfix", action="store_true", help="leave Postfix running")
     parser.add_argument("--run-timeout", type=float, default=180.0)
@@ -476,25 +480,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     postfix: PostfixControl | None = None
     daemons: list[PosthouseDaemon] = []
     runs: list[Run] = []
+    names: list[str] = []
+    targets: list[tuple[str, int, Callable[[], bool]]] = []
     try:
         if not args.skip_postfix:
             postfix = PostfixControl()
             postfix.set(**relay_params(sink.port))
         for w in args.workers:
-            (root / f"w{w}").mkdir()
-            daemon = PosthouseDaemon(root / f"w{w}", sink.port, workers=w)
-            daemon.start()
-            daemons.append(daemon)
+            for queued in (False, True) if args.queued else (False,):
+                name = f"posthouse-w{w}" + ("-queued" if queued else "")
+                (root / name).mkdir()
+                queue = "cut_through = false" if queued else ""
+                daemon = PosthouseDaemon(root / name, sink.port, workers=w, queue=queue)
+                daemon.start()
+                daemons.append(daemon)
+                names.append(name)
         print(
             f"sink on 127.0.0.1:{sink.port}; "
-            + ", ".join(f"posthouse-w{d.workers} on {d.port}" for d in daemons)
+            + ", ".join(f"{n} on {d.port}" for n, d in zip(names, daemons, strict=True))
             + ("" if postfix is None else f", postfix on {POSTFIX_PORT}"),
             flush=True,
         )
-        targets: list[tuple[str, int, Callable[[], bool]]] = []
         if postfix is not None:
             targets.append(("postfix", POSTFIX_PORT, PostfixControl.queue_empty))
-        targets += [(f"posthouse-w{d.workers}", d.port, d.queue_empty) for d in daemons]
+        targets += [(n, d.port, d.queue_empty) for n, d in zip(names, daemons, strict=True)]
         for rnd in range(args.rounds):
             for s in args.sessions:
                 for name, port, empty in targets:
@@ -519,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     print()
     print(f"{args.messages} messages of {args.size} bytes per run (smtp-source), to {RECIPIENT}")
-    print(table(runs, args.workers, args.sessions))
+    print(table(runs, names, args.sessions))
     return 0
 
 

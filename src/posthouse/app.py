@@ -26,7 +26,7 @@ from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.aliasdb import AliasDatabase
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
-from posthouse.mta.direct import DirectDelivery
+from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
@@ -225,8 +225,11 @@ def build_application(settings: Settings) -> Application:
         stale_after=config.mail.stale_lock_seconds,
         owner_of=lambda path: owner_of(path.name),
     )
+    relay = None
+    if config.queue.cut_through:
+        relay = CutThrough(transport, timeout=config.queue.cut_through_timeout_seconds)
     direct = DirectDelivery(
-        expander=expander, writer=writer, spool_dir=paths.spool_dir, stats=stats
+        expander=expander, writer=writer, spool_dir=paths.spool_dir, stats=stats, relay=relay
     )
     delivery = LocalDelivery(
         store=store,
@@ -453,6 +456,7 @@ async def serve_forever(
     log.info("shutting down: finishing sessions in flight")
     await group.shutdown(config.server.shutdown_grace_seconds)
     await scheduler.stop()
+    await app.transport.agent.close_idle()
     scheduler_task.cancel()
     stats_task.cancel()
     await asyncio.gather(scheduler_task, stats_task, return_exceptions=True)

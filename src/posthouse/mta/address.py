@@ -8,7 +8,13 @@ I/O and knows nothing about aliases or delivery.
 
 from __future__ import annotations
 
-__all__ = ["normalize_local", "split_address", "strip_angle_brackets", "unquote_local"]
+__all__ = [
+    "normalize_local",
+    "safe_mailbox_name",
+    "split_address",
+    "strip_angle_brackets",
+    "unquote_local",
+]
 
 
 def split_address(addr: str) -> tuple[str, str]:
@@ -56,3 +62,12 @@ def unquote_local(local: str) -> str:
                 out.append(ch)
         return "".join(out)
     return local
+
+
+def safe_mailbox_name(user: str) -> bool:
+    """A mailbox (user) name that cannot leave the spool directory.
+
+    >>> safe_mailbox_name("alice"), safe_mailbox_name("../etc"), safe_mailbox_name("..")
+    (True, False, False)
+    """
+    return bool(user) and "/" not in user and user not in (".", "..") and "\x00" not in user

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from posthouse.mta.address import safe_mailbox_name
 from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
 from posthouse.mta.errors import MailError
@@ -40,6 +41,7 @@ from posthouse.mta.expand import (
     RemoteAddress,
 )
 from posthouse.mta.locking import LockMethod, MailboxLockTimeout
+from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
 from posthouse.mta.queue import Envelope, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
@@ -236,7 +238,7 @@ class LocalDelivery:
                     token = f"{token[1:]}@{transport.default_domain}"
                 if token.startswith("\\"):
                     user = token[1:]
-                    if not _safe_mailbox_name(user):
+                    if not safe_mailbox_name(user):
                         unsafe = MailError("5.1.3", f"unsafe mailbox name {user!r}")
                         self._settle(work, rcpt, unsafe, now, mailer="local")
                         continue
@@ -281,7 +283,7 @@ class LocalDelivery:
                 failure = self._run_program(work.envelope, command, native=native)
                 self._settle(work, rcpt, failure, now, mailer=native.protocol)
             case LocalRoute(user=user):
-                if _safe_mailbox_name(user):
+                if safe_mailbox_name(user):
                     mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
                 else:
                     unknown = MailError("5.1.1", f"<{address}>: no such local mailbox")
@@ -309,7 +311,7 @@ class LocalDelivery:
                 )
             )
         results = self.transport.deliver(hop, messages)
-        relay = f"{hop.host}" + (f":{hop.port}" if hop.port != 25 else "")
+        relay = relay_name(hop)
         for queue_id, items in by_message.items():
             outcome = {result.recipient: result.error for result in results.get(queue_id, [])}
             for work, rcpt, address in items:
@@ -398,9 +400,12 @@ class LocalDelivery:
         envelope = work.envelope
         rcpt.attempts += 1
         # sendmail's log line, so existing log tools can read it.
-        line = (
-            f"{envelope.queue_id}: to=<{rcpt.original or rcpt.address}>, "
-            f"delay={_delay(now - envelope.received_at)}, mailer={mailer}, relay={relay}"
+        line = delivery_line(
+            envelope.queue_id,
+            rcpt.original or rcpt.address,
+            now - envelope.received_at,
+            mailer,
+            relay,
         )
         if error is None:
             rcpt.status = "sent"
@@ -474,18 +479,3 @@ class LocalDelivery:
         self._maybe_warn(work, active, now)
         if work.changed:
             self.store.update(envelope)
-
-
-def _safe_mailbox_name(user: str) -> bool:
-    """A mailbox name that cannot leave the spool directory."""
-    return bool(user) and "/" not in user and user not in (".", "..") and "\x00" not in user
-
-
-def _delay(seconds: float) -> str:
-    """sendmail's delay format: [D+]HH:MM:SS."""
-    total = max(int(seconds), 0)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}+{clock}" if days else clock

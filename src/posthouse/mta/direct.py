@@ -1,49 +1,109 @@
-"""Direct local delivery: a small message for local mailboxes goes straight into them.
+"""Direct delivery: a small message goes to its destinations while the client waits.
 
-When every recipient of a message expands to plain local mailboxes (no
-programs, files, remote addresses or owner-list senders) and the message is
-still held in memory, the session appends it to the mailboxes itself, through
-the group-committed ``MailboxWriter``, before answering.  The reply is sent
-only after every mailbox is fsynced, so "durable before acknowledged" holds
-with the mailbox as the durable copy, and the queue files (two creates, two
-fsyncs, two renames and two unlinks per message) are skipped.  A mailbox that
-cannot be written (locked, disk full) makes the caller queue the message for
-exactly the destinations that failed, which the scheduler then retries.
+When every recipient of a message expands to plain local mailboxes or to
+remote addresses sent on over SMTP (no programs, files, gateways' transport
+programs or owner-list senders) and the message is still held in memory, the
+session delivers it itself before answering the final dot:
+
+* local mailboxes: appended through the group-committed ``MailboxWriter``; the
+  reply waits for the fsync of every mailbox;
+* remote addresses (*cut-through* relaying, as Exim calls it): sent to their
+  next hop over a cached connection of the SMTP client agent; the reply waits
+  for the next hop's 250, which makes that host responsible for the message.
+
+Either way "durable before acknowledged" holds, and the queue files (two
+creates, two fsyncs, two renames and two unlinks per message) are skipped.
+Whatever did not succeed comes back as a :class:`DirectFailure`, and the
+caller queues the message for exactly those destinations: with the error
+(deferred, or failed and bounced by the queue), or without one when it was not
+tried (every connection to the hop busy for longer than ``slot_wait``, or the
+hop failed to answer less than ``failing_window`` seconds ago), for the
+scheduler to deliver as usual.  A next hop that does not answer the final dot
+within ``timeout`` gets the message queued again: it may arrive twice, never
+not at all (RFC 1047).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
+from posthouse.mta.address import safe_mailbox_name
 from posthouse.mta.agents.mbox import MboxMessage
+from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
 from posthouse.mta.errors import MailError
-from posthouse.mta.expand import Expander, LocalMailbox
+from posthouse.mta.expand import Expander, LocalMailbox, RemoteAddress
+from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.mailboxes import MailboxWriter
+from posthouse.mta.queue_format import Envelope
+from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
+from posthouse.mta.transport import AddressError, LocalRoute, RemoteTransport, SMTPRoute
 
 log = logging.getLogger("posthouse.mta.direct")
 
 
 @dataclass(frozen=True)
-class DirectPlan:
-    """Where a message goes: (envelope recipient, local user) pairs, each user once."""
+class LocalTarget:
+    """Envelope recipient ``recipient`` ends in the mailbox of local user ``user``."""
 
-    targets: tuple[tuple[str, str], ...]
+    recipient: str
+    user: str
+
+    @property
+    def token(self) -> str:
+        return "\\" + self.user
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """Envelope recipient ``recipient`` goes to ``address`` at ``hop`` (as ``wire_address``)."""
+
+    recipient: str
+    address: str
+    hop: NextHop
+    wire_address: str
+
+    @property
+    def token(self) -> str:
+        return self.address
+
+
+@dataclass(frozen=True)
+class DirectPlan:
+    """Where a message goes; each mailbox and each remote address once."""
+
+    local: tuple[LocalTarget, ...]
+    remote: tuple[RemoteTarget, ...] = ()
 
 
 @dataclass(frozen=True)
 class DirectFailure:
+    """A destination that does not have the message; ``error`` None: it was not tried."""
+
     recipient: str
-    user: str
-    error: MailError
+    token: str
+    error: MailError | None
+
+
+@dataclass(frozen=True)
+class CutThrough:
+    """How remote destinations are relayed while the client waits."""
+
+    transport: RemoteTransport
+    timeout: float = 30.0
+    slot_wait: float = 2.0
+    failing_window: float = 60.0
 
 
 class DirectDelivery:
-    """Plans and performs direct deliveries into local mailboxes."""
+    """Plans and performs direct deliveries (see the module docstring)."""
 
     def __init__(
         self,
@@ -52,42 +112,140 @@ class DirectDelivery:
         writer: MailboxWriter,
         spool_dir: Path,
         stats: Statistics | None = None,
+        relay: CutThrough | None = None,
     ) -> None:
         self.expander = expander
         self.writer = writer
         self.spool_dir = spool_dir
         self.stats = stats
+        self.relay = relay
 
     def plan(self, recipients: list[str]) -> DirectPlan | None:
-        """The plan when every recipient ends in local mailboxes only, else None."""
-        targets: dict[str, str] = {}
+        """The plan when every recipient ends in destinations handled here, else None."""
+        local: dict[str, LocalTarget] = {}
+        remote: dict[str, RemoteTarget] = {}
         for recipient in recipients:
             expansion = self.expander.expand(recipient)
             if expansion.errors or not expansion.deliveries:
                 return None
             for delivery in expansion.deliveries:
                 destination = delivery.destination
-                if not isinstance(destination, LocalMailbox) or delivery.sender is not None:
+                if delivery.sender is not None:
                     return None
-                targets.setdefault(destination.user, recipient)
-        return DirectPlan(tuple((recipient, user) for user, recipient in targets.items()))
+                if isinstance(destination, LocalMailbox):
+                    local.setdefault(destination.user, LocalTarget(recipient, destination.user))
+                elif isinstance(destination, RemoteAddress):
+                    target = self._remote_target(recipient, destination.address)
+                    if target is None:
+                        return None
+                    if isinstance(target, LocalTarget):
+                        local.setdefault(target.user, target)
+                    else:
+                        remote.setdefault(target.address, target)
+                else:
+                    return None
+        return DirectPlan(tuple(local.values()), tuple(remote.values()))
+
+    def _remote_target(self, recipient: str, address: str) -> RemoteTarget | LocalTarget | None:
+        if self.relay is None:
+            return None
+        try:
+            where = self.relay.transport.plan(address)
+        except AddressError:
+            return None  # the queue reports it
+        match where:
+            case SMTPRoute(hop=hop, address=wire_address):
+                return RemoteTarget(recipient, address, hop, wire_address)
+            case LocalRoute(user=user) if safe_mailbox_name(user):
+                return LocalTarget(recipient, user)
+        return None
 
     async def deliver(
-        self, plan: DirectPlan, *, queue_id: str, sender: str, content: bytes, received: datetime
+        self, plan: DirectPlan, envelope: Envelope, content: bytes
     ) -> list[DirectFailure]:
-        """Append to every planned mailbox; returns the destinations that failed."""
-        prefix = f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")
-        message = MboxMessage(sender, prefix + content, received)
+        """Deliver to every planned destination; returns those that did not take it."""
+        received = datetime.fromtimestamp(envelope.received_at).astimezone()
+        by_hop: dict[NextHop, list[RemoteTarget]] = defaultdict(list)
+        for target in plan.remote:
+            by_hop[target.hop].append(target)
         results = await asyncio.gather(
-            *(self.writer.append(self.spool_dir / user, message) for _rcpt, user in plan.targets)
+            self._deliver_local(plan.local, envelope, content, received),
+            *(self._relay(hop, targets, envelope, content) for hop, targets in by_hop.items()),
+        )
+        return [failure for part in results for failure in part]
+
+    async def _deliver_local(
+        self,
+        targets: tuple[LocalTarget, ...],
+        envelope: Envelope,
+        content: bytes,
+        received: datetime,
+    ) -> list[DirectFailure]:
+        if not targets:
+            return []
+        prefix = f"Return-Path: <{envelope.sender}>\r\n".encode("utf-8", "surrogateescape")
+        message = MboxMessage(envelope.sender, prefix + content, received)
+        results = await asyncio.gather(
+            *(self.writer.append(self.spool_dir / target.user, message) for target in targets)
         )
         failures = []
-        for (recipient, user), error in zip(plan.targets, results, strict=True):
+        for target, error in zip(targets, results, strict=True):
             if error is None:
-                log.info("%s: to=<%s>, mailer=local, stat=Sent (direct)", queue_id, recipient)
+                delay = time.time() - envelope.received_at
+                line = delivery_line(envelope.queue_id, target.recipient, delay, "local", "local")
+                log.info("%s, stat=Sent (direct)", line)
                 if self.stats is not None:
                     self.stats.record_sent("local", len(content))
             else:
-                log.info("%s: to=<%s>, stat=Deferred: %s", queue_id, recipient, error)
-                failures.append(DirectFailure(recipient, user, error))
+                log.info(
+                    "%s: to=<%s>, stat=Deferred: %s", envelope.queue_id, target.recipient, error
+                )
+                failures.append(DirectFailure(target.recipient, target.token, error))
         return failures
+
+    async def _relay(
+        self, hop: NextHop, targets: list[RemoteTarget], envelope: Envelope, content: bytes
+    ) -> list[DirectFailure]:
+        relay = self.relay
+        assert relay is not None
+        untried = [DirectFailure(t.recipient, t.token, None) for t in targets]
+        if relay.transport.agent.failing(hop, relay.failing_window):
+            return untried
+        message = OutboundMessage(
+            queue_id=envelope.queue_id,
+            sender=relay.transport.outbound_sender(envelope.sender),
+            recipients=tuple(t.wire_address for t in targets),
+            open_data=_no_file,
+            size=len(content),
+            body_8bit=(envelope.body or "").upper() == "8BITMIME",
+            smtputf8=envelope.smtputf8,
+            content=content,
+        )
+        try:
+            results = await relay.transport.agent.deliver(
+                hop, [message], wait=relay.slot_wait, timeout=relay.timeout
+            )
+        except DestinationBusy:
+            return untried
+        outcome = {r.recipient: r.error for r in results.get(envelope.queue_id, [])}
+        failures = []
+        for target in targets:
+            error = outcome.get(target.wire_address, MailError("4.3.0", "no result"))
+            delay = time.time() - envelope.received_at
+            line = delivery_line(
+                envelope.queue_id, target.recipient, delay, "smtp", relay_name(hop)
+            )
+            if error is None:
+                log.info("%s, stat=Sent (cut-through)", line)
+                if self.stats is not None:
+                    self.stats.record_sent("smtp", len(content))
+                continue
+            log.info("%s, stat=%s: %s", line, "Deferred" if error.temporary else "Failed", error)
+            if self.stats is not None and not error.temporary:
+                self.stats.record_rejected("smtp")
+            failures.append(DirectFailure(target.recipient, target.token, error))
+        return failures
+
+
+def _no_file() -> BinaryIO:
+    raise AssertionError("a cut-through message is sent from memory")

@@ -7,12 +7,21 @@ contains: one UTF-8 JSON object, ``{"v": 1, "queue_id": ID, "sender": ..., "reci
 "auth_user", "body", "smtputf8", "protocol", "extra": {str: str}}``.  Readers reject any
 other ``"v"``.  :class:`QueueError`, the base of all queue errors, lives here because the
 parser raises :class:`CorruptControlFile`.
+
+Parsing has two paths giving the same result.  A file in exactly the shape
+:func:`envelope_to_json` writes (its key order, no whitespace, strings without escapes, plain
+non-negative numbers) is taken apart by one compiled regular expression, which checks every
+field's type as it matches (several times faster than ``json.loads`` plus per-field checks;
+listing and scanning a large queue parse every control file).  Anything else (escapes, other
+key orders or spacing, nulls where the writer puts values) goes through ``json.loads`` and the
+per-field checks, which accept any valid version-1 file and reject all else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
@@ -119,20 +128,12 @@ def _recipient_from(doc: Any) -> RecipientState:
     )
 
 
-def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
-    """Parse a control file; raises :class:`CorruptControlFile` for anything unexpected."""
-    try:
-        doc = json.loads(data.decode("utf-8", "surrogatepass"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptControlFile(f"not JSON: {exc}") from None
+def _envelope_from_doc(doc: Any) -> Envelope:
     if not isinstance(doc, dict):
         raise CorruptControlFile("not a JSON object")
     version = doc.get("v")
     if version != CONTROL_VERSION:
         raise CorruptControlFile(f"unsupported version {version!r}")
-    qid = _field(doc, "queue_id", str, optional=False)
-    if queue_id is not None and qid != queue_id:
-        raise CorruptControlFile(f"queue id {qid!r} does not match the file name")
     recipients = _field(doc, "recipients", list, optional=False)
     extra = _field(doc, "extra", dict, optional=True) or {}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
@@ -141,7 +142,7 @@ def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
     if size < 0:
         raise CorruptControlFile("negative size")
     return Envelope(
-        queue_id=qid,
+        queue_id=_field(doc, "queue_id", str, optional=False),
         sender=_field(doc, "sender", str, optional=False),
         recipients=[_recipient_from(r) for r in recipients],
         received_at=float(_field(doc, "received_at", (int, float), optional=False)),
@@ -154,3 +155,83 @@ def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
         protocol=_field(doc, "protocol", str, optional=True) or "ESMTP",
         extra=dict(extra),
     )
+
+
+# -- the fast path: the writer's own layout, matched in one go ---------------------------------
+
+_STR = r'"([^"\\\x00-\x1f]*)"'  # a JSON string that needs no unescaping
+_OPT_STR = f"(?:null|{_STR})"
+_UINT = r"(0|[1-9][0-9]{0,15})"  # an int json.loads would give, exactly as float too
+_UNUM = r"((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?)"  # what float() reads as json does
+_RECIPIENT = (
+    f'{{"address":{_STR},"original":{_OPT_STR},"status":"(pending|deferred|sent|failed)",'
+    f'"attempts":{_UINT},"last_error":{_OPT_STR},"next_attempt":{_UNUM}}}'
+)
+_PAIR = f"{_STR}:{_STR}"
+
+
+def _uncaptured(pattern: str) -> str:
+    return pattern.replace("(", "(?:").replace("(?:?:", "(?:")
+
+
+def _list_of(item: str, separator: str = ",") -> str:
+    plain = _uncaptured(item)
+    return f"((?:{plain}(?:{separator}{plain})*)?)"
+
+
+_CANONICAL = re.compile(
+    f'{{"v":{CONTROL_VERSION},"queue_id":{_STR},"sender":{_STR},'
+    f'"recipients":\\[{_list_of(_RECIPIENT)}\\],"received_at":{_UNUM},"size":{_UINT},'
+    f'"client_address":{_OPT_STR},"helo":{_OPT_STR},"auth_user":{_OPT_STR},"body":{_OPT_STR},'
+    f'"smtputf8":(true|false),"protocol":{_STR},"extra":{{{_list_of(_PAIR)}}}}}\n?'
+).fullmatch
+_RECIPIENTS = re.compile(_RECIPIENT).finditer
+_PAIRS = re.compile(_PAIR).findall
+
+
+def _canonical_envelope(text: str) -> Envelope | None:
+    """The envelope if ``text`` is in :func:`envelope_to_json`'s exact layout, else None."""
+    match = _CANONICAL(text)
+    if match is None:
+        return None
+    (qid, sender, rcpts, received, size, client, helo, auth, body, utf8, proto, extra) = (
+        match.groups()
+    )
+    recipients = [
+        RecipientState(address, original, status, int(attempts), error, float(next_attempt))  # type: ignore[arg-type]
+        for address, original, status, attempts, error, next_attempt in (
+            m.groups() for m in _RECIPIENTS(rcpts)
+        )
+    ]
+    return Envelope(
+        qid,
+        sender,
+        recipients,
+        float(received),
+        int(size),
+        client,
+        helo,
+        auth,
+        body,
+        utf8 == "true",
+        proto or "ESMTP",
+        dict(_PAIRS(extra)),
+    )
+
+
+def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
+    """Parse a control file; raises :class:`CorruptControlFile` for anything unexpected."""
+    try:
+        text = data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        raise CorruptControlFile(f"not JSON: {exc}") from None
+    envelope = _canonical_envelope(text)
+    if envelope is None:
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise CorruptControlFile(f"not JSON: {exc}") from None
+        envelope = _envelope_from_doc(doc)
+    if queue_id is not None and envelope.queue_id != queue_id:
+        raise CorruptControlFile(f"queue id {envelope.queue_id!r} does not match the file name")
+    return envelope

@@ -80,7 +80,9 @@ class RemoteTransport:
         return self.routing.role != "client" and self.routing.forwarding == "local"
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run deliveries on ``loop`` (the server's), keeping idle connections for reuse."""
         self._loop = loop
+        self.agent.keep_connections(loop)
 
     def plan(self, address: str) -> Route:
         """Where ``address`` goes; raises AddressError for a malformed gateway address."""

@@ -18,7 +18,7 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from posthouse.auth.authenticator import Authenticator
-from posthouse.mta.direct import DirectDelivery
+from posthouse.mta.direct import DirectDelivery, DirectFailure
 from posthouse.mta.errors import MailError
 from posthouse.mta.policy import RecipientPolicy
 from posthouse.mta.queue import IncomingMessage, QueueStore, RecipientState
@@ -262,10 +262,10 @@ class SMTPSession:
         self._reset()
 
     async def _deliver_directly(self, incoming: IncomingMessage) -> bool:
-        """Try direct local delivery; True when every destination has the message.
+        """Try direct delivery; True when every destination has the message.
 
-        On a partial failure the message stays in ``incoming``, re-addressed to the
-        destinations that failed, for the caller to queue.
+        Otherwise the message stays in ``incoming``, re-addressed to the destinations that
+        do not have it, for the caller to queue.
         """
         direct = self.services.direct
         content = incoming.content_in_memory() if direct is not None else None
@@ -275,27 +275,13 @@ class SMTPSession:
         if plan is None:
             return False
         envelope = incoming.envelope
-        failures = await direct.deliver(
-            plan,
-            queue_id=incoming.queue_id,
-            sender=envelope.sender,
-            content=content,
-            received=datetime.fromtimestamp(envelope.received_at).astimezone(),
-        )
+        failures = await direct.deliver(plan, envelope, content)
         if not failures:
             incoming.abort()
             return True
-        retry_at = self.services.scheduler.delivery.retry.next_attempt(1, time.time())
+        retry = self.services.scheduler.delivery.retry
         envelope.recipients = [
-            RecipientState(
-                address="\\" + failure.user,
-                original=failure.recipient,
-                status="deferred",
-                attempts=1,
-                last_error=f"{failure.error.status} {failure.error.message}",
-                next_attempt=retry_at,
-            )
-            for failure in failures
+            _queued_state(failure, retry.next_attempt(1, time.time())) for failure in failures
         ]
         return False
 
@@ -338,3 +324,18 @@ class SMTPSession:
         if self.incoming is not None:
             self.incoming.abort()
             self.incoming = None
+
+
+def _queued_state(failure: DirectFailure, retry_at: float) -> RecipientState:
+    """How a destination direct delivery did not reach goes into the queue."""
+    error = failure.error
+    if error is None:  # not tried: the scheduler delivers it as usual
+        return RecipientState(address=failure.token, original=failure.recipient)
+    return RecipientState(
+        address=failure.token,
+        original=failure.recipient,
+        status="deferred" if error.temporary else "failed",
+        attempts=1,
+        last_error=f"{error.status} {error.message}",
+        next_attempt=retry_at,
+    )

@@ -52,7 +52,18 @@ Failures
 Limits
     At most ``max_connections_per_destination`` concurrent :meth:`deliver` calls (one
     connection each) per hop; further callers wait (an :class:`asyncio.Semaphore` per hop,
-    dropped when unused).
+    dropped when unused), or, given ``wait``, give up after that many seconds with
+    :class:`DestinationBusy` before anything was sent.
+
+Connection cache
+    Once :meth:`SMTPClientAgent.keep_connections` has named the server's event loop, a
+    connection whose transactions all ended cleanly is kept open for ``idle_seconds`` instead
+    of being closed with ``QUIT`` (at most ``max_connections_per_destination`` idle ones per
+    hop), and the next :meth:`deliver` to that hop starts with ``RSET`` on it.  A cached
+    connection that fails before a final dot was sent (the server closed it meanwhile) is
+    dropped silently and the messages go on as if it had never been tried.  Hops whose last
+    delivery found no host to talk to are remembered (:meth:`SMTPClientAgent.failing`), so
+    callers that must answer quickly (cut-through relaying) can leave them to the queue.
 
 TLS context
     Default: certificates are *not* verified (``CERT_NONE``, no host name check), as MTAs do
@@ -68,6 +79,7 @@ import contextlib
 import logging
 import re
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
@@ -107,6 +119,11 @@ class OutboundMessage:
     size: int
     body_8bit: bool = False
     smtputf8: bool = False
+    content: bytes | None = None  # the whole message, when it is in memory (open_data unused)
+
+
+class DestinationBusy(Exception):
+    """Every connection to the hop stayed in use for longer than the caller would wait."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +338,15 @@ class _Pending:
     results: dict[str, MailError | None] = field(default_factory=dict)
 
 
+@dataclass
+class _IdleConnection:
+    """A cached connection to a hop, closed when its timer runs out."""
+
+    conn: _Connection
+    host: str
+    expiry: asyncio.TimerHandle | None = None
+
+
 class SMTPClientAgent:
     """Delivers messages to a next hop over SMTP (see the module docstring)."""
 
@@ -334,6 +360,7 @@ class SMTPClientAgent:
         tls_context: ssl.SSLContext | None = None,
         max_connections_per_destination: int = 10,
         connector: Connector = open_tcp,
+        idle_seconds: float = 5.0,
     ) -> None:
         if max_connections_per_destination < 1:
             raise ValueError("max_connections_per_destination must be at least 1")
@@ -344,18 +371,51 @@ class SMTPClientAgent:
         self.tls_context = tls_context if tls_context is not None else _opportunistic_context()
         self.max_connections = max_connections_per_destination
         self.connector = connector
+        self.idle_seconds = idle_seconds
         self._limits: dict[tuple[str, int, bool], tuple[asyncio.Semaphore, int]] = {}
+        self._idle: dict[tuple[str, int, bool], list[_IdleConnection]] = {}
+        self._cache_loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._failed_at: dict[tuple[str, int, bool], float] = {}
 
     # -- public ------------------------------------------------------------------------
 
+    def keep_connections(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Cache idle connections for deliveries that run on ``loop`` (the server's)."""
+        self._cache_loop = loop
+
+    async def close_idle(self) -> None:
+        """Say ``QUIT`` on every cached connection and close it (server shutdown)."""
+        idle = [entry for entries in self._idle.values() for entry in entries]
+        self._idle.clear()
+        for entry in idle:
+            if entry.expiry is not None:
+                entry.expiry.cancel()
+        await asyncio.gather(*(_quit(entry.conn) for entry in idle), *self._closing)
+
+    def failing(self, hop: NextHop, within: float) -> bool:
+        """Whether the last delivery to ``hop``, less than ``within`` seconds ago, found no
+        host that would talk to it."""
+        failed_at = self._failed_at.get(hop.key)
+        return failed_at is not None and time.monotonic() - failed_at < within
+
     async def deliver(
-        self, hop: NextHop, messages: Sequence[OutboundMessage]
+        self,
+        hop: NextHop,
+        messages: Sequence[OutboundMessage],
+        *,
+        wait: float | None = None,
+        timeout: float | None = None,
     ) -> dict[str, list[RecipientResult]]:
-        """Deliver ``messages`` to ``hop``; a result for every recipient, keyed by queue id."""
+        """Deliver ``messages`` to ``hop``; a result for every recipient, keyed by queue id.
+
+        ``wait``: give up with :class:`DestinationBusy` if no connection slot for the hop is
+        free within that many seconds.  ``timeout`` replaces the agent's for this call.
+        """
         pending = [_Pending(message) for message in messages]
         try:
-            async with self._limit(hop):
-                await self._deliver(hop, pending)
+            async with self._limit(hop, wait):
+                await self._deliver(hop, pending, self.timeout if timeout is None else timeout)
         except MailError as exc:
             self._fail_unresolved(pending, exc)
         except Exception as exc:  # never let a bug lose the results
@@ -372,13 +432,20 @@ class SMTPClientAgent:
     # -- internals ---------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _limit(self, hop: NextHop) -> AsyncIterator[None]:
+    async def _limit(self, hop: NextHop, wait: float | None) -> AsyncIterator[None]:
         key = hop.key
         semaphore, users = self._limits.get(key, (asyncio.Semaphore(self.max_connections), 0))
         self._limits[key] = (semaphore, users + 1)
         try:
-            async with semaphore:
+            try:
+                async with asyncio.timeout(wait):
+                    await semaphore.acquire()
+            except TimeoutError:
+                raise DestinationBusy(hop.host) from None
+            try:
                 yield
+            finally:
+                semaphore.release()
         finally:
             semaphore, users = self._limits[key]
             if users <= 1:
@@ -405,8 +472,11 @@ class SMTPClientAgent:
             return await self.resolver.mail_hosts(hop.host)
         return await self.resolver.host_addresses(hop.host)
 
-    async def _deliver(self, hop: NextHop, pending: list[_Pending]) -> None:
+    async def _deliver(self, hop: NextHop, pending: list[_Pending], timeout: float) -> None:
         self._precheck(pending)
+        if not self._open(pending):
+            return
+        await self._reuse_idle(hop, pending, timeout)
         if not self._open(pending):
             return
         hosts = await self._hosts(hop)
@@ -417,7 +487,9 @@ class SMTPClientAgent:
                 use_tls = self.tls == "opportunistic"
                 while True:
                     try:
-                        await self._session(hop, host.host, address, pending, use_tls=use_tls)
+                        await self._session(
+                            hop, host.host, address, pending, use_tls=use_tls, timeout=timeout
+                        )
                     except _TLSFailed as exc:
                         log.info("%s; retrying without TLS", exc.message)
                         last, all_permanent = exc, False
@@ -430,7 +502,9 @@ class SMTPClientAgent:
                         all_permanent = all_permanent and exc.permanent_refusal
                     break
                 if not self._open(pending):
+                    self._failed_at.pop(hop.key, None)
                     return
+        self._failed_at[hop.key] = time.monotonic()
         if last is None:
             last, all_permanent = _SessionError("4.4.4", f"no host to try for {hop.host}"), False
         status = last.status
@@ -453,33 +527,101 @@ class SMTPClientAgent:
                     item.results[rcpt] = MailError("5.1.3", f"bad recipient address {rcpt!r}")
 
     async def _session(
-        self, hop: NextHop, host: str, address: str, pending: list[_Pending], *, use_tls: bool
+        self,
+        hop: NextHop,
+        host: str,
+        address: str,
+        pending: list[_Pending],
+        *,
+        use_tls: bool,
+        timeout: float,
     ) -> None:
         peer = f"{host}[{address}]:{hop.port}"
         try:
-            reader, writer = await self.connector(address, hop.port, self.timeout)
+            reader, writer = await self.connector(address, hop.port, timeout)
         except TimeoutError:
             raise _SessionError("4.4.1", f"connection to {peer} timed out") from None
         except OSError as exc:
             raise _SessionError("4.4.1", f"connection to {peer} failed: {exc}") from None
-        conn = _Connection(reader, writer, peer=peer, timeout=self.timeout)
+        conn = _Connection(reader, writer, peer=peer, timeout=timeout)
+        kept = False
         try:
             await conn.greet(self.hostname)
             if use_tls and "STARTTLS" in conn.extensions:
                 await conn.starttls(self.tls_context, host, self.hostname)
-            first = True
-            for item in self._open(pending):
-                await self._transaction(conn, item, reset=not first)
-                first = False
-            with contextlib.suppress(_SessionError):
-                await conn.command("QUIT")
+            await self._transactions(conn, pending, reset=False)
+            kept = self._park(hop, host, conn)
+            if not kept:
+                with contextlib.suppress(_SessionError):
+                    await conn.command("QUIT")
         finally:
-            await conn.close()
+            if not kept:
+                await conn.close()
+
+    async def _transactions(
+        self, conn: _Connection, pending: list[_Pending], *, reset: bool
+    ) -> None:
+        for item in self._open(pending):
+            await self._transaction(conn, item, reset=reset)
+            reset = True
+
+    # -- the connection cache ----------------------------------------------------------
+
+    async def _reuse_idle(self, hop: NextHop, pending: list[_Pending], timeout: float) -> None:
+        """Run the open messages over cached connections to ``hop`` while any works."""
+        idle = self._idle.get(hop.key)
+        while idle and self._open(pending):
+            entry = idle.pop()
+            if entry.expiry is not None:
+                entry.expiry.cancel()
+            conn = entry.conn
+            if conn.reader.at_eof() or conn.writer.is_closing():
+                await conn.close()
+                continue
+            conn.timeout = timeout
+            try:
+                await self._transactions(conn, pending, reset=True)
+            except _SessionError as exc:
+                log.debug("cached connection to %s failed: %s", conn.peer, exc.message)
+                await conn.close()
+                continue
+            if not self._park(hop, entry.host, conn):
+                await _quit(conn)
+            return
+
+    def _park(self, hop: NextHop, host: str, conn: _Connection) -> bool:
+        """Keep ``conn`` for the next delivery to ``hop``; False if it is not wanted."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self.idle_seconds <= 0 or loop is not self._cache_loop:
+            return False
+        idle = self._idle.setdefault(hop.key, [])
+        if len(idle) >= self.max_connections:
+            return False
+        entry = _IdleConnection(conn, host)
+        entry.expiry = loop.call_later(self.idle_seconds, self._expire, hop.key, entry)
+        idle.append(entry)
+        return True
+
+    def _expire(self, key: tuple[str, int, bool], entry: _IdleConnection) -> None:
+        idle = self._idle.get(key, [])
+        if entry in idle:
+            idle.remove(entry)
+        if not idle:
+            self._idle.pop(key, None)
+        task = asyncio.ensure_future(_quit(entry.conn))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _transaction(self, conn: _Connection, item: _Pending, *, reset: bool) -> None:
         message = item.message
         recipients = [r for r in dict.fromkeys(message.recipients) if r not in item.results]
         if not self._capable(conn, item):
+            return
+        if message.content is not None:
+            await self._send(conn, item, recipients, message.content, reset=reset)
             return
         try:
             data = await asyncio.to_thread(message.open_data)
@@ -526,7 +668,7 @@ class SMTPClientAgent:
         conn: _Connection,
         item: _Pending,
         recipients: list[str],
-        data: BinaryIO,
+        data: BinaryIO | bytes,
         *,
         reset: bool,
     ) -> None:
@@ -614,7 +756,12 @@ class SMTPClientAgent:
         await conn.write(b".\r\n", "end of data")
         await conn.read_reply("end of data")
 
-    async def _stream(self, conn: _Connection, item: _Pending, data: BinaryIO) -> None:
+    async def _stream(self, conn: _Connection, item: _Pending, data: BinaryIO | bytes) -> None:
+        if isinstance(data, bytes):
+            block, at_line_start = _wire_form(data, True)
+            tail = b"" if at_line_start else b"\r\n"
+            await conn.write(block + tail + b".\r\n", "message data")
+            return
         at_line_start = True
         carry = b""
         while True:
@@ -632,17 +779,31 @@ class SMTPClientAgent:
             if not final and block.endswith(b"\r"):
                 carry, block = b"\r", block[:-1]
             if block:
-                block = _LINE_ENDINGS.sub(b"\r\n", block)
-                if at_line_start and block.startswith(b"."):
-                    block = b"." + block
-                block = block.replace(b"\r\n.", b"\r\n..")
-                at_line_start = block.endswith(b"\r\n")
+                block, at_line_start = _wire_form(block, at_line_start)
             if final:
                 tail = b"" if at_line_start else b"\r\n"
                 await conn.write(block + tail + b".\r\n", "end of data")
                 return
             if block:
                 await conn.write(block, "message data")
+
+
+def _wire_form(block: bytes, at_line_start: bool) -> tuple[bytes, bool]:
+    """``block`` with CRLF line ends and dot-stuffing; and whether it ends a line."""
+    crlf = block.count(b"\r\n")
+    if block.count(b"\r") != crlf or block.count(b"\n") != crlf:  # a bare CR or LF
+        block = _LINE_ENDINGS.sub(b"\r\n", block)
+    if at_line_start and block.startswith(b"."):
+        block = b"." + block
+    block = block.replace(b"\r\n.", b"\r\n..")
+    return block, block.endswith(b"\r\n")
+
+
+async def _quit(conn: _Connection) -> None:
+    """End a session politely, whatever state the connection is in."""
+    with contextlib.suppress(_SessionError):
+        await conn.command("QUIT")
+    await conn.close()
 
 
 def _opportunistic_context() -> ssl.SSLContext:
