@@ -72,6 +72,41 @@ def test_server_relays_to_another_server_and_masquerades(server_factory: Factory
     assert "mailer=smtp, relay=127.0.0.1:" in log and "stat=Sent" in log
 
 
+def test_cut_through_hands_the_message_over_before_the_reply(server_factory: Factory) -> None:
+    remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
+    server = server_factory(
+        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n'
+    )
+    submit(server, "alice@example.test", ["bob@remote.test", "carol@example.test"],
+           "Subject: straight through\r\n\r\nno queue\r\n")  # fmt: skip
+    # No waiting: the 250 came after the next hop's 250 and the local mailbox's fsync.
+    (relayed,) = remote.messages("bob")
+    (kept,) = server.messages("carol")
+    assert b"no queue" in relayed and b"no queue" in kept
+    assert queue_files(server) == []
+    log = (server.home / "server.log").read_text()
+    assert "to=<bob@remote.test>, delay=" in log and "stat=Sent (cut-through)" in log
+
+
+def test_a_next_hop_that_never_answers_gets_the_message_queued(server_factory: Factory) -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts connections (the backlog) and never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        server = server_factory(
+            extra=f'\n[[route]]\ndomain = "slow.test"\nto = "127.0.0.1:{port}"\n',
+            queue={"cut_through_timeout_seconds": 1.0, "command_timeout_seconds": 2.0,
+                   "retry_seconds": 3600.0},
+        )  # fmt: skip
+        submit(server, "alice@example.test", ["bob@slow.test"], "Subject: wait\r\n\r\nx\r\n")
+        (entry,) = queue_files(server)  # queued before the 250: nothing to wait for
+        assert '"deferred"' in entry.read_text()
+        listing = server.cli("mailq").stdout.decode()
+        assert "<bob@slow.test>" in listing and "timeout" in listing
+
+
 def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Factory) -> None:
     port = free_port()
     server = server_factory(

@@ -36,6 +36,7 @@ class Behaviour:
     close_mid_data: bool = False  # drop the connection after the first line of data
     tls_context: ssl.SSLContext | None = None  # offer STARTTLS with this server context
     hold_replies_until_data: bool = False  # only a pipelining client gets its replies
+    close_after_messages: int | None = None  # drop each connection after this many messages
 
 
 @dataclass
@@ -123,6 +124,7 @@ class SMTPSink:
         sender: str | None = None
         params: tuple[str, ...] = ()
         recipients: list[str] = []
+        accepted = 0
         while True:
             raw = await reader.readline()
             if not raw:
@@ -186,6 +188,9 @@ class SMTPSink:
                     self.messages.append(Received(sender, params, recipients, data, tls, number))
                 await reply(b.data_reply)
                 sender, recipients = None, []
+                accepted += 1
+                if b.close_after_messages is not None and accepted >= b.close_after_messages:
+                    return
             elif verb == "RSET":
                 sender, recipients = None, []
                 await reply("250 2.0.0 reset", hold=True)

@@ -418,6 +418,8 @@ class SMTPClientAgent:
                 await self._deliver(hop, pending, self.timeout if timeout is None else timeout)
         except MailError as exc:
             self._fail_unresolved(pending, exc)
+        except DestinationBusy:
+            raise
         except Exception as exc:  # never let a bug lose the results
             log.exception("delivery to %s failed unexpectedly", hop.host)
             self._fail_unresolved(pending, MailError("4.3.0", f"internal error: {exc!r}"))
