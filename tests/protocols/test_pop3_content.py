@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posthouse.protocols.pop3.content import ContentWriter, TopFilter
+from posthouse.protocols.pop3.content import ContentWriter, ReadyWriter, TopFilter
 from posthouse.protocols.pop3.replies import Reply, err, ok
 
 content = st.lists(st.sampled_from([b"\r", b"\n", b".", b"a", b"\r\n", b"\n.", b".."]), max_size=40)
@@ -76,6 +78,16 @@ def test_writer_is_chunking_independent_and_reversible(parts: list[bytes], cuts:
         expected += b"\r\n"
     assert client_decode(wire) == expected
     assert b"\r\n.\r\n" not in b"\r\n" + wire[:-3]  # no premature terminator
+
+
+@given(content, st.lists(st.integers(0, 200), max_size=10))
+def test_ready_writer_matches_the_writer_on_wire_ready_content(
+    parts: list[bytes], cuts: list[int]
+) -> None:
+    data = re.sub(rb"(?m)^\.+", b"", crlf(b"".join(parts)))  # no line starts with "."
+    ready = ReadyWriter()
+    wire = b"".join(ready.feed(p) for p in split(data, cuts)) + ready.finish()
+    assert wire == encode([data])
 
 
 def top_reference(data: bytes, k: int) -> bytes:

@@ -235,6 +235,14 @@ def test_streaming_api() -> None:
     assert e.data_to_send() == b"+OK\r\n"
 
 
+def test_wire_ready_content_is_sent_as_it_is() -> None:
+    e = _retrieving(b"RETR 2\r\n")
+    e.begin_message(2, wire_ready=True)
+    assert e.message_chunk(b"a\r\nb")
+    e.end_message()
+    assert e.data_to_send() == b"+OK 44 octets\r\na\r\nb\r\n.\r\n"
+
+
 def test_streaming_top_reports_when_done() -> None:
     e = _retrieving(b"TOP 1 1\r\n")
     e.begin_message(1)

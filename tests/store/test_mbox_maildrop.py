@@ -9,6 +9,7 @@ rewrite, and damaged spools.  Mail is delivered with the real delivery agent
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 
 from posthouse.mta.agents.mbox import MboxMessage, append_messages, to_mbox_bytes
 from posthouse.mta.locking import LockMethod, locked_mailbox
+from posthouse.protocols.pop3.content import ContentWriter, ReadyWriter
 from posthouse.store import mbox_maildrop
 from posthouse.store.maildrop import (
     Maildrop,
@@ -162,6 +164,115 @@ def test_decoder_output_does_not_depend_on_chunking(data: bytes, cuts: list[int]
         start = cut
     out += pieces.feed(data[start:]) + pieces.finish()
     assert out == expected
+
+
+# --- plain messages: served without the mboxrd decoder and without byte-stuffing ----------
+
+
+def stuffed(data: bytes) -> bytes:
+    """The general path's wire form of content ``data`` (dot-stuffed, terminated)."""
+    writer = ContentWriter()
+    return writer.feed(data) + writer.finish()
+
+
+def test_plain_messages_are_marked_wire_ready(spool: Spool) -> None:
+    contents = {
+        msg(1): True,
+        msg(2, b"> a quoted reply\n>> and its quote\n>Fro\n"): True,
+        msg(3, b"no newline at the end"): True,  # delivery completes the line
+        b"": True,
+        msg(5, b".leading dot\n"): False,
+        msg(6, b"From the start\n"): False,  # stored as ">From ": unquoting needed
+        msg(7, b">From already quoted\n"): False,
+        msg(8, b"bare\rcarriage return\n"): False,
+        b".": False,
+    }
+    spool.deliver(*contents)
+    with spool.open() as drop:
+        assert [m.wire_ready for m in drop.messages] == list(contents.values())
+        assert read_all(drop) == [wire(c) for c in contents]
+
+
+def test_messages_written_by_other_programs_are_not_plain(spool: Spool) -> None:
+    spool.path.parent.mkdir()
+    spool.path.write_bytes(
+        b"From a@example.org Sun Mar  1 12:00:00 2026\r\nSubject: crlf\r\n\r\nbody\r\n\n"
+        b"From b@example.org Sun Mar  1 12:00:00 2026\nSubject: cut\n\nno newline"
+    )
+    with spool.open() as drop:
+        assert [m.wire_ready for m in drop.messages] == [False, False]
+        assert read_all(drop) == [
+            b"Subject: crlf\r\n\r\nbody\r\n",
+            b"Subject: cut\r\n\r\nno newline\r\n",
+        ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.sampled_from(
+                [b"From ", b">", b">From ", b"\n", b"\r", b".", b"\n.", b"> x", b"a", b"F"]
+            ),
+            max_size=30,
+        ).map(b"".join),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(min_value=0, max_value=2),
+)
+def test_plain_path_gives_the_wire_bytes_of_the_general_path(
+    contents: list[bytes], long_body: int
+) -> None:
+    # Some messages longer than a read chunk, so both plain paths (one read, chunks) run.
+    contents = [
+        c + b"y" * (70_000 * long_body) + b"\n" if i == 0 else c for i, c in enumerate(contents)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = Spool(Path(tmp))
+        spool.deliver(*contents)
+        with spool.open() as drop:
+            for m, content in zip(drop.messages, contents, strict=True):
+                data = b"".join(drop.read(m.number))
+                assert data == wire(content)
+                assert m.size == len(data)
+                if m.wire_ready:
+                    ready = ReadyWriter()
+                    fast = b"".join(ready.feed(c) for c in drop.read(m.number)) + ready.finish()
+                    assert fast == stuffed(data)
+
+
+def test_old_index_is_upgraded_keeping_the_uids(
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool.deliver(msg(1), msg(2, b".dot\n"))
+    with spool.open() as drop:
+        uids = [m.uid for m in drop.messages]
+    index = spool.index_dir / "alice.idx"
+    header, *rows = index.read_bytes().splitlines()
+    old_header = header.replace(b'"version": 2', b'"version": 1')
+    old_rows = [json.dumps(json.loads(row)[:7]).encode() for row in rows]
+    assert old_header != header
+    index.write_bytes(b"\n".join([old_header, *old_rows]) + b"\n")
+    with caplog.at_level(logging.INFO, logger="posthouse.store"), spool.open() as drop:
+        assert drop.index_stats.mode == "full"
+        assert [m.uid for m in drop.messages] == uids
+        assert [m.wire_ready for m in drop.messages] == [True, False]
+    assert "older format" in caplog.text
+    assert index.read_bytes().startswith(header)
+
+
+@pytest.mark.parametrize("body_size", [5_000, 100_000])
+def test_plain_message_changed_in_place_is_not_served(spool: Spool, body_size: int) -> None:
+    # The change lies beyond the bytes the message's ident covers, and keeps the size.
+    spool.deliver(msg(1, b"x" * body_size + b"\nline\n"), msg(2))
+    with spool.open() as drop:
+        assert drop.messages[0].wire_ready
+        data = spool.path.read_bytes()
+        spool.path.write_bytes(data.replace(b"\nline\n", b"\n.ine\n", 1))
+        with pytest.raises(MaildropError):
+            b"".join(drop.read(1))
+        assert b"".join(drop.read(2)) == wire(msg(2))
 
 
 def test_read_out_of_range_raises_index_error(spool: Spool) -> None:

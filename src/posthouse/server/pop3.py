@@ -192,7 +192,7 @@ class POP3Session:
         maildrop = self.maildrop
         assert maildrop is not None
         engine = self.engine
-        engine.begin_message(number)
+        engine.begin_message(number, wire_ready=maildrop.messages[number - 1].wire_ready)
         try:
             for chunk in maildrop.read(number):
                 more = engine.message_chunk(chunk)

@@ -47,12 +47,15 @@ class MaildropMessage:
     ``number`` is 1-based and stable for the session.  ``uid`` is the RFC 1939 §7 unique-id
     (1-70 characters in 0x21-0x7E), stable across sessions, restarts and deletions of
     other messages.  ``size`` is the exact number of octets :meth:`Maildrop.read` yields
-    (CRLF line ends, mboxrd quoting removed, before dot-stuffing).
+    (CRLF line ends, mboxrd quoting removed, before dot-stuffing).  ``wire_ready`` says
+    that no line of that content starts with ``.``: it goes on the wire without
+    byte-stuffing (RFC 1939 §3).
     """
 
     number: int
     uid: str
     size: int
+    wire_ready: bool = False
 
 
 class MaildropBusy(Exception):

@@ -9,7 +9,7 @@ Index file ``index_dir/USER.idx`` (JSON lines, rewritten atomically via a tempor
 ----------------------------------------------------------------------------------------
 Line 1, an object::
 
-    {"format": "posthouse-mbox-index", "version": 1, "uidvalidity": 1767225600,
+    {"format": "posthouse-mbox-index", "version": 2, "uidvalidity": 1767225600,
      "next_serial": 42, "dev": 2049, "ino": 1234, "size": 81234, "mtime_ns": ...,
      "end": 81234, "count": 2}
 
@@ -17,12 +17,16 @@ Line 1, an object::
 the indexed region ends (after a rewrite, mail appended during the session lies beyond
 it).  Then ``count`` lines, one per message, in file order::
 
-    [offset, length, from_len, content_len, size, "uid", "ident"]
+    [offset, length, from_len, content_len, size, "uid", "ident", plain]
 
 ``offset`` is that of the ``From_`` line, ``length`` covers the message up to the next
 ``From_`` line, ``from_len`` is the ``From_`` line's length, ``content_len`` the raw
 content's (without the separator line), ``size`` the CRLF size, ``ident`` a BLAKE2b-128
-hex digest of the first 4 KiB of the message (``From_`` line included).
+hex digest of the first 4 KiB of the message (``From_`` line included), ``plain`` 1 if
+the message is plain (:mod:`posthouse.store.mbox_scan`), else 0.
+
+A version 1 index (entries without ``plain``) is read for its UIDs only: the mailbox is
+re-indexed in full, carrying the UIDs over as below.
 
 At open the index is reused when the mailbox has the same device and inode, did not
 shrink, was not modified in place at the same size (same size needs the same
@@ -71,7 +75,8 @@ __all__ = [
 _log = logging.getLogger("posthouse.store")
 
 _INDEX_FORMAT = "posthouse-mbox-index"
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
+_OLD_VERSION = 1  # entries without "plain": re-index, keep the UIDs
 
 #: The signature of :func:`posthouse.store.mbox_scan.scan` (a parameter, so it can be spied on).
 ScanFunction = Callable[[int, int, Path], tuple[list[Scanned], int]]
@@ -109,6 +114,8 @@ class Index:
     mtime_ns: int
     end: int
     entries: list[Entry]
+    #: Read from an older format: re-index in full (carrying the UIDs over) before use.
+    outdated: bool = False
 
 
 def _is_int(value: object) -> bool:
@@ -121,24 +128,29 @@ def load_index(path: Path) -> Index | None:
             header: Any = json.loads(f.readline())
             if not isinstance(header, dict) or header.get("format") != _INDEX_FORMAT:
                 raise ValueError("not a posthouse mbox index")
-            if header.get("version") != _INDEX_VERSION:
-                raise ValueError(f"unsupported version {header.get('version')!r}")
+            version = header.get("version")
+            if version not in (_INDEX_VERSION, _OLD_VERSION):
+                raise ValueError(f"unsupported version {version!r}")
             fields = ("uidvalidity", "next_serial", "dev", "ino", "size", "mtime_ns", "end")
             if not all(_is_int(header.get(name)) for name in (*fields, "count")):
                 raise ValueError("bad header")
             # One JSON array for all entry lines: one parser call instead of one per message.
             rows: Any = json.loads(b"[" + b",".join(f.read().splitlines()) + b"]")
+            width = 8 if version == _INDEX_VERSION else 7
             entries: list[Entry] = []
             for row in rows:
                 if (
                     not isinstance(row, list)
-                    or len(row) != 7
+                    or len(row) != width
                     or not all(_is_int(v) for v in row[:5])
-                    or not all(isinstance(v, str) for v in row[5:])
+                    or not all(isinstance(v, str) for v in row[5:7])
+                    or row[7:] not in ([], [0], [1])
                 ):
                     raise ValueError(f"bad entry {str(row)[:80]!r}")
-                offset, length, from_len, content_len, size, uid, ident = row
-                entries.append(Entry(offset, length, from_len, content_len, size, ident, uid))
+                offset, length, from_len, content_len, size, uid, ident, *plain = row
+                entries.append(
+                    Entry(offset, length, from_len, content_len, size, ident, plain == [1], uid)
+                )
             if len(entries) != header["count"]:
                 raise ValueError("incomplete")
     except FileNotFoundError:
@@ -156,6 +168,7 @@ def load_index(path: Path) -> Index | None:
         h["mtime_ns"],
         h["end"],
         entries,
+        outdated=version != _INDEX_VERSION,
     )
 
 
@@ -186,6 +199,7 @@ def save_index(path: Path, index: Index) -> None:
             f.write(json.dumps(header).encode() + b"\n")
             for e in index.entries:
                 row = [e.offset, e.length, e.from_len, e.content_len, e.size, e.uid, e.ident]
+                row.append(int(e.plain))
                 f.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
             f.flush()
             os.fsync(f.fileno())
@@ -211,6 +225,7 @@ def refresh_index(
     st = os.fstat(fd)
     reusable = (
         old is not None
+        and not old.outdated
         and (old.dev, old.ino) == (st.st_dev, st.st_ino)
         and st.st_size >= old.size
         and st.st_size >= old.end
@@ -235,7 +250,9 @@ def refresh_index(
         else:
             return _full(fd, st, old, path, scan)
         return _described(old, st, entries), stats
-    if old is not None and old.entries:
+    if old is not None and old.outdated:
+        _log.info("%s: index of an older format; re-indexing", path)
+    elif old is not None and old.entries:
         _log.info("%s: mailbox changed by another program; re-indexing", path)
     return _full(fd, st, old, path, scan)
 

@@ -30,7 +30,10 @@ Parsing and sizes (mboxrd, RFC 4155)
 ------------------------------------
 :meth:`MboxMaildrop.read` yields a message's content with one ``>`` removed from lines
 matching ``^>+From `` and every line end as CRLF.  ``size`` is exactly the number of octets
-read() yields: both are produced by the same streaming decoder.
+read() yields: both are produced by the same streaming decoder.  A *plain* message (see
+:mod:`posthouse.store.mbox_scan`; nearly all mail posthouse delivers) is read in one
+``pread`` and only has its LFs turned into CRLFs; it is offered as ``wire_ready`` (no line
+starts with "."), which read() re-checks when the file changed since it was indexed.
 
 The parts, each a module with its own documentation:
 
@@ -224,6 +227,8 @@ class MboxMaildrop:
             raise MaildropError(
                 f"{self._path}: message {number} moved (mailbox changed by another program)"
             )
+        if entry.plain:
+            return self._plain(fd, number, entry, verify=not unchanged)
         return self._stream(fd, number, entry)
 
     def commit_deletions(self, numbers: Collection[int]) -> None:
@@ -288,12 +293,7 @@ class MboxMaildrop:
         remaining = entry.content_len
         produced = 0
         while remaining > 0:
-            try:
-                chunk = os.pread(fd, min(CHUNK, remaining), position)
-            except OSError as exc:
-                raise _store_error(self._path, "read", exc) from exc
-            if not chunk:
-                raise MaildropError(f"{self._path}: message {number} was truncated")
+            chunk = self._pread(fd, number, min(CHUNK, remaining), position)
             position += len(chunk)
             remaining -= len(chunk)
             out = decoder.feed(chunk)
@@ -303,9 +303,54 @@ class MboxMaildrop:
         out = decoder.finish()
         produced += len(out)
         if produced != entry.size:
-            raise MaildropError(f"{self._path}: message {number} changed while being read")
+            raise self._moved_while_read(number)
         if out:
             yield out
+
+    def _plain(self, fd: int, number: int, entry: Entry, *, verify: bool) -> Iterator[bytes]:
+        """A plain message (see :mod:`posthouse.store.mbox_scan`): LF to CRLF is all it needs.
+
+        ``verify``: the file changed since it was indexed, so check that no line starts
+        with "." before the content is served as wire-ready.
+        """
+        if entry.content_len > CHUNK:
+            return self._plain_chunks(fd, number, entry, verify)
+        data = self._pread(fd, number, entry.content_len, entry.offset + entry.from_len)
+        if verify and not _dot_free(data, True):
+            raise self._moved_while_read(number)
+        data = data.replace(b"\n", b"\r\n")
+        if len(data) != entry.size:
+            raise self._moved_while_read(number)
+        return iter((data,))  # the usual case: one read, no generator
+
+    def _plain_chunks(self, fd: int, number: int, entry: Entry, verify: bool) -> Iterator[bytes]:
+        position = entry.offset + entry.from_len
+        end = position + entry.content_len
+        produced = 0
+        line_start = True
+        while position < end:
+            chunk = self._pread(fd, number, min(CHUNK, end - position), position)
+            if verify and not _dot_free(chunk, line_start):
+                raise self._moved_while_read(number)
+            position += len(chunk)
+            line_start = chunk.endswith(b"\n")
+            out = chunk.replace(b"\n", b"\r\n")
+            produced += len(out)
+            yield out
+        if produced != entry.size:
+            raise self._moved_while_read(number)
+
+    def _pread(self, fd: int, number: int, length: int, position: int) -> bytes:
+        try:
+            data = os.pread(fd, length, position)
+        except OSError as exc:
+            raise _store_error(self._path, "read", exc) from exc
+        if len(data) != length:
+            raise MaildropError(f"{self._path}: message {number} was truncated")
+        return data
+
+    def _moved_while_read(self, number: int) -> MaildropError:
+        return MaildropError(f"{self._path}: message {number} changed while being read")
 
     def _load(self) -> None:
         old = load_index(self._index_path)
@@ -336,7 +381,8 @@ class MboxMaildrop:
         self.index_stats = stats
         self._entries = list(index.entries)
         self._messages = tuple(
-            MaildropMessage(number, e.uid, e.size) for number, e in enumerate(self._entries, 1)
+            MaildropMessage(number, e.uid, e.size, e.plain)
+            for number, e in enumerate(self._entries, 1)
         )
 
     def _rewrite(self, fd: int, index: Index, doomed: set[int]) -> tuple[list[Entry], int]:
@@ -395,6 +441,11 @@ class MboxMaildrop:
             _log.warning("%s: closing the maildrop without the mailbox lock: %s", self._path, exc)
         if not closed:
             os.close(fd)
+
+
+def _dot_free(data: bytes, line_start: bool) -> bool:
+    """No line of ``data`` starts with "." (``line_start``: ``data`` starts a line)."""
+    return b"\n." not in data and not (line_start and data.startswith(b"."))
 
 
 def _file_state(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -9,6 +9,10 @@ file or follows an empty line; it extends to the next such line or to the end of
 Its content is everything after the ``From_`` line, minus the final empty separator line.
 Its ``size`` is the number of octets the decoded content has
 (:class:`~posthouse.store.mboxrd.MboxrdDecoder`: ``>From`` unquoted, CRLF line ends).
+A message is *plain* when decoding it is nothing but turning each LF into CRLF and the
+result needs no POP3 byte-stuffing: its content has no CR, no line matching ``^>+From ``,
+no line starting with ``.``, and ends with LF (or is empty).  Mail delivered by posthouse
+almost always is; the maildrop serves plain messages without the per-line decoder.
 
 Damage is tolerated, never fatal, and logged to ``posthouse.store`` with file and offset:
 
@@ -53,6 +57,7 @@ class Scanned:
     content_len: int
     size: int
     ident: str
+    plain: bool
 
 
 class _Builder:
@@ -67,6 +72,8 @@ class _Builder:
         self.size = 0
         self.prefix = bytearray()
         self.pending_blank = False
+        self.plain = True  # so far: no CR, no line to unquote or to byte-stuff
+        self._ends_lf = True  # the content so far is empty or ends with LF
         self._decoder = MboxrdDecoder()
         self._batch = bytearray()
         self.add_from(from_piece, from_done)
@@ -90,8 +97,11 @@ class _Builder:
             self.pending_blank = True  # the separator, unless more text follows
         else:
             self._content(piece)
+            if self.plain and not _plain_piece(piece, line_start):
+                self.plain = False
 
     def _content(self, piece: bytes) -> None:
+        self._ends_lf = piece.endswith(b"\n")
         self.content_len += len(piece)
         self._batch += piece
         if len(self._batch) >= CHUNK:
@@ -109,7 +119,19 @@ class _Builder:
             self.content_len,
             self.size,
             ident(bytes(self.prefix)),
+            self.plain and self._ends_lf,
         )
+
+
+def _plain_piece(piece: bytes, line_start: bool) -> bool:
+    """False if this piece of content keeps its message from being plain (see above)."""
+    if b"\r" in piece:
+        return False
+    if not line_start or piece[0] not in b">.":
+        return True
+    rest = piece.lstrip(b">")
+    # "." must be byte-stuffed; ">+From " unquoted (or might be, if the piece was cut short).
+    return piece[0] == 0x3E and not (rest.startswith(FROM) or FROM.startswith(rest))
 
 
 def scan(fd: int, start: int, path: Path) -> tuple[list[Scanned], int]:

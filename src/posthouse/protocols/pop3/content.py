@@ -6,7 +6,10 @@ depends on where the application split the content.
 
 `ContentWriter` turns bare LF into CRLF (an existing CRLF is kept; a CR not
 followed by LF is ordinary content) and byte-stuffs every line that starts
-with "." (RFC 1939 §3).  `TopFilter` passes through the header, the blank
+with "." (RFC 1939 §3).  `ReadyWriter` is its shortcut for content the
+application vouches is in wire form already (CRLF line ends, no line
+starting with "."): it only notes whether the last line was ended.
+`TopFilter` passes through the header, the blank
 line and the first *k* body lines (RFC 1939 §7 TOP); lines are delimited by
 LF, with or without a preceding CR.
 """
@@ -56,6 +59,17 @@ class ContentWriter:
     def finish(self) -> bytes:
         """The end of the response: a CRLF if the content lacked one, then ".CRLF"."""
         return TERMINATOR if self._line_start else b"\r\n" + TERMINATOR
+
+
+class ReadyWriter(ContentWriter):
+    """A `ContentWriter` for content that is in wire form already."""
+
+    __slots__ = ()
+
+    def feed(self, data: bytes) -> bytes:
+        if data:
+            self._line_start = data[-1] == _LF
+        return data
 
 
 class TopFilter:

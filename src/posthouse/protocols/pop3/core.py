@@ -8,7 +8,8 @@ answers to decision events, limits that close the session, the STLS reset
 
 Streaming a message (answer to `Retrieve`)::
 
-    engine.begin_message(n)            # queues "+OK <size> octets"
+    engine.begin_message(n)            # queues "+OK <size> octets"; wire_ready=True
+                                       # when no line starts with "." (no stuffing)
     for chunk in read_file_in_pieces():
         more = engine.message_chunk(chunk)
         write(engine.data_to_send())   # drain after each chunk: memory stays bounded
@@ -35,7 +36,7 @@ from posthouse.protocols.engine_base import EngineCore
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.pop3 import replies
 from posthouse.protocols.pop3.commands import State
-from posthouse.protocols.pop3.content import ContentWriter, TopFilter
+from posthouse.protocols.pop3.content import ContentWriter, ReadyWriter, TopFilter
 from posthouse.protocols.pop3.events import (
     ConnectionLost,
     DecisionEvent,
@@ -178,12 +179,17 @@ class SessionCore(EngineCore[Event, DecisionEvent]):
                 break
         self.end_message()
 
-    def begin_message(self, n: int) -> None:
-        """Start answering `Retrieve` for message ``n``: queues the +OK line."""
+    def begin_message(self, n: int, *, wire_ready: bool = False) -> None:
+        """Start answering `Retrieve` for message ``n``: queues the +OK line.
+
+        ``wire_ready``: the application vouches that the content has CRLF line
+        ends and no line starting with "."; it is then sent as it is, without
+        being scanned for byte-stuffing (RFC 1939 §3).
+        """
         event = self._retrieve(n)
         maildrop = self._maildrop
         assert maildrop is not None
-        self._writer = ContentWriter()
+        self._writer = ReadyWriter() if wire_ready else ContentWriter()
         if event.top_lines is None:
             # RFC 1939 §7 RETR: "+OK 120 octets", the size LIST reports.
             self._send(ok(f"{maildrop.size(n)} octets"))
