@@ -422,6 +422,30 @@ def test_damaged_index_is_rebuilt(spool: Spool, caplog: pytest.LogCaptureFixture
     assert "unusable index" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"[1,2]",
+        b'[-1,1,1,1,1,"u","i",1]',
+        b'[true,1,1,1,1,"u","i",1]',
+        b'[1,1,1,1,1,2,"i",1]',
+        b'[1,1,1,1,1,"u","i",2]',
+        b'[1,1,1,1,1,"u","i",true]',
+        b"{}",
+    ],
+)
+def test_index_with_a_bad_entry_is_rebuilt(spool: Spool, bad: bytes) -> None:
+    spool.deliver(msg(1), msg(2))
+    with spool.open():
+        pass
+    index = spool.index_dir / "alice.idx"
+    header, first, _ = index.read_bytes().splitlines()
+    index.write_bytes(b"\n".join([header, first, bad]) + b"\n")
+    with spool.open() as drop:
+        assert drop.index_stats.mode == "full"
+        assert read_all(drop) == [wire(msg(1)), wire(msg(2))]
+
+
 def test_last_message_completed_by_a_later_append_keeps_its_uid(spool: Spool) -> None:
     spool.path.parent.mkdir()
     spool.path.write_bytes(b"From a@example.org Sun Mar  1 12:00:00 2026\nSubject: cut\n\nhalf")

@@ -25,9 +25,8 @@ The concrete mbox implementation is :class:`posthouse.store.mbox_maildrop.MboxMa
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from posthouse.mta.locking import LockMethod
 
@@ -40,8 +39,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class MaildropMessage:
+class MaildropMessage(NamedTuple):
     """One message of a maildrop snapshot.
 
     ``number`` is 1-based and stable for the session.  ``uid`` is the RFC 1939 §7 unique-id

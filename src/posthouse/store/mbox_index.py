@@ -57,7 +57,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from posthouse.store.mbox_scan import Scanned, ident_at, scan
 
@@ -82,9 +82,21 @@ _OLD_VERSION = 1  # entries without "plain": re-index, keep the UIDs
 ScanFunction = Callable[[int, int, Path], tuple[list[Scanned], int]]
 
 
-@dataclass(frozen=True)
-class Entry(Scanned):
+class Entry(NamedTuple):
+    """An indexed message: the fields of :class:`Scanned`, then its UID."""
+
+    offset: int
+    length: int
+    from_len: int
+    content_len: int
+    size: int
+    ident: str
+    plain: bool
     uid: str
+
+    @classmethod
+    def of(cls, scanned: Scanned, uid: str) -> Entry:
+        return cls(*scanned, uid)
 
     @property
     def has_separator(self) -> bool:
@@ -136,21 +148,7 @@ def load_index(path: Path) -> Index | None:
                 raise ValueError("bad header")
             # One JSON array for all entry lines: one parser call instead of one per message.
             rows: Any = json.loads(b"[" + b",".join(f.read().splitlines()) + b"]")
-            width = 8 if version == _INDEX_VERSION else 7
-            entries: list[Entry] = []
-            for row in rows:
-                if (
-                    not isinstance(row, list)
-                    or len(row) != width
-                    or not all(_is_int(v) for v in row[:5])
-                    or not all(isinstance(v, str) for v in row[5:7])
-                    or row[7:] not in ([], [0], [1])
-                ):
-                    raise ValueError(f"bad entry {str(row)[:80]!r}")
-                offset, length, from_len, content_len, size, uid, ident, *plain = row
-                entries.append(
-                    Entry(offset, length, from_len, content_len, size, ident, plain == [1], uid)
-                )
+            entries = _entries(rows, 8 if version == _INDEX_VERSION else 7)
             if len(entries) != header["count"]:
                 raise ValueError("incomplete")
     except FileNotFoundError:
@@ -170,6 +168,35 @@ def load_index(path: Path) -> Index | None:
         entries,
         outdated=version != _INDEX_VERSION,
     )
+
+
+def _entries(rows: Any, width: int) -> list[Entry]:
+    """The entries of an index's rows, checked column by column (quick for big maildrops)."""
+    if not isinstance(rows, list) or not all(
+        type(row) is list and len(row) == width for row in rows
+    ):
+        raise ValueError("bad entry")
+    columns = list(zip(*rows, strict=True)) or [()] * width
+    offset, length, from_len, content_len, size, uid, ident = columns[:7]
+    plain = columns[7] if width == 8 else (0,) * len(rows)
+    if (
+        not all(_all_naturals(column) for column in columns[:5])
+        or not _all_of(str, uid)
+        or not _all_of(str, ident)
+        or not (_all_of(int, plain) and set(plain) <= {0, 1})
+    ):
+        raise ValueError("bad entry")
+    return list(
+        map(Entry, offset, length, from_len, content_len, size, ident, map(bool, plain), uid)
+    )
+
+
+def _all_of(kind: type, column: tuple[Any, ...]) -> bool:
+    return set(map(type, column)) <= {kind}  # exact types: a JSON true is no int here
+
+
+def _all_naturals(column: tuple[Any, ...]) -> bool:
+    return _all_of(int, column) and (not column or min(column) >= 0)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -244,7 +271,7 @@ def refresh_index(
             scanned, nbytes = scan(fd, last.offset, path)
             if not scanned or scanned[0].offset != last.offset:  # pragma: no cover
                 return _full(fd, st, old, path, scan)
-            entries = [*old.entries[:-1], Entry(**vars(scanned[0]), uid=last.uid)]
+            entries = [*old.entries[:-1], Entry.of(scanned[0], last.uid)]
             entries += [_new_entry(old, s) for s in scanned[1:]]
             stats = IndexStats("tail", nbytes)
         else:
@@ -270,7 +297,7 @@ def _full(
     for s in scanned:
         uids = carry.get((s.ident, s.length))
         if uids:
-            entries.append(Entry(**vars(s), uid=uids.popleft()))
+            entries.append(Entry.of(s, uids.popleft()))
         else:
             entries.append(_new_entry(old, s))
     return _described(old, st, entries), IndexStats("full", nbytes)
@@ -279,7 +306,7 @@ def _full(
 def _new_entry(index: Index, s: Scanned) -> Entry:
     uid = f"{index.uidvalidity}.{index.next_serial}"
     index.next_serial += 1
-    return Entry(**vars(s), uid=uid)
+    return Entry.of(s, uid)
 
 
 def _described(old: Index, st: os.stat_result, entries: list[Entry]) -> Index:

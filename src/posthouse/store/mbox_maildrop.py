@@ -60,7 +60,6 @@ import logging
 import os
 import re
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -402,7 +401,7 @@ class MboxMaildrop:
         for number, e in enumerate(entries[first:], first + 1):
             if number in doomed:
                 continue
-            kept.append(replace(e, offset=position))
+            kept.append(e._replace(offset=position))
             position += e.length
             if ranges and sum(ranges[-1]) == e.offset:
                 ranges[-1] = (ranges[-1][0], ranges[-1][1] + e.length)

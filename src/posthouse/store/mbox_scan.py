@@ -30,8 +30,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from posthouse.store.mboxrd import FROM, MboxrdDecoder
 
@@ -49,8 +49,9 @@ def ident(prefix: bytes) -> str:
     return hashlib.blake2b(prefix, digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True)
-class Scanned:
+class Scanned(NamedTuple):
+    """One message found by :func:`scan` (a tuple: the index holds many of these)."""
+
     offset: int
     length: int
     from_len: int
