@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.pop3 import commands, engine, events
 from posthouse.protocols.pop3.commands import State
+from posthouse.protocols.pop3.maildrop import valid_uid
 from tests.protocols.pop3_driver import (
     HOST,
     STAMP,
@@ -369,6 +372,17 @@ def test_settings_validation(overrides: dict[str, object]) -> None:
 def test_maildrop_info_validation(args: tuple[int, int, list[int], list[str]]) -> None:
     with pytest.raises(ValueError):
         engine.MaildropInfo(*args)
+
+
+@given(st.lists(st.text(st.characters(max_codepoint=0x90), max_size=72), max_size=5))
+def test_maildrop_info_accepts_exactly_valid_unique_ids(uids: list[str]) -> None:
+    valid = all(map(valid_uid, uids)) and len(set(uids)) == len(uids)
+    try:
+        engine.MaildropInfo(len(uids), len(uids), [1] * len(uids), uids)
+    except ValueError:
+        assert not valid
+    else:
+        assert valid
 
 
 SCRIPT = (

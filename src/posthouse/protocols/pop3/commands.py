@@ -45,6 +45,7 @@ KNOWN: Final = frozenset().union(*LEGAL.values())
 _VERB: Final = re.compile(r"[A-Za-z]{1,40}")
 _DIGITS: Final = re.compile(r"[0-9]{1,10}")
 _DIGEST: Final = re.compile(r"[0-9A-Fa-f]{32}")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but HT
 
 LINE_TOO_LONG: Final = err("line too long")
 UNKNOWN: Final = err("unknown command")
@@ -79,7 +80,7 @@ def split_command(text: str) -> Command | None:
 
 def has_control_chars(text: str) -> bool:
     """True if ``text`` contains a control character other than HT."""
-    return any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def syntax(usage: str) -> Reply:

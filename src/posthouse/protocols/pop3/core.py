@@ -192,7 +192,7 @@ class SessionCore(EngineCore[Event, DecisionEvent]):
         self._writer = ReadyWriter() if wire_ready else ContentWriter()
         if event.top_lines is None:
             # RFC 1939 §7 RETR: "+OK 120 octets", the size LIST reports.
-            self._send(ok(f"{maildrop.size(n)} octets"))
+            self._out += b"+OK %d octets\r\n" % maildrop.size(n)
         else:
             self._top = TopFilter(event.top_lines)
             self._send(ok("top of message follows"))

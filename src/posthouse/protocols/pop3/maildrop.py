@@ -22,6 +22,18 @@ def valid_uid(uid: str) -> bool:
     return 1 <= len(uid) <= _UID_MAX and uid.isascii() and uid.isprintable() and " " not in uid
 
 
+def _all_valid_uids(uids: Sequence[str]) -> bool:
+    """``all(map(valid_uid, uids))``, checked on all of them at once (big maildrops)."""
+    joined = " ".join(uids)  # valid uids have no space: exactly len(uids) - 1 in here
+    return (
+        joined.isascii()
+        and joined.isprintable()
+        and joined.count(" ") == max(len(uids) - 1, 0)
+        and min(map(len, uids), default=1) >= 1
+        and max(map(len, uids), default=0) <= _UID_MAX
+    )
+
+
 @dataclass(frozen=True)
 class MaildropInfo:
     """Snapshot of a maildrop at login: message n (1-based) has ``sizes[n-1]`` octets.
@@ -41,13 +53,13 @@ class MaildropInfo:
         object.__setattr__(self, "uids", tuple(self.uids))
         if self.count < 0 or len(self.sizes) != self.count or len(self.uids) != self.count:
             raise ValueError("count must equal the number of sizes and uids")
-        if any(size < 0 for size in self.sizes):
+        if min(self.sizes, default=0) < 0:
             raise ValueError("message sizes must not be negative")
         if self.total_octets != sum(self.sizes):
             raise ValueError("total_octets must be the sum of sizes")
-        for uid in self.uids:
-            if not valid_uid(uid):
-                raise ValueError(f"invalid unique-id {uid!r} (RFC 1939 §7)")
+        if not _all_valid_uids(self.uids):
+            bad = next(uid for uid in self.uids if not valid_uid(uid))
+            raise ValueError(f"invalid unique-id {bad!r} (RFC 1939 §7)")
         if len(set(self.uids)) != len(self.uids):
             raise ValueError("unique-ids must be unique")
 

@@ -40,9 +40,9 @@ class Reply:
     def __post_init__(self) -> None:
         if self.lines is not None and not isinstance(self.lines, tuple):
             object.__setattr__(self, "lines", tuple(self.lines))
-        for line in (self.text, *(self.lines or ())):
-            if "\r" in line or "\n" in line:
-                raise ValueError("reply text must not contain CR or LF")
+        joined = "".join((self.text, *(self.lines or ())))
+        if "\r" in joined or "\n" in joined:
+            raise ValueError("reply text must not contain CR or LF")
         if self.code is not None and not valid_code(self.code):
             raise ValueError(f"invalid response code {self.code!r}")
 
@@ -53,13 +53,13 @@ class Reply:
             parts.append(f"[{self.code}]")
         if self.text:
             parts.append(self.text)
-        out = [" ".join(parts), "\r\n"]
-        if self.lines is not None:
-            for line in self.lines:
-                # RFC 1939 §3: byte-stuff lines beginning with the termination octet.
-                out += ("." + line if line.startswith(".") else line, "\r\n")
-            out.append(".\r\n")
-        return "".join(out).encode("utf-8")
+        head = " ".join(parts) + "\r\n"
+        if self.lines is None:
+            return head.encode("utf-8")
+        # RFC 1939 §3: byte-stuff lines beginning with the termination octet.
+        body = "".join(line + "\r\n" for line in self.lines)
+        body = ("." if body.startswith(".") else "") + body.replace("\r\n.", "\r\n..")
+        return (head + body + ".\r\n").encode("utf-8")
 
 
 def ok(text: str = "", lines: tuple[str, ...] | None = None) -> Reply:
