@@ -322,6 +322,7 @@ def smtp_services_for(
         # forwarding = local: every message goes to the relay, none into local mailboxes.
         direct=None if app.transport.forwards_local_mail else app.direct,
         stats=app.stats,
+        max_hops=config.smtp.max_hops,
     )
 
 

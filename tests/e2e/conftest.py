@@ -147,6 +147,7 @@ def write_config(
     hostname: str = "mail.example.test",
     mail: dict[str, object] | None = None,
     queue: dict[str, object] | None = None,
+    smtp: dict[str, object] | None = None,
 ) -> Path:
     cert = ca.issue_cert("localhost", "127.0.0.1", "mail.example.test")
     cert_file = home / "cert.pem"
@@ -163,6 +164,12 @@ def write_config(
     mail_lines = "\n".join(f"{key} = {toml_value(value)}" for key, value in settings.items())
     queue_settings: dict[str, object] = {"retry_seconds": 0.5, **(queue or {})}
     queue_lines = "\n".join(f"{k} = {toml_value(v)}" for k, v in queue_settings.items())
+    smtp_settings: dict[str, object] = {
+        "max_message_size": 20000000,
+        "auth_failure_delay_seconds": 0.2,
+        **(smtp or {}),
+    }
+    smtp_lines = "\n".join(f"{k} = {toml_value(v)}" for k, v in smtp_settings.items())
     config = home / "posthouse.toml"
     config.write_text(
         f"""
@@ -181,8 +188,7 @@ shutdown_grace_seconds = 10.0
 {queue_lines}
 
 [smtp]
-max_message_size = 20000000
-auth_failure_delay_seconds = 0.2
+{smtp_lines}
 
 [tls]
 cert_file = "{cert_file}"
@@ -268,10 +274,13 @@ def server_factory(tmp_path: Path, ca: trustme.CA) -> Iterator[Callable[..., Ser
         hostname: str = "mail.example.test",
         mail: dict[str, object] | None = None,
         queue: dict[str, object] | None = None,
+        smtp: dict[str, object] | None = None,
     ) -> Server:
         root = home or tmp_path / f"srv{len(started)}"
         root.mkdir(exist_ok=True)
-        config = write_config(root, ca, extra, workers, hostname=hostname, mail=mail, queue=queue)
+        config = write_config(
+            root, ca, extra, workers, hostname=hostname, mail=mail, queue=queue, smtp=smtp
+        )
         (root / "data" / "etc").mkdir(parents=True, exist_ok=True)
         add_users(root)
         server = start_server(config, root, ca)

@@ -107,6 +107,45 @@ def test_a_next_hop_that_never_answers_gets_the_message_queued(server_factory: F
         assert "<bob@slow.test>" in listing and "timeout" in listing
 
 
+def test_a_message_with_too_many_hops_is_refused(server: Server) -> None:
+    hops = "".join(f"Received: from hop{n} by hop{n + 1}; Thu, 26 Nov 2026 00:00:00 +0000\r\n"
+                   for n in range(50))  # fmt: skip
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
+        client.ehlo()
+        client.mail("loop@remote.test")
+        client.rcpt("bob@example.test")
+        code, text = client.data((hops + "Subject: again\r\n\r\nround\r\n").encode())
+    assert (code, text[:5]) == (554, b"5.4.6")
+    assert b"Too many hops (51" in text
+    assert server.messages("bob") == [] and queue_files(server) == []
+
+
+def test_a_loop_between_two_servers_ends_with_a_bounce(server_factory: Factory) -> None:
+    """Two servers that route loop.test to each other: the hop count ends it."""
+    first_port, second_port = free_port(), free_port()
+    route = '\n[[route]]\ndomain = "loop.test"\nto = "127.0.0.1:{}"\n'
+    first = server_factory(hostname="one.example.test", mail={"trusted_networks": ["127.0.0.0/8"]},
+                           smtp={"max_hops": 8}, extra=route.format(first_port))  # fmt: skip
+    second = server_factory(hostname="two.example.test", mail={"local_domains": ["two.test"],
+                            "trusted_networks": ["127.0.0.0/8"]},
+                            smtp={"max_hops": 8},  # and sends bounces for example.test home
+                            extra=route.format(second_port) + route.format(second_port)
+                            .replace("loop.test", "example.test"))  # fmt: skip
+    bridges = [
+        start_bridge(first_port, second.smtp_port),
+        start_bridge(second_port, first.smtp_port),
+    ]
+    try:
+        submit(first, "alice@example.test", ["x@loop.test"], "Subject: round\r\n\r\nand round\r\n")
+        (bounce,) = first.wait_for_messages("alice", 1)
+    finally:
+        for bridge in bridges:
+            stop_bridge(bridge)
+    assert b"5.4.6" in bounce and b"Too many hops" in bounce
+    assert b"Subject: round" in bounce  # the DSN carries the original headers
+    assert second.messages("alice") == []  # the bounce went home, not round again
+
+
 def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Factory) -> None:
     port = free_port()
     server = server_factory(
@@ -135,14 +174,25 @@ def start_on_port(factory: Factory, port: int, domain: str) -> Server:
                      extra="")  # fmt: skip
     # Point a forwarder at the fixed port: the new instance listens on a kernel-chosen port,
     # so a tiny TCP relay bridges the gap.
-    bridge = subprocess.Popen(
-        [sys.executable, "-c", BRIDGE, str(port), str(server.smtp_port)],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert bridge.stdout is not None and bridge.stdout.readline().strip() == "ready"
+    bridge = start_bridge(port, server.smtp_port)
     server.output.append(f"bridge pid {bridge.pid}")
     BRIDGES.append(bridge)
     return server
+
+
+def start_bridge(port: int, to_port: int) -> subprocess.Popen[str]:
+    """A TCP forwarder from 127.0.0.1:port to 127.0.0.1:to_port (a separate process)."""
+    bridge = subprocess.Popen([sys.executable, "-c", BRIDGE, str(port), str(to_port)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert bridge.stdout is not None and bridge.stdout.readline().strip() == "ready"
+    return bridge
+
+
+def stop_bridge(bridge: subprocess.Popen[str]) -> None:
+    bridge.send_signal(signal.SIGTERM)
+    bridge.wait(timeout=10)
+    if bridge.stdout:
+        bridge.stdout.close()
 
 
 BRIDGES: list[subprocess.Popen[str]] = []
@@ -167,10 +217,7 @@ asyncio.run(main())
 
 def teardown_module() -> None:
     for bridge in BRIDGES:
-        bridge.send_signal(signal.SIGTERM)
-        bridge.wait(timeout=10)
-        if bridge.stdout:
-            bridge.stdout.close()
+        stop_bridge(bridge)
 
 
 def test_permanent_refusal_bounces_to_the_sender(server_factory: Factory) -> None:

@@ -74,6 +74,7 @@ class SMTPSection:
     max_connections_per_client: int = 50
     allow_plaintext_auth: bool = False  # AUTH without TLS from non-loopback clients
     auth_failure_delay_seconds: float = 0.5
+    max_hops: int = 50  # Received: fields before a message is refused as looping (5.4.6)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from email.utils import format_datetime
 from posthouse.auth.authenticator import Authenticator
 from posthouse.mta.direct import DirectDelivery, DirectFailure
 from posthouse.mta.errors import MailError
+from posthouse.mta.hops import HopCounter
 from posthouse.mta.policy import RecipientPolicy
 from posthouse.mta.queue import IncomingMessage, QueueStore, RecipientState
 from posthouse.mta.scheduler import DeliveryScheduler
@@ -61,6 +62,7 @@ class SMTPServices:
     allow_plaintext_auth: bool
     direct: DirectDelivery | None = None
     stats: Statistics | None = None
+    max_hops: int = 50  # Received: fields a message may carry (RFC 5321 §6.3 loop detection)
 
 
 class SMTPSession:
@@ -81,6 +83,7 @@ class SMTPSession:
         self.mail_params: events.MailFrom | None = None
         self.recipients: list[str] = []
         self.incoming: IncomingMessage | None = None
+        self.hops = HopCounter()
 
     @property
     def in_transaction(self) -> bool:
@@ -143,6 +146,7 @@ class SMTPSession:
             case events.MessageData():
                 if self.incoming is not None:
                     self.incoming.write(event.data)
+                    self.hops.feed(event.data)
             case events.MessageEnd():
                 await self._end_message()
             case events.MessageAborted():
@@ -185,7 +189,10 @@ class SMTPSession:
             smtputf8=mail.smtputf8 if mail else False,
             protocol=self._protocol_name(),
         )
-        self.incoming.write(self._received_header())
+        received = self._received_header()
+        self.incoming.write(received)
+        self.hops = HopCounter()
+        self.hops.feed(received)
 
     def _mailer_name(self) -> str:
         """The mailstats row for mail received here (sendmail: esmtp, smtp; plus lmtp)."""
@@ -232,6 +239,9 @@ class SMTPSession:
             self._protocol_name(),
             self.connection.peer,
         )
+        if self.hops.hops > self.services.max_hops:
+            self._refuse_loop(incoming, self.hops.hops)
+            return
         if self.services.stats is not None:
             self.services.stats.record_received(self._mailer_name(), incoming.size)
         if self.engine.settings.mode != "lmtp" and await self._deliver_directly(incoming):
@@ -259,6 +269,20 @@ class SMTPSession:
         else:
             self.services.scheduler.submit(queue_id)
             self.engine.respond(replies.queued(queue_id))
+        self._reset()
+
+    def _refuse_loop(self, incoming: IncomingMessage, hops: int) -> None:
+        incoming.abort()
+        log.warning(
+            "%s: from=<%s>: refused, %d Received: fields (mail loop?)",
+            incoming.queue_id,
+            self.sender,
+            hops,
+        )
+        if self.services.stats is not None:
+            self.services.stats.record_rejected(self._mailer_name())
+        reason = f"Too many hops ({hops} Received: header fields): mail loop?"
+        self._respond_all(Reply(554, "5.4.6", (reason,)))
         self._reset()
 
     async def _deliver_directly(self, incoming: IncomingMessage) -> bool:
