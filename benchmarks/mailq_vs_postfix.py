@@ -24,9 +24,14 @@ posthouse/Postfix are printed, with each listing's line count as a sanity check.
 At exit Postfix's queue is emptied (``postsuper -d ALL``), its parameters restored
 and Postfix stopped (unless ``--keep-postfix``).  Needs root.
 
+``--skip-postfix`` times only ``posthouse mailq`` (no root, Postfix untouched) over
+``--messages`` entries.  With ``--root DIR`` the data directory is kept in ``DIR`` and
+filled only if its queue is empty, so later runs reuse it.
+
 Example::
 
     sudo .venv/bin/python benchmarks/mailq_vs_postfix.py --messages 100000
+    .venv/bin/python benchmarks/mailq_vs_postfix.py --skip-postfix --root /tmp/phmailq
 """
 
 from __future__ import annotations
@@ -128,11 +133,41 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mailq-timeout", type=float, default=600.0)
     parser.add_argument("--keep-postfix", action="store_true")
+    parser.add_argument("--skip-postfix", action="store_true", help="time posthouse only")
+    parser.add_argument("--root", type=Path, help="keep (and reuse) the posthouse data here")
     return parser.parse_args(argv)
+
+
+def print_row(name: str, times: list[float], lines: int) -> None:
+    runs = " ".join(f"{x:.2f}" for x in times)
+    print(f"{name:>10} {statistics.median(times):>8.2f} {lines:>8}  {runs}")
+
+
+def posthouse_only(args: argparse.Namespace) -> int:
+    """Fill (unless ``--root`` already holds a queue) and time ``posthouse mailq``."""
+    root = args.root or Path(tempfile.mkdtemp(prefix="phmailq-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        daemon = PosthouseDaemon(root, closed_port())
+        if daemon.queue_dir.is_dir() and any(daemon.queue_dir.iterdir()):
+            print(f"posthouse: reusing the queue in {daemon.queue_dir}", flush=True)
+        else:
+            t = fill_queue(daemon.queue_dir, args.messages, 0, args.size)
+            print(f"posthouse: {args.messages} entries written in {t:.1f}s", flush=True)
+        times, lines = time_command([*daemon.base, "mailq"], args.repeat, args.mailq_timeout)
+        print(f"\nposthouse mailq, median of {args.repeat} warm runs, output to /dev/null")
+        print(f"{'':>10} {'seconds':>8} {'lines':>8}  runs")
+        print_row("posthouse", times, lines)
+    finally:
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.skip_postfix:
+        return posthouse_only(args)
     if os.geteuid() != 0:
         print("mailq_vs_postfix: needs root (Postfix)")
         return 2
@@ -168,12 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.repeat} warm runs, output to /dev/null"
         )
         print(f"{'':>10} {'seconds':>8} {'lines':>8}  runs")
-        print(
-            f"{'posthouse':>10} {ph:>8.2f} {ph_lines:>8}  " + " ".join(f"{x:.2f}" for x in ph_times)
-        )
-        print(
-            f"{'postfix':>10} {pf:>8.2f} {pf_lines:>8}  " + " ".join(f"{x:.2f}" for x in pf_times)
-        )
+        print_row("posthouse", ph_times, ph_lines)
+        print_row("postfix", pf_times, pf_lines)
         print(f"ratio posthouse/postfix: {ph / pf:.2f}" if pf else "ratio: -")
     finally:
         if postfix is not None:
