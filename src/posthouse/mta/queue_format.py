@@ -128,12 +128,19 @@ def _recipient_from(doc: Any) -> RecipientState:
     )
 
 
-def _envelope_from_doc(doc: Any) -> Envelope:
+def _check_id(envelope_id: str, queue_id: str | None) -> None:
+    if queue_id is not None and envelope_id != queue_id:
+        raise CorruptControlFile(f"queue id {envelope_id!r} does not match the file name")
+
+
+def _envelope_from_doc(doc: Any, queue_id: str | None) -> Envelope:
     if not isinstance(doc, dict):
         raise CorruptControlFile("not a JSON object")
     version = doc.get("v")
     if version != CONTROL_VERSION:
         raise CorruptControlFile(f"unsupported version {version!r}")
+    qid = _field(doc, "queue_id", str, optional=False)
+    _check_id(qid, queue_id)
     recipients = _field(doc, "recipients", list, optional=False)
     extra = _field(doc, "extra", dict, optional=True) or {}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
@@ -142,7 +149,7 @@ def _envelope_from_doc(doc: Any) -> Envelope:
     if size < 0:
         raise CorruptControlFile("negative size")
     return Envelope(
-        queue_id=_field(doc, "queue_id", str, optional=False),
+        queue_id=qid,
         sender=_field(doc, "sender", str, optional=False),
         recipients=[_recipient_from(r) for r in recipients],
         received_at=float(_field(doc, "received_at", (int, float), optional=False)),
@@ -161,8 +168,8 @@ def _envelope_from_doc(doc: Any) -> Envelope:
 
 _STR = r'"([^"\\\x00-\x1f]*)"'  # a JSON string that needs no unescaping
 _OPT_STR = f"(?:null|{_STR})"
-_UINT = r"(0|[1-9][0-9]{0,15})"  # an int json.loads would give, exactly as float too
-_UNUM = r"((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?)"  # what float() reads as json does
+_UINT = r"(0|[1-9][0-9]{0,15})"  # json.loads gives an int, and float() of it is exact
+_UNUM = r"((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?)"  # json.loads gives float() of the text
 _RECIPIENT = (
     f'{{"address":{_STR},"original":{_OPT_STR},"status":"(pending|deferred|sent|failed)",'
     f'"attempts":{_UINT},"last_error":{_OPT_STR},"next_attempt":{_UNUM}}}'
@@ -171,22 +178,28 @@ _PAIR = f"{_STR}:{_STR}"
 
 
 def _uncaptured(pattern: str) -> str:
-    return pattern.replace("(", "(?:").replace("(?:?:", "(?:")
+    return re.sub(r"\((?!\?)", "(?:", pattern)
 
 
-def _list_of(item: str, separator: str = ",") -> str:
-    plain = _uncaptured(item)
-    return f"((?:{plain}(?:{separator}{plain})*)?)"
-
-
+# The first recipient's fields are groups of the whole match (most messages have one); the
+# others, if any, are one group that _MORE_RECIPIENTS takes apart.
 _CANONICAL = re.compile(
-    f'{{"v":{CONTROL_VERSION},"queue_id":{_STR},"sender":{_STR},'
-    f'"recipients":\\[{_list_of(_RECIPIENT)}\\],"received_at":{_UNUM},"size":{_UINT},'
-    f'"client_address":{_OPT_STR},"helo":{_OPT_STR},"auth_user":{_OPT_STR},"body":{_OPT_STR},'
-    f'"smtputf8":(true|false),"protocol":{_STR},"extra":{{{_list_of(_PAIR)}}}}}\n?'
+    f'{{"v":{CONTROL_VERSION},"queue_id":{_STR},"sender":{_STR},"recipients":\\['
+    f"(?:{_RECIPIENT}((?:,{_uncaptured(_RECIPIENT)})*))?"
+    f'\\],"received_at":{_UNUM},"size":{_UINT},"client_address":{_OPT_STR},"helo":{_OPT_STR},'
+    f'"auth_user":{_OPT_STR},"body":{_OPT_STR},"smtputf8":(true|false),"protocol":{_STR},'
+    f'"extra":{{((?:{_uncaptured(_PAIR)}(?:,{_uncaptured(_PAIR)})*)?)}}}}\n?'
 ).fullmatch
-_RECIPIENTS = re.compile(_RECIPIENT).finditer
+_MORE_RECIPIENTS = re.compile(_RECIPIENT).finditer
 _PAIRS = re.compile(_PAIR).findall
+
+
+def _recipient(
+    address: str, original: str | None, status: str, attempts: str, error: str | None, at: str
+) -> RecipientState:
+    return RecipientState(
+        address, original, cast(RecipientStatus, status), int(attempts), error, float(at)
+    )
 
 
 def _canonical_envelope(text: str) -> Envelope | None:
@@ -194,15 +207,15 @@ def _canonical_envelope(text: str) -> Envelope | None:
     match = _CANONICAL(text)
     if match is None:
         return None
-    (qid, sender, rcpts, received, size, client, helo, auth, body, utf8, proto, extra) = (
-        match.groups()
-    )
-    recipients = [
-        RecipientState(address, original, status, int(attempts), error, float(next_attempt))  # type: ignore[arg-type]
-        for address, original, status, attempts, error, next_attempt in (
-            m.groups() for m in _RECIPIENTS(rcpts)
-        )
-    ]
+    (
+        qid, sender, address, original, status, attempts, error, at, more, received, size,
+        client, helo, auth, body, utf8, proto, extra,
+    ) = match.groups()  # fmt: skip
+    recipients = []
+    if address is not None:
+        recipients.append(_recipient(address, original, status, attempts, error, at))
+        if more:
+            recipients.extend(_recipient(*m.groups()) for m in _MORE_RECIPIENTS(more))
     return Envelope(
         qid,
         sender,
@@ -215,7 +228,7 @@ def _canonical_envelope(text: str) -> Envelope | None:
         body,
         utf8 == "true",
         proto or "ESMTP",
-        dict(_PAIRS(extra)),
+        dict(_PAIRS(extra)) if extra else {},
     )
 
 
@@ -231,7 +244,6 @@ def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
             doc = json.loads(text)
         except ValueError as exc:
             raise CorruptControlFile(f"not JSON: {exc}") from None
-        envelope = _envelope_from_doc(doc)
-    if queue_id is not None and envelope.queue_id != queue_id:
-        raise CorruptControlFile(f"queue id {envelope.queue_id!r} does not match the file name")
+        return _envelope_from_doc(doc, queue_id)
+    _check_id(envelope.queue_id, queue_id)
     return envelope
