@@ -33,12 +33,14 @@ two disagree), so in theory a file on another filesystem locked with the same in
 mark an entry; the flag is informational only.  Where ``/proc/locks`` does not exist no entry is
 flagged.
 
-Cost: the listing streams: :func:`format_queue` is a generator over the store's
-:meth:`~posthouse.mta.queue.QueueStore.list_entries` (one directory scan, then one control file
-read per entry; data files are never opened), and :func:`scan_queue` adds one more directory
-scan for the request count in the title line.  Everything taken from the queue (addresses,
-error texts from remote servers) is printed with control characters escaped, so a hostile
-message cannot send escape sequences to the administrator's terminal.
+Cost: the listing streams.  :func:`scan_queue` reads the directory once (names, file types and
+inode numbers, no ``stat``) for the request count of the title line, the lock flags and the
+entries; :func:`format_queue` is a generator over the store's
+:meth:`~posthouse.mta.queue.QueueStore.list_entries` of that scan (per entry one control file
+read and one ``lstat`` of the data file; data files are never opened), and formats each queue
+time once per second of arrival.  Everything taken from the queue (addresses, error texts from
+remote servers) is printed with control characters escaped, so a hostile message cannot send
+escape sequences to the administrator's terminal.
 
 :func:`format_queue` is pure (it formats what it is given); :func:`scan_queue` and
 :func:`list_queue` read the queue directory.
@@ -46,15 +48,19 @@ message cannot send escape sequences to the administrator's terminal.
 
 from __future__ import annotations
 
-import os
-import re
 import time
-from collections.abc import Container, Iterable, Iterator, Sized
+from collections.abc import Callable, Container, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
-from posthouse.mta.queue import QueueEntry, QueueStore, RecipientState
-from posthouse.mta.queueid import QUEUE_ID_ALPHABET, QUEUE_ID_LENGTH
+from posthouse.mta.queue import (
+    QueueEntry,
+    QueueFiles,
+    QueueStore,
+    RecipientState,
+    scan_queue_files,
+)
+from posthouse.mta.queueid import QUEUE_ID_LENGTH
 
 __all__ = [
     "EMPTY_QUEUE",
@@ -94,10 +100,6 @@ _HALF_YEAR = 365.2425 * 86400 / 2
 _MESSAGE_PAD = " " * MESSAGE_COLUMN
 _SENDER_PAD = " " * SENDER_COLUMN
 _SHOWN = frozenset(("pending", "deferred", "failed"))
-# The names QueueStore.list_entries considers: a queue id (see is_queue_id) plus .qf or .df.
-_QUEUE_FILE = re.compile(
-    f"[{re.escape(QUEUE_ID_ALPHABET)}]{{{QUEUE_ID_LENGTH}}}\\.[qd]f", re.ASCII
-).fullmatch
 
 
 def _safe(text: str) -> str:
@@ -116,15 +118,36 @@ def _safe(text: str) -> str:
 
 def format_time(when: float, now: float) -> str:
     """Sixteen characters: ``Tue Aug 24 10:12``, or ``Tue Aug 24  2021`` if more than half a
-    year away from ``now`` (as ``ls -l`` does); local time, English names."""
-    tm = time.localtime(when)
+    year away from ``now`` (as ``ls -l`` does); local time, English names.  A time the C
+    library cannot represent (a damaged control file may hold any number) gives ``?``."""
+    try:
+        tm = time.localtime(when)
+    except (OverflowError, OSError, ValueError):
+        return f"{'?':<{TIME_WIDTH}}"
     head = f"{_DAYS[tm.tm_wday]} {_MONTHS[tm.tm_mon - 1]} {tm.tm_mday:2d}"
     if abs(now - when) > _HALF_YEAR:
         return f"{head}  {tm.tm_year:4d}"
     return f"{head} {tm.tm_hour:02d}:{tm.tm_min:02d}"
 
 
-def _status_line(rcpt: RecipientState, now: float, verbose: bool) -> str | None:
+def _time_formatter(now: float) -> Callable[[float], str]:
+    """:func:`format_time` against ``now``, remembering each second it has formatted (the
+    messages of a queue tend to share their minutes)."""
+    near: dict[float, str] = {}
+    far: dict[float, str] = {}
+
+    def cached(when: float) -> str:
+        seen = far if abs(now - when) > _HALF_YEAR else near
+        second = when // 1  # what time.localtime() looks at
+        text = seen.get(second)
+        if text is None:
+            text = seen[second] = format_time(when, now)
+        return text
+
+    return cached
+
+
+def _status_line(rcpt: RecipientState, qtime: Callable[[float], str], verbose: bool) -> str | None:
     status = rcpt.status
     if status == "pending" and rcpt.last_error is None and not (verbose and rcpt.attempts):
         return None
@@ -136,7 +159,7 @@ def _status_line(rcpt: RecipientState, now: float, verbose: bool) -> str | None:
         if rcpt.attempts:
             details.append(f"{rcpt.attempts} attempt{'s' if rcpt.attempts != 1 else ''}")
         if status in ("pending", "deferred") and rcpt.next_attempt > 0:
-            details.append("next " + format_time(rcpt.next_attempt, now).strip())
+            details.append("next " + qtime(rcpt.next_attempt).strip())
         if details:
             text += "; " + ", ".join(details)
     return f"{_MESSAGE_PAD}({text})"
@@ -149,34 +172,44 @@ def _recipient_line(rcpt: RecipientState) -> str:
     return f"{_SENDER_PAD}<{_safe(original)}> ({_safe(rcpt.address)})"
 
 
-def _entry_lines(entry: QueueEntry, flag: str, now: float, verbose: bool) -> Iterator[str]:
+def _verbose_line(entry: QueueEntry) -> str:
+    envelope = entry.envelope
+    assert envelope is not None
+    info = [f"Client: {_safe(envelope.client_address or 'local')}"]
+    if envelope.helo:
+        info.append(f"HELO: {_safe(envelope.helo)}")
+    if envelope.auth_user:
+        info.append(f"Auth: {_safe(envelope.auth_user)}")
+    info.append(f"Protocol: {_safe(envelope.protocol)}")
+    return _MESSAGE_PAD + "  ".join(info)
+
+
+def _entry_lines(
+    entry: QueueEntry, flag: str, qtime: Callable[[float], str], verbose: bool
+) -> list[str]:
     envelope = entry.envelope
     qid = f"{entry.queue_id:<{QID_WIDTH}}{flag}"
     if envelope is None:
-        qtime = format_time(entry.mtime, now)
-        yield f"{qid}{entry.data_size:>{SIZE_WIDTH}} {qtime} ({_safe(entry.problem or '?')})"
-        return
-    qtime = format_time(envelope.received_at, now)
-    yield f"{qid}{envelope.size:>{SIZE_WIDTH}} {qtime} <{_safe(envelope.sender)}>"
+        problem = _safe(entry.problem or "?")
+        return [f"{qid}{entry.data_size:>{SIZE_WIDTH}} {qtime(entry.mtime)} ({problem})"]
+    lines = [
+        f"{qid}{envelope.size:>{SIZE_WIDTH}} {qtime(envelope.received_at)} "
+        f"<{_safe(envelope.sender)}>"
+    ]
     if entry.problem is not None:
-        yield f"{_MESSAGE_PAD}({_safe(entry.problem)})"
+        lines.append(f"{_MESSAGE_PAD}({_safe(entry.problem)})")
     if verbose:
-        info = [f"Client: {_safe(envelope.client_address or 'local')}"]
-        if envelope.helo:
-            info.append(f"HELO: {_safe(envelope.helo)}")
-        if envelope.auth_user:
-            info.append(f"Auth: {_safe(envelope.auth_user)}")
-        info.append(f"Protocol: {_safe(envelope.protocol)}")
-        yield _MESSAGE_PAD + "  ".join(info)
+        lines.append(_verbose_line(entry))
     previous: str | None = None
     for rcpt in envelope.recipients:
         if not verbose and rcpt.status not in _SHOWN:
             continue
-        status = _status_line(rcpt, now, verbose)
+        status = _status_line(rcpt, qtime, verbose)
         if status is not None and status != previous:
-            yield status
+            lines.append(status)
         previous = status
-        yield _recipient_line(rcpt)
+        lines.append(_recipient_line(rcpt))
+    return lines
 
 
 def format_queue(
@@ -196,7 +229,7 @@ def format_queue(
     message, delivered recipients, and the attempts and next attempt time of each recipient.
     An empty queue gives the single line ``Mail queue is empty``.
     """
-    when = time.time() if now is None else now
+    qtime = _time_formatter(time.time() if now is None else now)
     iterator = iter(entries)
     first = next(iterator, None)
     if first is None:
@@ -214,7 +247,7 @@ def format_queue(
     entry: QueueEntry | None = first
     while entry is not None:
         flag = "*" if entry.queue_id in locked else " "
-        yield from _entry_lines(entry, flag, when, verbose)
+        yield from _entry_lines(entry, flag, qtime, verbose)
         listed += 1
         total_bytes += entry.envelope.size if entry.envelope is not None else entry.data_size
         entry = next(iterator, None)
@@ -246,33 +279,32 @@ def locked_inodes(proc_locks: Path = Path("/proc/locks")) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class QueueScan:
-    """What one cheap scan of the queue directory tells: how many entries there are (ids with
-    a control or a data file, as :meth:`QueueStore.list_entries` counts them) and which of
+    """What one cheap scan of the queue directory tells: its entries (ids with a control or a
+    data file, as :meth:`QueueStore.list_entries` lists them), how many there are, and which of
     them have a control file that is locked by some process."""
 
-    count: int
+    files: QueueFiles
     locked: frozenset[str]
+
+    @property
+    def count(self) -> int:
+        return len(self.files.ids)
 
 
 def scan_queue(directory: Path, *, proc_locks: Path = Path("/proc/locks")) -> QueueScan:
-    """Count the entries of the queue in ``directory`` and find the locked ones (one
-    ``readdir`` pass, no ``stat`` calls)."""
+    """Scan the queue in ``directory`` and find the locked entries (one ``readdir`` pass, no
+    ``stat`` calls); a directory that does not exist is an empty queue."""
     inodes = locked_inodes(proc_locks)
-    ids: set[str] = set()
-    locked: set[str] = set()
     try:
-        with os.scandir(directory) as it:
-            for dent in it:
-                name = dent.name
-                if _QUEUE_FILE(name) is None:
-                    continue
-                stem = name[:-3]
-                ids.add(stem)
-                if inodes and name[-2] == "q" and dent.inode() in inodes:
-                    locked.add(stem)
+        files = scan_queue_files(directory)
     except FileNotFoundError:
-        pass
-    return QueueScan(len(ids), frozenset(locked))
+        files = QueueFiles([], {})
+    locked = (
+        frozenset(qid for qid, inode in files.controls.items() if inode in inodes)
+        if inodes
+        else frozenset()
+    )
+    return QueueScan(files, locked)
 
 
 def list_queue(
@@ -280,6 +312,5 @@ def list_queue(
 ) -> Iterator[str]:
     """The complete ``mailq`` listing of ``store`` (what ``posthouse mailq`` prints)."""
     scan = scan_queue(store.directory)
-    yield from format_queue(
-        store.list_entries(), now=now, verbose=verbose, count=scan.count, locked=scan.locked
-    )
+    entries = store.list_entries(scan.files)
+    yield from format_queue(entries, now=now, verbose=verbose, count=scan.count, locked=scan.locked)

@@ -51,6 +51,7 @@ import contextlib
 import dataclasses
 import fcntl
 import os
+import re
 import stat
 import threading
 import time
@@ -74,7 +75,7 @@ from posthouse.mta.queue_format import (
 )
 from posthouse.mta.queue_format import RecipientStatus as RecipientStatus
 from posthouse.mta.queue_incoming import IncomingMessage
-from posthouse.mta.queueid import is_queue_id, new_queue_id
+from posthouse.mta.queueid import QUEUE_ID_ALPHABET, QUEUE_ID_LENGTH, is_queue_id, new_queue_id
 
 __all__ = [
     "CONTROL_VERSION",
@@ -85,10 +86,13 @@ __all__ = [
     "QueueEntryLocked",
     "QueueEntryNotFound",
     "QueueError",
+    "QueueFiles",
     "QueueStore",
     "RecipientState",
     "envelope_from_json",
     "envelope_to_json",
+    "is_queue_file",
+    "scan_queue_files",
 ]
 
 STALE_AGE = 86400.0
@@ -115,6 +119,89 @@ class QueueEntry:
     @property
     def damaged(self) -> bool:
         return self.problem is not None
+
+
+@dataclass(frozen=True)
+class QueueFiles:
+    """What one scan of the queue directory found: the ids with a regular control or data
+    file, sorted, and the inode number of each regular control file by id."""
+
+    ids: list[str]
+    controls: dict[str, int]
+
+
+#: Whether a file name is one :meth:`QueueStore.list_entries` considers: an id plus .qf or .df.
+is_queue_file = re.compile(
+    f"[{re.escape(QUEUE_ID_ALPHABET)}]{{{QUEUE_ID_LENGTH}}}\\.[qd]f", re.ASCII
+).fullmatch
+
+
+def scan_queue_files(directory: Path) -> QueueFiles:
+    """One ``readdir`` pass over ``directory`` (file types and inode numbers come with the
+    names: no ``stat`` calls)."""
+    ids: set[str] = set()
+    controls: dict[str, int] = {}
+    with os.scandir(directory) as it:
+        for dent in it:
+            name = dent.name
+            if is_queue_file(name) and dent.is_file(follow_symlinks=False):
+                stem = name[:-3]
+                ids.add(stem)
+                if name[-2] == "q":
+                    controls[stem] = dent.inode()
+    return QueueFiles(sorted(ids), controls)
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _read_at(dir_fd: int, name: str) -> bytes:
+    """The content of the regular file ``name`` in the directory ``dir_fd``."""
+    fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 16384):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _data_file(dir_fd: int, queue_id: str) -> os.stat_result | None:
+    """``lstat`` of the entry's data file; None unless it is a regular file."""
+    try:
+        st = os.stat(f"{queue_id}.df", dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _entry(dir_fd: int, queue_id: str, *, has_control: bool) -> QueueEntry | None:
+    """The entry ``queue_id`` as it is now; None if it has gone since the directory scan."""
+    envelope: Envelope | None = None
+    problem: str | None = None
+    if has_control:
+        try:
+            envelope = envelope_from_json(_read_at(dir_fd, f"{queue_id}.qf"), queue_id)
+        except FileNotFoundError:
+            has_control = False  # removed since the scan (delivered meanwhile?)
+        except CorruptControlFile as exc:
+            problem = f"corrupt control file: {exc}"
+        except OSError as exc:
+            problem = f"unreadable control file: {exc.strerror}"
+    df = _data_file(dir_fd, queue_id)
+    if not has_control:
+        if df is None:
+            return None
+        problem = "no control file"
+    data_size = df.st_size if df is not None else 0
+    if envelope is None:
+        return QueueEntry(queue_id, None, problem, data_size, df.st_mtime if df else 0.0)
+    if df is None:
+        problem = "no data file"
+    elif envelope.size != data_size:
+        problem = f"data file has {data_size} bytes, control file says {envelope.size}"
+    return QueueEntry(queue_id, envelope, problem, data_size, envelope.received_at)
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -225,63 +312,24 @@ class QueueStore:
         ids.sort()
         return ids
 
-    def list_entries(self) -> Iterator[QueueEntry]:
+    def list_entries(self, files: QueueFiles | None = None) -> Iterator[QueueEntry]:
         """Every entry in id (arrival) order, damaged ones with a ``problem``; never raises
-        for damaged or concurrently removed entries.  Temporary files are ignored."""
-        found: dict[str, dict[str, os.stat_result | None]] = {}
-        with os.scandir(self.directory) as it:
-            for dent in it:
-                stem, dot, kind = dent.name.rpartition(".")
-                if not dot or kind not in ("qf", "df") or not is_queue_id(stem):
-                    continue
-                if kind == "qf":
-                    # d_type only, no stat: the envelope carries its own time and size.
-                    if dent.is_file(follow_symlinks=False):
-                        found.setdefault(stem, {})[kind] = None
-                    continue
-                try:
-                    st = dent.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    found.setdefault(stem, {})[kind] = st
-        for queue_id in sorted(found):
-            entry = self._entry(queue_id, found[queue_id])
-            if entry is not None:
-                yield entry
+        for damaged or concurrently removed entries.  Temporary files are ignored.
 
-    def _entry(self, queue_id: str, stats: dict[str, os.stat_result | None]) -> QueueEntry | None:
-        has_control = "qf" in stats
-        df = stats.get("df")
-        data_size = df.st_size if df is not None else 0
-        envelope: Envelope | None = None
-        problem: str | None = None
-        if has_control:
-            try:
-                envelope = self.load(queue_id)
-            except QueueEntryNotFound:
-                has_control = False  # removed since the scan (delivered meanwhile?)
-                if not self.data_path(queue_id).exists():
-                    return None
-            except CorruptControlFile as exc:
-                problem = f"corrupt control file: {exc}"
-            except OSError as exc:
-                problem = f"unreadable control file: {exc.strerror}"
-        if not has_control:
-            problem = "no control file"
-        elif problem is None and df is None:
-            if self.data_path(queue_id).exists():
-                df = os.stat(self.data_path(queue_id))  # raced with a commit
-                data_size = df.st_size
-            else:
-                problem = "no data file"
-        if problem is None and envelope is not None and envelope.size != data_size:
-            problem = f"data file has {data_size} bytes, control file says {envelope.size}"
-        if envelope is not None:
-            mtime = envelope.received_at
-        else:
-            mtime = df.st_mtime if df is not None else 0.0
-        return QueueEntry(queue_id, envelope, problem, data_size, mtime)
+        The entries are those of ``files`` (by default, a :func:`scan_queue_files` now), each
+        as it is when reached: one read of its control file and one ``lstat`` of its data file,
+        both relative to an open descriptor of the directory."""
+        if files is None:
+            files = scan_queue_files(self.directory)
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            controls = files.controls
+            for queue_id in files.ids:
+                entry = _entry(dir_fd, queue_id, has_control=queue_id in controls)
+                if entry is not None:
+                    yield entry
+        finally:
+            os.close(dir_fd)
 
     def load(self, queue_id: str) -> Envelope:
         """Read the control file of ``queue_id`` (no lock taken)."""
