@@ -51,6 +51,7 @@ from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTP
 log = logging.getLogger("posthouse.mta.delivery")
 
 PROGRAM_TIMEOUT = 300.0
+SMALL_MESSAGE = 64 * 1024  # read whole before sending over SMTP; larger ones are streamed
 ACTIVE = ("pending", "deferred")
 
 
@@ -308,6 +309,7 @@ class LocalDelivery:
                     size=envelope.size,
                     body_8bit=(envelope.body or "").upper() == "8BITMIME",
                     smtputf8=envelope.smtputf8,
+                    content=self._small_content(envelope),
                 )
             )
         results = self.transport.deliver(hop, messages)
@@ -317,6 +319,18 @@ class LocalDelivery:
             for work, rcpt, address in items:
                 error = outcome.get(address, MailError("4.3.0", "no result from the SMTP agent"))
                 self._settle(work, rcpt, error, now, mailer="smtp", relay=relay)
+
+    def _small_content(self, envelope: Envelope) -> bytes | None:
+        """A small message's data, read here (a worker thread) so the SMTP client need not
+        hand reads to threads; None for large or unreadable ones (the client streams those)."""
+        if envelope.size > SMALL_MESSAGE:
+            return None
+        try:
+            with self.store.open_data(envelope.queue_id) as stream:
+                content = stream.read(SMALL_MESSAGE + 1)
+        except OSError:
+            return None
+        return content if len(content) == envelope.size else None
 
     def _append(
         self, path: Path, items: list[tuple[_Work, RecipientState, str | None]]
