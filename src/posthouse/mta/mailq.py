@@ -38,9 +38,14 @@ inode numbers, no ``stat``) for the request count of the title line, the lock fl
 entries; :func:`format_queue` is a generator over the store's
 :meth:`~posthouse.mta.queue.QueueStore.list_entries` of that scan (per entry one control file
 read and one ``lstat`` of the data file; data files are never opened), and formats each queue
-time once per second of arrival.  Everything taken from the queue (addresses, error texts from
-remote servers) is printed with control characters escaped, so a hostile message cannot send
-escape sequences to the administrator's terminal.
+time once per second of arrival.  A queue of :data:`SPLIT_AT` entries or more is listed by two
+processes when there are two CPUs: :func:`list_queue` forks a child that reads and formats the
+second half of the ids while it does the first, then passes the child's lines on (the output is
+the same, in the same order; if the child fails, the parent lists its half itself).
+
+Everything taken from the queue (addresses, error texts from remote servers) is printed with
+control characters escaped, so a hostile message cannot send escape sequences to the
+administrator's terminal.
 
 :func:`format_queue` is pure (it formats what it is given); :func:`scan_queue` and
 :func:`list_queue` read the queue directory.
@@ -48,10 +53,16 @@ escape sequences to the administrator's terminal.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from posthouse.mta.queue import (
     QueueEntry,
@@ -60,6 +71,7 @@ from posthouse.mta.queue import (
     RecipientState,
     scan_queue_files,
 )
+from posthouse.mta.queue_files import write_all
 from posthouse.mta.queueid import QUEUE_ID_LENGTH
 
 __all__ = [
@@ -67,6 +79,7 @@ __all__ = [
     "HEADER",
     "MESSAGE_COLUMN",
     "SENDER_COLUMN",
+    "SPLIT_AT",
     "QueueScan",
     "format_queue",
     "format_time",
@@ -212,6 +225,46 @@ def _entry_lines(
     return lines
 
 
+@dataclass
+class _Tally:
+    """Entries listed so far and their bytes, for the last line."""
+
+    listed: int = 0
+    total_bytes: int = 0
+
+
+def _body(
+    entries: Iterable[QueueEntry],
+    qtime: Callable[[float], str],
+    verbose: bool,
+    locked: Container[str],
+    tally: _Tally,
+) -> Iterator[str]:
+    for entry in entries:
+        flag = "*" if entry.queue_id in locked else " "
+        yield from _entry_lines(entry, flag, qtime, verbose)
+        tally.listed += 1
+        tally.total_bytes += entry.envelope.size if entry.envelope is not None else entry.data_size
+
+
+def _framed(lines: Iterator[str], count: int | None, tally: _Tally) -> Iterator[str]:
+    """Title and header, the entries' ``lines``, then the totals (or the empty-queue line)."""
+    first = next(lines, None)
+    if first is None:
+        yield EMPTY_QUEUE
+        return
+    if count is None:
+        yield f"{TITLE_INDENT}Mail Queue"
+    else:
+        yield f"{TITLE_INDENT}Mail Queue ({count} request{'s' if count != 1 else ''})"
+    yield HEADER
+    yield first
+    yield from lines
+    listed = tally.listed
+    kbytes = (tally.total_bytes + 1023) // 1024
+    yield f"-- {kbytes} Kbytes in {listed} request{'s' if listed != 1 else ''}."
+
+
 def format_queue(
     entries: Iterable[QueueEntry],
     *,
@@ -229,30 +282,11 @@ def format_queue(
     message, delivered recipients, and the attempts and next attempt time of each recipient.
     An empty queue gives the single line ``Mail queue is empty``.
     """
-    qtime = _time_formatter(time.time() if now is None else now)
-    iterator = iter(entries)
-    first = next(iterator, None)
-    if first is None:
-        yield EMPTY_QUEUE
-        return
     if count is None and isinstance(entries, Sized):
         count = len(entries)
-    if count is None:
-        yield f"{TITLE_INDENT}Mail Queue"
-    else:
-        yield f"{TITLE_INDENT}Mail Queue ({count} request{'s' if count != 1 else ''})"
-    yield HEADER
-    listed = 0
-    total_bytes = 0
-    entry: QueueEntry | None = first
-    while entry is not None:
-        flag = "*" if entry.queue_id in locked else " "
-        yield from _entry_lines(entry, flag, qtime, verbose)
-        listed += 1
-        total_bytes += entry.envelope.size if entry.envelope is not None else entry.data_size
-        entry = next(iterator, None)
-    kbytes = (total_bytes + 1023) // 1024
-    yield f"-- {kbytes} Kbytes in {listed} request{'s' if listed != 1 else ''}."
+    qtime = _time_formatter(time.time() if now is None else now)
+    tally = _Tally()
+    yield from _framed(_body(entries, qtime, verbose, locked, tally), count, tally)
 
 
 # -- reading the queue directory -------------------------------------------------------------
@@ -307,10 +341,108 @@ def scan_queue(directory: Path, *, proc_locks: Path = Path("/proc/locks")) -> Qu
     return QueueScan(files, locked)
 
 
+# -- the listing, in two processes for a large queue ------------------------------------------
+
+#: Below this many entries the listing stays in one process (a fork is not worth it).
+SPLIT_AT = 20_000
+
+
+class _Helper:
+    """A forked child that formats the second part of the listing while the parent formats
+    the first; the parent takes the child's lines (ready by then, as text in a pipe) when it
+    reaches them, or formats them itself if the child failed."""
+
+    def __init__(self, produce: Callable[[_Tally], Iterator[str]]) -> None:
+        self._produce = produce
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _child(produce, write_end)
+        os.close(write_end)
+        self._pid: int | None = pid
+        self._fd = read_end
+
+    def lines(self, tally: _Tally) -> Iterator[str]:
+        """The child's lines (adding its counts to ``tally``)."""
+        result = self._collect()
+        if result is None:
+            yield from self._produce(tally)  # the child failed: do its part here
+            return
+        listed, total_bytes, text = result
+        tally.listed += listed
+        tally.total_bytes += total_bytes
+        if listed:
+            yield from text.split("\n")
+
+    def _collect(self) -> tuple[int, int, str] | None:
+        chunks = []
+        while chunk := os.read(self._fd, 1 << 20):
+            chunks.append(chunk)
+        if self._reap() != 0:
+            return None
+        head, _, text = b"".join(chunks).decode("utf-8", "surrogatepass").partition("\n")
+        listed, total_bytes = (int(n) for n in head.split())
+        return listed, total_bytes, text
+
+    def _reap(self) -> int:
+        """Close the pipe and wait for the child; its exit code."""
+        os.close(self._fd)
+        pid, self._pid = self._pid, None
+        assert pid is not None
+        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    def close(self) -> None:
+        """Stop the child if its lines were never collected (the reader went away)."""
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
+            self._reap()
+
+
+def _child(produce: Callable[[_Tally], Iterator[str]], fd: int) -> NoReturn:
+    """In the forked child: write ``LISTED BYTES`` and the lines to ``fd``, then exit."""
+    status = 1
+    try:
+        tally = _Tally()
+        text = "\n".join(produce(tally))
+        head = f"{tally.listed} {tally.total_bytes}\n"
+        write_all(fd, (head + text).encode("utf-8", "surrogatepass"))
+        status = 0
+    finally:
+        os._exit(status)
+
+
+def _split_point(count: int) -> int:
+    """How many of ``count`` entries this process lists itself (all, or about half)."""
+    if count < SPLIT_AT or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
+        return count  # forking a threaded process could leave the child stuck on a lock
+    return count // 2
+
+
 def list_queue(
     store: QueueStore, *, now: float | None = None, verbose: bool = False
 ) -> Iterator[str]:
-    """The complete ``mailq`` listing of ``store`` (what ``posthouse mailq`` prints)."""
+    """The complete ``mailq`` listing of ``store`` (what ``posthouse mailq`` prints).
+
+    A queue of :data:`SPLIT_AT` entries or more on a machine with more than one CPU is listed
+    by two processes: a forked child formats the second half while this one formats the
+    first; the lines come out in the same order either way."""
     scan = scan_queue(store.directory)
-    entries = store.list_entries(scan.files)
-    yield from format_queue(entries, now=now, verbose=verbose, count=scan.count, locked=scan.locked)
+    qtime = _time_formatter(time.time() if now is None else now)
+    ids, controls = scan.files.ids, scan.files.controls
+
+    def part(queue_ids: list[str], tally: _Tally) -> Iterator[str]:
+        entries = store.list_entries(QueueFiles(queue_ids, controls))
+        return _body(entries, qtime, verbose, scan.locked, tally)
+
+    cut = _split_point(len(ids))
+    tally = _Tally()
+    if cut == len(ids):
+        yield from _framed(part(ids, tally), scan.count, tally)
+        return
+    helper = _Helper(functools.partial(part, ids[cut:]))
+    try:
+        lines = itertools.chain(part(ids[:cut], tally), helper.lines(tally))
+        yield from _framed(lines, scan.count, tally)
+    finally:
+        helper.close()
