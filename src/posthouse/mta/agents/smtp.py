@@ -2,8 +2,10 @@
 
 :meth:`SMTPClientAgent.deliver` takes a :class:`~posthouse.mta.routing.NextHop` and the messages
 for it and returns a result per recipient per message; it never raises (except on
-cancellation).  One connection carries every message given: ``RSET`` separates transactions,
-``QUIT`` ends the session.
+cancellation, and :class:`DestinationBusy` for a caller that would not wait).  The connection
+level (replies, commands, STARTTLS, the wire form of data) is
+:mod:`posthouse.mta.agents.smtp_connection`.  One connection carries every message given:
+``RSET`` separates transactions, ``QUIT`` ends the session (unless the connection is cached).
 
 Sequence
     Resolve the hop (MX list, or the literal host) with :class:`~posthouse.mta.dns.Resolver`;
@@ -77,13 +79,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
+from posthouse.mta.agents.smtp_connection import (
+    ClientConnection,
+    Connector,
+    Reply,
+    SessionError,
+    TLSFailed,
+    open_tcp,
+    quit_politely,
+    reply_error,
+    wire_form,
+)
 from posthouse.mta.dns import MailHost, Resolver
 from posthouse.mta.errors import MailError
 from posthouse.mta.routing import NextHop
@@ -91,21 +103,6 @@ from posthouse.mta.routing import NextHop
 log = logging.getLogger("posthouse.mta.smtp")
 
 CHUNK_SIZE = 256 * 1024
-MAX_REPLY_LINE = 4096  # RFC 5321 §4.5.3.1.5 says 512; be liberal in what we accept
-MAX_REPLY_LINES = 200
-READ_LIMIT = 64 * 1024
-
-Connector = Callable[
-    [str, int, float], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
-]
-
-
-async def open_tcp(
-    address: str, port: int, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """The default connector: a TCP connection to ``address:port`` within ``timeout``."""
-    async with asyncio.timeout(timeout):
-        return await asyncio.open_connection(address, port, limit=READ_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -134,48 +131,6 @@ class RecipientResult:
     error: MailError | None
 
 
-@dataclass(frozen=True)
-class Reply:
-    code: int
-    lines: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.lines)
-
-    def __str__(self) -> str:
-        return f"{self.code} {self.text}".strip()
-
-
-class _SessionError(Exception):
-    """The session cannot continue (timeout, disconnect, garbage, 421)."""
-
-    def __init__(self, status: str, message: str, *, permanent_refusal: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.permanent_refusal = permanent_refusal
-
-
-class _TLSFailed(_SessionError):
-    """The STARTTLS handshake failed: retry the address without TLS."""
-
-
-_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
-_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
-
-
-def reply_error(reply: Reply, peer: str, command: str) -> MailError:
-    """A MailError carrying the server's reply, for a 4xx/5xx reply."""
-    klass = "5" if reply.code >= 500 else "4"
-    text = reply.text
-    status = f"{klass}.0.0"
-    match = _ENHANCED.match(text)
-    if match:
-        status = f"{klass}.{match.group(2)}.{match.group(3)}"
-    return MailError(status, f"host {peer} said: {reply.code} {text} (in reply to {command})")
-
-
 def _address_ok(address: str) -> bool:
     return not any(ch in address for ch in "\r\n\0<>") and not any(ch.isspace() for ch in address)
 
@@ -184,150 +139,6 @@ def _needs_utf8(message: OutboundMessage) -> bool:
     return message.smtputf8 or not all(
         address.isascii() for address in (message.sender, *message.recipients)
     )
-
-
-class _Connection:
-    """One SMTP client connection over asyncio streams."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        peer: str,
-        timeout: float,
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.peer = peer
-        self.timeout = timeout
-        self.extensions: dict[str, str] = {}
-        self.tls = False
-        self.closed = False
-
-    # -- low level ---------------------------------------------------------------------
-
-    async def read_reply(self, command: str) -> Reply:
-        lines: list[str] = []
-        code: int | None = None
-        try:
-            async with asyncio.timeout(self.timeout):
-                while True:
-                    raw = await self.reader.readline()
-                    if not raw.endswith(b"\n"):
-                        raise _SessionError(
-                            "4.4.2",
-                            f"connection to {self.peer} lost (waiting for reply to {command})",
-                        )
-                    if len(raw) > MAX_REPLY_LINE or len(lines) >= MAX_REPLY_LINES:
-                        raise _SessionError("4.5.0", f"{self.peer}: reply to {command} too long")
-                    line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-                    if (
-                        len(line) < 3
-                        or not line[:3].isdigit()
-                        or line[0] not in "12345"
-                        or line[3:4] not in ("", " ", "-")
-                        or (code is not None and int(line[:3]) != code)
-                    ):
-                        raise _SessionError(
-                            "4.5.0",
-                            f"{self.peer}: malformed reply to {command}: {line[:80]!r}",
-                        )
-                    code = int(line[:3])
-                    lines.append(line[4:])
-                    if line[3:4] != "-":
-                        break
-        except TimeoutError:
-            raise _SessionError(
-                "4.4.2", f"timeout waiting for reply to {command} from {self.peer}"
-            ) from None
-        except (ValueError, asyncio.LimitOverrunError):
-            raise _SessionError("4.5.0", f"{self.peer}: reply to {command} too long") from None
-        except OSError:
-            raise _SessionError(
-                "4.4.2", f"connection to {self.peer} lost (waiting for reply to {command})"
-            ) from None
-        assert code is not None
-        reply = Reply(code, tuple(lines))
-        if code == 421:
-            raise _SessionError("4.4.2", f"host {self.peer} said: {reply} (closing connection)")
-        return reply
-
-    async def write(self, data: bytes, what: str) -> None:
-        try:
-            self.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            raise _SessionError("4.4.2", f"timeout sending {what} to {self.peer}") from None
-        except (OSError, RuntimeError) as exc:
-            raise _SessionError(
-                "4.4.2", f"connection to {self.peer} lost (sending {what}): {exc}"
-            ) from None
-
-    async def command(self, line: str) -> Reply:
-        verb = line.split(" ", 1)[0]
-        await self.write(line.encode("utf-8") + b"\r\n", verb)
-        return await self.read_reply(verb)
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.timeout):
-                await self.writer.wait_closed()
-
-    # -- session -----------------------------------------------------------------------
-
-    async def greet(self, hostname: str) -> None:
-        greeting = await self.read_reply("connect")
-        if greeting.code != 220:
-            status = reply_error(greeting, self.peer, "connect").status
-            raise _SessionError(
-                status if greeting.code >= 400 else "4.5.0",
-                f"host {self.peer} refused to talk to me: {greeting}",
-                permanent_refusal=greeting.code >= 500,
-            )
-        await self.hello(hostname)
-
-    async def hello(self, hostname: str) -> None:
-        reply = await self.command(f"EHLO {hostname}")
-        if reply.code == 250:
-            self.extensions = {}
-            for line in reply.lines[1:]:
-                keyword, _, params = line.partition(" ")
-                self.extensions[keyword.upper()] = params.strip()
-            return
-        helo = await self.command(f"HELO {hostname}")
-        if helo.code != 250:
-            raise _SessionError(
-                "5.5.0" if helo.code >= 500 else "4.5.0",
-                f"host {self.peer} refused HELO: {helo}",
-                permanent_refusal=helo.code >= 500,
-            )
-        self.extensions = {}
-
-    async def starttls(self, context: ssl.SSLContext, server_hostname: str, hostname: str) -> None:
-        reply = await self.command("STARTTLS")
-        if reply.code != 220:
-            log.info("%s: STARTTLS refused (%s), continuing without TLS", self.peer, reply)
-            return
-        try:
-            await self.writer.start_tls(
-                context, server_hostname=server_hostname, ssl_handshake_timeout=self.timeout
-            )
-        except (ssl.SSLError, OSError, TimeoutError, ConnectionError) as exc:
-            raise _TLSFailed("4.7.0", f"TLS handshake with {self.peer} failed: {exc}") from None
-        self.tls = True
-        await self.hello(hostname)  # RFC 3207 §4.2: forget what was learnt before TLS
-
-    def size_limit(self) -> int | None:
-        value = self.extensions.get("SIZE", "")
-        if "SIZE" not in self.extensions:
-            return None
-        return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 @dataclass
@@ -342,7 +153,7 @@ class _Pending:
 class _IdleConnection:
     """A cached connection to a hop, closed when its timer runs out."""
 
-    conn: _Connection
+    conn: ClientConnection
     host: str
     expiry: asyncio.TimerHandle | None = None
 
@@ -391,7 +202,7 @@ class SMTPClientAgent:
         for entry in idle:
             if entry.expiry is not None:
                 entry.expiry.cancel()
-        await asyncio.gather(*(_quit(entry.conn) for entry in idle), *self._closing)
+        await asyncio.gather(*(quit_politely(entry.conn) for entry in idle), *self._closing)
 
     def failing(self, hop: NextHop, within: float) -> bool:
         """Whether the last delivery to ``hop``, less than ``within`` seconds ago, found no
@@ -482,7 +293,7 @@ class SMTPClientAgent:
         if not self._open(pending):
             return
         hosts = await self._hosts(hop)
-        last: _SessionError | None = None
+        last: SessionError | None = None
         all_permanent = True  # every failed attempt was a 5xx refusal
         for host in hosts:
             for address in host.addresses:
@@ -492,13 +303,13 @@ class SMTPClientAgent:
                         await self._session(
                             hop, host.host, address, pending, use_tls=use_tls, timeout=timeout
                         )
-                    except _TLSFailed as exc:
+                    except TLSFailed as exc:
                         log.info("%s; retrying without TLS", exc.message)
                         last, all_permanent = exc, False
                         if use_tls:
                             use_tls = False
                             continue
-                    except _SessionError as exc:
+                    except SessionError as exc:
                         log.info("%s", exc.message)
                         last = exc
                         all_permanent = all_permanent and exc.permanent_refusal
@@ -508,7 +319,7 @@ class SMTPClientAgent:
                     return
         self._failed_at[hop.key] = time.monotonic()
         if last is None:
-            last, all_permanent = _SessionError("4.4.4", f"no host to try for {hop.host}"), False
+            last, all_permanent = SessionError("4.4.4", f"no host to try for {hop.host}"), False
         status = last.status
         if not all_permanent and status.startswith("5"):
             status = "4" + status[1:]
@@ -542,10 +353,10 @@ class SMTPClientAgent:
         try:
             reader, writer = await self.connector(address, hop.port, timeout)
         except TimeoutError:
-            raise _SessionError("4.4.1", f"connection to {peer} timed out") from None
+            raise SessionError("4.4.1", f"connection to {peer} timed out") from None
         except OSError as exc:
-            raise _SessionError("4.4.1", f"connection to {peer} failed: {exc}") from None
-        conn = _Connection(reader, writer, peer=peer, timeout=timeout)
+            raise SessionError("4.4.1", f"connection to {peer} failed: {exc}") from None
+        conn = ClientConnection(reader, writer, peer=peer, timeout=timeout)
         kept = False
         try:
             await conn.greet(self.hostname)
@@ -554,14 +365,14 @@ class SMTPClientAgent:
             await self._transactions(conn, pending, reset=False)
             kept = self._park(hop, host, conn)
             if not kept:
-                with contextlib.suppress(_SessionError):
+                with contextlib.suppress(SessionError):
                     await conn.command("QUIT")
         finally:
             if not kept:
                 await conn.close()
 
     async def _transactions(
-        self, conn: _Connection, pending: list[_Pending], *, reset: bool
+        self, conn: ClientConnection, pending: list[_Pending], *, reset: bool
     ) -> None:
         for item in self._open(pending):
             await self._transaction(conn, item, reset=reset)
@@ -583,15 +394,15 @@ class SMTPClientAgent:
             conn.timeout = timeout
             try:
                 await self._transactions(conn, pending, reset=True)
-            except _SessionError as exc:
+            except SessionError as exc:
                 log.debug("cached connection to %s failed: %s", conn.peer, exc.message)
                 await conn.close()
                 continue
             if not self._park(hop, entry.host, conn):
-                await _quit(conn)
+                await quit_politely(conn)
             return
 
-    def _park(self, hop: NextHop, host: str, conn: _Connection) -> bool:
+    def _park(self, hop: NextHop, host: str, conn: ClientConnection) -> bool:
         """Keep ``conn`` for the next delivery to ``hop``; False if it is not wanted."""
         try:
             loop = asyncio.get_running_loop()
@@ -613,11 +424,11 @@ class SMTPClientAgent:
             idle.remove(entry)
         if not idle:
             self._idle.pop(key, None)
-        task = asyncio.ensure_future(_quit(entry.conn))
+        task = asyncio.ensure_future(quit_politely(entry.conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _transaction(self, conn: _Connection, item: _Pending, *, reset: bool) -> None:
+    async def _transaction(self, conn: ClientConnection, item: _Pending, *, reset: bool) -> None:
         message = item.message
         recipients = [r for r in dict.fromkeys(message.recipients) if r not in item.results]
         if not self._capable(conn, item):
@@ -637,7 +448,7 @@ class SMTPClientAgent:
         finally:
             data.close()
 
-    def _capable(self, conn: _Connection, item: _Pending) -> bool:
+    def _capable(self, conn: ClientConnection, item: _Pending) -> bool:
         message = item.message
         error: MailError | None = None
         limit = conn.size_limit()
@@ -655,7 +466,7 @@ class SMTPClientAgent:
             item.results.setdefault(rcpt, error)
         return False
 
-    def _mail_command(self, conn: _Connection, message: OutboundMessage) -> str:
+    def _mail_command(self, conn: ClientConnection, message: OutboundMessage) -> str:
         params: list[str] = []
         if "SIZE" in conn.extensions:
             params.append(f"SIZE={message.size}")
@@ -667,7 +478,7 @@ class SMTPClientAgent:
 
     async def _send(
         self,
-        conn: _Connection,
+        conn: ClientConnection,
         item: _Pending,
         recipients: list[str],
         data: BinaryIO | bytes,
@@ -729,7 +540,7 @@ class SMTPClientAgent:
         await self._stream(conn, item, data)
         try:
             final = await conn.read_reply("end of data")
-        except _SessionError as exc:
+        except SessionError as exc:
             # The dot went out: the message may or may not have been taken (RFC 1047).
             error = MailError("4.4.2", f"{exc.message}; delivery status unknown")
             self._refuse_all(item, accepted, error)
@@ -754,13 +565,13 @@ class SMTPClientAgent:
             item.results[rcpt] = error
 
     @staticmethod
-    async def _abort_data(conn: _Connection) -> None:
+    async def _abort_data(conn: ClientConnection) -> None:
         await conn.write(b".\r\n", "end of data")
         await conn.read_reply("end of data")
 
-    async def _stream(self, conn: _Connection, item: _Pending, data: BinaryIO | bytes) -> None:
+    async def _stream(self, conn: ClientConnection, item: _Pending, data: BinaryIO | bytes) -> None:
         if isinstance(data, bytes):
-            block, at_line_start = _wire_form(data, True)
+            block, at_line_start = wire_form(data, True)
             tail = b"" if at_line_start else b"\r\n"
             await conn.write(block + tail + b".\r\n", "message data")
             return
@@ -774,38 +585,20 @@ class SMTPClientAgent:
                 error = MailError("4.3.0", f"cannot read queued message: {exc}")
                 for rcpt in item.message.recipients:
                     item.results.setdefault(rcpt, error)
-                raise _SessionError("4.3.0", error.message) from None
+                raise SessionError("4.3.0", error.message) from None
             final = not chunk
             block = carry + chunk
             carry = b""
             if not final and block.endswith(b"\r"):
                 carry, block = b"\r", block[:-1]
             if block:
-                block, at_line_start = _wire_form(block, at_line_start)
+                block, at_line_start = wire_form(block, at_line_start)
             if final:
                 tail = b"" if at_line_start else b"\r\n"
                 await conn.write(block + tail + b".\r\n", "end of data")
                 return
             if block:
                 await conn.write(block, "message data")
-
-
-def _wire_form(block: bytes, at_line_start: bool) -> tuple[bytes, bool]:
-    """``block`` with CRLF line ends and dot-stuffing; and whether it ends a line."""
-    crlf = block.count(b"\r\n")
-    if block.count(b"\r") != crlf or block.count(b"\n") != crlf:  # a bare CR or LF
-        block = _LINE_ENDINGS.sub(b"\r\n", block)
-    if at_line_start and block.startswith(b"."):
-        block = b"." + block
-    block = block.replace(b"\r\n.", b"\r\n..")
-    return block, block.endswith(b"\r\n")
-
-
-async def _quit(conn: _Connection) -> None:
-    """End a session politely, whatever state the connection is in."""
-    with contextlib.suppress(_SessionError):
-        await conn.command("QUIT")
-    await conn.close()
 
 
 def _opportunistic_context() -> ssl.SSLContext:
