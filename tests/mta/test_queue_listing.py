@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta import mailq
 from posthouse.mta.mailq import list_queue, scan_queue
 from posthouse.mta.queue import (
     Envelope,
@@ -201,95 +200,3 @@ def _mixed_queue(store: QueueStore, count: int) -> list[str]:
             None if kind == 4 else control,
         )
     return ids
-
-
-@pytest.mark.parametrize("verbose", [False, True])
-def test_two_processes_list_exactly_what_one_does(
-    store: QueueStore, monkeypatch: pytest.MonkeyPatch, verbose: bool
-) -> None:
-    _mixed_queue(store, 101)
-    single = list(list_queue(store, now=T0, verbose=verbose))
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(mailq, "_split_point", lambda count: count // 2)
-    monkeypatch.setattr(os, "fork", fork)
-    assert list(list_queue(store, now=T0, verbose=verbose)) == single
-    assert len(forks) == 1
-    assert len(single) > 300 and single[-1] == "-- 183 Kbytes in 101 requests."
-
-
-def test_a_failed_helper_is_replaced_by_this_process(
-    store: QueueStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _mixed_queue(store, 30)
-    single = list(list_queue(store, now=T0))
-    monkeypatch.setattr(mailq, "_split_point", lambda count: count // 3)
-    monkeypatch.setattr(mailq, "_child", lambda produce, fd: os._exit(3))
-    assert list(list_queue(store, now=T0)) == single
-
-
-def test_halves_that_vanished_still_frame_the_listing(
-    store: QueueStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    ids = _mixed_queue(store, 4)
-    monkeypatch.setattr(mailq, "_split_point", lambda count: count // 2)
-    real_scan = mailq.scan_queue
-
-    def scan_then_remove(directory: Path) -> mailq.QueueScan:
-        scan = real_scan(directory)
-        for qid in ids[: len(ids) // 2]:  # the parent's half is gone when it gets there
-            for path in (store.control_path(qid), store.data_path(qid)):
-                path.unlink(missing_ok=True)
-        return scan
-
-    monkeypatch.setattr(mailq, "scan_queue", scan_then_remove)
-    lines = list(list_queue(store, now=T0))
-    assert lines[0] == "                Mail Queue (4 requests)"
-    assert [line[:16] for line in lines[2:-1] if not line.startswith(" ")] == ids[2:]
-    assert lines[-1] == "-- 1 Kbytes in 2 requests."
-    for qid in ids:
-        for path in (store.control_path(qid), store.data_path(qid)):
-            path.unlink(missing_ok=True)
-    assert list(list_queue(store, now=T0)) == ["Mail queue is empty"]
-
-
-def test_a_reader_that_goes_away_stops_the_helper(
-    store: QueueStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _mixed_queue(store, 20)
-    forks: list[int] = []
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forks.append(pid)
-        return pid
-
-    monkeypatch.setattr(mailq, "_split_point", lambda count: count // 2)
-    monkeypatch.setattr(os, "fork", fork)
-    listing = list_queue(store, now=T0)
-    assert next(listing).endswith("(20 requests)")
-    listing.close()
-    (pid,) = forks
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # already reaped
-
-
-def test_when_the_listing_is_split(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
-    assert mailq._split_point(mailq.SPLIT_AT - 1) == mailq.SPLIT_AT - 1
-    monkeypatch.setattr(mailq.threading, "active_count", lambda: 1)
-    assert mailq._split_point(mailq.SPLIT_AT) == mailq.SPLIT_AT // 2
-    monkeypatch.setattr(mailq.threading, "active_count", lambda: 2)  # no fork with threads
-    assert mailq._split_point(mailq.SPLIT_AT) == mailq.SPLIT_AT
-    monkeypatch.setattr(mailq.threading, "active_count", lambda: 1)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    assert mailq._split_point(10 * mailq.SPLIT_AT) == 10 * mailq.SPLIT_AT

@@ -11,6 +11,7 @@ read.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from posthouse.config.schema import Settings
 from posthouse.mta.mailq import EMPTY_QUEUE, list_queue
 from posthouse.mta.queue import QueueStore
 
+WRITE_LINES = 4096  # lines per write: the listing streams, in large pieces
 EX_IOERR = 74
 EX_NOPERM = 77
 EX_CONFIG = 78
@@ -44,8 +46,9 @@ def print_queue(settings: Settings, *, verbose: bool = False, out: TextIO | None
         else:
             store = QueueStore(queue_dir)
             try:
-                for line in list_queue(store, verbose=verbose):
-                    stream.write(line + "\n")
+                lines = list_queue(store, verbose=verbose)
+                while chunk := list(itertools.islice(lines, WRITE_LINES)):
+                    stream.write("\n".join(chunk) + "\n")
             finally:
                 store.close()
         stream.flush()

@@ -40,7 +40,22 @@ class _Subcommands:
         return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested_tool(arguments: Sequence[str]) -> str | None:
+    """The tool named on the command line (the first operand, skipping ``--config FILE``)."""
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--config":
+            skip = True
+        elif not argument.startswith("-"):
+            return argument if argument in TOOL_MODULES else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every tool, or for ``only`` (which then imports nothing else: a
+    ``posthouse mailq`` does not pay for loading the server)."""
     parser = argparse.ArgumentParser(prog="posthouse", description="posthouse mail system")
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     common = argparse.ArgumentParser(add_help=False)
@@ -48,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration file"
     )
     subparsers = _Subcommands(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
-    for name in TOOL_MODULES:
+    for name in TOOL_MODULES if only is None else (only,):
         import_module(f"posthouse.cli.{name}").add_parser(subparsers)
     return parser
 
@@ -65,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from posthouse.cli.sendmail import sendmail
 
             return sendmail(arguments[at + 1 :], default_config=leading.config)
-    parser = build_parser()
+    parser = build_parser(requested_tool(arguments))
     args = parser.parse_args(arguments)
     func = getattr(args, "func", None)
     if func is None:

@@ -38,10 +38,7 @@ inode numbers, no ``stat``) for the request count of the title line, the lock fl
 entries; :func:`format_queue` is a generator over the store's
 :meth:`~posthouse.mta.queue.QueueStore.list_entries` of that scan (per entry one control file
 read and one ``lstat`` of the data file; data files are never opened), and formats each queue
-time once per second of arrival.  A queue of :data:`SPLIT_AT` entries or more is listed by two
-processes when there are two CPUs: :func:`list_queue` forks a child that reads and formats the
-second half of the ids while it does the first, then passes the child's lines on (the output is
-the same, in the same order; if the child fails, the parent lists its half itself).
+time once per second of arrival: about 20 µs per entry.
 
 Everything taken from the queue (addresses, error texts from remote servers) is printed with
 control characters escaped, so a hostile message cannot send escape sequences to the
@@ -53,16 +50,10 @@ administrator's terminal.
 
 from __future__ import annotations
 
-import functools
-import itertools
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Container, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 from posthouse.mta.queue import (
     QueueEntry,
@@ -71,7 +62,6 @@ from posthouse.mta.queue import (
     RecipientState,
     scan_queue_files,
 )
-from posthouse.mta.queue_files import write_all
 from posthouse.mta.queueid import QUEUE_ID_LENGTH
 
 __all__ = [
@@ -79,7 +69,6 @@ __all__ = [
     "HEADER",
     "MESSAGE_COLUMN",
     "SENDER_COLUMN",
-    "SPLIT_AT",
     "QueueScan",
     "format_queue",
     "format_time",
@@ -341,108 +330,13 @@ def scan_queue(directory: Path, *, proc_locks: Path = Path("/proc/locks")) -> Qu
     return QueueScan(files, locked)
 
 
-# -- the listing, in two processes for a large queue ------------------------------------------
-
-#: Below this many entries the listing stays in one process (a fork is not worth it).
-SPLIT_AT = 20_000
-
-
-class _Helper:
-    """A forked child that formats the second part of the listing while the parent formats
-    the first; the parent takes the child's lines (ready by then, as text in a pipe) when it
-    reaches them, or formats them itself if the child failed."""
-
-    def __init__(self, produce: Callable[[_Tally], Iterator[str]]) -> None:
-        self._produce = produce
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_end)
-            _child(produce, write_end)
-        os.close(write_end)
-        self._pid: int | None = pid
-        self._fd = read_end
-
-    def lines(self, tally: _Tally) -> Iterator[str]:
-        """The child's lines (adding its counts to ``tally``)."""
-        result = self._collect()
-        if result is None:
-            yield from self._produce(tally)  # the child failed: do its part here
-            return
-        listed, total_bytes, text = result
-        tally.listed += listed
-        tally.total_bytes += total_bytes
-        if listed:
-            yield from text.split("\n")
-
-    def _collect(self) -> tuple[int, int, str] | None:
-        chunks = []
-        while chunk := os.read(self._fd, 1 << 20):
-            chunks.append(chunk)
-        if self._reap() != 0:
-            return None
-        head, _, text = b"".join(chunks).decode("utf-8", "surrogatepass").partition("\n")
-        listed, total_bytes = (int(n) for n in head.split())
-        return listed, total_bytes, text
-
-    def _reap(self) -> int:
-        """Close the pipe and wait for the child; its exit code."""
-        os.close(self._fd)
-        pid, self._pid = self._pid, None
-        assert pid is not None
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-
-    def close(self) -> None:
-        """Stop the child if its lines were never collected (the reader went away)."""
-        if self._pid is not None:
-            os.kill(self._pid, signal.SIGKILL)
-            self._reap()
-
-
-def _child(produce: Callable[[_Tally], Iterator[str]], fd: int) -> NoReturn:
-    """In the forked child: write ``LISTED BYTES`` and the lines to ``fd``, then exit."""
-    status = 1
-    try:
-        tally = _Tally()
-        text = "\n".join(produce(tally))
-        head = f"{tally.listed} {tally.total_bytes}\n"
-        write_all(fd, (head + text).encode("utf-8", "surrogatepass"))
-        status = 0
-    finally:
-        os._exit(status)
-
-
-def _split_point(count: int) -> int:
-    """How many of ``count`` entries this process lists itself (all, or about half)."""
-    if count < SPLIT_AT or len(os.sched_getaffinity(0)) < 2 or threading.active_count() > 1:
-        return count  # forking a threaded process could leave the child stuck on a lock
-    return count // 2
+# -- the listing ------------------------------------------------------------------------------
 
 
 def list_queue(
     store: QueueStore, *, now: float | None = None, verbose: bool = False
 ) -> Iterator[str]:
-    """The complete ``mailq`` listing of ``store`` (what ``posthouse mailq`` prints).
-
-    A queue of :data:`SPLIT_AT` entries or more on a machine with more than one CPU is listed
-    by two processes: a forked child formats the second half while this one formats the
-    first; the lines come out in the same order either way."""
+    """The complete ``mailq`` listing of ``store`` (what ``posthouse mailq`` prints)."""
     scan = scan_queue(store.directory)
-    qtime = _time_formatter(time.time() if now is None else now)
-    ids, controls = scan.files.ids, scan.files.controls
-
-    def part(queue_ids: list[str], tally: _Tally) -> Iterator[str]:
-        entries = store.list_entries(QueueFiles(queue_ids, controls))
-        return _body(entries, qtime, verbose, scan.locked, tally)
-
-    cut = _split_point(len(ids))
-    tally = _Tally()
-    if cut == len(ids):
-        yield from _framed(part(ids, tally), scan.count, tally)
-        return
-    helper = _Helper(functools.partial(part, ids[cut:]))
-    try:
-        lines = itertools.chain(part(ids[:cut], tally), helper.lines(tally))
-        yield from _framed(lines, scan.count, tally)
-    finally:
-        helper.close()
+    entries = store.list_entries(scan.files)
+    yield from format_queue(entries, now=now, verbose=verbose, count=scan.count, locked=scan.locked)
