@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from posthouse.auth.authenticator import Authenticator, UserDirectory
+from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase
@@ -175,8 +175,13 @@ def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTranspor
     )
 
 
-def build_application(settings: Settings) -> Application:
-    """Wire the domain objects for ``settings`` (no sockets, no event loop)."""
+def build_application(
+    settings: Settings, *, verified_logins: VerifiedCache | None = None
+) -> Application:
+    """Wire the domain objects for ``settings`` (no sockets, no event loop).
+
+    ``verified_logins``: the cache of verified passwords to use, e.g. one made before the
+    worker processes were forked, so that they share it."""
     config = settings.config
     paths = settings.paths
     prepare_data_dir(settings)
@@ -185,7 +190,11 @@ def build_application(settings: Settings) -> Application:
         system_accounts=config.users.system_accounts,
         min_uid=config.users.system_min_uid,
     )
-    authenticator = Authenticator(users, base_delay=config.smtp.auth_failure_delay_seconds)
+    authenticator = Authenticator(
+        users,
+        base_delay=config.smtp.auth_failure_delay_seconds,
+        verified_cache=verified_logins,
+    )
     aliases = AliasDatabase(paths.aliases_db)
     domains = local_domains_of(settings)
 

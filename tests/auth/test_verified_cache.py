@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from posthouse.auth import authenticator
@@ -59,3 +61,31 @@ def test_password_change_and_expiry_end_an_entry(counted: list[str]) -> None:
     assert cache.check("alice", new, "right")
     assert counted == ["right", "right", "right"]
     assert not cache.check("alice", hash_password("other"), "right")
+
+
+def test_processes_forked_after_the_cache_share_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = VerifiedCache(ttl=300)
+    stored = hash_password("right")
+    pid = os.fork()
+    if pid == 0:  # a worker verifies the login (argon2) and exits
+        os._exit(0 if cache.check("alice", stored, "right") else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+    def no_argon2(stored_hash: str, password: str) -> bool:
+        raise AssertionError("verified again despite the other process's entry")
+
+    monkeypatch.setattr(authenticator, "verify_password", no_argon2)
+    assert cache.check("alice", stored, "right")  # another worker: found in the shared table
+    with pytest.raises(AssertionError):
+        cache.check("alice", stored, "wrong")  # a different password is not an entry
+    with pytest.raises(AssertionError):
+        cache.check("bob", stored, "right")  # nor another user's name
+
+
+def test_colliding_slots_only_cost_a_verification(counted: list[str]) -> None:
+    cache = VerifiedCache(clock=Clock(), ttl=300, slots=1)  # every name in the same slot
+    stored = hash_password("right")
+    assert cache.check("alice", stored, "right")
+    assert cache.check("bob", stored, "right")  # overwrites alice's entry
+    assert cache.check("alice", stored, "right")
+    assert counted == ["right", "right", "right"]

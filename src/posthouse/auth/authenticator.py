@@ -26,7 +26,9 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import mmap
 import secrets
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -36,7 +38,7 @@ from posthouse.auth.passwords import hash_password, verify_password
 from posthouse.auth.system import DEFAULT_MAX_UID, DEFAULT_MIN_UID, pam_authenticate, system_user
 from posthouse.auth.users import User, UserDatabase
 
-__all__ = ["Authenticator", "UserDirectory"]
+__all__ = ["Authenticator", "UserDirectory", "VerifiedCache"]
 
 _MAX_KEY_LENGTH = 128  # client-supplied names longer than this share one counter
 
@@ -124,45 +126,60 @@ class _FailureTable:
         self._entries = live
 
 
-@functools.cache
+_SLOT = struct.Struct("=32sd")  # keyed hash, expiry on the clock
+
+
 class VerifiedCache:
     """Recently verified (user, password) pairs, so mail clients that log in every few
     minutes do not pay a full argon2 verification each time (like Dovecot's auth cache).
 
-    Holds only a keyed hash of the password under a per-process random key, tied to the
-    stored hash: a password change, or ``ttl`` seconds, ends a cached entry.  Failures are
-    never cached, so guessing still costs argon2 and the failure delay.
+    Holds only a keyed hash of the password under a random key, tied to the stored hash: a
+    password change, or ``ttl`` seconds, ends a cached entry.  Failures are never cached, so
+    guessing still costs argon2 and the failure delay.
+
+    The entries live in a table of ``slots`` fixed slots (chosen by user name) in an anonymous
+    *shared* memory map: worker processes forked after the cache was made share both the key
+    and the table, so a login one worker verified is not verified again by the next.  Two
+    writers can only overwrite each other's slot, or leave a torn one; either way the keyed
+    hash no longer matches and the next login is verified in full -- a miss, never a wrong
+    success.  ``clock`` must be one all processes share (``time.monotonic`` is).
     """
 
-    def __init__(self, *, clock: Callable[[], float], ttl: float, size: int = 10_000) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, ttl: float, slots: int = 8192
+    ) -> None:
         self._key = secrets.token_bytes(32)
         self._clock = clock
         self._ttl = ttl
-        self._size = size
-        self._entries: dict[str, tuple[bytes, float]] = {}
+        self._slots = slots
+        self._table = mmap.mmap(-1, slots * _SLOT.size)  # MAP_SHARED | MAP_ANONYMOUS
         self._lock = threading.Lock()
 
     def _digest(self, name: str, stored_hash: str, password: str) -> bytes:
         material = f"{name}\0{stored_hash}\0{password}".encode("utf-8", "surrogatepass")
         return hmac.new(self._key, material, hashlib.sha256).digest()
 
+    def _offset(self, name: str) -> int:
+        mark = hmac.new(self._key, name.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return int.from_bytes(mark.digest()[:8], "little") % self._slots * _SLOT.size
+
     def check(self, name: str, stored_hash: str, password: str) -> bool:
         digest = self._digest(name, stored_hash, password)
+        offset = self._offset(name)
         now = self._clock()
         with self._lock:
-            cached = self._entries.get(name)
-        if cached is not None and cached[1] > now and hmac.compare_digest(cached[0], digest):
+            cached, expiry = _SLOT.unpack_from(self._table, offset)
+        if expiry > now and hmac.compare_digest(cached, digest):
             return True
         if not verify_password(stored_hash, password):
             return False
         if self._ttl > 0:
             with self._lock:
-                if len(self._entries) >= self._size:
-                    self._entries.clear()
-                self._entries[name] = (digest, now + self._ttl)
+                _SLOT.pack_into(self._table, offset, digest, now + self._ttl)
         return True
 
 
+@functools.cache
 def _dummy_hash() -> str:
     """A hash of a random secret, verified for unknown users so they cost the same time."""
     return hash_password(secrets.token_urlsafe(16))
@@ -185,6 +202,7 @@ class Authenticator:
         pam_service: str = "login",
         max_tracked: int = 10_000,
         verified_cache_seconds: float = 300.0,
+        verified_cache: VerifiedCache | None = None,
     ) -> None:
         self.directory = directory
         self.base_delay = base_delay
@@ -196,7 +214,8 @@ class Authenticator:
         self._pam_check = pam_check
         self._lock = threading.Lock()  # check() may run in several threads
         self._by_client = _FailureTable(quiet_period, max_tracked)
-        self._verified = VerifiedCache(clock=clock, ttl=verified_cache_seconds)
+        # One made before the workers were forked is shared by all of them (see VerifiedCache).
+        self._verified = verified_cache or VerifiedCache(clock=clock, ttl=verified_cache_seconds)
         self._by_user = _FailureTable(quiet_period, max_tracked)
 
     def verify(self, name: str, password: str) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from posthouse.app import Application, build_application, prepare_data_dir, serve_forever
+from posthouse.auth.authenticator import VerifiedCache
 from posthouse.auth.users import UserDatabase
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import ListenerSection, Settings
@@ -39,6 +40,7 @@ EX_OSERR = 71
 EX_UNAVAILABLE = 69
 
 DEMO_USER = "demo"
+VERIFIED_LOGIN_SECONDS = 300.0  # a verified password is trusted again for five minutes
 DEFAULT_ALIASES = """\
 # aliases(5) for posthouse: "name: address, address, ..."
 # Run `posthouse newaliases` after editing (the running daemon picks it up at once).
@@ -125,10 +127,11 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else settings.config.server.workers
     pid_file = pid_file_of(settings)
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    verified_logins = VerifiedCache(ttl=VERIFIED_LOGIN_SECONDS)  # made here: workers share it
     try:
         if workers <= 1:
-            return serve_in_process(settings, sockets)
-        return run_workers(workers, lambda: serve_in_process(settings, sockets))
+            return serve_in_process(settings, sockets, verified_logins)
+        return run_workers(workers, lambda: serve_in_process(settings, sockets, verified_logins))
     finally:
         with contextlib.suppress(OSError, ValueError):
             if int(pid_file.read_text()) == os.getpid():
@@ -157,9 +160,11 @@ def announce(
 
 
 def serve_in_process(
-    settings: Settings, sockets: list[tuple[ListenerSection, socket.socket]]
+    settings: Settings,
+    sockets: list[tuple[ListenerSection, socket.socket]],
+    verified_logins: VerifiedCache | None = None,
 ) -> int:
-    app = build_application(settings)
+    app = build_application(settings, verified_logins=verified_logins)
     try:
         run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
     finally:
