@@ -457,7 +457,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--queued",
         action="store_true",
-        help="also run each posthouse with cut_through = false (every message queued first)",
+        help='also run each posthouse with cut_through = "none" (every message queued first)',
     )
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--keep-postfix", action="store_true", help="leave Postfix running")
@@ -490,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for queued in (False, True) if args.queued else (False,):
                 name = f"posthouse-w{w}" + ("-queued" if queued else "")
                 (root / name).mkdir()
-                queue = "cut_through = false" if queued else ""
+                queue = 'cut_through = "none"' if queued else ""
                 daemon = PosthouseDaemon(root / name, sink.port, workers=w, queue=queue)
                 daemon.start()
                 daemons.append(daemon)

@@ -235,8 +235,12 @@ def build_application(
         owner_of=lambda path: owner_of(path.name),
     )
     relay = None
-    if config.queue.cut_through:
-        relay = CutThrough(transport, timeout=config.queue.cut_through_timeout_seconds)
+    if config.queue.cut_through != "none":
+        relay = CutThrough(
+            transport,
+            timeout=config.queue.cut_through_timeout_seconds,
+            any_hop=config.queue.cut_through == "all",
+        )
     direct = DirectDelivery(
         expander=expander, writer=writer, spool_dir=paths.spool_dir, stats=stats, relay=relay
     )

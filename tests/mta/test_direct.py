@@ -159,3 +159,13 @@ def test_a_hop_that_is_down_is_tried_once_then_left_to_the_queue(tmp_path: Path)
             assert second.error is None  # not tried: the hop failed a moment ago
 
         asyncio.run(scenario())
+
+
+def test_hops_found_through_dns_are_left_to_the_queue_unless_any_hop(tmp_path: Path) -> None:
+    d = direct(tmp_path, 2525)
+    assert d.plan(["carol@elsewhere.test"]) is None  # MX lookup: queued first
+    assert d.relay is not None
+    d.relay = CutThrough(d.relay.transport, any_hop=True)
+    plan = d.plan(["carol@elsewhere.test"])
+    assert plan is not None and plan.remote[0].hop.host == "elsewhere.test"
+    assert not plan.remote[0].hop.configured

@@ -51,7 +51,7 @@ def test_servers_and_standalone_hosts(role: str, forwarding: str, domain_class: 
     if expected is HERE:
         assert hop is None
     elif expected == DIRECT:
-        assert hop == NextHop(domain, 25, True, "MX")
+        assert hop == NextHop(domain, 25, True, "MX", configured=False)
     else:
         assert hop is not None
         assert (hop.host, hop.port, hop.use_mx) == ("relay.big.com", 25, True)
@@ -78,13 +78,13 @@ def test_client_mail_server_may_be_a_literal_host_with_port() -> None:
 
 def test_internet_forwarding_without_top_domain_keeps_only_local_domains_inside() -> None:
     cfg = settings(role="standalone", forwarding="internet", top_domain="")
-    assert route(SUBLOCAL, cfg) == NextHop(SUBLOCAL, 25, True, "MX")
+    assert route(SUBLOCAL, cfg) == NextHop(SUBLOCAL, 25, True, "MX", configured=False)
     assert route(TOP, cfg) is not None and route(TOP, cfg).host == "relay.big.com"  # type: ignore[union-attr]
 
 
 def test_top_domain_itself_is_inside() -> None:
     cfg = settings(forwarding="internet")
-    assert route("big.com", cfg) == NextHop("big.com", 25, True, "MX")
+    assert route("big.com", cfg) == NextHop("big.com", 25, True, "MX", configured=False)
     assert route("notbig.com", cfg) is not None
     assert route("notbig.com", cfg).host == "relay.big.com"  # type: ignore[union-attr]
 
@@ -92,7 +92,7 @@ def test_top_domain_itself_is_inside() -> None:
 def test_domains_are_compared_case_insensitively_without_trailing_dot() -> None:
     cfg = settings()
     assert route("NYC.Big.COM.", cfg) is None
-    assert route("Example.ORG.", cfg) == NextHop("example.org", 25, True, "MX")
+    assert route("Example.ORG.", cfg) == NextHop("example.org", 25, True, "MX", configured=False)
 
 
 def test_relay_host_forms() -> None:
@@ -110,8 +110,12 @@ def test_relay_host_forms() -> None:
 def test_address_literal_domains() -> None:
     cfg = settings(host_names=frozenset({HOST, "[192.0.2.7]"}))
     assert route("[192.0.2.7]", cfg) is None
-    assert route("[192.0.2.8]", cfg) == NextHop("192.0.2.8", 25, False, "address literal")
-    assert route("[IPv6:2001:db8::1]", cfg) == NextHop("2001:db8::1", 25, False, "address literal")
+    assert route("[192.0.2.8]", cfg) == NextHop(
+        "192.0.2.8", 25, False, "address literal", configured=False
+    )
+    assert route("[IPv6:2001:db8::1]", cfg) == NextHop(
+        "2001:db8::1", 25, False, "address literal", configured=False
+    )
     relayed = route("[192.0.2.8]", settings(forwarding="internet"))
     assert relayed is not None and relayed.host == "relay.big.com"
 

@@ -137,7 +137,9 @@ class QueueSection:
     delay_warning_seconds: float = 0.0  # 0: no delay warnings (the default, as Postfix)
     max_connections_per_destination: int = 10
     command_timeout_seconds: float = 300.0
-    cut_through: bool = True  # relay small messages before answering their final dot
+    # Relay small messages before answering their final dot: to next hops named in this
+    # configuration ("configured": routes, relay host, mail server), to any ("all"), or never.
+    cut_through: Literal["configured", "all", "none"] = "configured"
     cut_through_timeout_seconds: float = 30.0
 
 

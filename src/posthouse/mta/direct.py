@@ -10,6 +10,10 @@ session delivers it itself before answering the final dot:
 * remote addresses (*cut-through* relaying, as Exim calls it): sent to their
   next hop over a cached connection of the SMTP client agent; the reply waits
   for the next hop's 250, which makes that host responsible for the message.
+  By default only next hops the configuration names (static routes, the relay
+  host, the mail server, gateway relays) are used this way: mail for a domain
+  whose MX hosts are on the Internet is queued first, so that a slow or
+  tarpitting remote server never holds up the client (``any_hop`` changes that).
 
 Either way "durable before acknowledged" holds, and the queue files (two
 creates, two fsyncs, two renames and two unlinks per message) are skipped.
@@ -100,6 +104,7 @@ class CutThrough:
     timeout: float = 30.0
     slot_wait: float = 2.0
     failing_window: float = 60.0
+    any_hop: bool = False  # also hops found by DNS (MX), not only those the configuration names
 
 
 class DirectDelivery:
@@ -154,7 +159,7 @@ class DirectDelivery:
         except AddressError:
             return None  # the queue reports it
         match where:
-            case SMTPRoute(hop=hop, address=wire_address):
+            case SMTPRoute(hop=hop, address=wire_address) if hop.configured or self.relay.any_hop:
                 return RemoteTarget(recipient, address, hop, wire_address)
             case LocalRoute(user=user) if safe_mailbox_name(user):
                 return LocalTarget(recipient, user)

@@ -68,6 +68,7 @@ class NextHop:
     port: int = SMTP_PORT
     use_mx: bool = True
     reason: str = ""
+    configured: bool = True  # named by the configuration (not found by DNS for the domain)
 
     @property
     def key(self) -> tuple[str, int, bool]:
@@ -200,8 +201,8 @@ def _static_route(domain: str, routes: Mapping[str, str]) -> NextHop | None:
 def _direct(domain: str) -> NextHop:
     if domain.startswith("[") and domain.endswith("]"):
         host, _, _ = parse_host_spec(domain)
-        return NextHop(host=host, use_mx=False, reason="address literal")
-    return NextHop(host=domain, use_mx=True, reason="MX")
+        return NextHop(host=host, use_mx=False, reason="address literal", configured=False)
+    return NextHop(host=domain, use_mx=True, reason="MX", configured=False)
 
 
 def route(domain: str, settings: RoutingSettings) -> NextHop | None:
