@@ -77,3 +77,57 @@ def test_sigkill_mid_load_loses_no_acknowledged_message(
     wait_until(lambda: acknowledged <= delivered(), timeout=120, what="every acknowledged message")
     missing = acknowledged - delivered()
     assert not missing, f"{len(missing)} acknowledged messages lost"
+
+
+def test_sigkill_of_a_relay_loses_no_acknowledged_message(
+    server_factory: Callable[..., Server],
+) -> None:
+    """The same for relayed mail: small messages go through cut-through (the next hop has them
+    before the 250), large ones through the queue; after SIGKILL and a restart of the relay,
+    the next hop ends up with every acknowledged message."""
+    remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
+    route = f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n'
+    trusted = {"trusted_networks": ["127.0.0.0/8"]}
+    relay = server_factory(hostname="relay.example.test", mail=trusted, extra=route)
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+    killed = threading.Event()
+    sessions, per_session, kill_after = 10, 50, 250
+
+    def client(index: int) -> None:
+        try:
+            connection = smtplib.SMTP("127.0.0.1", relay.smtp_port, timeout=30)
+            connection.ehlo("load.test")
+        except OSError:
+            return
+        for number in range(per_session):
+            message_id = f"<relay-{index}-{number}@load.test>"
+            size = 70_000 if number % 10 == 0 else 5000  # over 64 KiB: queued first
+            body = f"Message-ID: {message_id}\r\nSubject: relay\r\n\r\n" + "x" * size + "\r\n"
+            try:
+                connection.sendmail("load@example.test", ["bob@remote.test"], body)
+            except (smtplib.SMTPException, OSError):
+                return
+            with lock:
+                acknowledged.add(message_id)
+                if len(acknowledged) >= kill_after and not killed.is_set():
+                    killed.set()
+                    relay.process.send_signal(signal.SIGKILL)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert killed.is_set(), "the load finished before the kill"
+    relay.process.wait(timeout=30)
+    server_factory(home=relay.home, hostname="relay.example.test", mail=trusted, extra=route)
+
+    def delivered() -> set[str]:
+        path = remote.mbox("bob")
+        if not path.exists():
+            return set()
+        return {m.decode() for m in re.findall(rb"<relay-\d+-\d+@load\.test>", path.read_bytes())}
+
+    wait_until(lambda: acknowledged <= delivered(), timeout=120, what="every acknowledged message")
+    assert any(int(m.split("-")[2].split("@")[0]) % 10 == 0 for m in acknowledged)
