@@ -374,7 +374,7 @@ def test_forwarding_modes_route_as_the_chapter_says(server_factory: Factory) -> 
                 # message waits in the queue instead of going to the relay.
                 queue_dir = server.queue_dir
                 wait_until(lambda tag=tag, queue_dir=queue_dir: any(
-                           tag in p.read_text(errors="replace") for p in queue_dir.glob("*.df")),
+                           tag in p.read_text(errors="replace") for p in queue_dir.glob("*.qf")),
                            what=f"{tag} queued")  # fmt: skip
                 assert all(tag.encode() not in m for m in relay.messages(user)), (mode, domain)
         assert server.stop() == 0

@@ -268,8 +268,9 @@ def _commit(store: QueueStore, *recipients: str, data: bytes = b"Subject: hi\r\n
 def test_list_queue_with_damage_and_lock(store: QueueStore) -> None:
     good = _commit(store, "a@example.net")
     claimed = _commit(store, "b@example.net", "c@example.net")
-    no_data = _commit(store, "d@example.net")
-    store.data_path(no_data).unlink()
+    no_data = new_queue_id()  # a version-1 control file (data in ID.df) whose data file is gone
+    lost = Envelope(no_data, "sender@example.com", [RecipientState("d@example.net")], T0, 18)
+    store.control_path(no_data).write_bytes(envelope_to_json(lost))
     orphan = new_queue_id()
     store.data_path(orphan).write_bytes(b"left behind")
     corrupt = new_queue_id()

@@ -26,6 +26,7 @@ from posthouse.mta.queue import (
     QueueError,
     QueueStore,
     RecipientState,
+    envelope_to_json,
 )
 from posthouse.mta.queueid import is_queue_id, new_queue_id, queue_id_time
 
@@ -41,6 +42,17 @@ def _commit(store: QueueStore, data: bytes = b"Subject: hi\r\n\r\nbody\r\n", **m
     msg = store.new_message("alice@example.org", ["bob@example.net"], **meta)  # type: ignore[arg-type]
     msg.write(data)
     return msg.commit_blocking()
+
+
+def _write_v1(store: QueueStore, data: bytes) -> str:
+    """An entry in the two-file layout (version-1 control file and ``ID.df``), as posthouse
+    writes for messages too large to hold in memory."""
+    qid = new_queue_id()
+    envelope = Envelope(qid, "alice@example.org", [RecipientState("bob@example.net")], time.time(),
+                        len(data))  # fmt: skip
+    store.data_path(qid).write_bytes(data)
+    store.control_path(qid).write_bytes(envelope_to_json(envelope))
+    return qid
 
 
 # -- queue ids ---------------------------------------------------------------------------------
@@ -109,11 +121,13 @@ def test_commit_then_load_roundtrips_every_field(store: QueueStore) -> None:
         smtputf8=True,
         protocol="ESMTPSA",
         extra={"envid": "abc", "ünï": "cødé"},
+        inline=True,
     )
     with store.open_data(qid) as f:
         assert f.read() == b"".join(chunks)
-    control = json.loads(store.path_for(qid).read_text("utf-8"))
-    assert control["v"] == 1
+    line, _, data = store.path_for(qid).read_bytes().partition(b"\n")
+    assert json.loads(line)["v"] == 2 and data == b"".join(chunks)  # one file: line and data
+    assert [p.name for p in store.directory.iterdir()] == [f"{qid}.qf"]
     assert not list(store.directory.glob("*.tmp"))
     assert oct(store.directory.stat().st_mode & 0o777) == oct(0o775)
 
@@ -210,11 +224,12 @@ def test_rejects_non_ids(store: QueueStore) -> None:
 
 def test_list_entries_reports_damage_without_raising(store: QueueStore) -> None:
     good = _commit(store, b"good")
-    no_qf = _commit(store, b"no control")
-    no_df = _commit(store, b"no data")
+    no_qf = _write_v1(store, b"no control")
+    no_df = _write_v1(store, b"no data")
     corrupt = _commit(store, b"corrupt")
-    bad_version = _commit(store, b"version")
-    truncated = _commit(store, b"truncated data")
+    bad_version = _write_v1(store, b"version")
+    truncated = _write_v1(store, b"truncated data")
+    cut_inline = _commit(store, b"cut short")
     in_progress = store.new_message("a@x", ["b@y"])
     in_progress.write(b"still receiving" * 10_000)
 
@@ -225,11 +240,13 @@ def test_list_entries_reports_damage_without_raising(store: QueueStore) -> None:
     doc["v"] = 99
     store.path_for(bad_version, "qf").write_text(json.dumps(doc))
     store.path_for(truncated, "df").write_bytes(b"trunc")
+    control = store.path_for(cut_inline, "qf")
+    control.write_bytes(control.read_bytes()[:-5])
     (store.directory / "README").write_text("not a queue file")
     (store.directory / "junk.qf").write_text("not an id")
 
     entries = {e.queue_id: e for e in store.list_entries()}
-    assert set(entries) == {good, no_qf, no_df, corrupt, bad_version, truncated}
+    assert set(entries) == {good, no_qf, no_df, corrupt, bad_version, truncated, cut_inline}
     assert entries[good].problem is None and not entries[good].damaged
     assert entries[good].envelope is not None and entries[good].data_size == 4
     assert entries[no_qf].problem == "no control file" and entries[no_qf].envelope is None
@@ -241,6 +258,7 @@ def test_list_entries_reports_damage_without_raising(store: QueueStore) -> None:
     problem = entries[bad_version].problem
     assert problem is not None and "version" in problem
     assert entries[truncated].problem == "data file has 5 bytes, control file says 14"
+    assert entries[cut_inline].problem == "control file holds 4 bytes of data, says 9"
     assert all(e.mtime > 0 for e in entries.values())
 
     # Damaged entries are left alone.
@@ -331,7 +349,7 @@ def test_remove_without_claim(store: QueueStore) -> None:
     assert store.queue_ids() == []
     with pytest.raises(QueueEntryNotFound):
         store.remove(qid)
-    damaged = _commit(store)
+    damaged = _write_v1(store, b"data")
     store.path_for(damaged, "qf").unlink()
     store.remove(damaged)  # an entry without control file can still be removed
     assert list(store.directory.iterdir()) == []
@@ -507,4 +525,54 @@ def test_cancelled_commit_before_pickup_leaves_nothing(tmp_path: Path) -> None:
     with GroupCommitter() as gc:
         store = QueueStore(tmp_path / "q", gc)
         asyncio.run(main(store, gc))
+    assert list(store.directory.iterdir()) == []
+
+
+# -- the two layouts ---------------------------------------------------------------------------
+
+
+def test_a_large_message_keeps_its_data_in_its_own_file(store: QueueStore) -> None:
+    data = b"Subject: big\r\n\r\n" + b"x" * 100_000
+    qid = _commit(store, data)
+    envelope = store.load(qid)
+    assert not envelope.inline and envelope.size == len(data)
+    assert store.path_for(qid, "df").read_bytes() == data
+    assert json.loads(store.path_for(qid, "qf").read_bytes())["v"] == 1
+    with store.open_data(qid) as f:
+        assert f.read() == data
+
+
+@pytest.mark.parametrize("size", [10, 100_000])
+def test_update_keeps_the_data_of_either_layout(store: QueueStore, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"end"
+    qid = _commit(store, data)
+    with store.claim(qid) as envelope:
+        assert envelope is not None
+        envelope.recipients[0].status = "deferred"
+        envelope.recipients[0].last_error = "4.4.1 later"
+        store.update(envelope)
+        envelope.recipients[0].attempts = 2
+        store.update(envelope)  # twice: the second copies from the first's new file
+    again = store.load(qid)
+    assert again.recipients[0].attempts == 2 and again.inline == (size < 65536)
+    with store.open_data(qid) as f:
+        assert f.read() == data
+    assert [e.problem for e in store.list_entries()] == [None]
+
+
+def test_inline_data_is_a_real_file_at_the_data(store: QueueStore) -> None:
+    """Programs get the data as their standard input: the descriptor's offset must be right."""
+    qid = _commit(store, b"line one\nline two\n")
+    with store.open_data(qid) as f:
+        result = subprocess.run(["cat"], stdin=f, capture_output=True, check=True, timeout=30)
+    assert result.stdout == b"line one\nline two\n"
+
+
+def test_version_1_entries_are_still_delivered(store: QueueStore) -> None:
+    qid = _write_v1(store, b"old layout")
+    with store.claim(qid) as envelope:
+        assert envelope is not None and not envelope.inline
+    with store.open_data(qid) as f:
+        assert f.read() == b"old layout"
+    store.remove(qid)
     assert list(store.directory.iterdir()) == []

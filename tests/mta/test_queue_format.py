@@ -21,6 +21,7 @@ from posthouse.mta.queue_format import (
     RecipientState,
     envelope_from_json,
     envelope_to_json,
+    parse_control,
 )
 
 QID = "01abcdefghjkmnpq"
@@ -120,7 +121,8 @@ def _with(field: str, raw: str) -> bytes:
         (b"{not json", "not JSON"),
         (b"\xff\xfe{}", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (_with("v", "2"), "unsupported version 2"),
+        (_with("v", "3"), "unsupported version 3"),
+        (_with("v", "true"), "unsupported version True"),
         (_with("size", '"958"'), "field 'size' has the wrong type"),
         (_with("size", "-1"), "negative size"),
         (_with("size", "true"), "field 'size' has the wrong type"),
@@ -171,6 +173,7 @@ _envelopes = st.builds(
     smtputf8=st.booleans(),
     protocol=_texts,
     extra=st.dictionaries(_texts, _texts, max_size=2),
+    inline=st.booleans(),
 )
 # Files the fast path takes (to be edited): plain strings, plain numbers.
 _plain_envelopes = st.builds(
@@ -195,6 +198,7 @@ _plain_envelopes = st.builds(
     smtputf8=st.booleans(),
     protocol=_plain_texts,
     extra=st.dictionaries(_plain_texts, _plain_texts, max_size=2),
+    inline=st.booleans(),
 )
 
 
@@ -235,3 +239,15 @@ def test_fast_path_accepts_nothing_the_strict_path_rejects(
     fast = _fast(text)
     if fast is not None:
         assert repr(fast) == repr(_strict(text))
+
+
+def test_parse_control_splits_the_inline_data() -> None:
+    envelope = _typical()
+    envelope.inline = True
+    data = b"Subject: x\r\n\r\n{not json}\n"
+    parsed, rest = parse_control(envelope_to_json(envelope) + data, QID)
+    assert parsed == envelope and rest == data
+    envelope.inline = False
+    assert parse_control(envelope_to_json(envelope), QID) == (envelope, b"")
+    with pytest.raises(CorruptControlFile, match="data after a version-1 control line"):
+        parse_control(envelope_to_json(envelope) + data, QID)

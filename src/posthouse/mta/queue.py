@@ -9,13 +9,16 @@ access for delivery is arbitrated with real file locks.
 
 On-disk format (one flat directory, by default mode 0775, files 0660)
 ---------------------------------------------------------------------
-``ID.df``
-    The message data: the raw bytes exactly as received (with the ``Received:`` header the
-    server writes first), never rewritten.
 ``ID.qf``
-    The control (envelope) file: one UTF-8 JSON object, whose format and codec
-    :mod:`posthouse.mta.queue_format` owns.  It is replaced atomically (write a temporary
-    file, fsync, rename over, fsync the directory), never edited in place.
+    The control (envelope) file: one line of UTF-8 JSON, whose format and codec
+    :mod:`posthouse.mta.queue_format` owns, followed, for a message that was small enough to
+    be held in memory while it was received (version 2, "inline"), by the message data itself:
+    then the whole message is this one file, as DESIGN.md's queue has it.  It is replaced
+    atomically (write a temporary file, fsync, rename over, fsync the directory), never edited
+    in place; an inline message's data is copied into the new file.
+``ID.df``
+    The message data of a larger message (version-1 control file): the raw bytes exactly as
+    received (with the ``Received:`` header the server writes first), never rewritten.
 ``ID.df.tmp``, ``ID.qf.tmp``
     Temporary files: a message being received (its data file is ``flock``\\ ed by the
     receiving process) or a control file being rewritten.  Listing ignores them;
@@ -29,7 +32,8 @@ Commit order: see :mod:`posthouse.mta.queue_incoming`, which owns receiving
 control file (which makes the message a queue entry) last.
 
 Damaged entries: an id with a data file but no control file, a control file that cannot be
-parsed, or a control file without data file, is listed by :meth:`QueueStore.list_entries` with
+parsed, a version-1 control file without data file, or data of another size than the envelope
+says, is listed by :meth:`QueueStore.list_entries` with
 a ``problem`` and no envelope; listing never raises for them and the store never deletes them by
 itself.
 
@@ -72,6 +76,7 @@ from posthouse.mta.queue_format import (
     RecipientState,
     envelope_from_json,
     envelope_to_json,
+    parse_control,
 )
 from posthouse.mta.queue_format import RecipientStatus as RecipientStatus
 from posthouse.mta.queue_incoming import IncomingMessage
@@ -176,19 +181,36 @@ def _data_file(dir_fd: int, queue_id: str) -> os.stat_result | None:
     return st if stat.S_ISREG(st.st_mode) else None
 
 
+def _mtime(dir_fd: int, queue_id: str, df: os.stat_result | None) -> float:
+    """When a damaged entry was written: its data file's time, else its control file's."""
+    if df is not None:
+        return df.st_mtime
+    try:
+        return os.stat(f"{queue_id}.qf", dir_fd=dir_fd, follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
+
+
 def _entry(dir_fd: int, queue_id: str, *, has_control: bool) -> QueueEntry | None:
     """The entry ``queue_id`` as it is now; None if it has gone since the directory scan."""
     envelope: Envelope | None = None
     problem: str | None = None
+    inline_size: int | None = None
     if has_control:
         try:
-            envelope = envelope_from_json(_read_at(dir_fd, f"{queue_id}.qf"), queue_id)
+            envelope, inline = parse_control(_read_at(dir_fd, f"{queue_id}.qf"), queue_id)
+            inline_size = len(inline) if envelope.inline else None
         except FileNotFoundError:
             has_control = False  # removed since the scan (delivered meanwhile?)
         except CorruptControlFile as exc:
             problem = f"corrupt control file: {exc}"
         except OSError as exc:
             problem = f"unreadable control file: {exc.strerror}"
+    if inline_size is not None:
+        assert envelope is not None
+        if envelope.size != inline_size:
+            problem = f"control file holds {inline_size} bytes of data, says {envelope.size}"
+        return QueueEntry(queue_id, envelope, problem, inline_size, envelope.received_at)
     df = _data_file(dir_fd, queue_id)
     if not has_control:
         if df is None:
@@ -196,7 +218,7 @@ def _entry(dir_fd: int, queue_id: str, *, has_control: bool) -> QueueEntry | Non
         problem = "no control file"
     data_size = df.st_size if df is not None else 0
     if envelope is None:
-        return QueueEntry(queue_id, None, problem, data_size, df.st_mtime if df else 0.0)
+        return QueueEntry(queue_id, None, problem, data_size, _mtime(dir_fd, queue_id, df))
     if df is None:
         problem = "no data file"
     elif envelope.size != data_size:
@@ -337,14 +359,29 @@ class QueueStore:
             data = self.control_path(queue_id).read_bytes()
         except FileNotFoundError:
             raise QueueEntryNotFound(queue_id) from None
-        return envelope_from_json(data, queue_id)
+        return parse_control(data, queue_id)[0]
 
     def open_data(self, queue_id: str) -> BinaryIO:
-        """Open the message data of ``queue_id`` for reading (binary)."""
+        """Open the message data of ``queue_id`` for reading (binary): ``ID.df``, or the data
+        after the control line of an inline entry, as a real file (its descriptor's offset is
+        at the data, so a program can read it as its standard input)."""
         try:
             return open(self.data_path(queue_id), "rb")
         except FileNotFoundError:
+            pass
+        try:
+            fd = os.open(self.control_path(queue_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
             raise QueueEntryNotFound(f"{queue_id}: no data file") from None
+        try:
+            envelope, inline = parse_control(read_fd(fd), queue_id)
+            if not envelope.inline:
+                raise QueueEntryNotFound(f"{queue_id}: no data file")
+            os.lseek(fd, os.fstat(fd).st_size - len(inline), os.SEEK_SET)
+            return open(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     # -- claiming, updating, removing --
 
@@ -392,7 +429,7 @@ class QueueStore:
         with self._lock:
             self._claims[queue_id] = (fd, me)
         try:
-            envelope = envelope_from_json(read_fd(fd), queue_id)
+            envelope = parse_control(read_fd(fd), queue_id)[0]
             yield envelope
         finally:
             with self._lock:
@@ -409,14 +446,18 @@ class QueueStore:
         """Atomically replace the control file; the caller must hold the claim."""
         queue_id = envelope.queue_id
         path = self.control_path(queue_id)
-        if self._held_fd(queue_id) is None:
+        held = self._held_fd(queue_id)
+        if held is None:
             raise QueueError(f"{queue_id}: update() without holding the claim")
+        content = envelope_to_json(envelope)
+        if envelope.inline:  # the data goes along into the new file
+            content += parse_control(read_fd(held), queue_id)[1]
         temp = self._temp_path(queue_id, "qf")
         fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
         try:
             # Lock the new inode before it gets the real name, so the claim carries over.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            write_all(fd, envelope_to_json(envelope))
+            write_all(fd, content)
             self.committer.commit_blocking(
                 CommitRequest(files=[fd], renames=[(temp, path)], directories=[self.directory])
             )

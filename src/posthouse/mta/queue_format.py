@@ -1,12 +1,15 @@
 """The queue's control-file format: the envelope types and their JSON codec.
 
 This module owns what an ``ID.qf`` file of the queue (see :mod:`posthouse.mta.queue`)
-contains: one UTF-8 JSON object, ``{"v": 1, "queue_id": ID, "sender": ..., "recipients":
+contains: one line of UTF-8 JSON, ``{"v": 1, "queue_id": ID, "sender": ..., "recipients":
 [{"address", "original", "status", "attempts", "last_error", "next_attempt"}, ...],
-"received_at": <unix time>, "size": <bytes in ID.df>, "client_address", "helo",
-"auth_user", "body", "smtputf8", "protocol", "extra": {str: str}}``.  Readers reject any
-other ``"v"``.  :class:`QueueError`, the base of all queue errors, lives here because the
-parser raises :class:`CorruptControlFile`.
+"received_at": <unix time>, "size": <bytes of message data>, "client_address", "helo",
+"auth_user", "body", "smtputf8", "protocol", "extra": {str: str}}``.  Version 1: the
+message data is in ``ID.df``.  Version 2 (``"v": 2``, :attr:`Envelope.inline`): the
+``size`` bytes of message data follow the line in the same file, so a small message is one
+file (one create, one fsync, one rename, one unlink).  :func:`parse_control` takes a whole
+control file apart.  Readers reject any other ``"v"``.  :class:`QueueError`, the base of all
+queue errors, lives here because the parser raises :class:`CorruptControlFile`.
 
 Parsing has two paths giving the same result.  A file in exactly the shape
 :func:`envelope_to_json` writes (its key order, no whitespace, strings without escapes, plain
@@ -35,9 +38,11 @@ __all__ = [
     "RecipientStatus",
     "envelope_from_json",
     "envelope_to_json",
+    "parse_control",
 ]
 
-CONTROL_VERSION = 1
+CONTROL_VERSION = 1  # the data is in ID.df
+INLINE_VERSION = 2  # the data follows the control line
 
 RecipientStatus = Literal["pending", "deferred", "sent", "failed"]
 _STATUSES = ("pending", "deferred", "sent", "failed")
@@ -79,15 +84,17 @@ class Envelope:
     smtputf8: bool = False
     protocol: str = "ESMTP"
     extra: dict[str, str] = field(default_factory=dict)
+    inline: bool = False  # the data follows the control line (version 2), not in ID.df
 
 
 # -- control file (de)serialisation ----------------------------------------------------------
 
 
 def envelope_to_json(envelope: Envelope) -> bytes:
-    """Serialise ``envelope`` as a version-1 control file."""
-    doc: dict[str, Any] = {"v": CONTROL_VERSION}
+    """Serialise ``envelope`` as a control line (version 2 if ``inline``, else 1)."""
+    doc: dict[str, Any] = {"v": INLINE_VERSION if envelope.inline else CONTROL_VERSION}
     doc.update(dataclasses.asdict(envelope))
+    del doc["inline"]
     return (json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
         "utf-8", "surrogatepass"
     )
@@ -137,7 +144,7 @@ def _envelope_from_doc(doc: Any, queue_id: str | None) -> Envelope:
     if not isinstance(doc, dict):
         raise CorruptControlFile("not a JSON object")
     version = doc.get("v")
-    if version != CONTROL_VERSION:
+    if version not in (CONTROL_VERSION, INLINE_VERSION) or isinstance(version, bool):
         raise CorruptControlFile(f"unsupported version {version!r}")
     qid = _field(doc, "queue_id", str, optional=False)
     _check_id(qid, queue_id)
@@ -161,6 +168,7 @@ def _envelope_from_doc(doc: Any, queue_id: str | None) -> Envelope:
         smtputf8=bool(_field(doc, "smtputf8", bool, optional=True)),
         protocol=_field(doc, "protocol", str, optional=True) or "ESMTP",
         extra=dict(extra),
+        inline=version == INLINE_VERSION,
     )
 
 
@@ -184,7 +192,7 @@ def _uncaptured(pattern: str) -> str:
 # The first recipient's fields are groups of the whole match (most messages have one); the
 # others, if any, are one group that _MORE_RECIPIENTS takes apart.
 _CANONICAL = re.compile(
-    f'{{"v":{CONTROL_VERSION},"queue_id":{_STR},"sender":{_STR},"recipients":\\['
+    f'{{"v":([{CONTROL_VERSION}{INLINE_VERSION}]),"queue_id":{_STR},"sender":{_STR},"recipients":\\['
     f"(?:{_RECIPIENT}((?:,{_uncaptured(_RECIPIENT)})*))?"
     f'\\],"received_at":{_UNUM},"size":{_UINT},"client_address":{_OPT_STR},"helo":{_OPT_STR},'
     f'"auth_user":{_OPT_STR},"body":{_OPT_STR},"smtputf8":(true|false),"protocol":{_STR},'
@@ -208,7 +216,7 @@ def _canonical_envelope(text: str) -> Envelope | None:
     if match is None:
         return None
     (
-        qid, sender, address, original, status, attempts, error, at, more, received, size,
+        version, qid, sender, address, original, status, attempts, error, at, more, received, size,
         client, helo, auth, body, utf8, proto, extra,
     ) = match.groups()  # fmt: skip
     recipients = []
@@ -229,6 +237,7 @@ def _canonical_envelope(text: str) -> Envelope | None:
         utf8 == "true",
         proto or "ESMTP",
         dict(_PAIRS(extra)) if extra else {},
+        version == str(INLINE_VERSION),
     )
 
 
@@ -247,3 +256,16 @@ def envelope_from_json(data: bytes, queue_id: str | None = None) -> Envelope:
         return _envelope_from_doc(doc, queue_id)
     _check_id(envelope.queue_id, queue_id)
     return envelope
+
+
+def parse_control(data: bytes, queue_id: str | None = None) -> tuple[Envelope, bytes]:
+    """A whole control file: its envelope, and the message data that follows the control
+    line in a version-2 file (``b""`` for version 1, whose data is in ``ID.df``).  Data
+    shorter or longer than the envelope's ``size`` is the caller's to judge (a damaged entry,
+    not an unreadable one)."""
+    end = data.find(b"\n") + 1 or len(data)
+    envelope = envelope_from_json(data[:end], queue_id)
+    rest = data[end:]
+    if rest and not envelope.inline:
+        raise CorruptControlFile("data after a version-1 control line")
+    return envelope, rest

@@ -4,14 +4,15 @@ Principle: *durable before acknowledged*.  :meth:`IncomingMessage.commit` return
 the message's data and envelope are on stable storage and visible under their final names.
 
 Commit order: the first 64 KiB of data are buffered in memory, the rest streamed to
-``ID.df.tmp``; at commit the committer's thread (not the event loop: creating files can block
-for a journal commit) writes what is left of the data and the control file ``ID.qf.tmp``; both
-are ``fdatasync``\\ ed, renamed to ``ID.df`` then ``ID.qf`` (so the control
-file, which makes the message a queue entry, appears last), and the directory is ``fsync``\\ ed,
-the flushes being shared with concurrent commits through a
-:class:`~posthouse.mta.groupcommit.GroupCommitter`.  (If the system crashes *before* commit
-returned, i.e. for a message that was never acknowledged, an ``ID.df`` without control file
-can remain; it is listed as damaged.)
+``ID.df.tmp``.  At commit the committer's thread (not the event loop: creating files can block
+for a journal commit) writes the control file ``ID.qf.tmp``: for a message still held in
+memory, the control line followed by the data (one file: an *inline* entry); otherwise the
+control line alone, after what is left of ``ID.df.tmp``.  The files are ``fdatasync``\\ ed,
+renamed (``ID.df`` first, so the control file, which makes the message a queue entry, appears
+last), and the directory is ``fsync``\\ ed, the flushes being shared with concurrent
+commits through a :class:`~posthouse.mta.groupcommit.GroupCommitter`.  (If the system crashes
+*before* commit returned, i.e. for a message that was never acknowledged, an ``ID.df``
+without control file can remain; it is listed as damaged.)
 
 Create one with :meth:`posthouse.mta.queue.QueueStore.new_message`.
 """
@@ -109,13 +110,19 @@ class IncomingMessage:
         store = self._store
         if store.control_path(self.queue_id).exists():  # never overwrite an entry
             raise FileExistsError(errno.EEXIST, "queue id in use", self.queue_id)
+        self._envelope.size = self._size
+        if self._buffer is not None:  # small: one file, control line and data
+            self._envelope.inline = True
+            fd = self._open_control_file()
+            write_all(fd, envelope_to_json(self._envelope) + self._buffer)
+            return CommitRequest(
+                files=[fd],
+                renames=[(self._control_temp, store.control_path(self.queue_id))],
+                directories=[store.directory],
+            )
         file = self._file if self._file is not None else self._open_data_file()
         file.flush()
-        self._envelope.size = self._size
-        fd = os.open(
-            self._control_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE
-        )
-        self._control_fd = fd
+        fd = self._open_control_file()
         write_all(fd, envelope_to_json(self._envelope))
         return CommitRequest(
             files=[file.fileno(), fd],
@@ -125,6 +132,13 @@ class IncomingMessage:
             ],
             directories=[store.directory],
         )
+
+    def _open_control_file(self) -> int:
+        fd = os.open(
+            self._control_temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE
+        )
+        self._control_fd = fd
+        return fd
 
     def _close_files(self) -> None:
         if self._file is not None:
