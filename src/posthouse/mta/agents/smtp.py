@@ -494,16 +494,15 @@ class SMTPClientAgent:
         if "PIPELINING" in conn.extensions:
             lines = (["RSET"] if reset else []) + [mail, *rcpt_lines, "DATA"]
             await conn.write("".join(f"{line}\r\n" for line in lines).encode("utf-8"), "MAIL")
-            if reset:
-                await conn.read_reply("RSET")  # any reply: the new MAIL decides
-            mail_reply = await conn.read_reply("MAIL FROM")
-            for rcpt in recipients:
-                reply = await conn.read_reply("RCPT TO")
+            verbs = ["RSET"] * reset + ["MAIL FROM"] + ["RCPT TO"] * len(recipients) + ["DATA"]
+            replies = await conn.read_replies(verbs)
+            # The reply to RSET, if any, does not matter: the new MAIL decides.
+            mail_reply, data_reply = replies[int(reset)], replies[-1]
+            for rcpt, reply in zip(recipients, replies[int(reset) + 1 : -1], strict=True):
                 if reply.code in (250, 251):
                     accepted.append(rcpt)
                 else:
                     refused[rcpt] = reply_error(reply, conn.peer, "RCPT TO")
-            data_reply = await conn.read_reply("DATA")
             if mail_reply.code != 250:
                 if data_reply.code == 354:
                     await self._abort_data(conn)

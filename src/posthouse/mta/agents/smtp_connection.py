@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from posthouse.mta.errors import MailError
@@ -38,6 +38,7 @@ log = logging.getLogger("posthouse.mta.smtp")
 MAX_REPLY_LINE = 4096  # RFC 5321 §4.5.3.1.5 says 512; be liberal in what we accept
 MAX_REPLY_LINES = 200
 READ_LIMIT = 64 * 1024
+WRITE_HIGH_WATER = 256 * 1024  # buffered bytes above which write() waits for the peer
 
 Connector = Callable[
     [str, int, float], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
@@ -116,35 +117,19 @@ class ClientConnection:
     # -- low level ---------------------------------------------------------------------
 
     async def read_reply(self, command: str) -> Reply:
-        lines: list[str] = []
-        code: int | None = None
+        """The reply to ``command``, within the timeout."""
+        (reply,) = await self.read_replies([command])
+        return reply
+
+    async def read_replies(self, commands: Sequence[str]) -> list[Reply]:
+        """The replies to pipelined ``commands``, in order, all within one timeout (RFC 2920
+        §3.1: the server may answer them together)."""
+        command = commands[0] if commands else ""
+        replies = []
         try:
             async with asyncio.timeout(self.timeout):
-                while True:
-                    raw = await self.reader.readline()
-                    if not raw.endswith(b"\n"):
-                        raise SessionError(
-                            "4.4.2",
-                            f"connection to {self.peer} lost (waiting for reply to {command})",
-                        )
-                    if len(raw) > MAX_REPLY_LINE or len(lines) >= MAX_REPLY_LINES:
-                        raise SessionError("4.5.0", f"{self.peer}: reply to {command} too long")
-                    line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
-                    if (
-                        len(line) < 3
-                        or not line[:3].isdigit()
-                        or line[0] not in "12345"
-                        or line[3:4] not in ("", " ", "-")
-                        or (code is not None and int(line[:3]) != code)
-                    ):
-                        raise SessionError(
-                            "4.5.0",
-                            f"{self.peer}: malformed reply to {command}: {line[:80]!r}",
-                        )
-                    code = int(line[:3])
-                    lines.append(line[4:])
-                    if line[3:4] != "-":
-                        break
+                for command in commands:
+                    replies.append(await self._read_one(command))
         except TimeoutError:
             raise SessionError(
                 "4.4.2", f"timeout waiting for reply to {command} from {self.peer}"
@@ -155,7 +140,34 @@ class ClientConnection:
             raise SessionError(
                 "4.4.2", f"connection to {self.peer} lost (waiting for reply to {command})"
             ) from None
-        assert code is not None
+        return replies
+
+    async def _read_one(self, command: str) -> Reply:
+        lines: list[str] = []
+        code: int | None = None
+        while True:
+            raw = await self.reader.readline()
+            if not raw.endswith(b"\n"):
+                raise SessionError(
+                    "4.4.2", f"connection to {self.peer} lost (waiting for reply to {command})"
+                )
+            if len(raw) > MAX_REPLY_LINE or len(lines) >= MAX_REPLY_LINES:
+                raise SessionError("4.5.0", f"{self.peer}: reply to {command} too long")
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            if (
+                len(line) < 3
+                or not line[:3].isdigit()
+                or line[0] not in "12345"
+                or line[3:4] not in ("", " ", "-")
+                or (code is not None and int(line[:3]) != code)
+            ):
+                raise SessionError(
+                    "4.5.0", f"{self.peer}: malformed reply to {command}: {line[:80]!r}"
+                )
+            code = int(line[:3])
+            lines.append(line[4:])
+            if line[3:4] != "-":
+                break
         reply = Reply(code, tuple(lines))
         if code == 421:
             raise SessionError("4.4.2", f"host {self.peer} said: {reply} (closing connection)")
@@ -164,8 +176,11 @@ class ClientConnection:
     async def write(self, data: bytes, what: str) -> None:
         try:
             self.writer.write(data)
-            async with asyncio.timeout(self.timeout):
-                await self.writer.drain()
+            transport = self.writer.transport
+            # Wait only when the kernel is not keeping up (or the connection is going away).
+            if transport.get_write_buffer_size() > WRITE_HIGH_WATER or transport.is_closing():
+                async with asyncio.timeout(self.timeout):
+                    await self.writer.drain()
         except TimeoutError:
             raise SessionError("4.4.2", f"timeout sending {what} to {self.peer}") from None
         except (OSError, RuntimeError) as exc:
