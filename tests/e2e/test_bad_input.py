@@ -7,6 +7,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.conftest import Server, wait_until
@@ -146,3 +147,26 @@ def test_starttls_command_injection_is_discarded(server: Server) -> None:
             assert answer == b"250 2.0.0 Ok\r\n"
             tls.sendall(b"RCPT TO:<alice@example.test>\r\n")
             assert tls.recv(4096).startswith(b"503")
+
+
+def test_idle_clients_are_closed_after_the_idle_timeout(
+    server_factory: Callable[..., Server],
+) -> None:
+    """A client that stops talking gets 421 (SMTP) or the autologout -ERR (POP3), mid-command
+    as well as between commands, and the server goes on serving the others."""
+    server = server_factory(
+        smtp={"idle_timeout_seconds": 1.0}, extra="\n[pop3]\nidle_timeout_seconds = 1.0\n"
+    )
+    for port, payload, expected in (
+        (server.smtp_port, b"", b"421 4.4.2"),
+        (server.smtp_port, b"EHLO idle.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<bo", b"421 4.4.2"),
+        (server.ports["pop3"], b"USER alice\r\n", b"-ERR autologout timer expired"),
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.recv(4096)
+            sock.sendall(payload)
+            received = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                received += chunk
+        assert expected in received, (port, received)
+    still_serves(server)
