@@ -15,8 +15,8 @@ session delivers it itself before answering the final dot:
   whose MX hosts are on the Internet is queued first, so that a slow or
   tarpitting remote server never holds up the client (``any_hop`` changes that).
 
-Either way "durable before acknowledged" holds, and the queue files (two
-creates, two fsyncs, two renames and two unlinks per message) are skipped.
+Either way "durable before acknowledged" holds, and the queue file (its
+create, fsync, rename and unlink, and the directory flush) is skipped.
 Whatever did not succeed comes back as a :class:`DirectFailure`, and the
 caller queues the message for exactly those destinations: with the error
 (deferred, or failed and bounced by the queue), or without one when it was not
