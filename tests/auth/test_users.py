@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import stat
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from posthouse.auth.authenticator import UserDirectory
 from posthouse.auth.passwords import verify_password
 from posthouse.auth.users import (
     InvalidUserName,
@@ -282,3 +284,31 @@ def test_concurrent_processes_adding_users(tmp_path: Path) -> None:
         with_password = db.list("w*-u0")
         assert len(with_password) == workers
         assert all(u.password_hash is not None for u in with_password)
+
+
+def test_directory_remembers_found_users_briefly_and_absent_ones_never(tmp_path: Path) -> None:
+    now = [100.0]
+    db = UserDatabase(tmp_path / "users.db")
+    directory = UserDirectory(db, exists_ttl=2.0, clock=lambda: now[0])
+    assert not directory.exists("newbie")
+    other = UserDatabase(tmp_path / "users.db")  # e.g. `posthouse user add` in another process
+    other.add("newbie", "pw-123456")
+    assert directory.exists("newbie")  # an absence was not remembered
+    other.delete("newbie")
+    assert directory.exists("newbie")  # a recent "yes" is
+    assert directory.get("newbie") is None  # logins always ask the database
+    now[0] += 2.5
+    assert not directory.exists("newbie")
+    other.close()
+    db.close()
+
+
+def test_lookups_from_many_threads_see_changes_of_other_connections(tmp_path: Path) -> None:
+    db = UserDatabase(tmp_path / "users.db")
+    other = UserDatabase(tmp_path / "users.db")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert not any(pool.map(lambda _i: db.get("late") is not None, range(8)))
+        other.add("late", None)
+        assert all(pool.map(lambda _i: db.get("late") is not None, range(8)))
+    other.close()
+    db.close()

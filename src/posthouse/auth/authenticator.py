@@ -41,6 +41,7 @@ from posthouse.auth.users import User, UserDatabase
 __all__ = ["Authenticator", "UserDirectory", "VerifiedCache"]
 
 _MAX_KEY_LENGTH = 128  # client-supplied names longer than this share one counter
+_MAX_REMEMBERED = 10_000  # users UserDirectory.exists remembers at most
 
 
 class UserDirectory:
@@ -50,6 +51,12 @@ class UserDirectory:
     account of that name is used; if the database also holds a password-less
     entry for it (as ``mailusradm`` records a system user's service type), the
     system account takes that entry's service type.
+
+    :meth:`exists` (asked for every recipient, at RCPT and again at the end of the data)
+    remembers users it found for ``exists_ttl`` seconds, so the mail path does not query the
+    database for every message: a user deleted meanwhile is still accepted for that long
+    (and then bounced by the queue), while a new user is found at once, since absences are
+    never remembered.  :meth:`get`, which logins use, always asks the database.
     """
 
     def __init__(
@@ -57,6 +64,8 @@ class UserDirectory:
         database: UserDatabase,
         *,
         system_accounts: bool = False,
+        exists_ttl: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
         min_uid: int = DEFAULT_MIN_UID,
         max_uid: int = DEFAULT_MAX_UID,
         system_lookup: Callable[[str], User | None] | None = None,
@@ -66,6 +75,9 @@ class UserDirectory:
         if system_lookup is None:
             system_lookup = functools.partial(system_user, min_uid=min_uid, max_uid=max_uid)
         self._system_lookup = system_lookup
+        self._exists_ttl = exists_ttl
+        self._clock = clock
+        self._found: dict[str, float] = {}  # name -> until when it is known to exist
 
     def get(self, name: str) -> User | None:
         """Return the user called *name* (any case), or ``None``."""
@@ -80,8 +92,17 @@ class UserDirectory:
         return system
 
     def exists(self, name: str) -> bool:
-        """Whether a user called *name* exists."""
-        return self.get(name) is not None
+        """Whether a user called *name* exists (a recent "yes" is remembered)."""
+        now = self._clock()
+        until = self._found.get(name)
+        if until is not None and until > now:
+            return True
+        if self.get(name) is None:
+            return False
+        if len(self._found) >= _MAX_REMEMBERED:
+            self._found.clear()
+        self._found[name] = now + self._exists_ttl
+        return True
 
 
 @dataclass

@@ -119,12 +119,17 @@ CREATE TABLE IF NOT EXISTS users (
 class UserDatabase:
     """posthouse's own users, in SQLite (WAL mode, busy timeout) at the given path.
 
-    Safe for several processes, and for several threads sharing one instance.
+    Safe for several processes, and for several threads sharing one instance: changes go
+    through one connection under a lock; lookups use a connection of the calling thread's own
+    (WAL readers do not block each other), so the server's event loop never waits for a lock
+    that a delivery thread holds.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
         _create_private(self.path)
         self._conn = sqlite3.connect(
             self.path,
@@ -197,10 +202,11 @@ class UserDatabase:
             key = normalize_name(name)
         except InvalidUserName:
             return None
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT name, password_hash, service_type FROM users WHERE name = ?", (key,)
-            ).fetchone()
+        row = (
+            self._reader()
+            .execute("SELECT name, password_hash, service_type FROM users WHERE name = ?", (key,))
+            .fetchone()
+        )
         return None if row is None else _row_user(row)
 
     def list(self, pattern: str | None = None) -> builtins.list[User]:
@@ -208,10 +214,11 @@ class UserDatabase:
 
         The pattern is matched case-insensitively (``*``, ``?``, ``[seq]``).
         """
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT name, password_hash, service_type FROM users ORDER BY name"
-            ).fetchall()
+        rows = (
+            self._reader()
+            .execute("SELECT name, password_hash, service_type FROM users ORDER BY name")
+            .fetchall()
+        )
         users = [_row_user(row) for row in rows]
         if pattern is None:
             return users
@@ -219,9 +226,12 @@ class UserDatabase:
         return [user for user in users if fnmatch.fnmatchcase(user.name, folded)]
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connections."""
         with self._lock:
             self._conn.close()
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
     def __enter__(self) -> UserDatabase:
         return self
@@ -230,6 +240,22 @@ class UserDatabase:
         self.close()
 
     # -- internals -----------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection for lookups (opened at its first lookup)."""
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,  # used by its thread only; close() may run elsewhere
+            )
+            reader.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            self._local.reader = reader
+            with self._lock:
+                self._readers.append(reader)
+        return reader
 
     def _write(self, sql: str, params: tuple[str | None, ...]) -> int:
         """Run one change in its own immediate transaction; return the rows changed."""
