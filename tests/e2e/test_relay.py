@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import PASSWORD, Server, wait_until
 
 Factory = Callable[..., Server]
@@ -120,30 +122,45 @@ def test_a_message_with_too_many_hops_is_refused(server: Server) -> None:
     assert server.messages("bob") == [] and queue_files(server) == []
 
 
-def test_a_loop_between_two_servers_ends_with_a_bounce(server_factory: Factory) -> None:
-    """Two servers that route loop.test to each other: the hop count ends it."""
+@pytest.mark.parametrize("cut_through", ["configured", "none"])
+def test_a_loop_between_two_servers_ends(server_factory: Factory, cut_through: str) -> None:
+    """Two servers that route loop.test to each other: the hop count ends it.  Queued at each
+    hop, the sender gets a bounce; with cut-through the refusal travels back along the
+    chain of waiting sessions to the sender's own client."""
     first_port, second_port = free_port(), free_port()
     route = '\n[[route]]\ndomain = "loop.test"\nto = "127.0.0.1:{}"\n'
+    queue = {"cut_through": cut_through}
     first = server_factory(hostname="one.example.test", mail={"trusted_networks": ["127.0.0.0/8"]},
-                           smtp={"max_hops": 8}, extra=route.format(first_port))  # fmt: skip
+                           smtp={"max_hops": 8}, queue=queue,
+                           extra=route.format(first_port))  # fmt: skip
     second = server_factory(hostname="two.example.test", mail={"local_domains": ["two.test"],
                             "trusted_networks": ["127.0.0.0/8"]},
-                            smtp={"max_hops": 8},  # and sends bounces for example.test home
+                            smtp={"max_hops": 8}, queue=queue,  # and sends bounces home:
                             extra=route.format(second_port) + route.format(second_port)
                             .replace("loop.test", "example.test"))  # fmt: skip
     bridges = [
         start_bridge(first_port, second.smtp_port),
         start_bridge(second_port, first.smtp_port),
     ]
+    message = "Subject: round\r\n\r\nand round\r\n"
     try:
-        submit(first, "alice@example.test", ["x@loop.test"], "Subject: round\r\n\r\nand round\r\n")
-        (bounce,) = first.wait_for_messages("alice", 1)
+        if cut_through == "none":
+            submit(first, "alice@example.test", ["x@loop.test"], message)
+            (bounce,) = first.wait_for_messages("alice", 1)
+            assert b"5.4.6" in bounce and b"Too many hops" in bounce
+            assert b"Subject: round" in bounce  # the DSN carries the original headers
+        else:
+            with pytest.raises(smtplib.SMTPDataError) as refused:
+                submit(first, "alice@example.test", ["x@loop.test"], message)
+            assert refused.value.smtp_code == 554  # each hop passed the innermost refusal back
+            said = refused.value.smtp_error
+            assert isinstance(said, bytes) and said.startswith(b"5.4.6 Too many hops (9 Received")
+            assert b"Too many hops" in refused.value.smtp_error
+            assert queue_files(first) == [] and queue_files(second) == []
     finally:
         for bridge in bridges:
             stop_bridge(bridge)
-    assert b"5.4.6" in bounce and b"Too many hops" in bounce
-    assert b"Subject: round" in bounce  # the DSN carries the original headers
-    assert second.messages("alice") == []  # the bounce went home, not round again
+    assert second.messages("alice") == []  # nothing went round again
 
 
 def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Factory) -> None:
@@ -222,8 +239,9 @@ def teardown_module() -> None:
 
 def test_permanent_refusal_bounces_to_the_sender(server_factory: Factory) -> None:
     remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
-    server = server_factory(
-        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n'
+    server = server_factory(  # queued first, as Postfix does: the refusal comes later
+        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n',
+        queue={"cut_through": "none"},
     )
     submit(server, "alice@example.test", ["nobody-there@remote.test"],
            "Subject: doomed\r\nMessage-ID: <doomed@example.test>\r\n\r\nx\r\n")  # fmt: skip
@@ -235,10 +253,37 @@ def test_permanent_refusal_bounces_to_the_sender(server_factory: Factory) -> Non
     assert b"Message-ID: <doomed@example.test>" in dsn
 
 
-def test_bounce_to_a_dead_address_ends_with_the_postmaster(server_factory: Factory) -> None:
+def test_cut_through_passes_a_refusal_back_instead_of_bouncing(server_factory: Factory) -> None:
+    """Every next hop refused for good while the client waited: the client gets the refusal
+    (no bounce to send, no backscatter); a partial refusal still bounces that recipient."""
     remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
     server = server_factory(
         extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n'
+    )
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as client:
+        client.login("alice", PASSWORD)
+        try:
+            client.sendmail("alice@example.test", ["nobody-there@remote.test"],
+                            b"Subject: doomed\r\n\r\nx\r\n")  # fmt: skip
+        except smtplib.SMTPDataError as exc:
+            code, text = exc.smtp_code, exc.smtp_error
+        else:
+            raise AssertionError("the refusal was not passed back")
+    assert isinstance(text, bytes)
+    assert code == 550 and text.startswith(b"5.1.1 ")  # remote.test's own words
+    assert queue_files(server) == [] and server.messages("alice") == []
+    submit(server, "alice@example.test", ["bob@remote.test", "nobody-there@remote.test"],
+           "Subject: half\r\n\r\nx\r\n")  # fmt: skip
+    assert b"Subject: half" in remote.messages("bob")[0]
+    (dsn,) = server.wait_for_messages("alice", 1)
+    assert b"Final-Recipient: rfc822; nobody-there@remote.test" in dsn
+
+
+def test_bounce_to_a_dead_address_ends_with_the_postmaster(server_factory: Factory) -> None:
+    remote = server_factory(hostname="mx.remote.test", mail={"local_domains": ["remote.test"]})
+    server = server_factory(
+        extra=f'\n[[route]]\ndomain = "remote.test"\nto = "127.0.0.1:{remote.smtp_port}"\n',
+        queue={"cut_through": "none"},
     )
     (server.home / "data" / "etc" / "aliases").write_text("postmaster: carol\n")
     assert server.cli("newaliases").returncode == 0

@@ -32,6 +32,8 @@ from posthouse.server.connection import Connection, IdleTimeout
 
 log = logging.getLogger("posthouse.smtp")
 
+PASSED_BACK_TEXT = 400  # characters of a next hop's refusal given to our client (RFC 5321: 512)
+
 # RFC 3463 class/subject to the basic reply code that goes with it (RFC 5321 §4.2.2).
 _REPLY_CODES = {
     "5.1.1": 550,
@@ -244,10 +246,12 @@ class SMTPSession:
             return
         if self.services.stats is not None:
             self.services.stats.record_received(self._mailer_name(), incoming.size)
-        if self.engine.settings.mode != "lmtp" and await self._deliver_directly(incoming):
-            self.engine.respond(replies.queued(incoming.queue_id))
-            self._reset()
-            return
+        if self.engine.settings.mode != "lmtp":
+            answer = await self._deliver_directly(incoming)
+            if answer is not None:
+                self.engine.respond(answer)
+                self._reset()
+                return
         try:
             queue_id = await incoming.commit()
         except OSError as exc:
@@ -285,29 +289,35 @@ class SMTPSession:
         self._respond_all(Reply(554, "5.4.6", (reason,)))
         self._reset()
 
-    async def _deliver_directly(self, incoming: IncomingMessage) -> bool:
-        """Try direct delivery; True when every destination has the message.
+    async def _deliver_directly(self, incoming: IncomingMessage) -> Reply | None:
+        """Try direct delivery; the reply when it settled the message, else None.
 
-        Otherwise the message stays in ``incoming``, re-addressed to the destinations that
-        do not have it, for the caller to queue.
+        Every destination took the message: ``250``.  Every destination refused it for good
+        (next hops' ``5xx``): the first refusal, so that the client, not a bounce, tells the
+        sender (no backscatter).  Otherwise None, and the message stays in ``incoming``,
+        re-addressed to the destinations that do not have it, for the caller to queue.
         """
         direct = self.services.direct
         content = incoming.content_in_memory() if direct is not None else None
         if direct is None or content is None:
-            return False
+            return None
         plan = direct.plan(self.recipients)
         if plan is None:
-            return False
+            return None
         envelope = incoming.envelope
         failures = await direct.deliver(plan, envelope, content)
         if not failures:
             incoming.abort()
-            return True
+            return replies.queued(incoming.queue_id)
+        refusals = [f.error for f in failures if f.error is not None and not f.error.temporary]
+        if len(refusals) == len(plan.local) + len(plan.remote):
+            incoming.abort()
+            return _passed_back(refusals[0])
         retry = self.services.scheduler.delivery.retry
         envelope.recipients = [
             _queued_state(failure, retry.next_attempt(1, time.time())) for failure in failures
         ]
-        return False
+        return None
 
     def _respond_all(self, reply: Reply) -> None:
         if self.engine.settings.mode == "lmtp":
@@ -348,6 +358,16 @@ class SMTPSession:
         if self.incoming is not None:
             self.incoming.abort()
             self.incoming = None
+
+
+def _passed_back(error: MailError) -> Reply:
+    """The reply that hands a next hop's refusal to our client: its code and text as the next
+    hop gave them (so a chain of relays does not nest its explanations), bounded in length."""
+    if error.remote is None or not 500 <= error.remote[0] <= 599:
+        return reply_for_error(error)
+    code, text = error.remote
+    text = "".join(ch if ch.isprintable() else "?" for ch in text[:PASSED_BACK_TEXT])
+    return Reply(code, error.status, (text or "refused by the next hop",))
 
 
 def _queued_state(failure: DirectFailure, retry_at: float) -> RecipientState:

@@ -89,10 +89,16 @@ def reply_error(reply: Reply, peer: str, command: str) -> MailError:
     klass = "5" if reply.code >= 500 else "4"
     text = reply.text
     status = f"{klass}.0.0"
+    said = text
     match = _ENHANCED.match(text)
     if match:
         status = f"{klass}.{match.group(2)}.{match.group(3)}"
-    return MailError(status, f"host {peer} said: {reply.code} {text} (in reply to {command})")
+        said = text[match.end() :].strip()
+    return MailError(
+        status,
+        f"host {peer} said: {reply.code} {text} (in reply to {command})",
+        remote=(reply.code, said),
+    )
 
 
 class ClientConnection:
