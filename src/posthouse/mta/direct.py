@@ -17,8 +17,9 @@ session delivers it itself before answering the final dot:
 
 Either way "durable before acknowledged" holds, and the queue file (its
 create, fsync, rename and unlink, and the directory flush) is skipped.
-Whatever did not succeed comes back as a :class:`DirectFailure`, and the
-caller queues the message for exactly those destinations: with the error
+Whatever did not succeed comes back as a :class:`DirectFailure`.  If every
+destination refused for good, the caller passes the refusal to its client;
+otherwise it queues the message for exactly those destinations: with the error
 (deferred, or failed and bounced by the queue), or without one when it was not
 tried (every connection to the hop busy for longer than ``slot_wait``, or the
 hop failed to answer less than ``failing_window`` seconds ago), for the
