@@ -12,9 +12,7 @@ from __future__ import annotations
 class MailError(Exception):
     """A refusal or failure with an enhanced status code (RFC 3463 §3)."""
 
-    def __init__(
-        self, status: str, message: str, *, remote: tuple[int, str] | None = None
-    ) -> None:
+    def __init__(self, status: str, message: str, *, remote: tuple[int, str] | None = None) -> None:
         if status[:2] not in ("4.", "5."):
             raise ValueError(f"status {status!r} is not a failure status")
         self.status = status
