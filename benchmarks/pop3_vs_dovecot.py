@@ -74,35 +74,11 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from pop3_load import LoadResult, POP3Client, hold_session, run_load  # noqa: E402
-from smtp_vs_postfix import children_of, posthouse_command, ratio  # noqa: E402
+from smtp_vs_postfix import bench_config, children_of, posthouse_command, ratio  # noqa: E402
 
 DOVECOT_SCRIPT = Path("/work/shared/peers/dovecot.sh")
 PASSWORD = "pass"
 FROM_LINE = b"From sender@x Thu Nov 26 00:00:00 2026\n"
-
-CONFIG_TEMPLATE = """\
-[server]
-hostname = "mail.test"
-data_dir = "{data_dir}"
-run_as = ""
-workers = {workers}
-log_level = "warning"
-log_file = "{log_file}"
-
-[mail]
-local_domains = ["local.test"]
-locking = "lockf"
-
-[smtp]
-max_connections = 5000
-max_connections_per_client = 2000
-
-[[listener]]
-protocol = "pop3"
-address = "127.0.0.1"
-port = 0
-"""
-
 
 # ----------------------------------------------------------------------------- mail
 
@@ -237,7 +213,7 @@ class Posthouse:
         self.log = root / "posthouse.log"
         root.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
-            CONFIG_TEMPLATE.format(data_dir=self.data, workers=workers, log_file=self.log),
+            bench_config(self.data, workers, self.log, protocol="pop3"),
             encoding="utf-8",
         )
         self.base = [*posthouse_command(), "--config", str(self.config)]

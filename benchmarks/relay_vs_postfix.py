@@ -58,7 +58,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from smtp_vs_postfix import POSTFIX_SCRIPT, parse_list, posthouse_command, ratio  # noqa: E402
+from smtp_vs_postfix import (  # noqa: E402
+    POSTFIX_SCRIPT,
+    bench_config,
+    parse_list,
+    posthouse_command,
+    ratio,
+)
 
 SENDER = "sender@local.test"
 RECIPIENT = "bench@sink.test"
@@ -245,36 +251,6 @@ def relay_params(port: int) -> dict[str, str]:
 
 # -- posthouse ------------------------------------------------------------------------------
 
-CONFIG_TEMPLATE = """\
-[server]
-hostname = "mail.test"
-data_dir = "{data_dir}"
-run_as = ""
-workers = {workers}
-log_level = "warning"
-log_file = "{log_file}"
-
-[mail]
-local_domains = ["local.test"]
-trusted_networks = ["127.0.0.0/8"]
-
-[smtp]
-max_connections = 5000
-max_connections_per_client = 2000
-
-[queue]
-{queue}
-
-[[listener]]
-protocol = "smtp"
-address = "127.0.0.1"
-port = 0
-
-[[route]]
-domain = "sink.test"
-to = "127.0.0.1:{sink_port}"
-"""
-
 
 class PosthouseDaemon:
     """A posthouse relay on ``root/data``; ``start()`` returns the seconds until it listens."""
@@ -287,12 +263,13 @@ class PosthouseDaemon:
         self.config = root / "posthouse.toml"
         self.log = root / "posthouse.log"
         self.config.write_text(
-            CONFIG_TEMPLATE.format(
-                data_dir=self.data,
-                workers=workers,
-                log_file=self.log,
-                sink_port=sink_port,
-                queue=queue,
+            bench_config(
+                self.data,
+                workers,
+                self.log,
+                mail='trusted_networks = ["127.0.0.0/8"]',
+                more=f'\n[queue]\n{queue}\n\n[[route]]\ndomain = "sink.test"\n'
+                f'to = "127.0.0.1:{sink_port}"\n',
             ),
             encoding="utf-8",
         )

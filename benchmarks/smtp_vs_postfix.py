@@ -67,7 +67,21 @@ USERS = tuple(f"user{i}" for i in range(1, 6))
 SENDER = "sender@local.test"
 POLL_SECONDS = 0.01
 
-CONFIG_TEMPLATE = """\
+
+def bench_config(
+    data_dir: Path,
+    workers: int,
+    log_file: Path,
+    *,
+    protocol: str = "smtp",
+    port: int = 0,
+    mail: str = 'locking = "lockf"',
+    more: str = "",
+) -> str:
+    """The benchmarks' posthouse configuration: warnings only, lockf, high connection limits,
+    one ``protocol`` listener on 127.0.0.1:``port``; ``mail`` lines go into ``[mail]`` and
+    ``more`` (further sections) at the end."""
+    return f"""\
 [server]
 hostname = "mail.test"
 data_dir = "{data_dir}"
@@ -78,17 +92,17 @@ log_file = "{log_file}"
 
 [mail]
 local_domains = ["local.test"]
-locking = "lockf"
+{mail}
 
 [smtp]
 max_connections = 5000
 max_connections_per_client = 2000
 
 [[listener]]
-protocol = "smtp"
+protocol = "{protocol}"
 address = "127.0.0.1"
 port = {port}
-"""
+{more}"""
 
 
 def posthouse_command() -> list[str]:
@@ -249,9 +263,7 @@ class Posthouse(Server):
         self.config = root / "posthouse.toml"
         self.log = root / "posthouse.log"
         self.config.write_text(
-            CONFIG_TEMPLATE.format(
-                data_dir=self.data, workers=workers, log_file=self.log, port=port
-            ),
+            bench_config(self.data, workers, self.log, port=port),
             encoding="utf-8",
         )
         base = [*posthouse_command(), "--config", str(self.config)]
