@@ -28,6 +28,7 @@ from posthouse.mta.queue import (
     RecipientState,
     envelope_to_json,
 )
+from posthouse.mta.queue_format import inline_data
 from posthouse.mta.queueid import is_queue_id, new_queue_id, queue_id_time
 
 
@@ -576,3 +577,24 @@ def test_version_1_entries_are_still_delivered(store: QueueStore) -> None:
         assert f.read() == b"old layout"
     store.remove(qid)
     assert list(store.directory.iterdir()) == []
+
+
+def test_read_data_gives_the_data_of_either_layout(store: QueueStore) -> None:
+    inline = _commit(store, b"small one")
+    separate = _write_v1(store, b"old layout")
+    assert store.read_data(inline) == b"small one"
+    assert store.read_data(separate) == b"old layout"
+    store.path_for(separate, "df").unlink()
+    with pytest.raises(QueueEntryNotFound):
+        store.read_data(separate)  # a version-1 control file holds no data
+    with pytest.raises(QueueEntryNotFound):
+        store.read_data(new_queue_id())
+
+
+def test_inline_data_recognises_other_layouts_of_a_version_2_line() -> None:
+    qid = new_queue_id()
+    envelope = Envelope(qid, "a@x", [RecipientState("b@y")], 1.0, 4, inline=True)
+    spaced = json.dumps(json.loads(envelope_to_json(envelope))).encode() + b"\n"
+    assert inline_data(spaced + b"data", qid) == b"data"
+    envelope.inline = False
+    assert inline_data(envelope_to_json(envelope), qid) is None

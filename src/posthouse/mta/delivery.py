@@ -43,7 +43,7 @@ from posthouse.mta.expand import (
 from posthouse.mta.locking import LockMethod, MailboxLockTimeout
 from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
-from posthouse.mta.queue import Envelope, QueueStore, RecipientState
+from posthouse.mta.queue import Envelope, QueueError, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTPRoute
@@ -326,10 +326,9 @@ class LocalDelivery:
         if envelope.size > SMALL_MESSAGE:
             return None
         try:
-            with self.store.open_data(envelope.queue_id) as stream:
-                content = stream.read(SMALL_MESSAGE + 1)
-        except OSError:
-            return None
+            content = self.store.read_data(envelope.queue_id)
+        except (OSError, QueueError):
+            return None  # the client's own read reports it
         return content if len(content) == envelope.size else None
 
     def _append(

@@ -76,6 +76,7 @@ from posthouse.mta.queue_format import (
     RecipientState,
     envelope_from_json,
     envelope_to_json,
+    inline_data,
     parse_control,
 )
 from posthouse.mta.queue_format import RecipientStatus as RecipientStatus
@@ -369,19 +370,40 @@ class QueueStore:
             return open(self.data_path(queue_id), "rb")
         except FileNotFoundError:
             pass
+        fd = self._open_inline(queue_id)
         try:
-            fd = os.open(self.control_path(queue_id), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            raise QueueEntryNotFound(f"{queue_id}: no data file") from None
-        try:
-            envelope, inline = parse_control(read_fd(fd), queue_id)
-            if not envelope.inline:
-                raise QueueEntryNotFound(f"{queue_id}: no data file")
+            inline = self._inline(fd, queue_id)
             os.lseek(fd, os.fstat(fd).st_size - len(inline), os.SEEK_SET)
             return open(fd, "rb")
         except BaseException:
             os.close(fd)
             raise
+
+    def read_data(self, queue_id: str) -> bytes:
+        """The whole message data of ``queue_id`` (for small messages)."""
+        try:
+            with open(self.data_path(queue_id), "rb") as file:
+                return file.read()
+        except FileNotFoundError:
+            pass
+        fd = self._open_inline(queue_id)
+        try:
+            return self._inline(fd, queue_id)
+        finally:
+            os.close(fd)
+
+    def _open_inline(self, queue_id: str) -> int:
+        try:
+            return os.open(self.control_path(queue_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise QueueEntryNotFound(f"{queue_id}: no data file") from None
+
+    @staticmethod
+    def _inline(fd: int, queue_id: str) -> bytes:
+        data = inline_data(read_fd(fd), queue_id)
+        if data is None:
+            raise QueueEntryNotFound(f"{queue_id}: no data file")
+        return data
 
     # -- claiming, updating, removing --
 

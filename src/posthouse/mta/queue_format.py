@@ -38,6 +38,7 @@ __all__ = [
     "RecipientStatus",
     "envelope_from_json",
     "envelope_to_json",
+    "inline_data",
     "parse_control",
 ]
 
@@ -269,3 +270,18 @@ def parse_control(data: bytes, queue_id: str | None = None) -> tuple[Envelope, b
     if rest and not envelope.inline:
         raise CorruptControlFile("data after a version-1 control line")
     return envelope, rest
+
+
+_INLINE_MARK = b'{"v":%d,' % INLINE_VERSION
+
+
+def inline_data(data: bytes, queue_id: str | None = None) -> bytes | None:
+    """The message data held by a whole control file (version 2), or None (version 1).
+
+    A control line in the writer's own layout is recognised by its first bytes, without
+    parsing it again (a claim has just parsed it); any other is parsed."""
+    end = data.find(b"\n") + 1
+    if end and data.startswith(_INLINE_MARK):
+        return data[end:]
+    envelope, rest = parse_control(data, queue_id)
+    return rest if envelope.inline else None
