@@ -36,7 +36,9 @@ from posthouse.store.maildrop import (
     MaildropError,
     open_maildrop,
 )
-from posthouse.store.mbox_maildrop import MboxMaildrop, _MboxrdDecoder
+from posthouse.store.mbox_maildrop import MboxMaildrop
+from posthouse.store.mbox_scan import Scanned
+from posthouse.store.mboxrd import MboxrdDecoder
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -155,9 +157,9 @@ def test_round_trip_through_delivery(contents: list[bytes]) -> None:
     st.lists(st.integers(min_value=0, max_value=200), max_size=6),
 )
 def test_decoder_output_does_not_depend_on_chunking(data: bytes, cuts: list[int]) -> None:
-    whole = _MboxrdDecoder()
+    whole = MboxrdDecoder()
     expected = whole.feed(data) + whole.finish()
-    pieces = _MboxrdDecoder()
+    pieces = MboxrdDecoder()
     out, start = b"", 0
     for cut in sorted(c for c in cuts if c <= len(data)):
         out += pieces.feed(data[start:cut])
@@ -339,7 +341,7 @@ def count_scans(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     starts: list[int] = []
     real = mbox_maildrop._scan
 
-    def counting(fd: int, start: int, path: Path) -> tuple[list[mbox_maildrop._Scanned], int]:
+    def counting(fd: int, start: int, path: Path) -> tuple[list[Scanned], int]:
         starts.append(start)
         return real(fd, start, path)
 

@@ -79,15 +79,12 @@ from posthouse.store.mbox_index import (
     save_index,
 )
 from posthouse.store.mbox_rewrite import Rewriter, no_crash
-from posthouse.store.mbox_scan import CHUNK, Scanned, ident_at, scan
+from posthouse.store.mbox_scan import CHUNK, ident_at, scan
 from posthouse.store.mbox_scan import IDENT_PREFIX as IDENT_PREFIX
 from posthouse.store.mboxrd import MboxrdDecoder
 
 __all__ = ["IndexStats", "MboxMaildrop"]
 
-# Kept importable from here (tests and tools use them).
-_MboxrdDecoder = MboxrdDecoder
-_Scanned = Scanned
 #: The parser the maildrop uses; looked up at each open, so tests can replace it.
 _scan = scan
 #: Crash-injection seam: tests replace ``_crash_hook`` to stop a rewrite at a step.
