@@ -26,7 +26,7 @@ OK = "ok"
 AUTH = "AUTH"
 NOT_IMAP = "this account is not enabled for IMAP"
 MUST_APOP = "this account must log in with APOP"
-NO_APOP = "APOP is not enabled for this user"
+BAD_APOP = "invalid user name or APOP digest"  # the same for every refusal (issue 8)
 
 # (service type) -> {(protocol, password kind): expected}; OK, AUTH, or a SYS/PERM reason.
 TABLE: dict[ServiceType, dict[tuple[Protocol, str], str]] = {
@@ -61,7 +61,7 @@ TABLE: dict[ServiceType, dict[tuple[Protocol, str], str]] = {
         ("smtp", "login"): OK, ("smtp", "mail"): AUTH,
     },
 }  # fmt: skip
-APOP_TABLE = {t: (OK if t is ServiceType.APOP_MAILPASS else NO_APOP) for t in ServiceType}
+APOP_TABLE = {t: (OK if t is ServiceType.APOP_MAILPASS else BAD_APOP) for t in ServiceType}
 CASES = [
     (service_type, protocol, kind, expected)
     for service_type, row in TABLE.items()
@@ -137,6 +137,8 @@ def assert_outcome(result: LoginResult, expected: str, name: str) -> None:
     elif expected == AUTH:
         assert (result.ok, result.code) == (False, "AUTH")
         assert result.reason == "invalid user name or password"
+    elif expected == BAD_APOP:
+        assert (result.ok, result.code, result.reason) == (False, "AUTH", BAD_APOP)
     else:
         assert (result.ok, result.code, result.reason) == (False, "SYS/PERM", expected)
 
@@ -163,17 +165,14 @@ def test_apop_table(world: World, service_type: ServiceType, expected: str) -> N
     assert_outcome(result, expected, name)
     wrong = world.apop(name, f"login-{name}")
     assert not wrong.ok
-    if service_type is ServiceType.APOP_MAILPASS:
-        assert (wrong.code, wrong.reason) == ("AUTH", "invalid user name or APOP digest")
-    else:
-        assert (wrong.code, wrong.reason) == ("SYS/PERM", NO_APOP)
+    assert (wrong.code, wrong.reason) == ("AUTH", BAD_APOP)
 
 
 def test_unknown_user(world: World) -> None:
     assert_outcome(world.password("nobody", "x", "imap"), AUTH, "nobody")
     assert_outcome(world.password("bad name!", "x", "smtp"), AUTH, "nobody")
     unknown_apop = world.apop("nobody", "x")
-    assert (unknown_apop.code, unknown_apop.reason) == ("SYS/PERM", NO_APOP)
+    assert (unknown_apop.code, unknown_apop.reason) == ("AUTH", BAD_APOP)
 
 
 def test_mailpass_user_without_a_mail_password(world: World) -> None:

@@ -16,13 +16,24 @@ other client: in :meth:`Authenticator.check_async` the wait is an
 counter is forgotten after ``quiet_period`` seconds without a failure, and a
 success resets the client's counter.
 
+Beyond the delay, two bounds hold against guessers (issue 8):
+
+* with a shared :class:`~posthouse.auth.failure_limits.LoginLimiter`, at most so many
+  failures per minute per client address and per user name, across all worker processes;
+  an attempt beyond that is refused (:attr:`Outcome.LIMITED`) without checking anything;
+* argon2 work is bounded: at most ``hash_threads`` verifications at once in a process, and
+  at most one at a time per client address, so one client's guesses queue behind each other
+  instead of taking the CPU from everyone else.  Verified-cache hits never wait for them.
+
 The mail-password service types (``*-mailpass``) are checked against the
-mailauth database by a later module; this one checks login passwords only.
+mailauth database by :mod:`posthouse.auth.credentials`, through :meth:`Authenticator.guarded`
+so they count against the same limits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import hashlib
 import hmac
@@ -32,13 +43,26 @@ import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
+from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.passwords import hash_password, verify_password
 from posthouse.auth.system import DEFAULT_MAX_UID, DEFAULT_MIN_UID, pam_authenticate, system_user
 from posthouse.auth.users import User, UserDatabase
 
-__all__ = ["Authenticator", "UserDirectory", "VerifiedCache"]
+__all__ = ["Authenticator", "Outcome", "UserDirectory", "VerifiedCache"]
+
+_T = TypeVar("_T")
+
+
+class Outcome(enum.Enum):
+    """How a login attempt ended."""
+
+    OK = "ok"
+    FAILED = "failed"  # checked and wrong (the failure delay has been waited)
+    LIMITED = "limited"  # refused unchecked: too many recent failures (client or user)
+
 
 _MAX_KEY_LENGTH = 128  # client-supplied names longer than this share one counter
 _MAX_REMEMBERED = 10_000  # users UserDirectory.exists remembers at most
@@ -103,6 +127,14 @@ class UserDirectory:
             self._found.clear()
         self._found[name] = now + self._exists_ttl
         return True
+
+
+@dataclass
+class _Turn:
+    """The checks of one client address waiting or running in this process."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 @dataclass
@@ -184,7 +216,14 @@ class VerifiedCache:
         mark = hmac.new(self._key, name.encode("utf-8", "surrogatepass"), hashlib.sha256)
         return int.from_bytes(mark.digest()[:8], "little") % self._slots * _SLOT.size
 
-    def check(self, name: str, stored_hash: str, password: str) -> bool:
+    def check(
+        self,
+        name: str,
+        stored_hash: str,
+        password: str,
+        verify: Callable[[str, str], bool] | None = None,
+    ) -> bool:
+        """Whether ``password`` is right: from the cache, else by ``verify`` (argon2)."""
         digest = self._digest(name, stored_hash, password)
         offset = self._offset(name)
         now = self._clock()
@@ -192,7 +231,7 @@ class VerifiedCache:
             cached, expiry = _SLOT.unpack_from(self._table, offset)
         if expiry > now and hmac.compare_digest(cached, digest):
             return True
-        if not verify_password(stored_hash, password):
+        if not (verify or verify_password)(stored_hash, password):
             return False
         if self._ttl > 0:
             with self._lock:
@@ -224,6 +263,8 @@ class Authenticator:
         max_tracked: int = 10_000,
         verified_cache_seconds: float = 300.0,
         verified_cache: VerifiedCache | None = None,
+        limiter: LoginLimiter | None = None,
+        hash_threads: int = 2,
     ) -> None:
         self.directory = directory
         self.base_delay = base_delay
@@ -238,6 +279,9 @@ class Authenticator:
         # One made before the workers were forked is shared by all of them (see VerifiedCache).
         self._verified = verified_cache or VerifiedCache(clock=clock, ttl=verified_cache_seconds)
         self._by_user = _FailureTable(quiet_period, max_tracked)
+        self.limiter = limiter
+        self._hash_slots = threading.BoundedSemaphore(max(1, hash_threads))
+        self._client_turns: dict[str, _Turn] = {}  # one check at a time per client
 
     def verify(self, name: str, password: str) -> bool:
         """Check the credentials only: no delay and no failure counting. Blocking."""
@@ -247,9 +291,16 @@ class Authenticator:
         if user is not None and user.source == "system":
             return self._pam_check(user.name, password, self.pam_service)
         if user is None or user.password_hash is None:
-            verify_password(_dummy_hash(), password)  # same cost as a real mismatch
+            self._hash_verify(_dummy_hash(), password)  # same cost as a real mismatch
             return False
-        return self._verified.check(user.name, user.password_hash, password)
+        return self._verified.check(
+            user.name, user.password_hash, password, verify=self._hash_verify
+        )
+
+    def _hash_verify(self, stored_hash: str, password: str) -> bool:
+        """argon2, at most ``hash_threads`` at once in this process."""
+        with self._hash_slots:
+            return verify_password(stored_hash, password)
 
     def check(self, name: str, password: str, *, client: str) -> bool:
         """Check the credentials; after a failure, block for the failure delay first."""
@@ -261,12 +312,50 @@ class Authenticator:
 
     async def check_async(self, name: str, password: str, *, client: str) -> bool:
         """Check the credentials in a worker thread; after a failure, ``await`` the delay."""
-        ok = await asyncio.to_thread(self.verify, name, password)
-        delay = self._settle(ok, name, client)
+        return await self.attempt(name, password, client=client) is Outcome.OK
+
+    async def attempt(self, name: str, password: str, *, client: str) -> Outcome:
+        """Check a login password within the limits (see the module docstring)."""
+        outcome, _ok = await self.guarded(name, client, lambda: self.verify(name, password))
+        return outcome
+
+    async def guarded(
+        self, name: str, client: str, check: Callable[[], _T]
+    ) -> tuple[Outcome, _T | None]:
+        """Run the blocking credential ``check`` (truthy: right) for a login of ``name`` from
+        ``client`` within the failure limits: in a worker thread, one at a time per client,
+        counted in the shared limits, and followed by the failure delay when it fails.
+
+        Returns the outcome and what ``check`` returned (None when it did not run).  An
+        exception from ``check`` (a database that cannot be read) propagates and counts as
+        no attempt at all.
+        """
+        ticket = None
+        if self.limiter is not None:
+            ticket = self.limiter.acquire(client, _user_key(name))
+            if ticket is None:
+                await self._sleep(self.failure_delay(name, client))
+                return Outcome.LIMITED, None
+        turn = self._client_turns.setdefault(client, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                result = await asyncio.to_thread(check)
+        except BaseException:
+            if ticket is not None and self.limiter is not None:
+                self.limiter.refund(ticket)
+            raise
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._client_turns[client]
+        delay = self._settle(bool(result), name, client)
         if delay is None:
-            return True
+            if ticket is not None and self.limiter is not None:
+                self.limiter.refund(ticket)
+            return Outcome.OK, result
         await self._sleep(delay)
-        return False
+        return Outcome.FAILED, result
 
     async def record_failure(self, name: str, client: str) -> None:
         """A login for *name* from *client* failed elsewhere (e.g. a mail password): count

@@ -39,12 +39,17 @@ Decisions behind the table:
 A refusal for the service type (``SYS/PERM``) is only revealed after the
 password that the type would use has been checked and found right; a wrong
 password is always the generic ``AUTH`` failure, so strangers learn nothing
-about an account.  APOP answers "APOP is not enabled for this user" alike for
-unknown users and for users of other types.
+about an account.  APOP answers the same ("invalid user name or APOP digest",
+``AUTH``) for unknown users, for users of other types and for a wrong digest, after
+the same delay, so APOP tells a stranger nothing about which accounts exist.
 
-Every failure (``AUTH``, and ``SYS/PERM`` for APOP) goes through the
-:class:`~posthouse.auth.authenticator.Authenticator`'s growing delay, counted
-in the same per-client and per-user tables as login-password failures.
+Every check, whichever password it uses, runs through
+:meth:`~posthouse.auth.authenticator.Authenticator.guarded`: counted in the same
+per-client and per-user failure limits (shared by all workers) and followed by the
+growing delay when it fails.  Beyond the limits an attempt is refused unchecked with
+``SYS/TEMP`` ("too many failed logins").  A users or mailauth database that cannot be
+read answers ``SYS/TEMP`` as well, so servers reply with a temporary error instead of
+dropping the connection.
 Successes and failures are logged to ``posthouse.auth`` at INFO, which
 posthouse uses as syslog's NOTICE (§12.4.5); details at DEBUG.
 """
@@ -53,10 +58,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
-from posthouse.auth.authenticator import Authenticator, UserDirectory
+from posthouse.auth.authenticator import Authenticator, Outcome, UserDirectory
 from posthouse.auth.mailauth import MailAuthDatabase, MailAuthError
 from posthouse.auth.users import ServiceType, User
 
@@ -69,9 +75,10 @@ PasswordKind = Literal["login", "mail"]
 
 BAD_CREDENTIALS = "invalid user name or password"
 BAD_APOP = "invalid user name or APOP digest"
-NO_APOP = "APOP is not enabled for this user"
 MUST_APOP = "this account must log in with APOP"
 NO_DATABASE = "the mail password database is not available"
+NO_USERS = "the user database is not available"
+TOO_MANY = "too many failed logins, try again later"
 _NOT_ENABLED = "this account is not enabled for {}"
 _PROTOCOL_NAMES: dict[Protocol, str] = {"pop3": "POP", "imap": "IMAP", "smtp": "SMTP"}
 
@@ -139,11 +146,19 @@ class CredentialChecker:
         self, user: str, password: str, *, protocol: Protocol, client: str
     ) -> LoginResult:
         """Check a password login of *user* over *protocol* from *client*."""
-        found = await asyncio.to_thread(self.directory.get, user)
+        try:
+            found = await asyncio.to_thread(self.directory.get, user)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("%s login from %s: user database unusable: %s", protocol, client, exc)
+            return LoginResult(False, NO_USERS, "SYS/TEMP")
         if found is None:
             log.debug("%s login from %s: no user %r", protocol, client, user)
-            await self.authenticator.check_async(user, password, client=client)  # delays
-            return self._failed(protocol, user, client, BAD_CREDENTIALS, "AUTH")
+            try:
+                outcome = await self.authenticator.attempt(user, password, client=client)
+            except (sqlite3.Error, OSError) as exc:
+                log.error("%s login from %s: user database unusable: %s", protocol, client, exc)
+                return LoginResult(False, NO_USERS, "SYS/TEMP")
+            return self._refused(protocol, user, client, outcome)
         rule = RULES[found.service_type][protocol]
         log.debug(
             "%s login of %s (%s) from %s: checking the %s password",
@@ -153,21 +168,25 @@ class CredentialChecker:
             client,
             rule.password,
         )
-        if rule.password == "login":
-            ok = await self.authenticator.check_async(found.name, password, client=client)
-        else:
-            mailauth = self._database(protocol, found, client)
-            if mailauth is None:
-                return LoginResult(False, NO_DATABASE, "SYS/TEMP")
-            try:
-                ok = await asyncio.to_thread(mailauth.verify, found.name, password)
-            except MailAuthError as exc:
-                log.error("mailauth database unusable: %s", exc)
-                return LoginResult(False, NO_DATABASE, "SYS/TEMP")
-            if not ok:
-                await self._record_failure(found.name, client)
-        if not ok:
-            return self._failed(protocol, found.name, client, BAD_CREDENTIALS, "AUTH")
+        try:
+            if rule.password == "login":
+                outcome = await self.authenticator.attempt(found.name, password, client=client)
+            else:
+                mailauth = self._database(protocol, found, client)
+                if mailauth is None:
+                    return LoginResult(False, NO_DATABASE, "SYS/TEMP")
+                name = found.name
+                outcome, _ = await self.authenticator.guarded(
+                    name, client, lambda: mailauth.verify(name, password)
+                )
+        except MailAuthError as exc:
+            log.error("mailauth database unusable: %s", exc)
+            return LoginResult(False, NO_DATABASE, "SYS/TEMP")
+        except (sqlite3.Error, OSError) as exc:
+            log.error("%s login from %s: database unusable: %s", protocol, client, exc)
+            return LoginResult(False, NO_USERS, "SYS/TEMP")
+        if outcome is not Outcome.OK:
+            return self._refused(protocol, found.name, client, outcome)
         if rule.refusal is not None:
             return self._failed(protocol, found.name, client, rule.refusal, "SYS/PERM")
         return self._succeeded(protocol, found.name, client)
@@ -175,25 +194,36 @@ class CredentialChecker:
     async def check_apop(
         self, user: str, timestamp: str, digest: str, *, client: str
     ) -> LoginResult:
-        """Check a POP3 ``APOP user digest`` against the greeting's *timestamp*."""
-        found = await asyncio.to_thread(self.directory.get, user)
+        """Check a POP3 ``APOP user digest`` against the greeting's *timestamp*.
+
+        Unknown users, users without APOP and wrong digests get the same answer after the
+        same delay (see the module docstring).
+        """
+        try:
+            found = await asyncio.to_thread(self.directory.get, user)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("apop login from %s: user database unusable: %s", client, exc)
+            return LoginResult(False, NO_USERS, "SYS/TEMP")
         if found is None or found.service_type is not ServiceType.APOP_MAILPASS:
             kind = "no such user" if found is None else found.service_type.value
             log.debug("APOP from %s for %r refused: %s", client, user, kind)
-            await self._record_failure(user, client)
-            return self._failed("apop", user, client, NO_APOP, "SYS/PERM")
+            name = user if found is None else found.name
+            outcome, _ = await self.authenticator.guarded(name, client, lambda: False)
+            return self._refused("apop", name, client, outcome, BAD_APOP)
         mailauth = self._database("apop", found, client)
         if mailauth is None:
             return LoginResult(False, NO_DATABASE, "SYS/TEMP")
+        name = found.name
         try:
-            ok = await asyncio.to_thread(mailauth.verify_apop, found.name, timestamp, digest)
-        except MailAuthError as exc:
+            outcome, _ = await self.authenticator.guarded(
+                name, client, lambda: mailauth.verify_apop(name, timestamp, digest)
+            )
+        except (MailAuthError, sqlite3.Error, OSError) as exc:
             log.error("mailauth database unusable: %s", exc)
             return LoginResult(False, NO_DATABASE, "SYS/TEMP")
-        if not ok:
-            await self._record_failure(found.name, client)
-            return self._failed("apop", found.name, client, BAD_APOP, "AUTH")
-        return self._succeeded("apop", found.name, client)
+        if outcome is not Outcome.OK:
+            return self._refused("apop", name, client, outcome, BAD_APOP)
+        return self._succeeded("apop", name, client)
 
     # -- internals -----------------------------------------------------------
 
@@ -208,9 +238,17 @@ class CredentialChecker:
             )
         return self.mailauth
 
-    async def _record_failure(self, user: str, client: str) -> None:
-        """Count a failure for (*user*, *client*) and wait the Authenticator's delay."""
-        await self.authenticator.record_failure(user, client)
+    def _refused(
+        self,
+        protocol: str,
+        user: str,
+        client: str,
+        outcome: Outcome,
+        reason: str = BAD_CREDENTIALS,
+    ) -> LoginResult:
+        if outcome is Outcome.LIMITED:
+            return self._failed(protocol, user, client, TOO_MANY, "SYS/TEMP")
+        return self._failed(protocol, user, client, reason, "AUTH")
 
     @staticmethod
     def _failed(protocol: str, user: str, client: str, reason: str, code: str) -> LoginResult:
