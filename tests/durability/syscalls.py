@@ -1,12 +1,13 @@
 """See the durability syscalls a piece of code makes, and simulate a power loss.
 
 :class:`SyscallTrace` replaces ``os.fsync``, ``os.fdatasync``, ``os.rename``, ``os.replace``,
-``os.unlink`` and ``os.ftruncate`` (through pytest's ``monkeypatch``, so nothing in
-``src/`` changes) with wrappers that record, in order and from every thread, what was
-synced, renamed or removed.  A file is named by its inode (``fstat`` of the descriptor), so a
-temporary file keeps its identity across the rename that publishes it, and a synced
-descriptor is known to be a directory by ``S_ISDIR``.  A sync also records the file's size
-at that moment, which tells whether all the data had been written before the flush.
+``os.unlink``, ``os.ftruncate``, ``os.write`` and ``os.pwrite`` (through pytest's
+``monkeypatch``, so nothing in ``src/`` changes) with wrappers that record, in order and from
+every thread, what was written, synced, renamed or removed.  A file is named by its inode
+(``fstat`` of the descriptor), so a temporary file keeps its identity across the rename that
+publishes it, and a synced descriptor is known to be a directory by ``S_ISDIR``.  A sync
+also records the file's size at that moment, which tells whether all the data had been
+written before the flush.
 
 A sync can be *held*: :meth:`SyscallTrace.hold_syncs` makes matching flushes wait on an
 event, so a test can check that nothing was acknowledged while the flush is in progress,
@@ -34,7 +35,7 @@ from typing import Literal
 import pytest
 
 StrPath = str | os.PathLike[str]
-Kind = Literal["fsync", "fdatasync", "rename", "unlink", "ftruncate", "mark"]
+Kind = Literal["write", "fsync", "fdatasync", "rename", "unlink", "ftruncate", "mark"]
 
 #: How long a held sync or a test waiting for one may take before the test fails.
 WAIT_SECONDS = 60.0
@@ -46,6 +47,8 @@ _real_replace = os.replace
 _real_unlink = os.unlink
 _real_ftruncate = os.ftruncate
 _real_fstat = os.fstat
+_real_write = os.write
+_real_pwrite = os.pwrite
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,9 @@ class Call:
 
     ``inode``: the file synced/truncated, or the file a rename moved / an unlink removed
     (0 if it did not exist).  ``is_dir``: whether a synced descriptor is a directory.
-    ``size``: the file's size when it was synced or truncated.  ``src``/``dst``: the paths of
-    a rename, ``dst`` alone for an unlink, the label of a :meth:`SyscallTrace.mark`.
+    ``size``: the file's size when it was synced or truncated, the bytes a write wrote.
+    ``src``/``dst``: the paths of a rename, ``dst`` alone for an unlink, the label of a
+    :meth:`SyscallTrace.mark`.
     """
 
     kind: Kind
@@ -96,6 +100,8 @@ class SyscallTrace:
         monkeypatch.setattr(os, "replace", self._replace)
         monkeypatch.setattr(os, "unlink", self._unlink)
         monkeypatch.setattr(os, "ftruncate", self._ftruncate)
+        monkeypatch.setattr(os, "write", self._write)
+        monkeypatch.setattr(os, "pwrite", self._pwrite)
 
     # -- recording --
 
@@ -152,6 +158,16 @@ class SyscallTrace:
             inode = 0
         _real_unlink(name, dir_fd=dir_fd)
         self._record(Call("unlink", inode, dst=name))
+
+    def _write(self, fd: int, data: bytes | bytearray | memoryview, /) -> int:
+        written = _real_write(fd, data)
+        self._record(Call("write", _real_fstat(fd).st_ino, size=written))
+        return written
+
+    def _pwrite(self, fd: int, data: bytes | bytearray | memoryview, offset: int, /) -> int:
+        written = _real_pwrite(fd, data, offset)
+        self._record(Call("write", _real_fstat(fd).st_ino, size=written))
+        return written
 
     def _ftruncate(self, fd: int, length: int) -> None:
         _real_ftruncate(fd, length)
