@@ -218,8 +218,42 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "mail.forwarding",
             "a forwarding mode other than 'none' needs relay_host",
         )
+    _check_abuse_limits(config, source, locator)
     if config.server.workers < 1:
         raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
+    if config.aliases.default_user in ("", "root"):
+        raise _fail(
+            source,
+            locator,
+            "aliases.default_user",
+            "aliases.default_user must name an unprivileged account (e.g. nobody)",
+        )
+
+
+MAX_AUTH_FAILURES = 100  # per window: the shared tables keep one time per failure
+
+
+def _check_abuse_limits(config: Config, source: str, locator: _Locator) -> None:
+    """The limits against abusive clients must be positive (a rate floor may be 0)."""
+    positive = {
+        "smtp.tls_handshake_timeout_seconds": config.smtp.tls_handshake_timeout_seconds,
+        "smtp.command_timeout_seconds": config.smtp.command_timeout_seconds,
+        "smtp.data_timeout_seconds": config.smtp.data_timeout_seconds,
+        "smtp.auth_failure_window_seconds": config.smtp.auth_failure_window_seconds,
+        "smtp.auth_hash_threads": config.smtp.auth_hash_threads,
+        "pop3.command_timeout_seconds": config.pop3.command_timeout_seconds,
+    }
+    for dotted, value in positive.items():
+        if not value > 0:
+            raise _fail(source, locator, dotted, f"'{dotted}' must be greater than 0")
+    if config.smtp.min_data_rate < 0:
+        raise _fail(source, locator, "smtp.min_data_rate", "'smtp.min_data_rate' must be >= 0")
+    for key in ("auth_failures_per_client", "auth_failures_per_user"):
+        value = getattr(config.smtp, key)
+        if not 1 <= value <= MAX_AUTH_FAILURES:
+            raise _fail(
+                source, locator, f"smtp.{key}", f"'smtp.{key}' must be 1 to {MAX_AUTH_FAILURES}"
+            )
 
 
 def resolve_paths(config: Config, source: str) -> Paths:

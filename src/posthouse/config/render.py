@@ -80,6 +80,7 @@ KEY_COMMENTS: dict[tuple[str, str], str] = {
     ("mail", "forwarding"): "SMTP forwarding to the relay: none, internet, nonlocal or local",
     ("mail", "relay_host"): "the relay for forwarded mail (forwarding other than none)",
     ("mail", "host_aliases"): "other names of this host that mail may be addressed to",
+    ("aliases", "default_user"): "account that aliases-file programs and files run as",
     ("pseudodomain", "protocol"): "decnet, decnet-osi, uucp, mts or x25",
     ("pseudodomain", "routing"): "direct, relay or internet",
     ("pseudodomain", "node_address"): "DECnet address of this machine (area.node)",

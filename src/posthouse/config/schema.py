@@ -75,6 +75,17 @@ class SMTPSection:
     allow_plaintext_auth: bool = False  # AUTH without TLS from non-loopback clients
     auth_failure_delay_seconds: float = 0.5
     max_hops: int = 50  # Received: fields before a message is refused as looping (5.4.6)
+    # Limits against abusive clients (issue 8); the connection and login ones hold for every
+    # listener, POP3 included.  Trusted networks and authenticated clients are exempt from
+    # max_connections_per_client (Postfix's smtpd_client_event_limit_exceptions).
+    tls_handshake_timeout_seconds: float = 10.0  # implicit TLS and STARTTLS handshakes
+    command_timeout_seconds: float = 60.0  # a command line, from its first byte to its end
+    data_timeout_seconds: float = 120.0  # DATA/BDAT: this long, plus bytes / min_data_rate
+    min_data_rate: int = 1024  # bytes per second a transfer must average (0: no rate floor)
+    auth_failures_per_client: int = 10  # failed logins per window per client address
+    auth_failures_per_user: int = 30  # failed logins per window per user name
+    auth_failure_window_seconds: float = 60.0
+    auth_hash_threads: int = 2  # argon2 verifications at once per worker process
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class POP3Section:
     max_commands: int = 100_000
     expire: str = ""  # RFC 2449 EXPIRE capability value, e.g. "NEVER"; empty: not announced
     login_delay: int = 0  # RFC 2449 LOGIN-DELAY seconds; 0: not announced
+    command_timeout_seconds: float = 60.0  # a command line, from its first byte to its end
 
 
 @dataclass(frozen=True)
@@ -115,6 +127,9 @@ class AliasesSection:
     file: str = ""  # empty: DATA_DIR/etc/aliases
     database: str = ""  # empty: DATA_DIR/etc/aliases.db
     forward_files: bool = True  # honour ~/.forward of system users
+    # Account that programs and files named in the aliases file (and in root-owned include
+    # files) run as: sendmail's DefaultUser.  Never root, never server.run_as.
+    default_user: str = "nobody"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,349 @@
+"""The program and file delivery agents: run ``|command`` and append to ``/file`` *as* an identity.
+
+This module owns how a program or file destination is delivered once expansion has
+decided who it runs as (an :class:`~posthouse.mta.identity.Identity`, from
+:mod:`posthouse.mta.trusted_files` for ``.forward``/``:include:`` files, or the aliases
+file's default user, config ``[aliases] default_user``).  Both return ``None`` on success
+or a protocol-neutral :class:`~posthouse.mta.errors.MailError`.
+
+Who may be become (:func:`check_identity`, applied to both agents):
+
+* an identity with ``shell_checked`` must have its login shell in ``/etc/shells``,
+  otherwise ``5.7.1 ... user has no valid shell`` (sendmail's rule, for programs *and*
+  files named in a ``.forward`` or ``:include:`` file);
+* when this process runs as root, the child switches to the identity before exec:
+  ``setgroups`` (the identity's supplementary groups, never root's), ``setregid``,
+  ``setreuid`` (subprocess's ``extra_groups``/``group``/``user``);
+* when it does not run as root it cannot change identity, so it runs a destination only
+  if the identity's uid is its own (the unprivileged single-user install, where every
+  file was written by the account running posthouse); any other identity is refused with
+  the temporary ``4.3.5`` (a configuration to fix, not a reason to bounce).  The caller
+  decides which identity an aliases-file destination gets when not root (see
+  :func:`aliases_identity`).
+
+Programs (:func:`run_program`): ``/bin/sh -c COMMAND`` (sendmail's ``prog`` mailer) in a
+new session, environment exactly ``HOME USER LOGNAME SHELL PATH=/usr/bin:/bin SENDER``
+plus the caller's extras (which cannot replace those six), working directory the
+identity's home (``/`` when that is not a directory), umask 022, standard input the
+message (copied to an unlinked temporary file, so the program cannot seek into the queue
+file), standard output discarded, the last line of standard error kept for the error
+text.  Exit 0 is success, 75 (``EX_TEMPFAIL``) a temporary failure, any other status a
+permanent one; death by a signal and the timeout (the whole process group is killed) are
+temporary.
+
+Files (:func:`append_to_file`): the message is formatted by the parent as an mboxrd entry
+(``From_`` line, quoted content, blank line; :mod:`posthouse.mta.agents.mbox`) and
+appended by a child running as the identity (``python -I -S -c`` with a stdlib-only
+script, so nothing of posthouse needs to be readable by that account): ``open`` with
+``O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW|O_NONBLOCK`` (new files 0600), refused unless a
+regular file with one link and no execute bit (sendmail's defaults: no
+``FileDeliveryToSymlink``/``FileDeliveryToHardLink``), ``lockf`` on the whole file, write,
+``fsync``, and on a failed write the file is truncated back.  ``/dev/null`` is accepted
+without writing anything.  The file is thus written with exactly the identity's
+permissions: a file it cannot write fails with ``5.3.0 ... Permission denied``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from posthouse.mta.agents.mbox import MboxrdEncoder, mbox_from_line
+from posthouse.mta.errors import MailError
+from posthouse.mta.identity import SHELLS_FILE, Identity, valid_shell
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "PATH",
+    "aliases_identity",
+    "append_to_file",
+    "check_identity",
+    "program_environment",
+    "run_program",
+]
+
+DEFAULT_TIMEOUT = 300.0
+PATH = "/usr/bin:/bin"
+EX_TEMPFAIL = 75
+EX_CANTCREAT = 73
+_CHUNK = 64 * 1024
+_FIXED_ENV = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "SENDER")
+
+Message = bytes | BinaryIO
+
+
+def aliases_identity(
+    default_user: str, *, may_run_as_self: bool, daemon_user: str = ""
+) -> Identity | MailError:
+    """Who programs and files from the aliases file (and root-owned include files) run as.
+
+    As root: ``default_user`` (config ``[aliases] default_user``, sendmail's
+    ``DefaultUser``; its shell is not checked), refused when it is root or the daemon's
+    own account ``daemon_user`` (config ``[server] run_as``).  Not as root: this process
+    itself, but only when ``may_run_as_self`` -- the caller passes True when posthouse was
+    never root (an unprivileged install, whose aliases file its own account wrote) and
+    False for a daemon that dropped root for ``server.run_as``, whose account holds the
+    keys and must never run such destinations.
+    """
+    if os.geteuid() == 0:
+        identity = Identity.for_user(default_user, shell_checked=False)
+        if identity is None:
+            return MailError("4.3.5", f"aliases.default_user {default_user!r}: no such account")
+        if identity.uid == 0:
+            return MailError("4.3.5", "aliases.default_user must not be root")
+        daemon = Identity.for_user(daemon_user) if daemon_user else None
+        if daemon is not None and daemon.uid == identity.uid:
+            return MailError(
+                "4.3.5", "aliases.default_user must not be the daemon's account (server.run_as)"
+            )
+        return identity
+    if may_run_as_self:
+        return Identity.current()
+    return MailError(
+        "4.3.5",
+        f"cannot run as {default_user}: posthouse dropped root privileges before delivery",
+    )
+
+
+def check_identity(identity: Identity, *, shells_file: Path = SHELLS_FILE) -> MailError | None:
+    """Whether this process may run a destination as ``identity`` (module docstring)."""
+    if identity.shell_checked and not valid_shell(identity.shell, shells_file):
+        return MailError(
+            "5.7.1", f"{identity.describe()}: user has no valid shell ({identity.shell or '-'})"
+        )
+    euid = os.geteuid()
+    if euid != 0 and identity.uid != euid:
+        return MailError(
+            "4.3.5",
+            f"cannot act as {identity.describe()}: posthouse is not running as root (uid {euid})",
+        )
+    return None
+
+
+def program_environment(
+    identity: Identity, sender: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The whole environment of a program destination (module docstring)."""
+    env = {
+        name: value
+        for name, value in (extra or {}).items()
+        if name not in _FIXED_ENV and name and "=" not in name and "\0" not in name + value
+    }
+    env.update(
+        HOME=identity.home,
+        USER=identity.user,
+        LOGNAME=identity.user,
+        SHELL=identity.shell or "/bin/sh",
+        PATH=PATH,
+        SENDER=sender,
+    )
+    return env
+
+
+def run_program(
+    command: str,
+    identity: Identity,
+    message: Message,
+    *,
+    sender: str,
+    extra_env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    shells_file: Path = SHELLS_FILE,
+) -> MailError | None:
+    """Run ``/bin/sh -c command`` as ``identity`` with ``message`` on its standard input."""
+    refused = check_identity(identity, shells_file=shells_file)
+    if refused is not None:
+        return refused
+    home = identity.home if identity.home and os.path.isdir(identity.home) else "/"
+    try:
+        with tempfile.TemporaryFile() as stdin:
+            _copy(message, stdin)
+            status, detail = _spawn(
+                ["/bin/sh", "-c", command],
+                identity,
+                stdin=stdin,
+                env=program_environment(identity, sender, extra_env),
+                cwd=home,
+                umask=0o022,
+                timeout=timeout,
+            )
+    except OSError as exc:
+        return MailError("4.3.0", f"cannot run {command!r}: {exc.strerror or exc}")
+    if status == 0:
+        return None
+    if status is None:
+        return MailError("4.3.0", f"program {command!r} timed out after {timeout:g} s")
+    if status < 0:
+        return MailError("4.3.0", f"program {command!r} died with signal {-status}")
+    reason = detail or f"exit status {status}"
+    return MailError(
+        "4.3.0" if status == EX_TEMPFAIL else "5.3.0", f"program {command!r} failed: {reason}"
+    )
+
+
+def append_to_file(
+    path: Path,
+    identity: Identity,
+    message: Message,
+    *,
+    sender: str,
+    received: datetime,
+    timeout: float = DEFAULT_TIMEOUT,
+    shells_file: Path = SHELLS_FILE,
+) -> MailError | None:
+    """Append ``message`` as one mboxrd entry to ``path``, written as ``identity``."""
+    if not path.is_absolute():
+        return MailError("5.3.0", f"file destination {path} is not an absolute path")
+    refused = check_identity(identity, shells_file=shells_file)
+    if refused is not None:
+        return refused
+    if str(path) == os.devnull:
+        return None
+    try:
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(mbox_from_line(sender, received))
+            encoder = MboxrdEncoder()
+            for chunk in _chunks(message):
+                stdin.write(encoder.feed(chunk))
+            stdin.write(encoder.finish())
+            stdin.flush()
+            stdin.seek(0)
+            status, detail = _spawn(
+                [sys.executable, "-I", "-S", "-c", _FILE_WRITER, str(path)],
+                identity,
+                stdin=stdin,
+                env={"PATH": PATH},
+                cwd="/",
+                umask=0o077,
+                timeout=timeout,
+            )
+    except OSError as exc:
+        return MailError("4.3.0", f"cannot write {path}: {exc.strerror or exc}")
+    if status == 0:
+        return None
+    if status is None:
+        return MailError("4.3.0", f"writing {path} timed out after {timeout:g} s")
+    reason = detail or f"file writer exit status {status}"
+    return MailError("5.3.0" if status == EX_CANTCREAT else "4.3.0", f"{path}: {reason}")
+
+
+def _chunks(message: Message) -> Iterator[bytes]:
+    if isinstance(message, bytes | bytearray | memoryview):
+        yield bytes(message)
+        return
+    while chunk := message.read(_CHUNK):
+        yield chunk
+
+
+def _copy(message: Message, out: IO[bytes]) -> None:
+    for chunk in _chunks(message):
+        out.write(chunk)
+    out.flush()
+    out.seek(0)
+
+
+def _spawn(
+    argv: list[str],
+    identity: Identity,
+    *,
+    stdin: IO[bytes],
+    env: dict[str, str],
+    cwd: str,
+    umask: int,
+    timeout: float,
+) -> tuple[int | None, str]:
+    """Run ``argv`` as ``identity``; (exit status or -signal, or None on timeout; stderr)."""
+    switch: dict[str, Any] = {}
+    if os.geteuid() == 0 and (identity.uid, identity.gid) != (os.geteuid(), os.getegid()):
+        switch = {
+            "user": identity.uid,
+            "group": identity.gid,
+            "extra_groups": list(identity.supplementary_groups()),
+        }
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            cwd=cwd,
+            umask=umask,
+            start_new_session=True,
+            close_fds=True,
+            **switch,
+        )
+        try:
+            status: int | None = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            status = None
+        if status is None:
+            # Not reaped yet, so the group id is still ours: the session's other processes
+            # (a pipeline, a background job) go too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        stderr.seek(max(0, os.fstat(stderr.fileno()).st_size - 2048))
+        lines = stderr.read().decode("utf-8", "replace").strip().splitlines()
+    return status, lines[-1].strip() if lines else ""
+
+
+# Runs as the destination's identity, with only the standard library (python -I -S): append
+# standard input to sys.argv[1] under lockf, one link, no symlink, no execute bit.
+_FILE_WRITER = r"""
+import errno, fcntl, os, stat, sys
+path = sys.argv[1]
+def fail(code, reason):
+    sys.stderr.write(reason + "\n")
+    sys.exit(code)
+flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+try:
+    try:
+        fd = os.open(path, os.O_RDWR | flags, 0o600)
+        readable = True
+    except PermissionError:
+        fd = os.open(path, os.O_WRONLY | flags, 0o600)
+        readable = False
+except OSError as exc:
+    if exc.errno == errno.ELOOP:
+        fail(73, "is a symbolic link")
+    temporary = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR)
+    fail(75 if temporary else 73, "cannot open: " + (exc.strerror or str(exc)))
+st = os.fstat(fd)
+if not stat.S_ISREG(st.st_mode):
+    fail(73, "not a regular file")
+if st.st_nlink != 1:
+    fail(73, "has %d hard links" % st.st_nlink)
+if st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+    fail(73, "is executable")
+fcntl.lockf(fd, fcntl.LOCK_EX)
+size = os.fstat(fd).st_size
+try:
+    tail = os.pread(fd, 2, max(0, size - 2)) if readable and size else b"\n\n"
+    lead = b"" if size == 0 or tail.endswith(b"\n\n") or tail == b"\n" else (
+        b"\n" if tail.endswith(b"\n") else b"\n\n")
+    data = lead
+    while True:
+        if data:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        data = sys.stdin.buffer.read(65536)
+        if not data:
+            break
+    os.fsync(fd)
+except OSError as exc:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        pass
+    fail(75, "cannot write: " + (exc.strerror or str(exc)))
+"""
