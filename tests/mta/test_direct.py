@@ -12,6 +12,7 @@ import pytest
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
 from posthouse.mta.dns import Resolver
+from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.expand import Expander
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.mailboxes import MailboxWriter
@@ -154,7 +155,7 @@ def test_a_hop_that_is_down_is_tried_once_then_left_to_the_queue(tmp_path: Path)
             assert plan is not None
             (first,) = await d.deliver(plan, envelope(), CONTENT)
             assert first.error is not None and first.error.temporary
-            assert first.token == "carol@there.test"
+            assert first.destination == RemoteAddress("carol@there.test")
             (second,) = await d.deliver(plan, envelope(), CONTENT)
             assert second.error is None  # not tried: the hop failed a moment ago
 

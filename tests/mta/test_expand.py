@@ -7,16 +7,13 @@ from pathlib import Path
 import pytest
 
 from posthouse.mta.aliases import parse_aliases
-from posthouse.mta.expand import (
-    Delivery,
-    Expander,
-    Expansion,
-    ExpansionError,
+from posthouse.mta.destinations import (
     FileDestination,
     LocalMailbox,
     ProgramDestination,
     RemoteAddress,
 )
+from posthouse.mta.expand import Delivery, Expander, Expansion, ExpansionError
 
 LOCAL_DOMAINS = {"example.com", "mail.example.com", "localhost"}
 
@@ -364,7 +361,9 @@ def test_forward_self_name_without_backslash_is_the_mailbox() -> None:
 
 def test_forward_program_runs_as_the_user() -> None:
     world = World(forwards={"bob": '"|/usr/bin/vacation bob"\n'})
-    assert destinations(world.expand("bob")) == [ProgramDestination("/usr/bin/vacation bob", "bob")]
+    assert destinations(world.expand("bob")) == [
+        ProgramDestination("/usr/bin/vacation bob", "bob", run_as="bob")
+    ]
 
 
 def test_missing_or_empty_forward_means_mailbox() -> None:

@@ -318,6 +318,8 @@ def test_claim_update_remove(store: QueueStore) -> None:
         "attempts": 1,
         "last_error": "451 try later",
         "next_attempt": 1234.5,
+        "kind": "address",
+        "run_as": None,
     }
     assert reloaded.extra == {"note": "x"}
     assert not list(store.directory.glob("*.tmp"))

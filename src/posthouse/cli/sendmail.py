@@ -29,7 +29,12 @@ from typing import Any, BinaryIO
 
 from posthouse.app import Application, build_application
 from posthouse.config.load import ConfigError, load_settings
-from posthouse.mta.expand import FileDestination, LocalMailbox, ProgramDestination, RemoteAddress
+from posthouse.mta.destinations import (
+    FileDestination,
+    LocalMailbox,
+    ProgramDestination,
+    RemoteAddress,
+)
 from posthouse.mta.queuerun import BATCH, QueueRunSummary, Selector, run_queue
 
 EX_OK = 0

@@ -9,7 +9,9 @@ I/O and knows nothing about aliases or delivery.
 from __future__ import annotations
 
 __all__ = [
+    "join_address",
     "normalize_local",
+    "quote_local",
     "safe_mailbox_name",
     "split_address",
     "strip_angle_brackets",
@@ -71,3 +73,36 @@ def safe_mailbox_name(user: str) -> bool:
     (True, False, False)
     """
     return bool(user) and "/" not in user and user not in (".", "..") and "\x00" not in user
+
+
+# RFC 5321 §4.1.2 atext (RFC 6531 §3.3 adds every non-ASCII character).
+_ATEXT = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-/=?^_`{|}~"
+)
+
+
+def _is_dot_string(local: str) -> bool:
+    return all(
+        atom and all(c in _ATEXT or ord(c) > 0x7F for c in atom) for atom in local.split(".")
+    )
+
+
+def quote_local(local: str) -> str:
+    """The RFC 5321 form of the (unquoted) local part *local*: as is when it is a
+    Dot-string, else a Quoted-string with ``\\`` before ``"`` and ``\\`` (§4.1.2).
+
+    The inverse of :func:`unquote_local` for every string: ``unquote_local(quote_local(x))
+    == x``.  A local part that starts with ``|``, ``/`` or ``\\`` is always quoted, so no
+    reader of the result can take it for a program, a file or a mailbox escape.
+
+    >>> quote_local("alice"), quote_local("a b"), quote_local('|cmd "x"')
+    ('alice', '"a b"', '"|cmd \\\\"x\\\\""')
+    """
+    if local and _is_dot_string(local) and local[0] not in "|/\\":
+        return local
+    return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def join_address(local: str, domain: str) -> str:
+    """The RFC 5321 mailbox for an unquoted *local* part at *domain*."""
+    return f"{quote_local(local)}@{domain}"

@@ -9,9 +9,11 @@ rewritten (or removed when nothing is left), so a destination that failed
 temporarily stays queued and is retried, and one that delivered is not
 delivered again.  Blocking work: the scheduler runs batches in a thread.
 
-Destinations are kept in the control file as tokens after expansion, in
-sendmail's notation: ``\\user`` (that user's mailbox, no more aliasing),
-``/path`` (a file), ``|command`` (a program), ``user@host`` (another host).
+Destinations are kept in the control file after expansion as typed data
+(:mod:`posthouse.mta.destinations`): what a destination is never depends on the
+characters of its address.  A token from a queue file written before kinds
+existed (``legacy``) is never interpreted: its original recipient is expanded
+again, and destinations it had already reached are not delivered twice.
 """
 
 from __future__ import annotations
@@ -29,17 +31,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from posthouse.mta.address import safe_mailbox_name
+from posthouse.mta.address import join_address, safe_mailbox_name, unquote_local
 from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
-from posthouse.mta.errors import MailError
-from posthouse.mta.expand import (
-    Expander,
+from posthouse.mta.destinations import (
+    LEGACY,
+    Destination,
     FileDestination,
     LocalMailbox,
     ProgramDestination,
     RemoteAddress,
+    legacy_token,
 )
+from posthouse.mta.errors import MailError
+from posthouse.mta.expand import Expander
 from posthouse.mta.locking import LockMethod, MailboxLockTimeout
 from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
@@ -110,19 +115,6 @@ class PrefixedReader:
         return self._stream.read(size)
 
 
-def destination_token(destination: object) -> str:
-    match destination:
-        case LocalMailbox(user=user):
-            return "\\" + user
-        case FileDestination(path=path):
-            return path
-        case ProgramDestination(command=command):
-            return "|" + command
-        case RemoteAddress(address=address):
-            return address
-    raise TypeError(f"unknown destination {destination!r}")
-
-
 @dataclass
 class _Work:
     envelope: Envelope
@@ -184,16 +176,24 @@ class LocalDelivery:
     # -- expansion ---------------------------------------------------------------------
 
     def _expand(self, work: _Work, now: float) -> None:
+        recipients = _reopen_legacy(work.envelope.recipients)
+        work.changed = work.changed or recipients is not work.envelope.recipients
+        reached = {
+            (r.original, r.address)
+            for r in recipients
+            if r.kind == LEGACY and r.status in ("sent", "failed")
+        }
         expanded: list[RecipientState] = []
-        for rcpt in work.envelope.recipients:
+        for rcpt in recipients:
             if rcpt.original is not None or rcpt.status not in ACTIVE:
                 expanded.append(rcpt)
                 continue
             result = self.expander.expand(rcpt.address)
             work.changed = True
             for delivery in result.deliveries:
-                token = destination_token(delivery.destination)
-                expanded.append(RecipientState(address=token, original=rcpt.address))
+                if (rcpt.address, legacy_token(delivery.destination)) in reached:
+                    continue  # an older version delivered it (or gave up on it) already
+                expanded.append(RecipientState.expanded(delivery.destination, rcpt.address))
             for error in result.errors:
                 if error.permanent:
                     expanded.append(
@@ -212,9 +212,9 @@ class LocalDelivery:
                     rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
                     expanded.append(rcpt)
         # Each destination once per message, whichever recipient led to it (sendmail's rule).
-        unique: dict[tuple[str, bool], RecipientState] = {}
+        unique: dict[tuple[str, str, bool], RecipientState] = {}
         for rcpt in expanded:
-            unique.setdefault((rcpt.address, rcpt.original is None), rcpt)
+            unique.setdefault((rcpt.kind, rcpt.address, rcpt.original is None), rcpt)
         work.envelope.recipients = list(unique.values())
 
     # -- delivery ----------------------------------------------------------------------
@@ -233,24 +233,24 @@ class LocalDelivery:
             for rcpt in work.envelope.recipients:
                 if not self._due(rcpt, now, force):
                     continue
-                token = rcpt.address
-                transport = self.transport
-                if token.startswith("\\") and transport and transport.forwards_local_mail:
-                    token = f"{token[1:]}@{transport.default_domain}"
-                if token.startswith("\\"):
-                    user = token[1:]
-                    if not safe_mailbox_name(user):
-                        unsafe = MailError("5.1.3", f"unsafe mailbox name {user!r}")
+                destination = self._local_forwarded(rcpt.destination())
+                match destination:
+                    case LocalMailbox(user=user) if safe_mailbox_name(user):
+                        mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
+                    case FileDestination(path=file_path):
+                        mbox_groups[Path(file_path)].append((work, rcpt, None))
+                    case ProgramDestination(command=command):
+                        failure = self._run_program(work.envelope, command)
+                        self._settle(work, rcpt, failure, now, mailer="prog")
+                    case RemoteAddress(address=address):
+                        self._plan_remote(work, rcpt, address, smtp_groups, mbox_groups, now)
+                    case _:
+                        # An unsafe mailbox name, or a kind that is not a destination: never
+                        # guessed at (RecipientState.destination).
+                        unsafe = MailError(
+                            "5.1.3", f"not a deliverable destination {rcpt.address!r}"
+                        )
                         self._settle(work, rcpt, unsafe, now, mailer="local")
-                        continue
-                    mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
-                elif token.startswith("/"):
-                    mbox_groups[Path(token)].append((work, rcpt, None))
-                elif token.startswith("|"):
-                    failure = self._run_program(work.envelope, token[1:])
-                    self._settle(work, rcpt, failure, now, mailer="prog")
-                else:
-                    self._plan_remote(work, rcpt, token, smtp_groups, mbox_groups, now)
         for path, items in mbox_groups.items():
             outcome = self._append(path, items)
             mailer = "local" if items[0][2] is not None else "file"
@@ -258,6 +258,13 @@ class LocalDelivery:
                 self._settle(work, rcpt, outcome, now, mailer=mailer)
         for hop, targets in smtp_groups.items():
             self._send_smtp(hop, targets, now)
+
+    def _local_forwarded(self, destination: Destination | None) -> Destination | None:
+        """forwarding = local (12.2.3.2): a local mailbox goes to the relay as user@domain."""
+        transport = self.transport
+        if isinstance(destination, LocalMailbox) and transport and transport.forwards_local_mail:
+            return RemoteAddress(join_address(destination.user, transport.default_domain))
+        return destination
 
     def _plan_remote(
         self,
@@ -283,8 +290,9 @@ class LocalDelivery:
             case PipeRoute(command=command, native=native):
                 failure = self._run_program(work.envelope, command, native=native)
                 self._settle(work, rcpt, failure, now, mailer=native.protocol)
-            case LocalRoute(user=user):
-                if safe_mailbox_name(user):
+            case LocalRoute(user=local):
+                user = unquote_local(local).lower()
+                if safe_mailbox_name(user) and self.expander.is_local_user(user):
                     mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
                 else:
                     unknown = MailError("5.1.1", f"<{address}>: no such local mailbox")
@@ -492,3 +500,21 @@ class LocalDelivery:
         self._maybe_warn(work, active, now)
         if work.changed:
             self.store.update(envelope)
+
+
+def _reopen_legacy(recipients: list[RecipientState]) -> list[RecipientState]:
+    """Recipients with each legacy token still to deliver replaced by its original address,
+    to be expanded again (a token whose kind cannot be proven is never interpreted); the
+    list itself when there is none."""
+    if not any(r.kind == LEGACY and r.status in ACTIVE for r in recipients):
+        return recipients
+    reopened: list[RecipientState] = []
+    for rcpt in recipients:
+        if rcpt.kind == LEGACY and rcpt.status in ACTIVE and rcpt.original is not None:
+            log.info(
+                "re-expanding %s queued by an older version as %r", rcpt.original, rcpt.address
+            )
+            reopened.append(RecipientState(address=rcpt.original, attempts=rcpt.attempts))
+        else:
+            reopened.append(rcpt)
+    return reopened

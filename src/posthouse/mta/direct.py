@@ -39,11 +39,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from posthouse.mta.address import safe_mailbox_name
+from posthouse.mta.address import safe_mailbox_name, unquote_local
 from posthouse.mta.agents.mbox import MboxMessage
 from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
+from posthouse.mta.destinations import Destination, LocalMailbox, RemoteAddress
 from posthouse.mta.errors import MailError
-from posthouse.mta.expand import Expander, LocalMailbox, RemoteAddress
+from posthouse.mta.expand import Expander
 from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.queue_format import Envelope
@@ -62,8 +63,8 @@ class LocalTarget:
     user: str
 
     @property
-    def token(self) -> str:
-        return "\\" + self.user
+    def destination(self) -> Destination:
+        return LocalMailbox(self.user)
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,8 @@ class RemoteTarget:
     wire_address: str
 
     @property
-    def token(self) -> str:
-        return self.address
+    def destination(self) -> Destination:
+        return RemoteAddress(self.address)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class DirectFailure:
     """A destination that does not have the message; ``error`` None: it was not tried."""
 
     recipient: str
-    token: str
+    destination: Destination
     error: MailError | None
 
 
@@ -162,8 +163,10 @@ class DirectDelivery:
         match where:
             case SMTPRoute(hop=hop, address=wire_address) if hop.configured or self.relay.any_hop:
                 return RemoteTarget(recipient, address, hop, wire_address)
-            case LocalRoute(user=user) if safe_mailbox_name(user):
-                return LocalTarget(recipient, user)
+            case LocalRoute(user=local):
+                user = unquote_local(local).lower()
+                if safe_mailbox_name(user) and self.expander.is_local_user(user):
+                    return LocalTarget(recipient, user)
         return None
 
     async def deliver(
@@ -206,7 +209,7 @@ class DirectDelivery:
                 log.info(
                     "%s: to=<%s>, stat=Deferred: %s", envelope.queue_id, target.recipient, error
                 )
-                failures.append(DirectFailure(target.recipient, target.token, error))
+                failures.append(DirectFailure(target.recipient, target.destination, error))
         return failures
 
     async def _relay(
@@ -214,7 +217,7 @@ class DirectDelivery:
     ) -> list[DirectFailure]:
         relay = self.relay
         assert relay is not None
-        untried = [DirectFailure(t.recipient, t.token, None) for t in targets]
+        untried = [DirectFailure(t.recipient, t.destination, None) for t in targets]
         if relay.transport.agent.failing(hop, relay.failing_window):
             return untried
         message = OutboundMessage(
@@ -249,7 +252,7 @@ class DirectDelivery:
             log.info("%s, stat=%s: %s", line, "Deferred" if error.temporary else "Failed", error)
             if self.stats is not None and not error.temporary:
                 self.stats.record_rejected("smtp")
-            failures.append(DirectFailure(target.recipient, target.token, error))
+            failures.append(DirectFailure(target.recipient, target.destination, error))
         return failures
 
 

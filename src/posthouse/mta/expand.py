@@ -9,7 +9,12 @@ real system.
 
 Programs (``|cmd``), files (``/path``) and ``:include:`` are only honoured when
 they come from an alias, an include file or a ``.forward`` file — never
-directly from an envelope recipient.
+directly from an envelope recipient, and never from an address's local part,
+quoted or not: a remote address keeps its local part quoted as RFC 5321 requires
+(:class:`~posthouse.mta.destinations.RemoteAddress`), so ``"|cmd"@example.com``
+stays a mailbox at example.com.  Each destination is typed
+(:mod:`posthouse.mta.destinations`); programs and files carry the account they
+run as: the default user for the aliases file, the user for a ``.forward``.
 """
 
 from __future__ import annotations
@@ -20,58 +25,28 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.mta.address import (
+    join_address,
     normalize_local,
     split_address,
     strip_angle_brackets,
     unquote_local,
 )
 from posthouse.mta.aliases import INCLUDE_PREFIX, AliasSyntaxError, parse_address_list
+from posthouse.mta.destinations import (
+    Destination,
+    FileDestination,
+    LocalMailbox,
+    ProgramDestination,
+    RemoteAddress,
+)
 
 __all__ = [
     "Delivery",
-    "Destination",
     "Expander",
     "Expansion",
     "ExpansionError",
-    "FileDestination",
-    "LocalMailbox",
-    "ProgramDestination",
-    "RemoteAddress",
     "read_text",
 ]
-
-
-@dataclass(frozen=True)
-class LocalMailbox:
-    """Deliver into the mailbox of local user *user* (lower-case)."""
-
-    user: str
-
-
-@dataclass(frozen=True)
-class RemoteAddress:
-    """Relay to *address* (local part as given, domain lower-case)."""
-
-    address: str
-
-
-@dataclass(frozen=True)
-class ProgramDestination:
-    """Pipe the message into *command*; *alias* is the alias or user it came from."""
-
-    command: str
-    alias: str
-
-
-@dataclass(frozen=True)
-class FileDestination:
-    """Append the message to the file *path*; *alias* is the alias or user it came from."""
-
-    path: str
-    alias: str
-
-
-Destination = LocalMailbox | RemoteAddress | ProgramDestination | FileDestination
 
 
 @dataclass(frozen=True)
@@ -109,6 +84,7 @@ class _Context:
     depth: int
     chain: tuple[str, ...]  # alias names / users with .forward / ":include:PATH" being expanded
     owner: str  # alias or user that controls programs and files ("" at the top level)
+    run_as: str  # account programs and files run as ("": the default user)
     sender: str | None  # owner-LIST sender in force
     domain: str  # local domain to qualify owner-LIST addresses with
     trusted: bool  # may programs, files and :include: appear here?
@@ -167,6 +143,7 @@ class Expander:
             depth=0,
             chain=(),
             owner="",
+            run_as="",
             sender=None,
             domain=self._default_domain,
             trusted=False,
@@ -177,6 +154,10 @@ class Expander:
         else:
             self._entry(entry, ctx, run)
         return Expansion(tuple(run.deliveries.values()), tuple(run.errors.values()))
+
+    def is_local_user(self, user: str) -> bool:
+        """Whether *user* (lower-case) has a mailbox on this host."""
+        return self._user_exists(user)
 
     def is_deliverable(self, address: str) -> bool:
         """Cheap RCPT-time check: remote domain, local alias or existing local user.
@@ -208,13 +189,13 @@ class Expander:
             if not ctx.trusted:
                 run.fail(entry, "cannot mail directly to programs", permanent=True)
             else:
-                run.deliver(ProgramDestination(entry[1:].strip(), ctx.owner), ctx)
+                run.deliver(ProgramDestination(entry[1:].strip(), ctx.owner, ctx.run_as), ctx)
             return
         if entry.startswith("/"):
             if not ctx.trusted:
                 run.fail(entry, "cannot mail directly to files", permanent=True)
             else:
-                run.deliver(FileDestination(entry, ctx.owner), ctx)
+                run.deliver(FileDestination(entry, ctx.owner, ctx.run_as), ctx)
             return
         if entry[: len(INCLUDE_PREFIX)].lower() == INCLUDE_PREFIX:
             if not ctx.trusted:
@@ -229,7 +210,7 @@ class Expander:
             if not local:
                 run.fail(entry, "empty local part", permanent=True)
             else:
-                run.deliver(RemoteAddress(f"{local}@{domain}"), ctx)
+                run.deliver(RemoteAddress(join_address(local, domain)), ctx)
             return
         if not local:
             run.fail(entry, "empty local part", permanent=True)
@@ -301,6 +282,7 @@ class Expander:
             depth=ctx.depth + 1,
             chain=(*ctx.chain, key),
             owner=key,
+            run_as="",
             sender=sender,
             domain=domain,
             trusted=True,
@@ -337,6 +319,7 @@ class Expander:
             depth=ctx.depth + 1,
             chain=(*ctx.chain, marker),
             owner=ctx.owner,
+            run_as=ctx.run_as,
             sender=ctx.sender,
             domain=ctx.domain,
             trusted=True,
@@ -368,6 +351,7 @@ class Expander:
             depth=ctx.depth + 1,
             chain=(*ctx.chain, user),
             owner=user,
+            run_as=user,
             sender=ctx.sender,
             domain=ctx.domain,
             trusted=True,

@@ -55,6 +55,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
+from posthouse.mta.destinations import shown
 from posthouse.mta.queue import (
     QueueEntry,
     QueueFiles,
@@ -171,7 +172,7 @@ def _recipient_line(rcpt: RecipientState) -> str:
     original = rcpt.original
     if original is None or original == rcpt.address:
         return f"{_SENDER_PAD}<{_safe(rcpt.address)}>"
-    return f"{_SENDER_PAD}<{_safe(original)}> ({_safe(rcpt.address)})"
+    return f"{_SENDER_PAD}<{_safe(original)}> ({_safe(shown(rcpt.kind, rcpt.address))})"
 
 
 def _verbose_line(entry: QueueEntry) -> str:

@@ -2,14 +2,24 @@
 
 This module owns what an ``ID.qf`` file of the queue (see :mod:`posthouse.mta.queue`)
 contains: one line of UTF-8 JSON, ``{"v": 1, "queue_id": ID, "sender": ..., "recipients":
-[{"address", "original", "status", "attempts", "last_error", "next_attempt"}, ...],
+[{"address", "original", "status", "attempts", "last_error", "next_attempt", "kind",
+"run_as"}, ...],
 "received_at": <unix time>, "size": <bytes of message data>, "client_address", "helo",
 "auth_user", "body", "smtputf8", "protocol", "extra": {str: str}}``.  Version 1: the
 message data is in ``ID.df``.  Version 2 (``"v": 2``, :attr:`Envelope.inline`): the
 ``size`` bytes of message data follow the line in the same file, so a small message is one
 file (one create, one fsync, one rename, one unlink).  :func:`parse_control` takes a whole
-control file apart.  Readers reject any other ``"v"``.  :class:`QueueError`, the base of all
-queue errors, lives here because the parser raises :class:`CorruptControlFile`.
+control file apart.  Readers reject any other ``"v"``.
+
+A recipient's ``kind`` (:mod:`posthouse.mta.destinations`) says what its ``address`` is:
+``"address"`` for an envelope recipient not yet expanded (``original`` is null), else the
+kind of destination expansion made of ``original`` (``"remote"``, ``"local"``, ``"file"``,
+``"program"``, with ``run_as`` for the last two).  A recipient written before kinds existed
+has no ``kind``: it is read as ``"address"`` when not expanded and as ``"legacy"`` when it
+is, a token whose kind cannot be proven and that delivery never interprets.
+
+:class:`QueueError`, the base of all queue errors, lives here because the parser raises
+:class:`CorruptControlFile`.
 
 Parsing has two paths giving the same result.  A file in exactly the shape
 :func:`envelope_to_json` writes (its key order, no whitespace, strings without escapes, plain
@@ -28,6 +38,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
+
+from posthouse.mta.destinations import ADDRESS, KINDS, LEGACY, Destination, Kind, decode, encode
 
 __all__ = [
     "CONTROL_VERSION",
@@ -67,6 +79,18 @@ class RecipientState:
     attempts: int = 0
     last_error: str | None = None
     next_attempt: float = 0.0
+    kind: Kind = ADDRESS
+    run_as: str | None = None
+
+    @classmethod
+    def expanded(cls, destination: Destination, original: str) -> RecipientState:
+        """A pending recipient for *destination*, which expansion made of *original*."""
+        kind, address, run_as = encode(destination)
+        return cls(address=address, original=original, kind=kind, run_as=run_as)
+
+    def destination(self) -> Destination | None:
+        """The typed destination, or None for an unexpanded address or a legacy token."""
+        return decode(self.kind, self.address, self.run_as, self.original or "")
 
 
 @dataclass
@@ -126,13 +150,23 @@ def _recipient_from(doc: Any) -> RecipientState:
         raise CorruptControlFile(f"unknown recipient status {status!r}")
     attempts = _field(doc, "attempts", int, optional=True)
     next_attempt = _field(doc, "next_attempt", (int, float), optional=True)
+    original = _field(doc, "original", str, optional=True)
+    kind = _field(doc, "kind", str, optional=True)
+    if kind is None:  # written before kinds existed: never guess what a token means
+        kind = ADDRESS if original is None else LEGACY
+    elif kind not in KINDS:
+        raise CorruptControlFile(f"unknown recipient kind {kind!r}")
+    if kind != ADDRESS and original is None:
+        raise CorruptControlFile(f"a {kind} recipient without its original address")
     return RecipientState(
         address=_field(doc, "address", str, optional=False),
-        original=_field(doc, "original", str, optional=True),
+        original=original,
         status=cast(RecipientStatus, status),
         attempts=attempts or 0,
         last_error=_field(doc, "last_error", str, optional=True),
         next_attempt=float(next_attempt or 0.0),
+        kind=cast(Kind, kind),
+        run_as=_field(doc, "run_as", str, optional=True),
     )
 
 
@@ -181,7 +215,8 @@ _UINT = r"(0|[1-9][0-9]{0,15})"  # json.loads gives an int, and float() of it is
 _UNUM = r"((?:0|[1-9][0-9]{0,15})(?:\.[0-9]{1,20})?)"  # json.loads gives float() of the text
 _RECIPIENT = (
     f'{{"address":{_STR},"original":{_OPT_STR},"status":"(pending|deferred|sent|failed)",'
-    f'"attempts":{_UINT},"last_error":{_OPT_STR},"next_attempt":{_UNUM}}}'
+    f'"attempts":{_UINT},"last_error":{_OPT_STR},"next_attempt":{_UNUM},'
+    f'"kind":"(address|remote|local|file|program|legacy)","run_as":{_OPT_STR}}}'
 )
 _PAIR = f"{_STR}:{_STR}"
 
@@ -204,10 +239,26 @@ _PAIRS = re.compile(_PAIR).findall
 
 
 def _recipient(
-    address: str, original: str | None, status: str, attempts: str, error: str | None, at: str
+    address: str,
+    original: str | None,
+    status: str,
+    attempts: str,
+    error: str | None,
+    at: str,
+    kind: str,
+    run_as: str | None,
 ) -> RecipientState:
+    if kind != ADDRESS and original is None:
+        raise CorruptControlFile(f"a {kind} recipient without its original address")
     return RecipientState(
-        address, original, cast(RecipientStatus, status), int(attempts), error, float(at)
+        address,
+        original,
+        cast(RecipientStatus, status),
+        int(attempts),
+        error,
+        float(at),
+        cast(Kind, kind),
+        run_as,
     )
 
 
@@ -217,12 +268,12 @@ def _canonical_envelope(text: str) -> Envelope | None:
     if match is None:
         return None
     (
-        version, qid, sender, address, original, status, attempts, error, at, more, received, size,
-        client, helo, auth, body, utf8, proto, extra,
+        version, qid, sender, address, original, status, attempts, error, at, kind, run_as, more,
+        received, size, client, helo, auth, body, utf8, proto, extra,
     ) = match.groups()  # fmt: skip
     recipients = []
     if address is not None:
-        recipients.append(_recipient(address, original, status, attempts, error, at))
+        recipients.append(_recipient(address, original, status, attempts, error, at, kind, run_as))
         if more:
             recipients.extend(_recipient(*m.groups()) for m in _MORE_RECIPIENTS(more))
     return Envelope(

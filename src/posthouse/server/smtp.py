@@ -373,13 +373,11 @@ def _passed_back(error: MailError) -> Reply:
 def _queued_state(failure: DirectFailure, retry_at: float) -> RecipientState:
     """How a destination direct delivery did not reach goes into the queue."""
     error = failure.error
+    state = RecipientState.expanded(failure.destination, failure.recipient)
     if error is None:  # not tried: the scheduler delivers it as usual
-        return RecipientState(address=failure.token, original=failure.recipient)
-    return RecipientState(
-        address=failure.token,
-        original=failure.recipient,
-        status="deferred" if error.temporary else "failed",
-        attempts=1,
-        last_error=f"{error.status} {error.message}",
-        next_attempt=retry_at,
-    )
+        return state
+    state.status = "deferred" if error.temporary else "failed"
+    state.attempts = 1
+    state.last_error = f"{error.status} {error.message}"
+    state.next_attempt = retry_at
+    return state
