@@ -16,6 +16,19 @@ from posthouse.mta.errors import MailError
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped_network(text: str) -> IPNetwork:
+    """The network ``text`` names; an IPv4-mapped IPv6 network as the IPv4 network it maps."""
+    network = ipaddress.ip_network(text, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        first = network.network_address.ipv4_mapped
+        assert first is not None
+        return ipaddress.IPv4Network((first, network.prefixlen - 96))
+    return network
+
+
 class LocalDomains:
     """The set of domains this host receives mail for (case-insensitive)."""
 
@@ -49,16 +62,25 @@ class RecipientPolicy:
         self.is_deliverable = is_deliverable
 
     def set_trusted_networks(self, networks: Iterable[str]) -> None:
-        self.trusted = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        """Replace the trusted networks (a bad one raises ValueError)."""
+        self.trusted = tuple(_unmapped_network(n) for n in networks)
 
     def is_trusted(self, client_address: str) -> bool:
+        """Whether ``client_address`` may relay without authenticating.
+
+        An IPv4 client seen as an IPv4-mapped IPv6 address (``::ffff:10.1.2.3``, as a
+        dual-stack listener reports it) is judged by its IPv4 address.
+        """
         if not client_address:
             return True  # a local process on a unix socket
         try:
             ip = ipaddress.ip_address(client_address)
         except ValueError:
             return False
-        return any(ip in network for network in self.trusted)
+        forms: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (ip,)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            forms = (ip, ip.ipv4_mapped)
+        return any(form in network for form in forms for network in self.trusted)
 
     def check_recipient(self, address: str, *, authenticated: bool, client_address: str) -> None:
         """Raise MailError when ``address`` must be refused."""
