@@ -6,6 +6,7 @@ import email
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,12 +31,21 @@ def queue_files(server: Server) -> list[Path]:
     return sorted(server.queue_dir.glob("*.qf"))
 
 
-def free_port() -> int:
-    import socket
+RESERVED: list[socket.socket] = []
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def reserve_port() -> socket.socket:
+    """A loopback port bound for the whole test run and not listening yet: connections to it
+    are refused (a host that is down) until a bridge is started on it with the socket itself
+    (never closed and picked again, so no other process can take the port meanwhile)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    RESERVED.append(sock)
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 def test_client_sends_everything_through_its_server(server_factory: Factory) -> None:
@@ -109,6 +119,31 @@ def test_a_next_hop_that_never_answers_gets_the_message_queued(server_factory: F
         assert "<bob@slow.test>" in listing and "timeout" in listing
 
 
+def test_a_client_outside_the_trusted_networks_cannot_relay(server_factory: Factory) -> None:
+    """Other networks are trusted, not the client's (127.0.0.1): relaying is refused, local
+    mail still flows, and the same client may relay once authenticated."""
+    server = server_factory(mail={"trusted_networks": ["10.0.0.0/8", "2001:db8::/32"]})
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("x@remote.test")
+        code, reply = client.rcpt("victim@elsewhere.test")
+        assert code == 554 and reply.startswith(b"5.7.1") and b"Relay access denied" in reply
+        code, reply = client.rcpt("someone@sub.example.test")  # a subdomain is elsewhere too
+        assert code == 554 and reply.startswith(b"5.7.1")
+        assert client.rcpt("bob@example.test")[0] == 250
+        code, _ = client.data(b"Subject: local still works\r\n\r\nx\r\n")
+        assert code == 250
+    (stored,) = server.wait_for_messages("bob", 1)
+    assert b"Subject: local still works" in stored
+    assert queue_files(server) == [] or all(
+        b"elsewhere.test" not in path.read_bytes() for path in queue_files(server)
+    )
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as client:
+        client.login("alice", PASSWORD)
+        client.mail("alice@example.test")
+        assert client.rcpt("friend@elsewhere.test")[0] == 250
+
+
 def test_a_message_with_too_many_hops_is_refused(server: Server) -> None:
     hops = "".join(f"Received: from hop{n} by hop{n + 1}; Thu, 26 Nov 2026 00:00:00 +0000\r\n"
                    for n in range(50))  # fmt: skip
@@ -127,7 +162,8 @@ def test_a_loop_between_two_servers_ends(server_factory: Factory, cut_through: s
     """Two servers that route loop.test to each other: the hop count ends it.  Queued at each
     hop, the sender gets a bounce; with cut-through the refusal travels back along the
     chain of waiting sessions to the sender's own client."""
-    first_port, second_port = free_port(), free_port()
+    first_socket, second_socket = reserve_port(), reserve_port()
+    first_port, second_port = port_of(first_socket), port_of(second_socket)
     route = '\n[[route]]\ndomain = "loop.test"\nto = "127.0.0.1:{}"\n'
     queue = {"cut_through": cut_through}
     first = server_factory(hostname="one.example.test", mail={"trusted_networks": ["127.0.0.0/8"]},
@@ -139,8 +175,8 @@ def test_a_loop_between_two_servers_ends(server_factory: Factory, cut_through: s
                             extra=route.format(second_port) + route.format(second_port)
                             .replace("loop.test", "example.test"))  # fmt: skip
     bridges = [
-        start_bridge(first_port, second.smtp_port),
-        start_bridge(second_port, first.smtp_port),
+        start_bridge(first_socket, second.smtp_port),
+        start_bridge(second_socket, first.smtp_port),
     ]
     message = "Subject: round\r\n\r\nand round\r\n"
     try:
@@ -164,7 +200,8 @@ def test_a_loop_between_two_servers_ends(server_factory: Factory, cut_through: s
 
 
 def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Factory) -> None:
-    port = free_port()
+    reserved = reserve_port()
+    port = port_of(reserved)
     server = server_factory(
         extra=f'\n[[route]]\ndomain = "later.test"\nto = "127.0.0.1:{port}"\n',
         queue={"retry_seconds": 3600.0},
@@ -178,7 +215,7 @@ def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Fact
     assert "Mail Queue (1 request" in text
     assert "Deferred" in text and "<bob@later.test>" in text
     # The host comes back (another posthouse on that port); the administrator runs the queue.
-    later = start_on_port(server_factory, port, "later.test")
+    later = start_on_port(server_factory, reserved, "later.test")
     result = server.cli("sendmail", "-q")
     assert result.returncode == 0, result.stderr
     assert b"1 done" in result.stdout
@@ -186,21 +223,23 @@ def test_down_host_is_deferred_then_delivered_by_sendmail_q(server_factory: Fact
     assert server.cli("mailq").stdout.strip() == b"Mail queue is empty"
 
 
-def start_on_port(factory: Factory, port: int, domain: str) -> Server:
+def start_on_port(factory: Factory, reserved: socket.socket, domain: str) -> Server:
     server = factory(hostname=f"mx.{domain}", mail={"local_domains": [domain]},
                      extra="")  # fmt: skip
-    # Point a forwarder at the fixed port: the new instance listens on a kernel-chosen port,
-    # so a tiny TCP relay bridges the gap.
-    bridge = start_bridge(port, server.smtp_port)
+    # Point a forwarder at the reserved port: the new instance listens on a kernel-chosen
+    # port, so a tiny TCP relay bridges the gap.
+    bridge = start_bridge(reserved, server.smtp_port)
     server.output.append(f"bridge pid {bridge.pid}")
     BRIDGES.append(bridge)
     return server
 
 
-def start_bridge(port: int, to_port: int) -> subprocess.Popen[str]:
-    """A TCP forwarder from 127.0.0.1:port to 127.0.0.1:to_port (a separate process)."""
-    bridge = subprocess.Popen([sys.executable, "-c", BRIDGE, str(port), str(to_port)],
-                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+def start_bridge(reserved: socket.socket, to_port: int) -> subprocess.Popen[str]:
+    """A TCP forwarder from the reserved socket to 127.0.0.1:to_port (a separate process,
+    which inherits the bound socket and listens on it)."""
+    fd = reserved.fileno()
+    bridge = subprocess.Popen([sys.executable, "-c", BRIDGE, str(fd), str(to_port)],
+                              stdout=subprocess.PIPE, text=True, pass_fds=[fd])  # fmt: skip
     assert bridge.stdout is not None and bridge.stdout.readline().strip() == "ready"
     return bridge
 
@@ -214,7 +253,7 @@ def stop_bridge(bridge: subprocess.Popen[str]) -> None:
 
 BRIDGES: list[subprocess.Popen[str]] = []
 BRIDGE = """
-import asyncio, sys
+import asyncio, socket, sys
 async def pipe(r, w):
     try:
         while data := await r.read(65536):
@@ -225,7 +264,8 @@ async def handle(r, w):
     r2, w2 = await asyncio.open_connection("127.0.0.1", int(sys.argv[2]))
     await asyncio.gather(pipe(r, w2), pipe(r2, w), return_exceptions=True)
 async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    server = await asyncio.start_server(handle, sock=sock)
     print("ready", flush=True)
     await server.serve_forever()
 asyncio.run(main())
@@ -235,6 +275,8 @@ asyncio.run(main())
 def teardown_module() -> None:
     for bridge in BRIDGES:
         stop_bridge(bridge)
+    for sock in RESERVED:
+        sock.close()
 
 
 def test_permanent_refusal_bounces_to_the_sender(server_factory: Factory) -> None:
@@ -298,8 +340,8 @@ def test_bounce_to_a_dead_address_ends_with_the_postmaster(server_factory: Facto
 
 
 def test_archiving_the_queue_as_in_12_8(server_factory: Factory) -> None:
-    port = free_port()
-    route = f'\n[[route]]\ndomain = "later.test"\nto = "127.0.0.1:{port}"\n'
+    reserved = reserve_port()
+    route = f'\n[[route]]\ndomain = "later.test"\nto = "127.0.0.1:{port_of(reserved)}"\n'
     server = server_factory(extra=route, queue={"retry_seconds": 3600.0})
     users = ("alice", "bob", "carol")
     for number in range(3):
@@ -318,7 +360,7 @@ def test_archiving_the_queue_as_in_12_8(server_factory: Factory) -> None:
     restarted = server_factory(home=server.home, extra=route, queue={"retry_seconds": 3600.0})
     assert restarted.cli("mailq").stdout.strip() == b"Mail queue is empty"
     # The major host comes back; run the old queue with -oQ.
-    later = start_on_port(server_factory, port, "later.test")
+    later = start_on_port(server_factory, reserved, "later.test")
     result = restarted.cli("sendmail", f"-oQ{old}", "-q")
     assert result.returncode == 0, result.stderr
     assert b"3 done" in result.stdout
@@ -355,7 +397,8 @@ def test_uucp_and_decnet_gateways_direct_routing(server_factory: Factory, tmp_pa
         "import os, sys\n"
         f"with open({str(recorded)!r}, 'a') as f:\n"
         "    f.write(os.environ['PROTOCOL'] + ' ' + os.environ['NATIVE'] + ' '"
-        " + os.environ['NATIVE_SENDER'] + ' ' + str(len(sys.stdin.read())) + '\\n')\n"
+        " + os.environ['NATIVE_SENDER'] + ' ' + os.environ['NODE'] + ' ' + os.environ['USER']"
+        " + ' ' + str(len(sys.stdin.read())) + '\\n')\n"
     )
     transport = f"{sys.executable} {recorder}"
     server = server_factory(
@@ -372,11 +415,30 @@ def test_uucp_and_decnet_gateways_direct_routing(server_factory: Factory, tmp_pa
     wait_until(lambda: recorded.exists() and len(recorded.read_text().splitlines()) == 2,
                what="both gateway deliveries")  # fmt: skip
     lines = sorted(recorded.read_text().splitlines())
-    assert lines[0].startswith("decnet vax1::joe alice@example.test")
-    assert lines[1].startswith("uucp ucbvax!mary alice@example.test")
-    # The other direction: a native address given to sendmail maps into the pseudodomain.
+    assert lines[0].startswith("decnet vax1::joe alice@example.test vax1 joe")
+    assert lines[1].startswith("uucp ucbvax!mary alice@example.test ucbvax mary")
+    # The other direction: a native address given to sendmail maps into the pseudodomain
+    # (shown by -bv in its Internet form, never echoed as given) ...
     result = server.cli("sendmail", "-bv", "vax2::fred", "host2!sam")
-    assert b"fred@vax2.DNET.big.com" in result.stdout or b"vax2::fred" in result.stdout
+    shown = result.stdout.decode()
+    assert "fred@vax2.DNET.big.com... deliverable" in shown, shown
+    assert "sam@host2.UUCP... deliverable" in shown, shown
+    assert "vax2::fred" not in shown and "host2!sam" not in shown
+    # ... and is delivered there: through the gateway of its protocol, to its node and user
+    # (unmapped, "vax2::fred" would be an unknown local user and bounce).
+    result = server.cli("sendmail", "-f", "alice@example.test", "vax2::fred", "host2!sam",
+                        input="Subject: native\n\nback\n")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: len(recorded.read_text().splitlines()) == 4,
+               what="both native deliveries")  # fmt: skip
+    lines = sorted(recorded.read_text().splitlines())
+    assert [line.split()[:5] for line in lines] == [
+        ["decnet", "vax1::joe", "alice@example.test", "vax1", "joe"],
+        ["decnet", "vax2::fred", "alice@example.test", "vax2", "fred"],
+        ["uucp", "host2!sam", "alice@example.test", "host2", "sam"],
+        ["uucp", "ucbvax!mary", "alice@example.test", "ucbvax", "mary"],
+    ]
+    assert server.messages("alice") == []  # no bounce: both were delivered
 
 
 FORWARDING_CASES = {
@@ -426,7 +488,8 @@ def test_forwarding_modes_route_as_the_chapter_says(server_factory: Factory) -> 
 
 
 def test_corrupt_queue_entry_is_reported_and_left_alone(server_factory: Factory) -> None:
-    port = free_port()
+    reserved = reserve_port()
+    port = port_of(reserved)
     server = server_factory(extra=f'\n[[route]]\ndomain = "later.test"\nto = "127.0.0.1:{port}"\n',
                             queue={"retry_seconds": 3600.0})  # fmt: skip
     submit(server, "alice@example.test", ["bob@later.test"], "Subject: one\r\n\r\nx\r\n")
@@ -437,7 +500,7 @@ def test_corrupt_queue_entry_is_reported_and_left_alone(server_factory: Factory)
     broken.write_text('{"v": 1, "truncated')
     listing = server.cli("mailq").stdout.decode()
     assert "corrupt control file" in listing
-    later = start_on_port(server_factory, port, "later.test")
+    later = start_on_port(server_factory, reserved, "later.test")
     result = server.cli("sendmail", "-q")
     assert result.returncode == 0, result.stderr
     assert b"1 damaged" in result.stdout
