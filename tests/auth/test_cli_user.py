@@ -211,17 +211,7 @@ def test_main_config_error_is_78(tmp_path: Path, capsys: pytest.CaptureFixture[s
 # -- end to end: python -m posthouse user ... ---------------------------------------
 
 
-def _python_m_posthouse_works() -> bool:
-    probe = subprocess.run(
-        [sys.executable, "-c", "import posthouse.cli.main as m; m.build_parser()"],
-        capture_output=True,
-    )
-    return probe.returncode == 0
-
-
 def test_end_to_end_subprocess(config_file: Path, tmp_path: Path) -> None:
-    if not _python_m_posthouse_works():
-        pytest.skip("the posthouse command's other tools are not importable yet")
     env = {**os.environ, "POSTHOUSE_HOME": str(tmp_path / "unused")}
 
     def posthouse(*argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

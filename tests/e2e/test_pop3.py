@@ -327,6 +327,27 @@ def raw(server: Server, payload: bytes) -> bytes:
     return received
 
 
+def test_retr_dot_stuffs_lines_on_the_wire(server: Server) -> None:
+    """RFC 1939 §3: every line of the message starting with "." goes out with one more, and
+    only the terminator is a lone "."; read on a raw socket, not through a client that
+    undoes the stuffing."""
+    body = b"first\r\n.one dot\r\n..two dots\r\n.\r\n. space\r\nlast\r\n"
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
+        client.sendmail("sender@remote.test", ["bob@example.test"], b"Subject: dots\r\n\r\n" + body)
+    server.wait_for_messages("bob", 1)
+    reply = raw(server, f"USER bob\r\nPASS {PASSWORD}\r\nRETR 1\r\nQUIT\r\n".encode())
+    _, ok, after = reply.partition(b"+OK")  # the greeting
+    retr = after.split(b"\r\n+OK", 2)[2]  # after the USER and PASS replies
+    _status, _, rest = retr.partition(b"\r\n")
+    content, terminator, tail = rest.partition(b"\r\n.\r\n")
+    assert ok and terminator, reply
+    assert content.endswith(
+        b"\r\n\r\nfirst\r\n..one dot\r\n...two dots\r\n..\r\n.. space\r\nlast"
+    ), content
+    # No other line of the message is a lone "." (the first "\r\n.\r\n" ended it).
+    assert tail.startswith(b"+OK"), tail  # the QUIT reply follows the terminator
+
+
 def test_bad_input_gets_err_and_server_stays_up(server: Server) -> None:
     reply = raw(server, b"FOO\r\nSTAT\r\nPASS x\r\n" + b"USER " + b"a" * 5000 + b"\r\nQUIT\r\n")
     lines = reply.split(b"\r\n")
