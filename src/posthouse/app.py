@@ -19,6 +19,7 @@ from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
+from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase
 from posthouse.config.schema import ListenerSection, Settings
@@ -42,7 +43,7 @@ from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import RemoteTransport
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
-from posthouse.server.connection import Connection
+from posthouse.server.connection import Connection, Deadlines
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import ListenerGroup, ServiceSpec, SessionHandler
 from posthouse.server.pop3 import POP3Services, POP3Session, apop_timestamp
@@ -175,13 +176,27 @@ def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTranspor
     )
 
 
+def login_limiter_for(settings: Settings) -> LoginLimiter:
+    """The failed-login limits of the configuration (make it before forking: it is shared)."""
+    smtp = settings.config.smtp
+    return LoginLimiter(
+        per_client=smtp.auth_failures_per_client,
+        per_user=smtp.auth_failures_per_user,
+        window=smtp.auth_failure_window_seconds,
+    )
+
+
 def build_application(
-    settings: Settings, *, verified_logins: VerifiedCache | None = None
+    settings: Settings,
+    *,
+    verified_logins: VerifiedCache | None = None,
+    login_limiter: LoginLimiter | None = None,
 ) -> Application:
     """Wire the domain objects for ``settings`` (no sockets, no event loop).
 
-    ``verified_logins``: the cache of verified passwords to use, e.g. one made before the
-    worker processes were forked, so that they share it."""
+    ``verified_logins`` and ``login_limiter``: the cache of verified passwords and the
+    failed-login limits to use, e.g. ones made before the worker processes were forked, so
+    that they share them."""
     config = settings.config
     paths = settings.paths
     prepare_data_dir(settings)
@@ -194,6 +209,8 @@ def build_application(
         users,
         base_delay=config.smtp.auth_failure_delay_seconds,
         verified_cache=verified_logins,
+        limiter=login_limiter or login_limiter_for(settings),
+        hash_threads=config.smtp.auth_hash_threads,
     )
     aliases = AliasDatabase(paths.aliases_db)
     domains = local_domains_of(settings)
@@ -336,6 +353,7 @@ def smtp_services_for(
         direct=None if app.transport.forwards_local_mail else app.direct,
         stats=app.stats,
         max_hops=config.smtp.max_hops,
+        credentials=app.credentials,
     )
 
 
@@ -404,7 +422,21 @@ async def serve_forever(
     if config.tls.cert_file:
         tls_context = server_context(config.tls.cert_file, config.tls.key_file)
     remove_stale_records(app.settings.paths.proc_dir)
-    limiter = ConnectionLimiter(config.smtp.max_connections, config.smtp.max_connections_per_client)
+    limiter = ConnectionLimiter(
+        config.smtp.max_connections,
+        config.smtp.max_connections_per_client,
+        exempt=app.policy.is_trusted,  # smtpd_client_event_limit_exceptions = $mynetworks
+    )
+    smtp_deadlines = Deadlines(
+        command_timeout=config.smtp.command_timeout_seconds,
+        data_timeout=config.smtp.data_timeout_seconds,
+        min_rate=config.smtp.min_data_rate,
+        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
+    )
+    pop3_deadlines = Deadlines(
+        command_timeout=config.pop3.command_timeout_seconds,
+        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
+    )
     registry = ConnectionRegistry(app.settings.paths.proc_dir)
     group = ListenerGroup(limiter, registry)
     scheduler = DeliveryScheduler(app.delivery, app.store)
@@ -432,7 +464,7 @@ async def serve_forever(
                 await session.run()
 
             handler, refusal = pop3_handler, _pop3_refusal
-            idle = config.pop3.idle_timeout_seconds
+            idle, deadlines = config.pop3.idle_timeout_seconds, pop3_deadlines
         else:
             smtp_for = engine_settings(app, listener, tls_context is not None and not implicit)
 
@@ -446,7 +478,7 @@ async def serve_forever(
                 await session.run()
 
             handler, refusal = smtp_handler, _smtp_refusal
-            idle = config.smtp.idle_timeout_seconds
+            idle, deadlines = config.smtp.idle_timeout_seconds, smtp_deadlines
         await group.start(
             ServiceSpec(
                 name=listener.protocol,
@@ -455,6 +487,7 @@ async def serve_forever(
                 idle_timeout=idle,
                 refusal=refusal,
                 implicit_tls=implicit,
+                deadlines=deadlines,
             )
         )
     app.transport.bind_loop(asyncio.get_running_loop())

@@ -22,8 +22,15 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from posthouse.app import Application, build_application, prepare_data_dir, serve_forever
+from posthouse.app import (
+    Application,
+    build_application,
+    login_limiter_for,
+    prepare_data_dir,
+    serve_forever,
+)
 from posthouse.auth.authenticator import VerifiedCache
+from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.users import UserDatabase
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import ListenerSection, Settings
@@ -127,11 +134,16 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else settings.config.server.workers
     pid_file = pid_file_of(settings)
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
-    verified_logins = VerifiedCache(ttl=VERIFIED_LOGIN_SECONDS)  # made here: workers share it
+    # Made here, before the fork: all workers share them.
+    verified_logins = VerifiedCache(ttl=VERIFIED_LOGIN_SECONDS)
+    login_limiter = login_limiter_for(settings)
     try:
         if workers <= 1:
-            return serve_in_process(settings, sockets, verified_logins)
-        return run_workers(workers, lambda: serve_in_process(settings, sockets, verified_logins))
+            return serve_in_process(settings, sockets, verified_logins, login_limiter)
+        return run_workers(
+            workers,
+            lambda: serve_in_process(settings, sockets, verified_logins, login_limiter),
+        )
     finally:
         with contextlib.suppress(OSError, ValueError):
             if int(pid_file.read_text()) == os.getpid():
@@ -163,8 +175,9 @@ def serve_in_process(
     settings: Settings,
     sockets: list[tuple[ListenerSection, socket.socket]],
     verified_logins: VerifiedCache | None = None,
+    login_limiter: LoginLimiter | None = None,
 ) -> int:
-    app = build_application(settings, verified_logins=verified_logins)
+    app = build_application(settings, verified_logins=verified_logins, login_limiter=login_limiter)
     try:
         run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
     finally:

@@ -5,6 +5,13 @@ privilege drop and before workers fork, so all workers share it).
 ``ListenerGroup`` serves sockets with a protocol's session handler, applies
 the connection limits, keeps connection records, implicit TLS, and drains the
 sessions in flight on shutdown.
+
+Connections are counted against the limits as soon as they are accepted: implicit TLS
+is not left to asyncio's server (which would handshake first and count later) but done
+here, after admission and within the handshake deadline, so a flood of connections that
+never finish their handshake is cut to the per-client limit at once and dropped at the
+deadline.  A refused implicit-TLS client is simply closed (it could not read a plaintext
+reply); others get the protocol's refusal line.
 """
 
 from __future__ import annotations
@@ -16,11 +23,11 @@ import socket
 import ssl
 import stat
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from posthouse.server.connection import Connection, Peer, peer_of
-from posthouse.server.limits import ConnectionLimiter
+from posthouse.server.connection import Connection, Deadlines, Peer, peer_of, start_tls
+from posthouse.server.limits import ConnectionLimiter, Slot
 from posthouse.server.records import ConnectionRegistry
 
 SessionHandler = Callable[[Connection], Awaitable[None]]
@@ -80,6 +87,7 @@ class ServiceSpec:
     idle_timeout: float
     refusal: Callable[[str], bytes]  # bytes sent to a client refused by the limits
     implicit_tls: ssl.SSLContext | None = None
+    deadlines: Deadlines = field(default_factory=Deadlines)
 
 
 class ListenerGroup:
@@ -105,9 +113,8 @@ class ListenerGroup:
         if spec.sock.family == socket.AF_UNIX:
             server = await asyncio.start_unix_server(on_connect, sock=spec.sock)
         else:
-            server = await asyncio.start_server(
-                on_connect, sock=spec.sock, ssl=spec.implicit_tls, limit=1 << 20
-            )
+            # Implicit TLS is started in _run_session, after the connection was admitted.
+            server = await asyncio.start_server(on_connect, sock=spec.sock, limit=1 << 20)
         self._servers.append(server)
 
     async def _run_session(
@@ -118,11 +125,12 @@ class ListenerGroup:
         task: asyncio.Task[None],
     ) -> None:
         peer: Peer = peer_of(writer)
-        refused = self.limiter.admit(peer.address)
-        if refused is not None:
+        slot = self.limiter.admit(peer.address)
+        if not isinstance(slot, Slot):
             with contextlib.suppress(Exception):
-                writer.write(spec.refusal(refused))
-                await asyncio.wait_for(writer.drain(), 5)
+                if spec.implicit_tls is None:
+                    writer.write(spec.refusal(slot))
+                    await asyncio.wait_for(writer.drain(), 5)
                 writer.close()
             return
         record = self.registry.open(spec.name, str(peer))
@@ -132,15 +140,19 @@ class ListenerGroup:
             peer=peer,
             idle_timeout=spec.idle_timeout,
             record=record,
-            tls_active=spec.implicit_tls is not None,
+            deadlines=spec.deadlines,
+            on_authenticated=lambda: self.limiter.exempt(slot),
         )
         self._sessions[task] = connection
         try:
+            if spec.implicit_tls is not None:
+                await start_tls(writer, spec.implicit_tls, spec.deadlines.handshake_timeout)
+                connection.tls_active = True
             await spec.handler(connection)
         except (ConnectionError, ssl.SSLError, TimeoutError):
             pass
         finally:
-            self.limiter.release(peer.address)
+            self.limiter.release(slot)
             await connection.close()
 
     async def shutdown(self, grace: float) -> None:

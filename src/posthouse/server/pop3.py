@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from posthouse.auth.credentials import CredentialChecker, LoginResult
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.pop3 import events
-from posthouse.server.connection import Connection, IdleTimeout
+from posthouse.server.connection import Connection, DeadlineExceeded, IdleTimeout
 from posthouse.store.maildrop import Maildrop, MaildropBusy, MaildropError
 
 log = logging.getLogger("posthouse.pop3")
@@ -95,6 +95,10 @@ class POP3Session:
                     data = await self.connection.read_unless_stopped(
                         self.stopping, idle=self.maildrop is None
                     )
+                except DeadlineExceeded:
+                    log.info("pop3: command timeout from %s", self.connection.peer)
+                    await self.connection.write(b"-ERR command timeout\r\n")
+                    return
                 except IdleTimeout:
                     await self.connection.write(b"-ERR autologout timer expired\r\n")
                     return
@@ -108,6 +112,7 @@ class POP3Session:
             elif event is pop3_engine.PAUSED:
                 raise RuntimeError("POP3 engine paused without a pending decision")
             else:
+                self.connection.unit_done()
                 await self._handle(event)
         await self._flush()
 
@@ -165,6 +170,7 @@ class POP3Session:
             self.engine.reject_login("maildrop not available", code)
             return
         self.maildrop = maildrop
+        self.connection.authenticated()
         messages = maildrop.messages
         sizes = [message.size for message in messages]
         self.engine.accept_login(

@@ -5,12 +5,21 @@ answers the engine's decision events with the recipient policy, the
 authenticator and the queue, streams message data into a queue file, and
 writes the engine's output.  Replies are flushed only when the engine needs
 more input, so a pipelined client gets its replies in one write.
+
+Faults of the machine never cost the client its connection: a full disk (``ENOSPC``,
+``EDQUOT``) while the data is spooled discards what was written, reads the rest of the
+data and answers ``452 4.3.1``; a user database that cannot be read answers ``451 4.3.0``
+at RCPT and ``454 4.7.0`` at AUTH.  AUTH results are logged with the client's address in
+Postfix's words (``warning: unknown[ADDR]: SASL PLAIN authentication failed: ...``), which
+fail2ban's stock ``postfix[mode=auth]`` filter (the ``postfix-sasl`` jail) matches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import sqlite3
 import ssl
 import time
 from dataclasses import dataclass
@@ -18,6 +27,7 @@ from datetime import datetime
 from email.utils import format_datetime
 
 from posthouse.auth.authenticator import Authenticator
+from posthouse.auth.credentials import CredentialChecker, LoginResult
 from posthouse.mta.direct import DirectDelivery, DirectFailure
 from posthouse.mta.errors import MailError
 from posthouse.mta.hops import HopCounter
@@ -28,7 +38,7 @@ from posthouse.mta.stats import Statistics
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.protocols.smtp import events, replies
 from posthouse.protocols.smtp.replies import Reply
-from posthouse.server.connection import Connection, IdleTimeout
+from posthouse.server.connection import Connection, DeadlineExceeded, IdleTimeout
 
 log = logging.getLogger("posthouse.smtp")
 
@@ -43,6 +53,22 @@ _REPLY_CODES = {
     "4.2.2": 452,
     "5.2.2": 552,
 }
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _storage_failure(exc: OSError) -> Reply:
+    """The reply for a queue write that failed: RFC 3463 4.3.1 when the disk is full."""
+    if exc.errno in _DISK_FULL:
+        return Reply(452, "4.3.1", ("Insufficient system storage",))
+    return Reply(451, "4.3.0", (f"Queue write failed: {exc.strerror}",))
+
+
+def sasl_log_name(text: str) -> str:
+    """A client-supplied name as it may appear in a log line: printable, no brackets, short."""
+    cleaned = "".join(ch if ch.isprintable() and ch not in "[]" else "?" for ch in text[:64])
+    return cleaned or "?"
 
 
 def reply_for_error(error: MailError) -> Reply:
@@ -65,6 +91,7 @@ class SMTPServices:
     direct: DirectDelivery | None = None
     stats: Statistics | None = None
     max_hops: int = 50  # Received: fields a message may carry (RFC 5321 §6.3 loop detection)
+    credentials: CredentialChecker | None = None  # logins; else the authenticator alone
 
 
 class SMTPSession:
@@ -85,6 +112,7 @@ class SMTPSession:
         self.mail_params: events.MailFrom | None = None
         self.recipients: list[str] = []
         self.incoming: IncomingMessage | None = None
+        self.spool_error: OSError | None = None  # the data could not be written
         self.hops = HopCounter()
 
     @property
@@ -110,7 +138,13 @@ class SMTPSession:
                     data = await self.connection.read_unless_stopped(
                         self.stopping, idle=not self.in_transaction
                     )
-                except IdleTimeout:
+                except IdleTimeout as exc:
+                    if isinstance(exc, DeadlineExceeded):
+                        log.info(
+                            "timeout after %s from unknown[%s]",
+                            "DATA" if self.incoming is not None else "command",
+                            self.connection.peer.address,
+                        )
                     await self.connection.write(
                         Reply(
                             421, "4.4.2", (f"{self.services.hostname} Timeout, closing",)
@@ -127,6 +161,10 @@ class SMTPSession:
             elif event is smtp_engine.PAUSED:
                 raise RuntimeError("SMTP engine paused without a pending decision")
             else:
+                if isinstance(event, events.DataStart):
+                    self.connection.start_transfer()
+                elif not isinstance(event, events.MessageData):
+                    self.connection.unit_done()
                 await self._handle(event)
         await self.connection.write(engine.data_to_send())
 
@@ -147,7 +185,11 @@ class SMTPSession:
                 self._start_message()
             case events.MessageData():
                 if self.incoming is not None:
-                    self.incoming.write(event.data)
+                    try:
+                        self.incoming.write(event.data)
+                    except OSError as exc:
+                        self._spool_failed(exc)
+                        return
                     self.hops.feed(event.data)
             case events.MessageEnd():
                 await self._end_message()
@@ -164,6 +206,19 @@ class SMTPSession:
             case events.Quit():
                 pass
 
+    def _spool_failed(self, exc: OSError) -> None:
+        """Writing the data failed: drop what was written, read on, answer at the end."""
+        incoming, self.incoming = self.incoming, None
+        log.error(
+            "%s: spooling the data from %s failed: %s",
+            incoming.queue_id if incoming is not None else "-",
+            self.connection.peer,
+            exc,
+        )
+        self.spool_error = exc
+        if incoming is not None:
+            incoming.abort()
+
     def _check_recipient(self, address: str) -> Reply:
         try:
             self.services.policy.check_recipient(
@@ -171,6 +226,9 @@ class SMTPSession:
                 authenticated=self.engine.authenticated_as is not None,
                 client_address=self.connection.peer.address,
             )
+        except (sqlite3.Error, OSError) as exc:
+            log.error("RCPT <%s> from %s: lookup failed: %s", address, self.connection.peer, exc)
+            return Reply(451, "4.3.0", (f"<{address}>: Temporary lookup failure",))
         except MailError as error:
             if self.services.stats is not None:
                 self.services.stats.record_rejected(self._mailer_name())
@@ -181,6 +239,7 @@ class SMTPSession:
     def _start_message(self) -> None:
         assert self.sender is not None
         mail = self.mail_params
+        self.spool_error = None
         self.incoming = self.services.store.new_message(
             self.sender,
             self.recipients,
@@ -231,6 +290,10 @@ class SMTPSession:
     async def _end_message(self) -> None:
         incoming = self.incoming
         self.incoming = None
+        if self.spool_error is not None:
+            self._respond_all(_storage_failure(self.spool_error))
+            self._reset()
+            return
         assert incoming is not None
         log.info(
             "%s: from=<%s>, size=%d, nrcpts=%d, proto=%s, relay=%s",
@@ -256,8 +319,8 @@ class SMTPSession:
             queue_id = await incoming.commit()
         except OSError as exc:
             incoming.abort()
-            failure = Reply(451, "4.3.0", (f"Queue write failed: {exc.strerror}",))
-            self._respond_all(failure)
+            log.error("%s: queue write failed: %s", incoming.queue_id, exc)
+            self._respond_all(_storage_failure(exc))
             self._reset()
             return
         if self.engine.settings.mode == "lmtp":
@@ -326,16 +389,45 @@ class SMTPSession:
             self.engine.respond(reply)
 
     async def _authenticate(self, event: events.AuthAttempt) -> None:
+        client = self.connection.peer.address
         if event.authzid and event.authzid != event.authcid:
-            self.engine.respond(replies.auth_failed())
-            return
-        ok = await self.services.authenticator.check_async(
-            event.authcid, event.password, client=self.connection.peer.address
-        )
-        if ok:
-            self.connection.record.update(user=event.authcid)
-            self.engine.respond(replies.auth_ok())
+            result = LoginResult(False, "proxy logins are not supported", "AUTH")
+        elif self.services.credentials is not None:
+            result = await self.services.credentials.check_password(
+                event.authcid, event.password, protocol="smtp", client=client
+            )
         else:
+            ok = await self.services.authenticator.check_async(
+                event.authcid, event.password, client=client
+            )
+            result = LoginResult(ok, "", None if ok else "AUTH", event.authcid if ok else None)
+        where = f"unknown[{client}]" if client else "localhost[127.0.0.1]"
+        mechanism = event.mechanism.upper()
+        name = sasl_log_name(event.authcid)
+        if result.ok:
+            # Postfix: "client=unknown[ADDR], sasl_method=PLAIN, sasl_username=NAME"
+            log.info("client=%s, sasl_method=%s, sasl_username=%s", where, mechanism, name)
+            self.connection.record.update(user=result.user or event.authcid)
+            self.connection.authenticated()
+            self.engine.respond(replies.auth_ok())
+        elif result.code == "SYS/TEMP":
+            log.warning(
+                "warning: %s: SASL %s authentication refused: %s, sasl_username=%s",
+                where,
+                mechanism,
+                result.reason,
+                name,
+            )
+            self.engine.respond(Reply(454, "4.7.0", ("Temporary authentication failure",)))
+        else:
+            # The words of Postfix's smtpd, which fail2ban's postfix-sasl jail matches.
+            log.warning(
+                "warning: %s: SASL %s authentication failed: authentication failure, "
+                "sasl_username=%s",
+                where,
+                mechanism,
+                name,
+            )
             self.engine.respond(replies.auth_failed())
 
     async def _start_tls(self) -> None:
@@ -355,6 +447,7 @@ class SMTPSession:
         self.recipients = []
 
     def _discard_message(self) -> None:
+        self.spool_error = None
         if self.incoming is not None:
             self.incoming.abort()
             self.incoming = None
