@@ -32,25 +32,33 @@ permanent one; death by a signal and the timeout (the whole process group is kil
 temporary.
 
 Files (:func:`append_to_file`): the message is formatted by the parent as an mboxrd entry
-(``From_`` line, quoted content, blank line; :mod:`posthouse.mta.agents.mbox`) and
-appended by a child running as the identity (``python -I -S -c`` with a stdlib-only
-script, so nothing of posthouse needs to be readable by that account): ``open`` with
-``O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW|O_NONBLOCK`` (new files 0600), refused unless a
-regular file with one link and no execute bit (sendmail's defaults: no
-``FileDeliveryToSymlink``/``FileDeliveryToHardLink``), ``lockf`` on the whole file, write,
-``fsync``, and on a failed write the file is truncated back.  ``/dev/null`` is accepted
-without writing anything.  The file is thus written with exactly the identity's
-permissions: a file it cannot write fails with ``5.3.0 ... Permission denied``.
+(``From_`` line, quoted content, blank line; :mod:`posthouse.mta.agents.mbox`) into an
+unlinked temporary file, and appended by a forked child (no exec: the interpreter may not
+be readable by the identity, e.g. one under ``/root``; the child makes only system calls
+before ``os._exit``) that first becomes the identity: :func:`append_entry` opens with
+``O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW|O_NONBLOCK`` (new files 0600), refuses anything
+but a regular file with one link and no execute bit (sendmail's defaults: no
+``FileDeliveryToSymlink``/``FileDeliveryToHardLink``), takes ``lockf`` on the whole file
+(no dot-lock: sendmail's file mailer does not take one either), writes, calls ``fsync`` and
+truncates back after a failed write.  ``/dev/null`` is accepted without writing anything.
+The file is thus written with exactly the identity's permissions: a file it cannot write
+fails with ``5.3.0 ... Permission denied``; a refusal of the file itself is ``5.3.0``, a
+full disk or a timeout ``4.3.0``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
+import select
 import signal
+import stat
 import subprocess
-import sys
 import tempfile
+import time
+import warnings
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +72,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "PATH",
     "aliases_identity",
+    "append_entry",
     "append_to_file",
     "check_identity",
     "program_environment",
@@ -208,23 +217,14 @@ def append_to_file(
     if str(path) == os.devnull:
         return None
     try:
-        with tempfile.TemporaryFile() as stdin:
-            stdin.write(mbox_from_line(sender, received))
+        with tempfile.TemporaryFile() as entry:
+            entry.write(mbox_from_line(sender, received))
             encoder = MboxrdEncoder()
             for chunk in _chunks(message):
-                stdin.write(encoder.feed(chunk))
-            stdin.write(encoder.finish())
-            stdin.flush()
-            stdin.seek(0)
-            status, detail = _spawn(
-                [sys.executable, "-I", "-S", "-c", _FILE_WRITER, str(path)],
-                identity,
-                stdin=stdin,
-                env={"PATH": PATH},
-                cwd="/",
-                umask=0o077,
-                timeout=timeout,
-            )
+                entry.write(encoder.feed(chunk))
+            entry.write(encoder.finish())
+            entry.flush()
+            status, detail = _write_as(identity, path, entry.fileno(), timeout)
     except OSError as exc:
         return MailError("4.3.0", f"cannot write {path}: {exc.strerror or exc}")
     if status == 0:
@@ -262,7 +262,7 @@ def _spawn(
 ) -> tuple[int | None, str]:
     """Run ``argv`` as ``identity``; (exit status or -signal, or None on timeout; stderr)."""
     switch: dict[str, Any] = {}
-    if os.geteuid() == 0 and (identity.uid, identity.gid) != (os.geteuid(), os.getegid()):
+    if _switch_needed(identity):
         switch = {
             "user": identity.uid,
             "group": identity.gid,
@@ -296,54 +296,114 @@ def _spawn(
     return status, lines[-1].strip() if lines else ""
 
 
-# Runs as the destination's identity, with only the standard library (python -I -S): append
-# standard input to sys.argv[1] under lockf, one link, no symlink, no execute bit.
-_FILE_WRITER = r"""
-import errno, fcntl, os, stat, sys
-path = sys.argv[1]
-def fail(code, reason):
-    sys.stderr.write(reason + "\n")
-    sys.exit(code)
-flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-try:
+def _switch_needed(identity: Identity) -> bool:
+    return os.geteuid() == 0 and (identity.uid, identity.gid) != (os.geteuid(), os.getegid())
+
+
+def _write_as(
+    identity: Identity, path: Path, entry_fd: int, timeout: float
+) -> tuple[int | None, str]:
+    """Fork; the child becomes ``identity`` and appends the file ``entry_fd`` to ``path``.
+
+    A fork without exec: the interpreter may not be readable by the identity (one under
+    ``/root``), and the child only makes system calls (no locks of other threads, no
+    logging) before ``os._exit``.  Returns (exit status or -signal, or None on timeout;
+    the child's reason)."""
+    groups = list(identity.supplementary_groups()) if _switch_needed(identity) else None
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork in threaded processes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (its effects are what the tests check)
+        code = 70  # EX_SOFTWARE
+        try:
+            os.close(read_end)
+            if groups is not None:
+                os.setgroups(groups)
+                os.setgid(identity.gid)
+                os.setuid(identity.uid)
+            os.umask(0o077)
+            code, reason = append_entry(path, entry_fd)
+            os.write(write_end, reason.encode("utf-8", "replace")[:1024])
+        finally:
+            os._exit(code)
+    os.close(write_end)
     try:
-        fd = os.open(path, os.O_RDWR | flags, 0o600)
-        readable = True
-    except PermissionError:
-        fd = os.open(path, os.O_WRONLY | flags, 0o600)
-        readable = False
-except OSError as exc:
-    if exc.errno == errno.ELOOP:
-        fail(73, "is a symbolic link")
-    temporary = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR)
-    fail(75 if temporary else 73, "cannot open: " + (exc.strerror or str(exc)))
-st = os.fstat(fd)
-if not stat.S_ISREG(st.st_mode):
-    fail(73, "not a regular file")
-if st.st_nlink != 1:
-    fail(73, "has %d hard links" % st.st_nlink)
-if st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
-    fail(73, "is executable")
-fcntl.lockf(fd, fcntl.LOCK_EX)
-size = os.fstat(fd).st_size
-try:
-    tail = os.pread(fd, 2, max(0, size - 2)) if readable and size else b"\n\n"
-    lead = b"" if size == 0 or tail.endswith(b"\n\n") or tail == b"\n" else (
-        b"\n" if tail.endswith(b"\n") else b"\n\n")
-    data = lead
+        reason, finished = _read_until_eof(read_end, time.monotonic() + timeout)
+    finally:
+        os.close(read_end)
+    if not finished:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, wait_status = os.waitpid(pid, 0)
+    if not finished:
+        return None, ""
+    return os.waitstatus_to_exitcode(wait_status), reason
+
+
+def _read_until_eof(fd: int, deadline: float) -> tuple[str, bool]:
+    data = bytearray()
     while True:
-        if data:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        data = sys.stdin.buffer.read(65536)
-        if not data:
-            break
-    os.fsync(fd)
-except OSError as exc:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "", False
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if not ready:
+            return "", False
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data.decode("utf-8", "replace").strip(), True
+        data += chunk[: max(0, 4096 - len(data))]
+
+
+def append_entry(path: Path, entry_fd: int) -> tuple[int, str]:
+    """Append the whole of ``entry_fd`` (read with ``pread`` from offset 0) to ``path`` with
+    this process's rights; (sysexits code, reason).  What the file agent's child runs."""
+    flags = os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
-        os.ftruncate(fd, size)
-    except OSError:
-        pass
-    fail(75, "cannot write: " + (exc.strerror or str(exc)))
-"""
+        try:
+            fd = os.open(path, os.O_RDWR | flags, 0o600)
+            readable = True
+        except PermissionError:
+            fd = os.open(path, os.O_WRONLY | flags, 0o600)
+            readable = False
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return EX_CANTCREAT, "is a symbolic link"
+        temporary = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN)
+        return (EX_TEMPFAIL if temporary else EX_CANTCREAT), f"cannot open: {exc.strerror}"
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return EX_CANTCREAT, "not a regular file"
+        if st.st_nlink != 1:
+            return EX_CANTCREAT, f"has {st.st_nlink} hard links"
+        if st.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+            return EX_CANTCREAT, "is executable"
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        try:
+            tail = os.pread(fd, 2, max(0, size - 2)) if readable and size else b"\n\n"
+            if size == 0 or tail.endswith(b"\n\n") or tail == b"\n":
+                lead = b""
+            else:
+                lead = b"\n" if tail.endswith(b"\n") else b"\n\n"
+            _write_all(fd, lead)
+            offset = 0
+            while chunk := os.pread(entry_fd, _CHUNK, offset):
+                _write_all(fd, chunk)
+                offset += len(chunk)
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            return EX_TEMPFAIL, f"cannot write: {exc.strerror}"
+        return 0, ""
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
