@@ -9,6 +9,7 @@ I/O and knows nothing about aliases or delivery.
 from __future__ import annotations
 
 __all__ = [
+    "is_rfc5321_local",
     "join_address",
     "normalize_local",
     "quote_local",
@@ -101,6 +102,31 @@ def quote_local(local: str) -> str:
     if local and _is_dot_string(local) and local[0] not in "|/\\":
         return local
     return '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def is_rfc5321_local(local: str) -> bool:
+    """Whether *local* is a local part as RFC 5321 §4.1.2 writes it: a Dot-string, or a
+    Quoted-string of printable characters (``\\`` pairs included; non-ASCII allowed by
+    RFC 6531).
+
+    >>> is_rfc5321_local('"a b"'), is_rfc5321_local("a b"), is_rfc5321_local('"a"b"')
+    (True, False, False)
+    """
+    if _is_dot_string(local):
+        return True
+    if len(local) < 2 or local[0] != '"' or local[-1] != '"':
+        return False
+    chars = iter(local[1:-1])
+    for ch in chars:
+        if ch == "\\":
+            ch = next(chars, "")
+            if not ch:
+                return False
+        elif ch == '"':
+            return False
+        if ord(ch) < 32 or ord(ch) == 127:
+            return False
+    return True
 
 
 def join_address(local: str, domain: str) -> str:

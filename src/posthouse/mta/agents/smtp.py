@@ -85,6 +85,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
 
+from posthouse.mta.address import is_rfc5321_local
 from posthouse.mta.agents.smtp_connection import (
     ClientConnection,
     Connector,
@@ -132,7 +133,17 @@ class RecipientResult:
 
 
 def _address_ok(address: str) -> bool:
-    return not any(ch in address for ch in "\r\n\0<>") and not any(ch.isspace() for ch in address)
+    """An RFC 5321 mailbox that can go into MAIL or RCPT as is: its local part a Dot-string
+    or a Quoted-string (which may hold spaces and ``<>``), its domain plain; or the null
+    path ``""``."""
+    if not address:
+        return True
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    return is_rfc5321_local(local) and not any(
+        ch in '<>"\\' or ch.isspace() or ord(ch) < 32 for ch in domain
+    )
 
 
 def _needs_utf8(message: OutboundMessage) -> bool:
