@@ -4,8 +4,10 @@ method, checked by parsing the resulting mailbox."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+import logging
 import os
 import re
 import subprocess
@@ -27,7 +29,9 @@ from posthouse.mta.agents.mbox import (
     mbox_from_line,
     to_mbox_bytes,
 )
-from posthouse.mta.locking import LockMethod
+from posthouse.mta.errors import MailError
+from posthouse.mta.locking import LockMethod, UnsafeMailboxError
+from posthouse.mta.mailboxes import MailboxWriter, mailbox_path
 
 WHEN = datetime(2026, 11, 26, 0, 1, 29, tzinfo=UTC)
 FROM_LINE = b"From a@example.org Thu Nov 26 00:01:29 2026\n"
@@ -479,3 +483,83 @@ def test_concurrent_writers_never_interleave(tmp_path: Path, method: LockMethod)
         assert hashlib.sha256(body).hexdigest().encode() == digest.group(1)
     assert set(stored) == expected
     assert not locking.lockfile_path(box).exists()
+
+
+# --- ownership (mail.local's rule) and names ------------------------------------------------
+
+
+def test_mailbox_of_an_unexpected_owner_is_refused_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = tmp_path / "alice"
+    box.write_bytes(b"planted\n")
+    stranger = os.geteuid() + 1
+    with (
+        caplog.at_level(logging.WARNING, logger="posthouse.mta.locking"),
+        pytest.raises(UnsafeMailboxError, match="owned by uid"),
+        locking.locked_mailbox(box, LockMethod.LOCKF, allowed_owners={stranger}),
+    ):
+        pytest.fail("opened a mailbox of the wrong owner")
+    assert f"mailbox {box} refused: mailbox is owned by uid {os.geteuid()}" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown to another uid (CI is root)")
+def test_mailbox_owned_by_someone_else_is_not_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = tmp_path / "alice"
+    box.write_bytes(b"planted\n")
+    os.chown(box, 65534, 65534)  # nobody pre-created alice's mailbox to read her mail
+    message = [MboxMessage("a@b", b"secret\n", WHEN)]
+    with (
+        caplog.at_level(logging.WARNING, logger="posthouse.mta.locking"),
+        pytest.raises(UnsafeMailboxError),
+    ):
+        append_messages(box, message, method=LockMethod.BOTH, owner=(4321, 4321))
+    assert box.read_bytes() == b"planted\n"
+    assert not locking.lockfile_path(box).exists()
+    assert "owned by uid 65534" in caplog.text
+    # The daemon's account (trusted_uids) and the user's own are accepted.
+    append_messages(box, message, method=LockMethod.LOCKF, owner=(4321, 4321), trusted_uids=[65534])
+    os.chown(box, 4321, 4321)
+    append_messages(box, message, method=LockMethod.LOCKF, owner=(4321, 4321))
+    assert box.read_bytes().count(b"secret") == 2
+
+
+def test_new_mailbox_is_never_created_through_a_dangling_symlink(tmp_path: Path) -> None:
+    target = tmp_path / "etc-shadow"
+    box = tmp_path / "alice"
+    box.symlink_to(target)
+    with pytest.raises(UnsafeMailboxError, match="symbolic link"):
+        append_messages(
+            box, [MboxMessage("a@b", b"x\n", WHEN)], method=LockMethod.LOCKF, owner=(4321, 4321)
+        )
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("method", list(LockMethod))
+def test_mailbox_named_like_a_lock_is_refused(tmp_path: Path, method: LockMethod) -> None:
+    """A user called ``x.lock`` must not own (or hold) the dot-lock of user ``x``."""
+    with pytest.raises(UnsafeMailboxError, match=r"ends in \.lock"):
+        append_messages(tmp_path / "x.lock", [MboxMessage("a@b", b"x\n", WHEN)], method=method)
+    assert not (tmp_path / "x.lock").exists()
+    append_messages(tmp_path / "x", [MboxMessage("a@b", b"x\n", WHEN)], method=method)
+    assert not (tmp_path / "x.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["x.lock", "", ".", "..", "../etc/passwd", ".hidden", "-x", "a\nb"]
+)
+def test_mailbox_path_refuses_names_that_are_not_mailboxes(tmp_path: Path, name: str) -> None:
+    with pytest.raises(MailError) as caught:
+        mailbox_path(tmp_path, name)
+    assert caught.value.status == "5.1.3"
+    assert mailbox_path(tmp_path, "x.lockstep") == tmp_path / "x.lockstep"
+
+
+def test_writer_turns_an_unsafe_mailbox_into_a_temporary_error(tmp_path: Path) -> None:
+    (tmp_path / "alice").symlink_to(tmp_path / "elsewhere")
+    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=5, stale_after=300)
+    error = asyncio.run(writer.append(tmp_path / "alice", MboxMessage("a@b", b"x\n", WHEN)))
+    assert error is not None and error.status == "4.2.0" and error.temporary
+    assert "refused: mailbox is a symbolic link" in error.message

@@ -25,7 +25,14 @@ Two process-level details the kernel does not handle for us:
   serialise among themselves and never close a descriptor under a sibling's lock.
 * The mailbox is opened with ``O_NOFOLLOW`` and must be a regular file with a single
   link (the usual defence against symlink/hard-link tricks in a shared spool directory);
-  otherwise :class:`UnsafeMailboxError` is raised.
+  otherwise :class:`UnsafeMailboxError` is raised (and logged).  When the caller names
+  the acceptable owners, a mailbox owned by anyone else is refused the same way (the
+  mail.local rule; see :func:`posthouse.mta.agents.mbox.append_messages`).  A new mailbox
+  is created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and handed to its user with ``fchown`` on
+  that descriptor, so root never changes the owner of a path someone else could swap.
+* A mailbox name ending in ``.lock`` is refused: ``NAME.lock`` is the dot-lock of mailbox
+  ``NAME`` (the name procmail and dotlockfile use, so it cannot move), and a user called
+  ``NAME.lock`` must never be able to hold, break or read it.
 
 Residual race (shared with procmail and liblockfile): breaking a stale lock file is a
 check-then-unlink, so two breakers racing can remove a lock that a third party created in
@@ -38,6 +45,7 @@ from __future__ import annotations
 import enum
 import errno
 import fcntl
+import logging
 import os
 import random
 import stat
@@ -45,12 +53,13 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "LOCK_SUFFIX",
     "LockMethod",
     "MailboxLockTimeout",
     "UnsafeMailboxError",
@@ -58,6 +67,9 @@ __all__ = [
     "lockfile_path",
 ]
 
+log = logging.getLogger("posthouse.mta.locking")
+
+LOCK_SUFFIX = ".lock"
 _MIN_DELAY = 0.005
 _MAX_DELAY = 0.25
 
@@ -100,7 +112,7 @@ class UnsafeMailboxError(OSError):
 
 def lockfile_path(path: Path) -> Path:
     """The dot-lock belonging to mailbox ``path``: ``PATH.lock``."""
-    return path.with_name(path.name + ".lock")
+    return path.with_name(path.name + LOCK_SUFFIX)
 
 
 def _pause(seconds: float) -> None:
@@ -312,20 +324,58 @@ def _lockf(path: Path, fd: int, deadline: float) -> Iterator[None]:
 # --- the public context manager ------------------------------------------------------------
 
 
-def _open_mailbox(path: Path) -> BinaryIO:
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+def _open_or_create(path: Path, create_owner: tuple[int, int] | None) -> int:
+    """Open the mailbox, creating it 0600 if missing; a file this call creates is given to
+    ``create_owner`` through its descriptor (``fchown``), never by path, and only as root."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    for _attempt in range(10):
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            try:
+                return os.open(path, flags)
+            except FileNotFoundError:
+                continue  # removed between the two opens: try creating it again
+        try:
+            if create_owner is not None and os.geteuid() == 0:
+                os.fchown(fd, create_owner[0], create_owner[1])
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    raise OSError(errno.EAGAIN, "mailbox keeps appearing and disappearing", str(path))
+
+
+def _refuse(path: Path, code: int, reason: str) -> UnsafeMailboxError:
+    log.warning("mailbox %s refused: %s", path, reason)
+    return UnsafeMailboxError(code, reason, str(path))
+
+
+def _open_mailbox(
+    path: Path,
+    create_owner: tuple[int, int] | None = None,
+    allowed_owners: Collection[int] | None = None,
+) -> BinaryIO:
+    if path.name.endswith(LOCK_SUFFIX):
+        raise _refuse(path, errno.EINVAL, f"mailbox name ends in {LOCK_SUFFIX}")
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = _open_or_create(path, create_owner)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise UnsafeMailboxError(errno.ELOOP, "mailbox is a symbolic link", str(path)) from exc
+            raise _refuse(path, errno.ELOOP, "mailbox is a symbolic link") from exc
         raise
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UnsafeMailboxError(errno.EINVAL, "mailbox is not a regular file", str(path))
+            raise _refuse(path, errno.EINVAL, "mailbox is not a regular file")
         if st.st_nlink != 1:
-            raise UnsafeMailboxError(errno.EMLINK, "mailbox has several hard links", str(path))
+            raise _refuse(path, errno.EMLINK, "mailbox has several hard links")
+        if allowed_owners is not None and st.st_uid not in allowed_owners:
+            owners = ", ".join(str(uid) for uid in sorted(set(allowed_owners)))
+            raise _refuse(
+                path, errno.EPERM, f"mailbox is owned by uid {st.st_uid}, not by uid {owners}"
+            )
+        os.set_blocking(fd, True)
         return open(fd, "a+b", buffering=0)
     except BaseException:
         os.close(fd)
@@ -339,8 +389,16 @@ def locked_mailbox(
     *,
     timeout: float = 30.0,
     stale_after: float = 300.0,
+    create_owner: tuple[int, int] | None = None,
+    allowed_owners: Collection[int] | None = None,
 ) -> Iterator[BinaryIO]:
     """Open (create 0600 if missing) the mbox for read+append, take the locks, yield the file.
+
+    ``create_owner`` ``(uid, gid)``: a mailbox this call creates is handed to it with
+    ``fchown`` on the new descriptor (as root only).  ``allowed_owners``: when given, an
+    existing mailbox owned by any other uid is refused with :class:`UnsafeMailboxError`
+    (logged), as are symlinks, non-regular files, files with several links, and names
+    ending in ``.lock`` (the dot-lock of another mailbox).
 
     The yielded file is *unbuffered* (a raw ``FileIO`` opened ``a+b``) so nothing written
     can linger in a user-space buffer past an error; every write goes to the end of the
@@ -353,7 +411,7 @@ def locked_mailbox(
         stack.enter_context(_process_lock(path, deadline))
         if method.uses_lockfile:
             stack.enter_context(_dot_lock(path, deadline, stale_after))
-        f = stack.enter_context(_open_mailbox(path))
+        f = stack.enter_context(_open_mailbox(path, create_owner, allowed_owners))
         if method.uses_lockf:
             stack.enter_context(_lockf(path, f.fileno(), deadline))
         yield f

@@ -31,7 +31,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -221,20 +221,6 @@ def _prepare_parent(path: Path) -> None:
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
 
 
-def _create_owned(path: Path, owner: tuple[int, int]) -> None:
-    """Create the mailbox 0600 owned by ``owner`` unless it already exists."""
-    try:
-        fd = os.open(
-            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
-        )
-    except FileExistsError:
-        return
-    try:
-        os.fchown(fd, owner[0], owner[1])
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -251,6 +237,7 @@ def append_messages(
     timeout: float = 30.0,
     stale_after: float = 300.0,
     owner: tuple[int, int] | None = None,
+    trusted_uids: Collection[int] = (),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> None:
     """Append all messages under ONE lock acquisition, flush and fsync before returning.
@@ -260,8 +247,17 @@ def append_messages(
     is re-raised.  If the existing file does not end with a blank line, newlines are
     added so the new ``From_`` line starts after one.
 
-    ``owner`` ``(uid, gid)``: when running as root, a mailbox created by this call is
-    chowned to it; ignored otherwise (and for existing mailboxes).  A missing parent
+    Ownership (mail.local's rule): ``owner`` ``(uid, gid)`` is the user's account, or None
+    for a user without one (posthouse's own users, whose mailboxes belong to the mail
+    system).  A mailbox this call creates is handed to ``owner`` with ``fchown`` on its
+    descriptor when running as root (otherwise it belongs to this process).  An existing
+    mailbox is written only when it is owned by ``owner``'s uid, by this process's
+    effective uid (the account that creates mailboxes when it cannot give them away), or by
+    one of ``trusted_uids`` (e.g. the daemon's ``run_as`` account, for a root queue run
+    over mailboxes the daemon created); otherwise
+    :class:`~posthouse.mta.locking.UnsafeMailboxError` (an ``OSError``, logged) is raised
+    and nothing is written: a mailbox planted by another account in a shared spool is never
+    filled.  A missing parent
     directory is created with mode 0755 (subject to umask) -- real spool directories
     such as ``/var/mail`` (1777 or 2775 group mail) are the administrator's to set up.
     ``chunk_size`` is the read/write unit used for streaming message content.
@@ -274,9 +270,17 @@ def append_messages(
     _prepare_parent(path)
     # Only decides whether to fsync the directory afterwards, so a race here is harmless.
     created = not os.path.lexists(path)
-    if owner is not None and os.geteuid() == 0:
-        _create_owned(path, owner)
-    with locked_mailbox(path, method, timeout=timeout, stale_after=stale_after) as mbox:
+    allowed = {os.geteuid(), *trusted_uids}
+    if owner is not None:
+        allowed.add(owner[0])
+    with locked_mailbox(
+        path,
+        method,
+        timeout=timeout,
+        stale_after=stale_after,
+        create_owner=owner,
+        allowed_owners=allowed,
+    ) as mbox:
         fd = mbox.fileno()
         original = os.fstat(fd).st_size
         try:
