@@ -116,6 +116,8 @@ def test_invalid_name_is_64(run: Runner) -> None:
     assert run("add", "bad name", "--password", "pw") == 64
     assert "invalid user name" in run.err
     assert run("del", "bad/name") == 64
+    assert run("add", "alice.lock", "--password", "pw") == 64
+    assert "must not end in .lock" in run.err
 
 
 def test_passwd_from_option_and_stdin(run: Runner) -> None:

@@ -99,6 +99,8 @@ def test_names_are_case_insensitive(db: UserDatabase) -> None:
         "\u212aelvin",  # KELVIN SIGN, which str.lower() turns into ASCII "k"
         "semi;colon",
         "star*",
+        "x.lock",  # the dot-lock of user x's mailbox
+        "X.LOCK",
     ],
 )
 def test_invalid_names(db: UserDatabase, name: str) -> None:

@@ -104,6 +104,9 @@ def normalize_name(name: str) -> str:
         raise InvalidUserName(
             f"invalid user name {name!r}: use 1-64 of a-z 0-9 . _ -, not starting with - or ."
         )
+    if folded.endswith(".lock"):
+        # spool/mail/NAME.lock is the dot-lock of user NAME's mailbox (issue 8).
+        raise InvalidUserName(f"invalid user name {name!r}: must not end in .lock")
     return folded
 
 
