@@ -204,10 +204,10 @@ class Expander:
                 self._include(entry, entry[len(INCLUDE_PREFIX) :].strip(), ctx, run)
             return
         bypass = entry.startswith("\\")
-        local, domain = split_address(entry[1:] if bypass else entry)
-        local = unquote_local(local)
+        written, domain = split_address(entry[1:] if bypass else entry)
+        local = unquote_local(written)
         if domain and not self._is_local_domain(domain):
-            if not local:
+            if not written:  # ""@host is a mailbox (RFC 5321 §4.1.2), @host is not
                 run.fail(entry, "empty local part", permanent=True)
             else:
                 run.deliver(RemoteAddress(join_address(local, domain)), ctx)
