@@ -7,6 +7,11 @@ user, mailbox).  The file is rewritten off the event loop at most every
 ``interval`` seconds when something changed, so accepting a connection costs
 no file-system work; a process's file is removed when it stops, and files of
 processes that died are removed at start-up.
+
+The records say who is connected from where, so only the daemon's account may read
+them: the directory is made mode 0700 (:func:`prepare_records_dir`, also called when a
+registry is created) and each file is written 0600 (created with ``O_NOFOLLOW``, its mode
+fixed through the descriptor), then renamed into place.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +54,28 @@ class ConnectionRecord:
             self.registry.forget(self)
 
 
+def prepare_records_dir(directory: Path) -> None:
+    """Create ``directory`` mode 0700, or take group and other access away from it.
+
+    The mode is changed through a descriptor opened with ``O_NOFOLLOW`` and only when the
+    directory belongs to this process's account (root may fix any)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o077 and os.geteuid() in (0, st.st_uid):
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o700)
+    finally:
+        os.close(fd)
+
+
 class ConnectionRegistry:
     """This process's live connections, mirrored to ``proc/PID``."""
 
     def __init__(self, directory: Path | None, interval: float = 0.5) -> None:
+        if directory is not None:
+            with contextlib.suppress(OSError):  # records are informational: never fatal
+                prepare_records_dir(directory)
         self.directory = directory
         self.interval = interval
         self._records: dict[str, ConnectionRecord] = {}
@@ -99,7 +123,12 @@ class ConnectionRegistry:
             return
         temp = path.with_name(f".{path.name}.tmp")
         with contextlib.suppress(OSError):
-            temp.write_text(text, encoding="utf-8")
+            fd = os.open(
+                temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+            )
+            with open(fd, "w", encoding="utf-8") as out:
+                os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode otherwise
+                out.write(text)
             os.replace(temp, path)
 
     def close(self) -> None:
