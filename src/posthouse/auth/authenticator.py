@@ -21,9 +21,11 @@ Beyond the delay, two bounds hold against guessers (issue 8):
 * with a shared :class:`~posthouse.auth.failure_limits.LoginLimiter`, at most so many
   failures per minute per client address and per user name, across all worker processes;
   an attempt beyond that is refused (:attr:`Outcome.LIMITED`) without checking anything;
-* argon2 work is bounded: at most ``hash_threads`` verifications at once in a process, and
-  at most one at a time per client address, so one client's guesses queue behind each other
-  instead of taking the CPU from everyone else.  Verified-cache hits never wait for them.
+* argon2 work is bounded: at most ``hash_threads`` verifications at once in a process, at
+  most one at a time per client address (one client's guesses queue behind each other), and
+  run by threads of the lowest scheduling priority (nice 19; libargon2's own lane threads
+  inherit it), so hashing only uses CPU time the event loops leave over and a guesser
+  cannot take the CPU from everyone else.  Verified-cache hits never wait for hashing.
 
 The mail-password service types (``*-mailpass``) are checked against the
 mailauth database by :mod:`posthouse.auth.credentials`, through :meth:`Authenticator.guarded`
@@ -33,11 +35,14 @@ so they count against the same limits.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import enum
 import functools
 import hashlib
 import hmac
 import mmap
+import os
 import secrets
 import struct
 import threading
@@ -280,7 +285,11 @@ class Authenticator:
         self._verified = verified_cache or VerifiedCache(clock=clock, ttl=verified_cache_seconds)
         self._by_user = _FailureTable(quiet_period, max_tracked)
         self.limiter = limiter
-        self._hash_slots = threading.BoundedSemaphore(max(1, hash_threads))
+        self._hashers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, hash_threads),
+            thread_name_prefix="argon2",
+            initializer=_lowest_priority,
+        )
         self._client_turns: dict[str, _Turn] = {}  # one check at a time per client
 
     def verify(self, name: str, password: str) -> bool:
@@ -298,9 +307,8 @@ class Authenticator:
         )
 
     def _hash_verify(self, stored_hash: str, password: str) -> bool:
-        """argon2, at most ``hash_threads`` at once in this process."""
-        with self._hash_slots:
-            return verify_password(stored_hash, password)
+        """argon2 in the low-priority pool, at most ``hash_threads`` at once per process."""
+        return self._hashers.submit(verify_password, stored_hash, password).result()
 
     def check(self, name: str, password: str, *, client: str) -> bool:
         """Check the credentials; after a failure, block for the failure delay first."""
@@ -390,6 +398,12 @@ class Authenticator:
             self._by_client.count(client, now), self._by_user.count(_user_key(name), now)
         )
         return min(self.max_delay, self.base_delay * 2.0 ** min(failures, 64))
+
+
+def _lowest_priority() -> None:
+    """Run this (hashing) thread, and the threads it starts, at nice 19 (Linux: per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def _user_key(name: str) -> str:
