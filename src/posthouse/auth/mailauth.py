@@ -45,6 +45,7 @@ import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -135,6 +136,7 @@ class MailAuthDatabase:
         self.key_path = Path(key_path)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._created_dirs: set[Path] = set()  # by init(), for hand_over()
         self._aead: AESGCM | None = None
 
     # -- set-up --------------------------------------------------------------
@@ -147,6 +149,7 @@ class MailAuthDatabase:
         already holds secrets is refused with :class:`MailAuthError`.
         """
         with self._lock:
+            self._created_dirs.update(_missing_dirs(self.path.parent))
             _create_private(self.path)
             conn = self._connection(create=True)
             if self.key_path.exists():
@@ -160,6 +163,7 @@ class MailAuthDatabase:
                     f"{self.key_path}: key file missing but {self.path} holds {stored} "
                     "encrypted secrets; restore the key instead of making a new one"
                 )
+            self._created_dirs.update(_missing_dirs(self.key_path.parent))
             self.key_path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -290,6 +294,45 @@ class MailAuthDatabase:
         given = digest_hex.strip().lower().encode("ascii", "replace")
         return hmac.compare_digest(expected.encode("ascii"), given) and secret is not None
 
+    def hand_over(self, uid: int, gid: int) -> list[Path]:
+        """Give the database, its WAL and shared-memory files and the key to ``uid:gid``.
+
+        For ``posthouse mailauth -init`` run as root while the daemon runs as another
+        account (``server.run_as``): the files stay mode 0600 and become that account's.
+        Each file is opened with ``O_NOFOLLOW`` and changed through its descriptor, and
+        only a regular file with one link is changed, so a symlink or hard link planted in
+        the directory never hands over anything else.  The directory is handed over only
+        when :meth:`init` of this object created it.  Returns the paths changed.
+        """
+        changed: list[Path] = []
+        paths = [self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))]
+        for path in [*paths, self.key_path]:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise MailAuthError(f"{path}: cannot hand over: {exc.strerror}") from exc
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                    raise MailAuthError(f"{path}: not a regular file with one link; not changed")
+                if (st.st_uid, st.st_gid) != (uid, gid):
+                    os.fchown(fd, uid, gid)
+                if stat.S_IMODE(st.st_mode) & 0o077:
+                    os.fchmod(fd, 0o600)
+                changed.append(path)
+            finally:
+                os.close(fd)
+        for directory in sorted(self._created_dirs, key=lambda p: len(p.parts)):
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchown(fd, uid, gid)
+                changed.append(directory)
+            finally:
+                os.close(fd)
+        return changed
+
     def close(self) -> None:
         """Close the database connection (the object may be used again afterwards)."""
         with self._lock:
@@ -392,6 +435,15 @@ def _report(
         log.warning("mailauth import: line %d skipped: %s", number, reason)
     else:
         on_error(number, line.rstrip("\r\n"), reason)
+
+
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and those of its ancestors that do not exist yet."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
 
 
 def _create_private(path: Path) -> None:

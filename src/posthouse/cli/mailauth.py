@@ -18,6 +18,11 @@ yet, then the new one twice.  With ``--password-stdin`` it reads two lines,
 the current password and the new one, for scripts.  The new mail password
 must differ from the login password, which it exists to protect.
 
+Run as root, every command that writes the files (``-init``, ``-convert``, a password
+change) then hands the database, its WAL files and the key to the daemon's account
+(``[server] run_as``), mode 0600, so the daemon can read what root created; directories
+``-init`` created go to it too.  See :meth:`MailAuthDatabase.hand_over`.
+
 Exit codes follow sysexits: 0 ok, 64 usage, 66 input file missing, 67 no such
 user, 74 I/O error, 77 wrong current password, 78 configuration (database not
 initialised, key problems).
@@ -27,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import pwd
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -72,6 +79,7 @@ class MailAuthFiles:
     users_db: Path
     system_accounts: bool = False
     system_min_uid: int = 1000
+    daemon_account: str = ""  # server.run_as: run as root, the files are handed to it
 
     def open_mailauth(self) -> MailAuthDatabase:
         return MailAuthDatabase(self.database, self.key)
@@ -91,6 +99,7 @@ def mailauth_files(config: str | None) -> MailAuthFiles:
         users_db=settings.paths.users_db,
         system_accounts=settings.config.users.system_accounts,
         system_min_uid=settings.config.users.system_min_uid,
+        daemon_account=settings.config.server.run_as,
     )
 
 
@@ -156,12 +165,16 @@ def run_mailauth(
                 created = mailauth.init()
                 state = "created with a new key" if created else "already set up; key kept"
                 print(f"mailauth database {files.database}: {state}", file=stdout)
+                code = EX_OK
             elif args.convert is not None:
                 _refuse_user(args)
-                return _convert(mailauth, args.convert, stdin, stdout, stderr)
+                code = _convert(mailauth, args.convert, stdin, stdout, stderr)
             else:
                 name = normalize_name(args.user or current_user())
-                return _change_own(files, mailauth, name, args, stdin, stdout, stderr, prompt)
+                code = _change_own(files, mailauth, name, args, stdin, stdout, stderr, prompt)
+        if code == EX_OK:
+            _hand_to_daemon(files, mailauth, stdout)
+        return code
     except (UsageError, InvalidUserName) as exc:
         print(f"posthouse mailauth: {exc}", file=stderr)
         return EX_USAGE
@@ -171,7 +184,25 @@ def run_mailauth(
     except (OSError, sqlite3.Error) as exc:
         print(f"posthouse mailauth: {exc}", file=stderr)
         return EX_IOERR
-    return EX_OK
+
+
+def _hand_to_daemon(files: MailAuthFiles, mailauth: MailAuthDatabase, stdout: TextIO) -> None:
+    """Run as root: make the files the daemon's (``server.run_as``), which must read them.
+
+    Not root, or no ``run_as``: the files stay with the account that ran the command (the
+    daemon runs as that account too, or root starts it and hands it the data directory).
+    """
+    if os.geteuid() != 0 or not files.daemon_account:
+        return
+    try:
+        account = pwd.getpwnam(files.daemon_account)
+    except KeyError as exc:
+        raise MailAuthError(f"server.run_as: no such account {files.daemon_account!r}") from exc
+    if account.pw_uid == 0:
+        return
+    changed = mailauth.hand_over(account.pw_uid, account.pw_gid)
+    if changed:
+        print(f"mailauth files now belong to {files.daemon_account} (mode 0600)", file=stdout)
 
 
 def _refuse_user(args: argparse.Namespace) -> None:
