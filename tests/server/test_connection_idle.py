@@ -12,7 +12,30 @@ import pytest
 from posthouse.server.connection import Connection, IdleTimeout, Peer
 from posthouse.server.records import ConnectionRecord
 
-IDLE = 0.2
+IDLE = 30.0  # seconds of the loop's clock, which the tests move by hand
+
+
+class VirtualClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock only moves when the test says so: timers (the idle
+    watchdog) fire exactly when their time is reached, however loaded the machine."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+
+async def advance(seconds: float) -> None:
+    """Move the clock forward and let every callback that came due run."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualClockLoop)
+    for _ in range(20):  # tasks just created start (and read the clock) first
+        await asyncio.sleep(0)
+    loop.now += seconds
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 async def pair(idle: float = IDLE) -> tuple[Connection, socket.socket]:
@@ -26,21 +49,39 @@ async def pair(idle: float = IDLE) -> tuple[Connection, socket.socket]:
 
 
 def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    asyncio.run(scenario())
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        runner.run(scenario())
+
+
+async def arrives(connection: Connection, client: socket.socket, data: bytes) -> bytes:
+    """Send ``data`` and read it (the read is already waiting or starts now)."""
+    client.send(data)
+    return await connection.read()
 
 
 def test_a_read_with_nothing_arriving_times_out() -> None:
     async def scenario() -> None:
         connection, client = await pair()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        reading = asyncio.create_task(connection.read())
+        await advance(IDLE * 0.99)
+        assert not reading.done()
+        await advance(IDLE * 0.02)
+        assert reading.done()
         with pytest.raises(IdleTimeout):
-            await connection.read()
-        assert IDLE <= loop.time() - started < IDLE * 5
+            await reading
         await connection.close()
         client.close()
 
     run(scenario)
+
+
+async def settle(condition: Callable[[], bool]) -> None:
+    """Let the loop run (the clock standing still) until ``condition`` holds."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
 
 
 def test_every_read_gets_the_whole_period() -> None:
@@ -49,12 +90,28 @@ def test_every_read_gets_the_whole_period() -> None:
 
     async def scenario() -> None:
         connection, client = await pair()
-        loop = asyncio.get_running_loop()
+        got: list[bytes | IdleTimeout] = []
+
+        async def session() -> None:  # one task reads everything, as a session does
+            while True:
+                try:
+                    got.append(await connection.read())
+                except IdleTimeout as exc:
+                    got.append(exc)
+                    return
+
+        reader = asyncio.create_task(session())
         for n in range(5):
-            loop.call_later(IDLE * 0.6, client.send, b"line %d\r\n" % n)
-            assert await connection.read() == b"line %d\r\n" % n
-        with pytest.raises(IdleTimeout):  # and the period still ends a silent client
-            await connection.read()
+            await advance(IDLE * 0.6)
+            assert len(got) == n
+            client.send(b"line %d\r\n" % n)
+            await settle(lambda n=n: len(got) == n + 1)  # type: ignore[misc]
+            assert got[n] == b"line %d\r\n" % n
+        await advance(IDLE * 0.99)
+        assert len(got) == 5
+        await advance(IDLE * 0.02)  # and the period still ends a silent client
+        await settle(reader.done)
+        assert isinstance(got[5], IdleTimeout)
         await connection.close()
         client.close()
 
@@ -64,11 +121,9 @@ def test_every_read_gets_the_whole_period() -> None:
 def test_time_spent_between_reads_does_not_count() -> None:
     async def scenario() -> None:
         connection, client = await pair()
-        client.send(b"first\r\n")
-        assert await connection.read() == b"first\r\n"
-        await asyncio.sleep(IDLE * 1.5)  # the session is busy (delivering, say), not idle
-        client.send(b"second\r\n")
-        assert await connection.read() == b"second\r\n"
+        assert await arrives(connection, client, b"first\r\n") == b"first\r\n"
+        await advance(IDLE * 1.5)  # the session is busy (delivering, say), not idle
+        assert await arrives(connection, client, b"second\r\n") == b"second\r\n"
         await connection.close()
         client.close()
 
