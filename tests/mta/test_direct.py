@@ -51,12 +51,12 @@ def direct(
         user_exists={"alice", "bob"}.__contains__,
         forward_file=lambda _u: None,
     )
-    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=1.0, stale_after=60.0)
+    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=30.0, stale_after=60.0)
     return DirectDelivery(
         expander=expander,
         writer=writer,
         spool_dir=tmp_path,
-        relay=CutThrough(transport, timeout=2.0, slot_wait=0.5),
+        relay=CutThrough(transport, timeout=30.0, slot_wait=10.0),
     )
 
 

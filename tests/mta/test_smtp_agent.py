@@ -20,6 +20,9 @@ from posthouse.mta.routing import NextHop
 from tests.mta.smtp_sink import Behaviour, FakeDNS, SMTPSink
 
 TIMEOUT = 5.0
+#: For a next hop that hangs: long enough that every step before the hang finishes in time
+#: on a loaded machine (they take milliseconds), short enough to keep the test quick.
+HANG_TIMEOUT = 3.0
 T = TypeVar("T")
 
 
@@ -480,7 +483,7 @@ def test_failures_are_temporary_and_nothing_is_reported_sent(
 ) -> None:
     async def scenario() -> dict[str, list[RecipientResult]]:
         async with SMTPSink(behaviour) as sink:
-            client = agent(timeout=0.5)
+            client = agent(timeout=HANG_TIMEOUT if behaviour.hang_after_data else TIMEOUT)
             batch = [message("Q1", "a@t.test", "b@t.test"), message("Q2", "c@t.test")]
             return await client.deliver(hop_to(sink), batch)
 
@@ -502,7 +505,7 @@ def test_after_a_timeout_on_the_dot_later_messages_are_still_tried_elsewhere(
     async def scenario() -> tuple[dict[str, list[RecipientResult]], SMTPSink]:
         async with SMTPSink(Behaviour(hang_after_data=True)) as hang, SMTPSink() as ok:
             connector = mapping_connector({"192.0.2.1": hang.port, "192.0.2.2": ok.port})
-            client = agent(resolver=Resolver(fake), connector=connector, timeout=0.5)
+            client = agent(resolver=Resolver(fake), connector=connector, timeout=HANG_TIMEOUT)
             results = await client.deliver(NextHop("there.test"), [message("Q1"), message("Q2")])
             return results, ok
 

@@ -55,7 +55,7 @@ class Spool:
         self.lock_dir = root / "locks"
         self.method = method
 
-    def open(self, timeout: float = 2.0) -> MboxMaildrop:
+    def open(self, timeout: float = 30.0) -> MboxMaildrop:
         return MboxMaildrop.open(
             self.path,
             user="alice",
