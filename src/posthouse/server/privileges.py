@@ -54,9 +54,19 @@ def drop_privileges(account: str, owned_dirs: list[Path]) -> str | None:
 
 
 def _chown_tree(root: Path, uid: int, gid: int) -> None:
-    if not root.exists():
+    """Give ``root`` and everything below it to ``uid``/``gid`` without ever following a
+    symbolic link: ``os.fwalk`` descends through directory descriptors opened with
+    ``O_NOFOLLOW``, and each entry is changed relative to its directory's descriptor, so an
+    account that can write inside the tree cannot swap a directory for a link to make root
+    change the owner of a file elsewhere."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
         return
-    os.chown(root, uid, gid)
-    for dirpath, dirnames, filenames in os.walk(root):
+    try:
+        os.fchown(fd, uid, gid)
+    finally:
+        os.close(fd)
+    for _dirpath, dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
