@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import pwd
 import signal
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
@@ -23,6 +24,7 @@ from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase
 from posthouse.config.schema import ListenerSection, Settings
+from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.aliasdb import AliasDatabase
 from posthouse.mta.bounce import BounceMaker
@@ -31,6 +33,7 @@ from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
+from posthouse.mta.identity import Identity
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
@@ -41,6 +44,7 @@ from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.scheduler import DeliveryScheduler
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import RemoteTransport
+from posthouse.mta.user_files import CheckedFiles, IdentityResolver
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines
@@ -186,13 +190,34 @@ def login_limiter_for(settings: Settings) -> LoginLimiter:
     )
 
 
+def identity_resolver(settings: Settings) -> IdentityResolver:
+    """Who program and file destinations run as (see :mod:`posthouse.mta.user_files`).
+
+    A process that is not root may act as itself only when it is not the daemon's account
+    (``server.run_as``, which holds the keys): an unprivileged install, or a user's own run."""
+    server = settings.config.server
+    try:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        me = ""
+    return IdentityResolver(
+        default_user=settings.config.aliases.default_user,
+        daemon_user=server.run_as,
+        may_run_as_self=os.geteuid() != 0 and me != server.run_as,
+    )
+
+
 def build_application(
     settings: Settings,
     *,
     verified_logins: VerifiedCache | None = None,
     login_limiter: LoginLimiter | None = None,
+    local_runner: LocalRunner | None = None,
 ) -> Application:
     """Wire the domain objects for ``settings`` (no sockets, no event loop).
+
+    ``local_runner``: where program and file destinations run (the root helper a daemon
+    started as root made before dropping privileges); default: in this process.
 
     ``verified_logins`` and ``login_limiter``: the cache of verified passwords and the
     failed-login limits to use, e.g. ones made before the worker processes were forked, so
@@ -215,20 +240,20 @@ def build_application(
     aliases = AliasDatabase(paths.aliases_db)
     domains = local_domains_of(settings)
 
-    def forward_file(user: str) -> Path | None:
+    def account_of(user: str) -> Identity | None:
+        """The system account whose ~/.forward is honoured, if any."""
         if not config.aliases.forward_files:
             return None
         found = users.get(user)
-        if found is None or found.home is None or found.source != "system":
+        if found is None or found.source != "system":
             return None
-        candidate = Path(found.home) / ".forward"
-        return candidate if candidate.is_file() else None
+        return Identity.for_user(found.name)
 
     expander = Expander(
         lookup_alias=aliases.lookup,
         is_local_domain=domains.__contains__,
         user_exists=users.exists,
-        forward_file=forward_file,
+        files=CheckedFiles(account_of),
         default_domain=config.mail.local_domains[0]
         if config.mail.local_domains
         else config.server.hostname,
@@ -281,6 +306,7 @@ def build_application(
         stats=stats,
         on_delay=bounces.delay_warning,
         warn_after=config.queue.delay_warning_seconds,
+        runner=local_runner or DirectRunner(identity_resolver(settings)),
     )
     policy = RecipientPolicy(
         local_domains=domains,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -256,6 +258,27 @@ def add_users(home: Path) -> None:
         for name in USERS:
             if users.get(name) is None:
                 users.add(name, PASSWORD)
+
+
+# Programs from the aliases file and gateway transports run as the default user, who may not
+# read an interpreter installed under /root: Debian's own is readable by everyone.
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+
+
+@pytest.fixture
+def safe_dir() -> Iterator[Path]:
+    """A directory whose whole chain passes the :include: safety rules (no world-writable
+    /tmp in it), with an ``out`` subdirectory any account may write (the default user the
+    aliases file's programs and files run as, when the daemon runs as root)."""
+    parent = Path("/srv") if os.geteuid() == 0 else Path.home()
+    path = Path(tempfile.mkdtemp(prefix="posthouse-e2e-", dir=parent))
+    path.chmod(0o755)
+    (path / "out").mkdir()
+    (path / "out").chmod(0o1777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

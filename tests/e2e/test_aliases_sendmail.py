@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import smtplib
 import stat
-import sys
 from pathlib import Path
 
-from tests.e2e.conftest import Server, mbox_messages, wait_until
+from tests.e2e.conftest import PYTHON, Server, mbox_messages, wait_until
 
 
 def write_aliases(server: Server, text: str) -> None:
     (server.home / "data" / "etc" / "aliases").write_text(text, encoding="utf-8")
 
 
-def test_alias_kinds_end_to_end(server: Server, tmp_path: Path) -> None:
-    include = tmp_path / "staff.list"
+def test_alias_kinds_end_to_end(server: Server, safe_dir: Path) -> None:
+    include = safe_dir / "staff.list"
     include.write_text("# staff\nbob\ncarol\n")
-    archive = tmp_path / "archive.mbox"
-    recorder = tmp_path / "recorder.py"
-    recorded = tmp_path / "recorded.txt"
+    archive = safe_dir / "out" / "archive.mbox"
+    recorder = safe_dir / "recorder.py"
+    recorded = safe_dir / "out" / "recorded.txt"
     recorder.write_text(
         "import os, sys\n"
         f"open({str(recorded)!r}, 'ab').write(os.environ['SENDER'].encode() + b'\\n' + "
@@ -32,7 +31,7 @@ postmaster: alice
 team: alice,
   :include:{include}
 archive: "{archive}"
-robot: "|{sys.executable} {recorder}"
+robot: "|{PYTHON} {recorder}"
 list: bob
 owner-list: carol
 """,

@@ -116,7 +116,8 @@ def test_locked_mailbox_is_queued_and_retried(server: Server) -> None:
         queued = [p for p in server.queue_dir.iterdir() if p.suffix == ".qf"]
         assert len(queued) == 1
         assert "locked" in queued[0].read_text()
-        assert "\\\\carol" in queued[0].read_text()
+        assert '"address":"carol","original":"carol@example.test"' in queued[0].read_text()
+        assert '"kind":"local"' in queued[0].read_text()
     finally:
         fcntl.lockf(fd, fcntl.LOCK_UN)
         os.close(fd)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Server, wait_until
+from tests.e2e.conftest import PASSWORD, PYTHON, Server, wait_until
 
 Factory = Callable[..., Server]
 
@@ -390,17 +390,17 @@ def test_mailstats_counts_and_resets_by_truncation(server: Server) -> None:
     wait_until(lambda: row("esmtp")[1:2] == ["1"], what="counting again from zero")
 
 
-def test_uucp_and_decnet_gateways_direct_routing(server_factory: Factory, tmp_path: Path) -> None:
-    recorded = tmp_path / "gateway.log"
-    recorder = tmp_path / "gateway.py"
+def test_uucp_and_decnet_gateways_direct_routing(server_factory: Factory, safe_dir: Path) -> None:
+    recorded = safe_dir / "out" / "gateway.log"
+    recorder = safe_dir / "gateway.py"
     recorder.write_text(
         "import os, sys\n"
         f"with open({str(recorded)!r}, 'a') as f:\n"
         "    f.write(os.environ['PROTOCOL'] + ' ' + os.environ['NATIVE'] + ' '"
-        " + os.environ['NATIVE_SENDER'] + ' ' + os.environ['NODE'] + ' ' + os.environ['USER']"
-        " + ' ' + str(len(sys.stdin.read())) + '\\n')\n"
+        " + os.environ['NATIVE_SENDER'] + ' ' + os.environ['NODE'] + ' '"
+        " + os.environ['NATIVE_USER'] + ' ' + str(len(sys.stdin.read())) + '\\n')\n"
     )
-    transport = f"{sys.executable} {recorder}"
+    transport = f"{PYTHON} {recorder}"
     server = server_factory(
         mail={"top_domain": "big.com", "local_domains": ["example.test"]},
         extra=(

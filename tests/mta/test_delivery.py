@@ -17,6 +17,7 @@ from posthouse.mta.expand import Expander
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.queue import QueueStore
 from tests.e2e.conftest import mbox_messages
+from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
 
 
 class Clock:
@@ -41,7 +42,7 @@ class World:
             lookup_alias=self.aliases.get,
             is_local_domain=lambda d: d in ("", "example.test"),
             user_exists=self.users.__contains__,
-            forward_file=lambda _u: None,
+            files=NO_FILES,
         )
         self.bounces = BounceMaker(self.store, hostname="mail.example.test")
         self.delivery = LocalDelivery(
@@ -53,6 +54,7 @@ class World:
             on_delay=self.bounces.delay_warning,
             warn_after=600,
             clock=self.clock,
+            runner=RUN_AS_SELF,
         )
 
     def queue(self, sender: str, recipients: list[str], body: bytes = b"hi\r\n") -> str:

@@ -45,6 +45,7 @@ from posthouse.mta.queue_format import (
 )
 from posthouse.protocols.smtp.parse import AddressSyntaxError, parse_path
 from tests.e2e.conftest import mbox_messages
+from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
 
 # Generous deadlines: these run on a loaded 2-core machine.
 LOADED = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -67,7 +68,7 @@ def expander(aliases: dict[str, tuple[str, ...]] | None = None) -> Expander:
         lookup_alias=table.get,
         is_local_domain=lambda d: d in ("", "example.test"),
         user_exists={"alice", "bob", "postmaster"}.__contains__,
-        forward_file=lambda _user: None,
+        files=NO_FILES,
     )
 
 
@@ -257,6 +258,7 @@ class World:
             mailboxes=MailboxSettings(self.spool, LockMethod.LOCKF, timeout=5),
             retry=RetryPolicy(first=60, maximum=600, lifetime=3600),
             on_bounce=BounceMaker(self.store, hostname="mail.example.test").bounce,
+            runner=RUN_AS_SELF,
         )
 
     def queue(self, sender: str, recipients: list[str]) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from posthouse.mta.agents.smtp import SMTPClientAgent
+from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
 from posthouse.mta.dns import Resolver
-from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.expand import Expander
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.mailboxes import MailboxWriter
@@ -21,6 +21,7 @@ from posthouse.mta.queue_format import Envelope, RecipientState
 from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.transport import RemoteTransport
 from tests.e2e.conftest import mbox_messages
+from tests.mta.file_sources import NO_FILES
 from tests.mta.smtp_sink import Behaviour, FakeDNS, SMTPSink
 
 CONTENT = b"Received: by here\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -49,7 +50,7 @@ def direct(
         lookup_alias=table.get,
         is_local_domain=lambda d: d in ("", "here.test"),
         user_exists={"alice", "bob"}.__contains__,
-        forward_file=lambda _u: None,
+        files=NO_FILES,
     )
     writer = MailboxWriter(method=LockMethod.LOCKF, timeout=30.0, stale_after=60.0)
     return DirectDelivery(

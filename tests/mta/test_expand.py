@@ -14,6 +14,7 @@ from posthouse.mta.destinations import (
     RemoteAddress,
 )
 from posthouse.mta.expand import Delivery, Expander, Expansion, ExpansionError
+from tests.mta.file_sources import NO_FILES, TextFiles
 
 LOCAL_DOMAINS = {"example.com", "mail.example.com", "localhost"}
 
@@ -50,8 +51,7 @@ class World:
             lookup_alias=self.lookup_alias,
             is_local_domain=lambda d: d in LOCAL_DOMAINS,
             user_exists=lambda u: u in self.users,
-            forward_file=lambda u: Path(f"/home/{u}/.forward"),
-            include_reader=self.read,
+            files=TextFiles(self.read, lambda u: Path(f"/home/{u}/.forward")),
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -301,7 +301,7 @@ def test_include_with_real_files(tmp_path: Path) -> None:
         lookup_alias=lambda n: (f":include:{members}",) if n == "list" else None,
         is_local_domain=lambda d: d == "example.com",
         user_exists=lambda u: u in {"alice", "carol"},
-        forward_file=lambda u: None,
+        files=NO_FILES,
     )
     result = expander.expand("list@example.com")
     assert destinations(result) == [LocalMailbox("alice"), LocalMailbox("carol")]
@@ -383,8 +383,7 @@ def test_no_forward_file_configured() -> None:
         lookup_alias=lambda n: None,
         is_local_domain=lambda d: True,
         user_exists=lambda u: True,
-        forward_file=lambda u: None,
-        include_reader=reader,
+        files=TextFiles(reader),
     )
     assert destinations(expander.expand("anyone")) == [LocalMailbox("anyone")]
     assert reads == []
@@ -398,8 +397,7 @@ def test_unreadable_forward_is_temporary() -> None:
         lookup_alias=lambda n: None,
         is_local_domain=lambda d: True,
         user_exists=lambda u: True,
-        forward_file=lambda u: Path(f"/home/{u}/.forward"),
-        include_reader=reader,
+        files=TextFiles(reader, lambda u: Path(f"/home/{u}/.forward")),
     )
     result = expander.expand("alice")
     assert result.deliveries == ()

@@ -25,6 +25,7 @@ from typing import Any
 from posthouse.app import (
     Application,
     build_application,
+    identity_resolver,
     login_limiter_for,
     prepare_data_dir,
     serve_forever,
@@ -35,6 +36,7 @@ from posthouse.auth.users import UserDatabase
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import ListenerSection, Settings
 from posthouse.logsetup import setup_logging
+from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.aliasdb import build_alias_database
 from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.server.listener import BindError, bind_socket, socket_port
@@ -117,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"posthouse: cannot prepare {settings.paths.data_dir}: {exc}", file=sys.stderr)
         return EX_OSERR
+    # Started as root with an account to drop to: programs and files are run by a helper
+    # that keeps root (never the daemon's account, which holds the keys; see local_runner).
+    runner: LocalRunner | None = None
+    if os.geteuid() == 0 and settings.config.server.run_as:
+        runner = start_helper(DirectRunner(identity_resolver(settings)))
     try:
         sockets = [
             (item, bind_socket(item.address, item.port, item.path))
@@ -139,10 +146,10 @@ def run(args: argparse.Namespace) -> int:
     login_limiter = login_limiter_for(settings)
     try:
         if workers <= 1:
-            return serve_in_process(settings, sockets, verified_logins, login_limiter)
+            return serve_in_process(settings, sockets, verified_logins, login_limiter, runner)
         return run_workers(
             workers,
-            lambda: serve_in_process(settings, sockets, verified_logins, login_limiter),
+            lambda: serve_in_process(settings, sockets, verified_logins, login_limiter, runner),
         )
     finally:
         with contextlib.suppress(OSError, ValueError):
@@ -176,8 +183,14 @@ def serve_in_process(
     sockets: list[tuple[ListenerSection, socket.socket]],
     verified_logins: VerifiedCache | None = None,
     login_limiter: LoginLimiter | None = None,
+    runner: LocalRunner | None = None,
 ) -> int:
-    app = build_application(settings, verified_logins=verified_logins, login_limiter=login_limiter)
+    app = build_application(
+        settings,
+        verified_logins=verified_logins,
+        login_limiter=login_limiter,
+        local_runner=runner,
+    )
     try:
         run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
     finally:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -29,9 +27,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from posthouse.mta.address import join_address, safe_mailbox_name, unquote_local
+from posthouse.mta.agents.local_runner import LocalRunner, PrefixedReader
 from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
 from posthouse.mta.destinations import (
@@ -55,7 +53,6 @@ from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTP
 
 log = logging.getLogger("posthouse.mta.delivery")
 
-PROGRAM_TIMEOUT = 300.0
 SMALL_MESSAGE = 64 * 1024  # read whole before sending over SMTP; larger ones are streamed
 ACTIVE = ("pending", "deferred")
 
@@ -97,24 +94,6 @@ class DeliveryOutcome:
     created: list[str] = field(default_factory=list)  # new queue entries (DSNs) to deliver
 
 
-class PrefixedReader:
-    """A binary reader that yields ``prefix`` and then the rest of ``stream``."""
-
-    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
-        self._prefix = prefix
-        self._stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        if self._prefix:
-            if size < 0 or size >= len(self._prefix):
-                head, self._prefix = self._prefix, b""
-                rest = self._stream.read(size - len(head) if size >= 0 else -1)
-                return head + rest
-            head, self._prefix = self._prefix[:size], self._prefix[size:]
-            return head
-        return self._stream.read(size)
-
-
 @dataclass
 class _Work:
     envelope: Envelope
@@ -138,6 +117,7 @@ class LocalDelivery:
         on_delay: Callable[[Envelope, list[RecipientState]], object] | None = None,
         warn_after: float = 0.0,
         clock: Callable[[], float] = time.time,
+        runner: LocalRunner | None = None,
     ) -> None:
         self.store = store
         self.expander = expander
@@ -149,6 +129,7 @@ class LocalDelivery:
         self.on_delay = on_delay
         self.warn_after = warn_after
         self.clock = clock
+        self.runner = runner
 
     def run_batch(self, queue_ids: Sequence[str], *, force: bool = False) -> list[DeliveryOutcome]:
         """Deliver what is due in the given messages; returns one outcome per id."""
@@ -227,7 +208,7 @@ class LocalDelivery:
         )
 
     def _deliver_all(self, works: list[_Work], now: float, *, force: bool) -> None:
-        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str | None]]] = defaultdict(list)
+        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
         smtp_groups: dict[NextHop, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
         for work in works:
             for rcpt in work.envelope.recipients:
@@ -237,10 +218,11 @@ class LocalDelivery:
                 match destination:
                     case LocalMailbox(user=user) if safe_mailbox_name(user):
                         mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
-                    case FileDestination(path=file_path):
-                        mbox_groups[Path(file_path)].append((work, rcpt, None))
-                    case ProgramDestination(command=command):
-                        failure = self._run_program(work.envelope, command)
+                    case FileDestination(path=file_path, run_as=run_as):
+                        failure = self._append_file(work.envelope, file_path, run_as)
+                        self._settle(work, rcpt, failure, now, mailer="file")
+                    case ProgramDestination(command=command, run_as=run_as):
+                        failure = self._run_program(work.envelope, command, run_as)
                         self._settle(work, rcpt, failure, now, mailer="prog")
                     case RemoteAddress(address=address):
                         self._plan_remote(work, rcpt, address, smtp_groups, mbox_groups, now)
@@ -253,9 +235,8 @@ class LocalDelivery:
                         self._settle(work, rcpt, unsafe, now, mailer="local")
         for path, items in mbox_groups.items():
             outcome = self._append(path, items)
-            mailer = "local" if items[0][2] is not None else "file"
             for work, rcpt, _user in items:
-                self._settle(work, rcpt, outcome, now, mailer=mailer)
+                self._settle(work, rcpt, outcome, now, mailer="local")
         for hop, targets in smtp_groups.items():
             self._send_smtp(hop, targets, now)
 
@@ -272,7 +253,7 @@ class LocalDelivery:
         rcpt: RecipientState,
         address: str,
         smtp_groups: dict[NextHop, list[tuple[_Work, RecipientState, str]]],
-        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str | None]]],
+        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str]]],
         now: float,
     ) -> None:
         if self.transport is None:
@@ -288,7 +269,7 @@ class LocalDelivery:
             case SMTPRoute(hop=hop, address=target):
                 smtp_groups[hop].append((work, rcpt, target))
             case PipeRoute(command=command, native=native):
-                failure = self._run_program(work.envelope, command, native=native)
+                failure = self._run_program(work.envelope, command, "", native=native)
                 self._settle(work, rcpt, failure, now, mailer=native.protocol)
             case LocalRoute(user=local):
                 user = unquote_local(local).lower()
@@ -340,21 +321,17 @@ class LocalDelivery:
         return content if len(content) == envelope.size else None
 
     def _append(
-        self, path: Path, items: list[tuple[_Work, RecipientState, str | None]]
+        self, path: Path, items: list[tuple[_Work, RecipientState, str]]
     ) -> MailError | None:
         settings = self.mailboxes
-        user = items[0][2]
-        owner = settings.owner_of(user) if user else None
+        owner = settings.owner_of(items[0][2])
         with ExitStack() as files:
             messages = []
             for work, _rcpt, _user in items:
                 envelope = work.envelope
                 stream = files.enter_context(self.store.open_data(envelope.queue_id))
-                return_path = f"Return-Path: <{envelope.sender}>\r\n".encode(
-                    "utf-8", "surrogateescape"
-                )
                 received = datetime.fromtimestamp(envelope.received_at).astimezone()
-                content = PrefixedReader(return_path, stream)
+                content = PrefixedReader(_return_path(envelope.sender), stream)
                 messages.append(MboxMessage(envelope.sender, content, received))  # type: ignore[arg-type]
             try:
                 append_messages(
@@ -372,40 +349,49 @@ class LocalDelivery:
         return None
 
     def _run_program(
-        self, envelope: Envelope, command: str, *, native: NativeAddress | None = None
+        self,
+        envelope: Envelope,
+        command: str,
+        run_as: str,
+        *,
+        native: NativeAddress | None = None,
     ) -> MailError | None:
-        env = dict(os.environ, SENDER=envelope.sender, QUEUE_ID=envelope.queue_id)
+        if self.runner is None:
+            return MailError("4.3.5", "programs are not delivered by this process")
+        env = {"QUEUE_ID": envelope.queue_id}
         if native is not None:
             # A gateway transport (12.2.3.2, routing "direct") gets the mapped address.
             env.update(
                 NATIVE=native.native,
                 NODE=native.next_hop,
-                USER=native.user,
+                NATIVE_USER=native.user,
                 PROTOCOL=native.protocol,
                 NATIVE_SENDER=self._native_sender(envelope.sender),
             )
         try:
             with self.store.open_data(envelope.queue_id) as stream:
-                result = subprocess.run(
-                    ["/bin/sh", "-c", command],
-                    stdin=stream,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                    timeout=PROGRAM_TIMEOUT,
-                    env=env,
-                    check=False,
+                return self.runner.run_program(
+                    command, run_as, stream, sender=envelope.sender, env=env
                 )
-        except subprocess.TimeoutExpired:
-            return MailError("4.3.0", f"program {command!r} timed out")
-        except OSError as exc:
-            return MailError("4.3.0", f"cannot run {command!r}: {exc.strerror}")
-        if result.returncode == 0:
-            return None
-        detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = detail[-1] if detail else f"exit status {result.returncode}"
-        # sysexits(3): 75 EX_TEMPFAIL is temporary; any other failure is permanent.
-        status = "4.3.0" if result.returncode == 75 else "5.3.0"
-        return MailError(status, f"program {command!r} failed: {reason}")
+        except (OSError, QueueError) as exc:
+            return MailError("4.3.0", f"cannot read the message for {command!r}: {exc}")
+
+    def _append_file(self, envelope: Envelope, path: str, run_as: str) -> MailError | None:
+        if self.runner is None:
+            return MailError("4.3.5", "files are not written by this process")
+        received = datetime.fromtimestamp(envelope.received_at).astimezone()
+        try:
+            with self.store.open_data(envelope.queue_id) as stream:
+                return self.runner.append_file(
+                    path,
+                    run_as,
+                    _return_path(envelope.sender),
+                    stream,
+                    sender=envelope.sender,
+                    received=received,
+                )
+        except (OSError, QueueError) as exc:
+            return MailError("4.3.0", f"cannot read the message for {path}: {exc}")
 
     def _settle(
         self,
@@ -518,3 +504,7 @@ def _reopen_legacy(recipients: list[RecipientState]) -> list[RecipientState]:
         else:
             reopened.append(rcpt)
     return reopened
+
+
+def _return_path(sender: str) -> bytes:
+    return f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")

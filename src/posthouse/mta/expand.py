@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from posthouse.mta.address import (
     join_address,
@@ -45,7 +46,9 @@ __all__ = [
     "Expander",
     "Expansion",
     "ExpansionError",
-    "read_text",
+    "FileSource",
+    "Refused",
+    "TrustedText",
 ]
 
 
@@ -72,9 +75,37 @@ class Expansion:
     errors: tuple[ExpansionError, ...]
 
 
-def read_text(path: Path) -> str:
-    """Default include/.forward reader: the whole file as UTF-8."""
-    return path.read_text(encoding="utf-8")
+@dataclass(frozen=True)
+class TrustedText:
+    """A ``.forward`` or ``:include:`` file that passed the safety rules: its text, and the
+    account its programs and files run as (``run_as``, see
+    :class:`~posthouse.mta.destinations.ProgramDestination`)."""
+
+    text: str
+    run_as: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A ``.forward`` or ``:include:`` file that is not honoured, and why (already logged
+    by the source).  ``temporary``: worth trying again later (an I/O error, a missing
+    include file), as opposed to a file that breaks a rule."""
+
+    reason: str
+    temporary: bool = False
+
+
+class FileSource(Protocol):
+    """Where ``.forward`` and ``:include:`` files come from, with the safety rules applied
+    (in the daemon :class:`posthouse.mta.user_files.CheckedFiles`)."""
+
+    def read_forward(self, user: str) -> TrustedText | Refused | None:
+        """*user*'s ``.forward`` (its programs and files run as *user*); None: there is
+        none (or ``.forward`` files are not honoured)."""
+
+    def read_include(self, path: Path, parent_run_as: str) -> TrustedText | Refused:
+        """The include file at *path* (absolute, normalised); *parent_run_as* is who the
+        file that named it runs as, which a root-owned include file keeps."""
 
 
 @dataclass(frozen=True)
@@ -121,17 +152,15 @@ class Expander:
         lookup_alias: Callable[[str], tuple[str, ...] | None],
         is_local_domain: Callable[[str], bool],
         user_exists: Callable[[str], bool],
-        forward_file: Callable[[str], Path | None],
+        files: FileSource,
         max_depth: int = 20,
-        include_reader: Callable[[Path], str] = read_text,
         default_domain: str = "",
     ) -> None:
         self._lookup_alias = lookup_alias
         self._is_local_domain = is_local_domain
         self._user_exists = user_exists
-        self._forward_file = forward_file
+        self._files = files
         self._max_depth = max_depth
-        self._read = include_reader
         self._default_domain = default_domain.lower()
 
     # -- public API -----------------------------------------------------------------
@@ -166,6 +195,9 @@ class Expander:
         opened, so their problems surface later, at delivery time.
         """
         entry = strip_angle_brackets(address)
+        written, domain = split_address(entry)
+        if written and domain and not self._is_local_domain(domain):
+            return True  # another host's address, whatever its local part looks like
         if not entry or entry.startswith(("|", "/")) or entry.lower().startswith(INCLUDE_PREFIX):
             return False
         bypass = entry.startswith("\\")
@@ -185,6 +217,13 @@ class Expander:
     # -- expansion ------------------------------------------------------------------
 
     def _entry(self, entry: str, ctx: _Context, run: _Run) -> None:
+        if not ctx.trusted and not entry.startswith("\\"):
+            # From the envelope, an address at another host is only that, whatever its
+            # local part looks like ("|x"@host and |x@host are both valid RFC 5321).
+            written, domain = split_address(entry)
+            if written and domain and not self._is_local_domain(domain):
+                run.deliver(RemoteAddress(join_address(unquote_local(written), domain)), ctx)
+                return
         if entry.startswith("|"):
             if not ctx.trusted:
                 run.fail(entry, "cannot mail directly to programs", permanent=True)
@@ -238,11 +277,7 @@ class Expander:
         if not self._user_exists(key):
             run.fail(entry, "User unknown", permanent=True)
             return
-        forward = self._forward_file(key)
-        if forward is None:
-            run.deliver(LocalMailbox(key), ctx)
-            return
-        self._forward(entry, key, forward, ctx, run)
+        self._forward(entry, key, ctx, run)
 
     def _mailbox(self, entry: str, user: str, run: _Run, ctx: _Context) -> None:
         if self._user_exists(user):
@@ -301,16 +336,12 @@ class Expander:
             return
         if not self._deeper(entry, ctx, run):
             return
-        try:
-            text = self._read(path)
-        except FileNotFoundError:
-            run.fail(entry, f"include file {path} does not exist", permanent=False)
-            return
-        except (OSError, UnicodeDecodeError) as exc:
-            run.fail(entry, f"cannot read include file {path}: {exc}", permanent=False)
+        found = self._files.read_include(path, ctx.run_as)
+        if isinstance(found, Refused):
+            run.fail(entry, f"include file {path}: {found.reason}", permanent=not found.temporary)
             return
         try:
-            targets = parse_address_list(text, str(path))
+            targets = parse_address_list(found.text, str(path))
         except AliasSyntaxError as exc:
             # The administrator can fix the file; keep the mail queued meanwhile.
             run.fail(entry, str(exc), permanent=False)
@@ -319,7 +350,7 @@ class Expander:
             depth=ctx.depth + 1,
             chain=(*ctx.chain, marker),
             owner=ctx.owner,
-            run_as=ctx.run_as,
+            run_as=found.run_as,
             sender=ctx.sender,
             domain=ctx.domain,
             trusted=True,
@@ -327,18 +358,18 @@ class Expander:
         for target in targets:
             self._entry(target, inner, run)
 
-    def _forward(self, entry: str, user: str, forward: Path, ctx: _Context, run: _Run) -> None:
-        try:
-            text = self._read(forward)
-        except (FileNotFoundError, PermissionError):
-            # No usable .forward: plain local delivery, as sendmail does.
+    def _forward(self, entry: str, user: str, ctx: _Context, run: _Run) -> None:
+        found = self._files.read_forward(user)
+        if found is None or (isinstance(found, Refused) and not found.temporary):
+            # No .forward, or one that breaks the safety rules (logged by the source):
+            # plain local delivery, as sendmail and Postfix do.
             run.deliver(LocalMailbox(user), ctx)
             return
-        except (OSError, UnicodeDecodeError) as exc:
-            run.fail(entry, f"cannot read {forward}: {exc}", permanent=False)
+        if isinstance(found, Refused):
+            run.fail(entry, f"~{user}/.forward: {found.reason}", permanent=False)
             return
         try:
-            targets = parse_address_list(text, str(forward))
+            targets = parse_address_list(found.text, f"~{user}/.forward")
         except AliasSyntaxError as exc:
             run.fail(entry, str(exc), permanent=False)
             return
@@ -351,7 +382,7 @@ class Expander:
             depth=ctx.depth + 1,
             chain=(*ctx.chain, user),
             owner=user,
-            run_as=user,
+            run_as=found.run_as,
             sender=ctx.sender,
             domain=ctx.domain,
             trusted=True,

@@ -1,0 +1,80 @@
+"""A :class:`~posthouse.mta.expand.FileSource` over a reader function, for expansion tests.
+
+It applies no safety rules (those are :mod:`posthouse.mta.trusted_files`' and are tested
+there and end to end): every file the reader returns is trusted, a ``.forward``'s programs
+run as its user, an include file's as whatever included it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from posthouse.mta.agents import program
+from posthouse.mta.agents.local_runner import PrefixedReader
+from posthouse.mta.errors import MailError
+from posthouse.mta.expand import Refused, TrustedText
+from posthouse.mta.identity import Identity
+
+
+class TextFiles:
+    def __init__(
+        self,
+        read: Callable[[Path], str] | None = None,
+        forward_file: Callable[[str], Path | None] = lambda _user: None,
+    ) -> None:
+        self._read = read or (lambda path: path.read_text(encoding="utf-8"))
+        self._forward_file = forward_file
+
+    def read_forward(self, user: str) -> TrustedText | Refused | None:
+        path = self._forward_file(user)
+        if path is None:
+            return None
+        try:
+            return TrustedText(self._read(path), run_as=user)
+        except (FileNotFoundError, PermissionError):
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            return Refused(f"cannot read {path}: {exc}", temporary=True)
+
+    def read_include(self, path: Path, parent_run_as: str) -> TrustedText | Refused:
+        try:
+            return TrustedText(self._read(path), run_as=parent_run_as)
+        except FileNotFoundError:
+            return Refused("does not exist", temporary=True)
+        except (OSError, UnicodeDecodeError) as exc:
+            return Refused(f"cannot read: {exc}", temporary=True)
+
+
+NO_FILES = TextFiles()
+
+
+class SelfRunner:
+    """A :class:`~posthouse.mta.agents.local_runner.LocalRunner` that really runs every
+    program and file destination, as the test process itself (also root: who runs them as
+    whom is tested in test_program_agent.py, test_local_runner.py and end to end)."""
+
+    def run_program(
+        self, command: str, run_as: str, data: BinaryIO, *, sender: str, env: Mapping[str, str]
+    ) -> MailError | None:
+        return program.run_program(command, Identity.current(), data, sender=sender, extra_env=env)
+
+    def append_file(
+        self,
+        path: str,
+        run_as: str,
+        prefix: bytes,
+        data: BinaryIO,
+        *,
+        sender: str,
+        received: datetime,
+    ) -> MailError | None:
+        message: Any = PrefixedReader(prefix, data)
+        return program.append_to_file(
+            Path(path), Identity.current(), message, sender=sender, received=received
+        )
+
+
+RUN_AS_SELF = SelfRunner()
