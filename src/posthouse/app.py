@@ -190,6 +190,15 @@ def login_limiter_for(settings: Settings) -> LoginLimiter:
     )
 
 
+def daemon_account_uids(run_as: str) -> tuple[int, ...]:
+    """The daemon's own account (``server.run_as``): mailboxes it created are its to write,
+    also in a queue run started by root."""
+    try:
+        return (pwd.getpwnam(run_as).pw_uid,) if run_as else ()
+    except KeyError:
+        return ()
+
+
 def identity_resolver(settings: Settings) -> IdentityResolver:
     """Who program and file destinations run as (see :mod:`posthouse.mta.user_files`).
 
@@ -270,11 +279,13 @@ def build_application(
     bounces = BounceMaker(store, hostname=config.server.hostname)
     stats = Statistics(paths.stats_file)
     transport = build_transport(settings, domains)
+    daemon_uids = daemon_account_uids(config.server.run_as)
     writer = MailboxWriter(
         method=LockMethod(config.mail.locking),
         timeout=config.mail.lock_timeout_seconds,
         stale_after=config.mail.stale_lock_seconds,
         owner_of=lambda path: owner_of(path.name),
+        trusted_uids=daemon_uids,
     )
     relay = None
     if config.queue.cut_through != "none":
@@ -295,6 +306,7 @@ def build_application(
             timeout=config.mail.lock_timeout_seconds,
             stale_after=config.mail.stale_lock_seconds,
             owner_of=owner_of,
+            trusted_uids=daemon_uids,
         ),
         retry=RetryPolicy(
             first=config.queue.retry_seconds,

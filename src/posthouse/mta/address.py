@@ -13,7 +13,6 @@ __all__ = [
     "join_address",
     "normalize_local",
     "quote_local",
-    "safe_mailbox_name",
     "split_address",
     "strip_angle_brackets",
     "unquote_local",
@@ -65,15 +64,6 @@ def unquote_local(local: str) -> str:
                 out.append(ch)
         return "".join(out)
     return local
-
-
-def safe_mailbox_name(user: str) -> bool:
-    """A mailbox (user) name that cannot leave the spool directory.
-
-    >>> safe_mailbox_name("alice"), safe_mailbox_name("../etc"), safe_mailbox_name("..")
-    (True, False, False)
-    """
-    return bool(user) and "/" not in user and user not in (".", "..") and "\x00" not in user
 
 
 # RFC 5321 §4.1.2 atext (RFC 6531 §3.3 adds every non-ASCII character).

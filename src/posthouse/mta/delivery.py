@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from posthouse.mta.address import join_address, safe_mailbox_name, unquote_local
+from posthouse.mta.address import join_address, unquote_local
 from posthouse.mta.agents.local_runner import LocalRunner, PrefixedReader
 from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
@@ -45,6 +45,7 @@ from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
 from posthouse.mta.locking import LockMethod, MailboxLockTimeout
 from posthouse.mta.logline import delivery_line, relay_name
+from posthouse.mta.mailboxes import mailbox_path
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
 from posthouse.mta.queue import Envelope, QueueError, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
@@ -79,6 +80,7 @@ class MailboxSettings:
     timeout: float = 30.0
     stale_after: float = 300.0
     owner_of: Callable[[str], tuple[int, int] | None] = lambda _user: None
+    trusted_uids: tuple[int, ...] = ()  # owners accepted besides the user (mbox.append_messages)
 
 
 @dataclass
@@ -216,8 +218,8 @@ class LocalDelivery:
                     continue
                 destination = self._local_forwarded(rcpt.destination())
                 match destination:
-                    case LocalMailbox(user=user) if safe_mailbox_name(user):
-                        mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
+                    case LocalMailbox(user=user):
+                        self._plan_mailbox(work, rcpt, user, mbox_groups, now)
                     case FileDestination(path=file_path, run_as=run_as):
                         failure = self._append_file(work.envelope, file_path, run_as)
                         self._settle(work, rcpt, failure, now, mailer="file")
@@ -239,6 +241,21 @@ class LocalDelivery:
                 self._settle(work, rcpt, outcome, now, mailer="local")
         for hop, targets in smtp_groups.items():
             self._send_smtp(hop, targets, now)
+
+    def _plan_mailbox(
+        self,
+        work: _Work,
+        rcpt: RecipientState,
+        user: str,
+        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str]]],
+        now: float,
+    ) -> None:
+        try:
+            path = mailbox_path(self.mailboxes.spool_dir, user)
+        except MailError as error:
+            self._settle(work, rcpt, error, now, mailer="local")
+            return
+        mbox_groups[path].append((work, rcpt, user))
 
     def _local_forwarded(self, destination: Destination | None) -> Destination | None:
         """forwarding = local (12.2.3.2): a local mailbox goes to the relay as user@domain."""
@@ -273,8 +290,8 @@ class LocalDelivery:
                 self._settle(work, rcpt, failure, now, mailer=native.protocol)
             case LocalRoute(user=local):
                 user = unquote_local(local).lower()
-                if safe_mailbox_name(user) and self.expander.is_local_user(user):
-                    mbox_groups[self.mailboxes.spool_dir / user].append((work, rcpt, user))
+                if self.expander.is_local_user(user):
+                    self._plan_mailbox(work, rcpt, user, mbox_groups, now)
                 else:
                     unknown = MailError("5.1.1", f"<{address}>: no such local mailbox")
                     self._settle(work, rcpt, unknown, now, mailer="local")
@@ -341,6 +358,7 @@ class LocalDelivery:
                     timeout=settings.timeout,
                     stale_after=settings.stale_after,
                     owner=owner,
+                    trusted_uids=settings.trusted_uids,
                 )
             except MailboxLockTimeout as exc:
                 return MailError("4.2.0", f"mailbox {path} is locked: {exc}")

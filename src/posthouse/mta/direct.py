@@ -39,14 +39,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from posthouse.mta.address import safe_mailbox_name, unquote_local
+from posthouse.mta.address import unquote_local
 from posthouse.mta.agents.mbox import MboxMessage
 from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
 from posthouse.mta.destinations import Destination, LocalMailbox, RemoteAddress
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
 from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.mailboxes import MailboxWriter
+from posthouse.mta.mailboxes import MailboxWriter, mailbox_path
 from posthouse.mta.queue_format import Envelope
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
@@ -140,6 +140,8 @@ class DirectDelivery:
                 if delivery.sender is not None:
                     return None
                 if isinstance(destination, LocalMailbox):
+                    if not is_mailbox_name(destination.user):
+                        return None  # the queue reports it
                     local.setdefault(destination.user, LocalTarget(recipient, destination.user))
                 elif isinstance(destination, RemoteAddress):
                     target = self._remote_target(recipient, destination.address)
@@ -165,7 +167,7 @@ class DirectDelivery:
                 return RemoteTarget(recipient, address, hop, wire_address)
             case LocalRoute(user=local):
                 user = unquote_local(local).lower()
-                if safe_mailbox_name(user) and self.expander.is_local_user(user):
+                if is_mailbox_name(user) and self.expander.is_local_user(user):
                     return LocalTarget(recipient, user)
         return None
 
@@ -195,7 +197,10 @@ class DirectDelivery:
         prefix = f"Return-Path: <{envelope.sender}>\r\n".encode("utf-8", "surrogateescape")
         message = MboxMessage(envelope.sender, prefix + content, received)
         results = await asyncio.gather(
-            *(self.writer.append(self.spool_dir / target.user, message) for target in targets)
+            *(
+                self.writer.append(mailbox_path(self.spool_dir, target.user), message)
+                for target in targets
+            )
         )
         failures = []
         for target, error in zip(targets, results, strict=True):
@@ -258,3 +263,12 @@ class DirectDelivery:
 
 def _no_file() -> BinaryIO:
     raise AssertionError("a cut-through message is sent from memory")
+
+
+def is_mailbox_name(user: str) -> bool:
+    """Whether ``user`` can name a spool mailbox (:func:`mailbox_path`)."""
+    try:
+        mailbox_path(Path("/"), user)
+    except MailError:
+        return False
+    return True
