@@ -137,3 +137,34 @@ def test_symlink_planted_as_the_key_is_refused(base: Path) -> None:
 def test_unknown_daemon_account_is_a_configuration_error(base: Path) -> None:
     code, _out, err = mailauth(files_in(base, "no-such-account-here"), "-init")
     assert code == 78 and "server.run_as: no such account" in err
+
+
+@needs_root
+@pytest.mark.parametrize("tool", ["mailusradm", "popcv"])
+def test_other_writing_tools_hand_the_files_over_too(base: Path, tool: str) -> None:
+    from posthouse.auth.users import UserDatabase
+    from posthouse.cli import mailusradm as mailusradm_cli
+    from posthouse.cli import popcv as popcv_cli
+    from posthouse.cli.main import build_parser
+
+    assert mailauth(files_in(base, ""), "-init")[0] == 0  # made by root, kept by root
+    files = files_in(base, "nobody")
+    assert files.database.stat().st_uid == 0
+    with UserDatabase(files.users_db) as users:
+        users.add("alice", "alice-login")
+    out, err = io.StringIO(), io.StringIO()
+    if tool == "mailusradm":
+        args = build_parser().parse_args(
+            ["mailusradm", "set", "alice", "pop-mailpass", "--password-stdin"]
+        )
+        code = mailusradm_cli.run_mailusradm(
+            files, args, stdin=io.StringIO("mail-secret\n"), stdout=out, stderr=err
+        )
+    else:
+        pop_file = base / "pop"
+        pop_file.write_text("alice:mail-secret\n")
+        code = popcv_cli.run_popcv(files, str(pop_file), stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+    assert "now belong to nobody" in out.getvalue()
+    for path in (files.database, files.key):
+        assert path.stat().st_uid == NOBODY, path

@@ -173,7 +173,7 @@ def run_mailauth(
                 name = normalize_name(args.user or current_user())
                 code = _change_own(files, mailauth, name, args, stdin, stdout, stderr, prompt)
         if code == EX_OK:
-            _hand_to_daemon(files, mailauth, stdout)
+            hand_to_daemon(files, mailauth, stdout)
         return code
     except (UsageError, InvalidUserName) as exc:
         print(f"posthouse mailauth: {exc}", file=stderr)
@@ -186,7 +186,7 @@ def run_mailauth(
         return EX_IOERR
 
 
-def _hand_to_daemon(files: MailAuthFiles, mailauth: MailAuthDatabase, stdout: TextIO) -> None:
+def hand_to_daemon(files: MailAuthFiles, mailauth: MailAuthDatabase, stdout: TextIO) -> None:
     """Run as root: make the files the daemon's (``server.run_as``), which must read them.
 
     Not root, or no ``run_as``: the files stay with the account that ran the command (the

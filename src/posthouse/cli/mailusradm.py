@@ -35,6 +35,7 @@ from posthouse.cli.mailauth import (
     MailAuthFiles,
     Prompt,
     UsageError,
+    hand_to_daemon,
     mailauth_files,
     read_new_password,
 )
@@ -96,7 +97,9 @@ def run_mailusradm(
             if args.mailusradm_action == "list":
                 stdout.write(format_table(users.list(args.pattern), _mail_passwords(mailauth)))
                 return EX_OK
-            return _set(files, mailauth, users, args, stdin, stdout, stderr, prompt)
+            status = _set(files, mailauth, users, args, stdin, stdout, stderr, prompt)
+            hand_to_daemon(files, mailauth, stdout)
+            return status
     except (UsageError, InvalidUserName) as exc:
         print(f"posthouse mailusradm: {exc}", file=stderr)
         return EX_USAGE

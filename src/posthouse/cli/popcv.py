@@ -39,7 +39,7 @@ from typing import TextIO
 
 from posthouse.auth.mailauth import MailAuthDatabase, MailAuthError
 from posthouse.auth.users import InvalidUserName, ServiceType, UserDatabase, normalize_name
-from posthouse.cli.mailauth import MailAuthFiles, mailauth_files
+from posthouse.cli.mailauth import MailAuthFiles, hand_to_daemon, mailauth_files
 from posthouse.config.load import ConfigError
 
 __all__ = ["DEFAULT_POP_FILE", "PopcvReport", "add_parser", "convert_pop_file", "run_popcv"]
@@ -107,6 +107,7 @@ def run_popcv(
             mailauth.check()
             with open(source, encoding="utf-8", errors="surrogateescape") as text:
                 report = convert_pop_file(text, mailauth, users, clear=clear)
+            hand_to_daemon(files, mailauth, stdout)
     except FileNotFoundError:
         print(f"posthouse popcv: {source}: no such file", file=stderr)
         return EX_NOINPUT
