@@ -98,13 +98,17 @@ def nothing_ran(server: Server, tmp: Path) -> None:
     assert server.messages("carol") == []
 
 
+@pytest.mark.parametrize("authenticated", [False, True], ids=["untrusted", "authenticated"])
 def test_quoted_senders_get_their_bounce_at_the_quoted_remote_address(
-    server_factory: Factory, sink: ThreadedSink, trap: Path
+    server_factory: Factory, sink: ThreadedSink, trap: Path, authenticated: bool
 ) -> None:
     server = start(server_factory, sink, trap)
     senders = [f"{local}@evil.example" for local in hostile_local_parts(trap)]
-    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30) as client:
+    port = server.ports["submission"] if authenticated else server.smtp_port
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo("attacker.example")
+        if authenticated:
+            client.login("alice", PASSWORD)
         for sender in senders:
             assert client.docmd(f"MAIL FROM:<{sender}>")[0] == 250
             assert client.docmd("RCPT TO:<broken@example.test>")[0] == 250
