@@ -7,13 +7,10 @@ run as its user, an include file's as whatever included it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
 
-from posthouse.mta.agents import program
-from posthouse.mta.agents.local_runner import PrefixedReader
+from posthouse.mta.agents.local_runner import DirectRunner
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Refused, TrustedText
 from posthouse.mta.identity import Identity
@@ -51,30 +48,16 @@ class TextFiles:
 NO_FILES = TextFiles()
 
 
-class SelfRunner:
-    """A :class:`~posthouse.mta.agents.local_runner.LocalRunner` that really runs every
-    program and file destination, as the test process itself (also root: who runs them as
-    whom is tested in test_program_agent.py, test_local_runner.py and end to end)."""
+class SelfRunner(DirectRunner):
+    """A :class:`~posthouse.mta.agents.local_runner.DirectRunner` that really runs every
+    program and file destination, as the test process itself, root included (who runs them
+    as whom is tested in test_program_agent.py, test_local_runner.py and end to end)."""
 
-    def run_program(
-        self, command: str, run_as: str, data: BinaryIO, *, sender: str, env: Mapping[str, str]
-    ) -> MailError | None:
-        return program.run_program(command, Identity.current(), data, sender=sender, extra_env=env)
+    def __init__(self) -> None:
+        super().__init__(lambda _run_as: Identity.current())
 
-    def append_file(
-        self,
-        path: str,
-        run_as: str,
-        prefix: bytes,
-        data: BinaryIO,
-        *,
-        sender: str,
-        received: datetime,
-    ) -> MailError | None:
-        message: Any = PrefixedReader(prefix, data)
-        return program.append_to_file(
-            Path(path), Identity.current(), message, sender=sender, received=received
-        )
+    def _identity(self, run_as: str) -> Identity | MailError:
+        return Identity.current()
 
 
 RUN_AS_SELF = SelfRunner()
