@@ -10,6 +10,7 @@ SIGHUP, and on SIGTERM/SIGINT stops the workers and waits for them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -19,6 +20,18 @@ from collections.abc import Callable
 log = logging.getLogger("posthouse.supervisor")
 
 RESTART_BACKOFF = 1.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def end_with_parent(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux
+    ``PR_SET_PDEATHSIG``), so a supervisor killed outright leaves no workers serving on
+    its sockets; if the parent is already gone, stop now."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_workers(count: int, serve: Callable[[], int]) -> int:
@@ -27,10 +40,12 @@ def run_workers(count: int, serve: Callable[[], int]) -> int:
     stopping = False
 
     def spawn(slot: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
+            end_with_parent(parent)
             code = 1
             try:
                 code = serve()
