@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,6 +55,49 @@ bodies = st.lists(ALPHABET, max_size=60).map(b"".join)
 def test_matches_reference_model(body: bytes, tail: bytes, sizes: list[int]) -> None:
     raw = body + b"\r\n.\r\n" + tail
     assert run(raw, sizes) == run(raw, []) == reference(raw, MAX_LINE)
+
+
+def _near_limit_tokens(max_line: int) -> st.SearchStrategy[bytes]:
+    """Pieces that put lines right at, just under and just over ``max_line``."""
+    runs = st.integers(1, max_line + 1).map(lambda n: b"y" * n)
+    return st.one_of(ALPHABET, runs, st.just(b"y" * (max_line - 1)), st.just(b"y" * max_line))
+
+
+@st.composite
+def limited_bodies(draw: st.DrawFn) -> tuple[int, bytes]:
+    max_line = draw(st.integers(2, 12))
+    body = b"".join(draw(st.lists(_near_limit_tokens(max_line), max_size=40)))
+    return max_line, body
+
+
+@settings(max_examples=600)
+@given(limited_bodies(), st.lists(st.integers(1, 9), max_size=40))
+def test_line_limit_boundaries_match_the_reference_model(
+    case: tuple[int, bytes], sizes: list[int]
+) -> None:
+    """Lines of max_line - 1, max_line and max_line + 1 octets, for several limits, fed whole
+    and in pieces: the cut and the flag are exactly the model's."""
+    max_line, body = case
+    raw = body + b"\r\n.\r\n"
+    expected = reference(raw, max_line)
+    assert run(raw, sizes, max_line) == run(raw, [], max_line) == expected
+
+
+@pytest.mark.parametrize("max_line", [2, 3, 5, 16])
+def test_a_line_of_exactly_the_limit_is_too_long_and_one_less_is_not(max_line: int) -> None:
+    """The limit counts the octets before the LF, the CR included."""
+    fits = b"f" * (max_line - 2) + b"\r\n"
+    assert run(fits + fits + b".\r\n", [], max_line) == (fits + fits, False, 2 * len(fits) + 3)
+    over = b"o" * (max_line - 1) + b"\r\n"
+    for raw in (over + b".\r\n", fits + over + b".\r\n", fits + b"." + over + b".\r\n"):
+        content, too_long, _ = run(raw, [], max_line)
+        assert too_long and content == reference(raw, max_line)[0]
+
+
+def test_a_max_line_under_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        DotReader(1)
+    DotReader(2)
 
 
 def test_examples() -> None:
