@@ -34,6 +34,7 @@ from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolv
 from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
 from posthouse.mta.identity import Identity
+from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
@@ -294,8 +295,11 @@ def build_application(
             timeout=config.queue.cut_through_timeout_seconds,
             any_hop=config.queue.cut_through == "all",
         )
+    local_mail = LocalMail(
+        paths.spool_dir, transport.default_domain if transport.forwards_local_mail else None
+    )
     direct = DirectDelivery(
-        expander=expander, writer=writer, spool_dir=paths.spool_dir, stats=stats, relay=relay
+        expander=expander, writer=writer, local_mail=local_mail, stats=stats, relay=relay
     )
     delivery = LocalDelivery(
         store=store,
@@ -319,6 +323,7 @@ def build_application(
         on_delay=bounces.delay_warning,
         warn_after=config.queue.delay_warning_seconds,
         runner=local_runner or DirectRunner(identity_resolver(settings)),
+        local_mail=local_mail,
     )
     policy = RecipientPolicy(
         local_domains=domains,

@@ -14,6 +14,7 @@ from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
 from posthouse.mta.dns import Resolver
 from posthouse.mta.expand import Expander
+from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.locking import LockMethod
 from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
@@ -56,7 +57,7 @@ def direct(
     return DirectDelivery(
         expander=expander,
         writer=writer,
-        spool_dir=tmp_path,
+        local_mail=LocalMail(tmp_path),
         relay=CutThrough(transport, timeout=30.0, slot_wait=10.0),
     )
 
@@ -76,8 +77,8 @@ def test_plan_covers_local_mailboxes_and_smtp_hops_once_each(tmp_path: Path) -> 
     plan = d.plan(["team@here.test", "alice@here.test", "carol@there.test"])
     assert plan is not None
     assert plan.local == (
-        LocalTarget("team@here.test", "alice"),
-        LocalTarget("team@here.test", "bob"),
+        LocalTarget("team@here.test", "alice", tmp_path / "alice"),
+        LocalTarget("team@here.test", "bob", tmp_path / "bob"),
     )
     assert [(t.recipient, t.address, t.hop.port) for t in plan.remote] == [
         ("team@here.test", "carol@there.test", 2525)

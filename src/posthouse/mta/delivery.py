@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from posthouse.mta.address import join_address, unquote_local
+from posthouse.mta.address import unquote_local
 from posthouse.mta.agents.local_runner import LocalRunner, PrefixedReader
 from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
@@ -43,9 +43,9 @@ from posthouse.mta.destinations import (
 )
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
+from posthouse.mta.local_mail import LocalMail, SpoolMailbox
 from posthouse.mta.locking import LockMethod, MailboxLockTimeout
 from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.mailboxes import mailbox_path
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
 from posthouse.mta.queue import Envelope, QueueError, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
@@ -120,6 +120,7 @@ class LocalDelivery:
         warn_after: float = 0.0,
         clock: Callable[[], float] = time.time,
         runner: LocalRunner | None = None,
+        local_mail: LocalMail | None = None,
     ) -> None:
         self.store = store
         self.expander = expander
@@ -132,6 +133,10 @@ class LocalDelivery:
         self.warn_after = warn_after
         self.clock = clock
         self.runner = runner
+        forwarded = transport is not None and transport.forwards_local_mail
+        self.local_mail = local_mail or LocalMail(
+            mailboxes.spool_dir, transport.default_domain if transport and forwarded else None
+        )
 
     def run_batch(self, queue_ids: Sequence[str], *, force: bool = False) -> list[DeliveryOutcome]:
         """Deliver what is due in the given messages; returns one outcome per id."""
@@ -216,10 +221,14 @@ class LocalDelivery:
             for rcpt in work.envelope.recipients:
                 if not self._due(rcpt, now, force):
                     continue
-                destination = self._local_forwarded(rcpt.destination())
-                match destination:
-                    case LocalMailbox(user=user):
-                        self._plan_mailbox(work, rcpt, user, mbox_groups, now)
+                target: Destination | SpoolMailbox | None = rcpt.destination()
+                if isinstance(target, LocalMailbox):
+                    target = self._local_target(work, rcpt, target.user, now)
+                    if target is None:
+                        continue  # settled
+                match target:
+                    case SpoolMailbox(user=user, path=path):
+                        mbox_groups[path].append((work, rcpt, user))
                     case FileDestination(path=file_path, run_as=run_as):
                         failure = self._append_file(work.envelope, file_path, run_as)
                         self._settle(work, rcpt, failure, now, mailer="file")
@@ -229,8 +238,8 @@ class LocalDelivery:
                     case RemoteAddress(address=address):
                         self._plan_remote(work, rcpt, address, smtp_groups, mbox_groups, now)
                     case _:
-                        # An unsafe mailbox name, or a kind that is not a destination: never
-                        # guessed at (RecipientState.destination).
+                        # A kind that is not a destination: never guessed at
+                        # (RecipientState.destination).
                         unsafe = MailError(
                             "5.1.3", f"not a deliverable destination {rcpt.address!r}"
                         )
@@ -242,27 +251,16 @@ class LocalDelivery:
         for hop, targets in smtp_groups.items():
             self._send_smtp(hop, targets, now)
 
-    def _plan_mailbox(
-        self,
-        work: _Work,
-        rcpt: RecipientState,
-        user: str,
-        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str]]],
-        now: float,
-    ) -> None:
+    def _local_target(
+        self, work: _Work, rcpt: RecipientState, user: str, now: float
+    ) -> SpoolMailbox | RemoteAddress | None:
+        """Where local user ``user``'s mail goes (:class:`LocalMail`); None when that failed
+        (settled here)."""
         try:
-            path = mailbox_path(self.mailboxes.spool_dir, user)
+            return self.local_mail.target(user)
         except MailError as error:
             self._settle(work, rcpt, error, now, mailer="local")
-            return
-        mbox_groups[path].append((work, rcpt, user))
-
-    def _local_forwarded(self, destination: Destination | None) -> Destination | None:
-        """forwarding = local (12.2.3.2): a local mailbox goes to the relay as user@domain."""
-        transport = self.transport
-        if isinstance(destination, LocalMailbox) and transport and transport.forwards_local_mail:
-            return RemoteAddress(join_address(destination.user, transport.default_domain))
-        return destination
+            return None
 
     def _plan_remote(
         self,
@@ -291,7 +289,12 @@ class LocalDelivery:
             case LocalRoute(user=local):
                 user = unquote_local(local).lower()
                 if self.expander.is_local_user(user):
-                    self._plan_mailbox(work, rcpt, user, mbox_groups, now)
+                    spool = self._local_target(work, rcpt, user, now)
+                    if isinstance(spool, SpoolMailbox):
+                        mbox_groups[spool.path].append((work, rcpt, user))
+                    elif spool is not None:
+                        smtp_error = MailError("5.4.6", f"<{address}>: routing loop")
+                        self._settle(work, rcpt, smtp_error, now, mailer="local")
                 else:
                     unknown = MailError("5.1.1", f"<{address}>: no such local mailbox")
                     self._settle(work, rcpt, unknown, now, mailer="local")

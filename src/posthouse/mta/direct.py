@@ -45,9 +45,10 @@ from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
 from posthouse.mta.destinations import Destination, LocalMailbox, RemoteAddress
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
+from posthouse.mta.local_mail import LocalMail, SpoolMailbox
 from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.mailboxes import MailboxWriter, mailbox_path
-from posthouse.mta.queue_format import Envelope
+from posthouse.mta.mailboxes import MailboxWriter
+from posthouse.mta.queue_format import Envelope, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import AddressError, LocalRoute, RemoteTransport, SMTPRoute
@@ -57,10 +58,12 @@ log = logging.getLogger("posthouse.mta.direct")
 
 @dataclass(frozen=True)
 class LocalTarget:
-    """Envelope recipient ``recipient`` ends in the mailbox of local user ``user``."""
+    """Envelope recipient ``recipient`` ends in the spool mailbox ``path`` of local user
+    ``user``."""
 
     recipient: str
     user: str
+    path: Path
 
     @property
     def destination(self) -> Destination:
@@ -99,6 +102,29 @@ class DirectFailure:
 
 
 @dataclass(frozen=True)
+class Delivered:
+    """Every destination has the message: the client gets its ``250``, nothing is queued."""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Every destination refused for good: the client gets ``error`` (no bounce, no
+    backscatter)."""
+
+    error: MailError
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Some destinations do not have the message: queue it for exactly ``recipients``."""
+
+    recipients: list[RecipientState]
+
+
+DirectOutcome = Delivered | Refused | Requeue
+
+
+@dataclass(frozen=True)
 class CutThrough:
     """How remote destinations are relayed while the client waits."""
 
@@ -117,13 +143,13 @@ class DirectDelivery:
         *,
         expander: Expander,
         writer: MailboxWriter,
-        spool_dir: Path,
+        local_mail: LocalMail,
         stats: Statistics | None = None,
         relay: CutThrough | None = None,
     ) -> None:
         self.expander = expander
         self.writer = writer
-        self.spool_dir = spool_dir
+        self.local_mail = local_mail
         self.stats = stats
         self.relay = relay
 
@@ -140,9 +166,13 @@ class DirectDelivery:
                 if delivery.sender is not None:
                     return None
                 if isinstance(destination, LocalMailbox):
-                    if not is_mailbox_name(destination.user):
-                        return None  # the queue reports it
-                    local.setdefault(destination.user, LocalTarget(recipient, destination.user))
+                    target = self._local_target(recipient, destination.user)
+                    if target is None:
+                        return None
+                    if isinstance(target, LocalTarget):
+                        local.setdefault(target.user, target)
+                    else:
+                        remote.setdefault(target.address, target)
                 elif isinstance(destination, RemoteAddress):
                     target = self._remote_target(recipient, destination.address)
                     if target is None:
@@ -167,9 +197,46 @@ class DirectDelivery:
                 return RemoteTarget(recipient, address, hop, wire_address)
             case LocalRoute(user=local):
                 user = unquote_local(local).lower()
-                if is_mailbox_name(user) and self.expander.is_local_user(user):
-                    return LocalTarget(recipient, user)
+                if self.expander.is_local_user(user):
+                    return self._spool_target(recipient, user)
         return None
+
+    def _spool_target(self, recipient: str, user: str) -> LocalTarget | None:
+        try:
+            where = self.local_mail.target(user)
+        except MailError:
+            return None  # the queue reports it
+        if isinstance(where, SpoolMailbox):
+            return LocalTarget(recipient, user, where.path)
+        return None  # forwarded to the relay: never back here
+
+    def _local_target(self, recipient: str, user: str) -> LocalTarget | RemoteTarget | None:
+        """Where local user ``user``'s mail goes (:class:`LocalMail`), if delivered here."""
+        try:
+            where = self.local_mail.target(user)
+        except MailError:
+            return None  # the queue reports it
+        if isinstance(where, SpoolMailbox):
+            return LocalTarget(recipient, user, where.path)
+        target = self._remote_target(recipient, where.address)
+        return target if isinstance(target, RemoteTarget) else None
+
+    async def attempt(
+        self, recipients: list[str], envelope: Envelope, content: bytes, retry_at: float
+    ) -> DirectOutcome | None:
+        """Deliver ``content`` directly when every recipient allows it (:meth:`plan`);
+        None when it does not, and the message is queued as usual.  ``retry_at``: when
+        destinations that failed temporarily are tried again from the queue."""
+        plan = self.plan(recipients)
+        if plan is None:
+            return None
+        failures = await self.deliver(plan, envelope, content)
+        if not failures:
+            return Delivered()
+        refusals = [f.error for f in failures if f.error is not None and not f.error.temporary]
+        if len(refusals) == len(plan.local) + len(plan.remote):
+            return Refused(refusals[0])
+        return Requeue([_queued_state(failure, retry_at) for failure in failures])
 
     async def deliver(
         self, plan: DirectPlan, envelope: Envelope, content: bytes
@@ -197,10 +264,7 @@ class DirectDelivery:
         prefix = f"Return-Path: <{envelope.sender}>\r\n".encode("utf-8", "surrogateescape")
         message = MboxMessage(envelope.sender, prefix + content, received)
         results = await asyncio.gather(
-            *(
-                self.writer.append(mailbox_path(self.spool_dir, target.user), message)
-                for target in targets
-            )
+            *(self.writer.append(target.path, message) for target in targets)
         )
         failures = []
         for target, error in zip(targets, results, strict=True):
@@ -265,10 +329,14 @@ def _no_file() -> BinaryIO:
     raise AssertionError("a cut-through message is sent from memory")
 
 
-def is_mailbox_name(user: str) -> bool:
-    """Whether ``user`` can name a spool mailbox (:func:`mailbox_path`)."""
-    try:
-        mailbox_path(Path("/"), user)
-    except MailError:
-        return False
-    return True
+def _queued_state(failure: DirectFailure, retry_at: float) -> RecipientState:
+    """How a destination direct delivery did not reach goes into the queue."""
+    state = RecipientState.expanded(failure.destination, failure.recipient)
+    error = failure.error
+    if error is None:  # not tried: the scheduler delivers it as usual
+        return state
+    state.status = "deferred" if error.temporary else "failed"
+    state.attempts = 1
+    state.last_error = f"{error.status} {error.message}"
+    state.next_attempt = retry_at
+    return state

@@ -28,11 +28,11 @@ from email.utils import format_datetime
 
 from posthouse.auth.authenticator import Authenticator
 from posthouse.auth.credentials import CredentialChecker, LoginResult
-from posthouse.mta.direct import DirectDelivery, DirectFailure
+from posthouse.mta.direct import Delivered, DirectDelivery, Refused, Requeue
 from posthouse.mta.errors import MailError
 from posthouse.mta.hops import HopCounter
 from posthouse.mta.policy import RecipientPolicy
-from posthouse.mta.queue import IncomingMessage, QueueStore, RecipientState
+from posthouse.mta.queue import IncomingMessage, QueueStore
 from posthouse.mta.scheduler import DeliveryScheduler
 from posthouse.mta.stats import Statistics
 from posthouse.protocols.smtp import engine as smtp_engine
@@ -364,22 +364,17 @@ class SMTPSession:
         content = incoming.content_in_memory() if direct is not None else None
         if direct is None or content is None:
             return None
-        plan = direct.plan(self.recipients)
-        if plan is None:
-            return None
-        envelope = incoming.envelope
-        failures = await direct.deliver(plan, envelope, content)
-        if not failures:
-            incoming.abort()
-            return replies.queued(incoming.queue_id)
-        refusals = [f.error for f in failures if f.error is not None and not f.error.temporary]
-        if len(refusals) == len(plan.local) + len(plan.remote):
-            incoming.abort()
-            return _passed_back(refusals[0])
-        retry = self.services.scheduler.delivery.retry
-        envelope.recipients = [
-            _queued_state(failure, retry.next_attempt(1, time.time())) for failure in failures
-        ]
+        retry_at = self.services.scheduler.delivery.retry.next_attempt(1, time.time())
+        outcome = await direct.attempt(self.recipients, incoming.envelope, content, retry_at)
+        match outcome:
+            case Delivered():
+                incoming.abort()
+                return replies.queued(incoming.queue_id)
+            case Refused(error=error):
+                incoming.abort()
+                return _passed_back(error)
+            case Requeue(recipients=recipients):
+                incoming.envelope.recipients = recipients
         return None
 
     def _respond_all(self, reply: Reply) -> None:
@@ -461,16 +456,3 @@ def _passed_back(error: MailError) -> Reply:
     code, text = error.remote
     text = "".join(ch if ch.isprintable() else "?" for ch in text[:PASSED_BACK_TEXT])
     return Reply(code, error.status, (text or "refused by the next hop",))
-
-
-def _queued_state(failure: DirectFailure, retry_at: float) -> RecipientState:
-    """How a destination direct delivery did not reach goes into the queue."""
-    error = failure.error
-    state = RecipientState.expanded(failure.destination, failure.recipient)
-    if error is None:  # not tried: the scheduler delivers it as usual
-        return state
-    state.status = "deferred" if error.temporary else "failed"
-    state.attempts = 1
-    state.last_error = f"{error.status} {error.message}"
-    state.next_attempt = retry_at
-    return state
