@@ -113,6 +113,38 @@ def test_beyond_the_limit_nothing_is_checked(tmp_path: Path) -> None:
     assert len(checked) == 2
 
 
+def test_a_burst_of_good_logins_from_one_address_is_not_limited(tmp_path: Path) -> None:
+    # Twenty users behind one address (a NAT, a webmail host, the POP3 benchmark) log in
+    # at once: more than the per-client limit in flight, none of them a failure.
+    limiter = LoginLimiter(per_client=10, per_user=100, window=60.0)
+    authenticator = _authenticator(tmp_path, limiter)
+
+    async def scenario() -> list[Outcome]:
+        logins = [authenticator.guarded(f"u{n}", "192.0.2.1", lambda: True) for n in range(20)]
+        return [outcome for outcome, _ in await asyncio.gather(*logins)]
+
+    assert asyncio.run(scenario()) == [Outcome.OK] * 20
+    assert limiter.failures("192.0.2.1") == (0, 0)
+
+
+def test_a_parallel_burst_of_guesses_gets_no_more_than_the_limit(tmp_path: Path) -> None:
+    limiter = LoginLimiter(per_client=10, per_user=100, window=60.0)
+    authenticator = _authenticator(tmp_path, limiter)
+    checked: list[int] = []
+
+    def wrong() -> bool:
+        checked.append(1)
+        return False
+
+    async def scenario() -> list[Outcome]:
+        guesses = [authenticator.guarded("alice", "192.0.2.9", wrong) for _ in range(40)]
+        return [outcome for outcome, _ in await asyncio.gather(*guesses)]
+
+    outcomes = asyncio.run(scenario())
+    assert outcomes.count(Outcome.FAILED) == 10 and outcomes.count(Outcome.LIMITED) == 30
+    assert len(checked) == 10
+
+
 def test_one_check_at_a_time_per_client(tmp_path: Path) -> None:
     authenticator = _authenticator(tmp_path, None)
     running = 0

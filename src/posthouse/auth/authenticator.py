@@ -338,17 +338,21 @@ class Authenticator:
         exception from ``check`` (a database that cannot be read) propagates and counts as
         no attempt at all.
         """
-        ticket = None
-        if self.limiter is not None:
-            ticket = self.limiter.acquire(client, _user_key(name))
-            if ticket is None:
-                await self._sleep(self.failure_delay(name, client))
-                return Outcome.LIMITED, None
         turn = self._client_turns.setdefault(client, _Turn())
         turn.users += 1
+        ticket = None
+        limited = False
         try:
             async with turn.lock:
-                result = await asyncio.to_thread(check)
+                # Counted at the client's turn, not on arrival: a burst of good logins from
+                # one address (a NAT, a webmail host) is not refused for being in flight at
+                # once, and a guesser's attempts still each see the failures before them
+                # (across worker processes the advance count keeps the limit).
+                if self.limiter is not None:
+                    ticket = self.limiter.acquire(client, _user_key(name))
+                    limited = ticket is None
+                if not limited:
+                    result = await asyncio.to_thread(check)
         except BaseException:
             if ticket is not None and self.limiter is not None:
                 self.limiter.refund(ticket)
@@ -357,6 +361,9 @@ class Authenticator:
             turn.users -= 1
             if turn.users == 0:
                 del self._client_turns[client]
+        if limited:
+            await self._sleep(self.failure_delay(name, client))
+            return Outcome.LIMITED, None
         delay = self._settle(bool(result), name, client)
         if delay is None:
             if ticket is not None and self.limiter is not None:
