@@ -34,8 +34,6 @@ from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolv
 from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
 from posthouse.mta.identity import Identity
-from posthouse.mta.locking import LockMethod
-from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.queue import QueueStore
@@ -55,7 +53,9 @@ from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.server.tls import server_context
 from posthouse.store.maildrop import Maildrop
-from posthouse.store.mbox_maildrop import MboxMaildrop
+from posthouse.store.mbox.locking import LockMethod
+from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.writer import MailboxWriter
 
 log = logging.getLogger("posthouse")
 

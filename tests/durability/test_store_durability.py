@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.agents.mbox import MboxMessage, append_messages, to_mbox_bytes
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
-from posthouse.mta.locking import LockMethod
-from posthouse.mta.mailboxes import MailboxWriter
-from posthouse.store import mbox_maildrop
-from posthouse.store.mbox_maildrop import MboxMaildrop
+from posthouse.store.mbox import maildrop as mbox_maildrop
+from posthouse.store.mbox.append import MboxMessage, append_messages, to_mbox_bytes
+from posthouse.store.mbox.locking import LockMethod
+from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.writer import MailboxWriter
 from tests.durability.syscalls import WAIT_SECONDS, Call, PowerLoss, SyscallTrace, inode_of
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -14,8 +14,8 @@ import pytest
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
 from posthouse.mta.expand import Expander
-from posthouse.mta.locking import LockMethod
 from posthouse.mta.queue import QueueStore
+from posthouse.store.mbox.locking import LockMethod
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
 

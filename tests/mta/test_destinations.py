@@ -34,7 +34,6 @@ from posthouse.mta.destinations import (
     legacy_token,
 )
 from posthouse.mta.expand import Expander
-from posthouse.mta.locking import LockMethod
 from posthouse.mta.queue import QueueStore
 from posthouse.mta.queue_format import (
     CorruptControlFile,
@@ -44,6 +43,7 @@ from posthouse.mta.queue_format import (
     envelope_to_json,
 )
 from posthouse.protocols.smtp.parse import AddressSyntaxError, parse_path
+from posthouse.store.mbox.locking import LockMethod
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
 

@@ -14,12 +14,12 @@ from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
 from posthouse.mta.dns import Resolver
 from posthouse.mta.expand import Expander
-from posthouse.mta.locking import LockMethod
-from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.queue_format import Envelope, RecipientState
 from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.transport import RemoteTransport
+from posthouse.store.mbox.locking import LockMethod
+from posthouse.store.mbox.writer import MailboxWriter
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES
 from tests.mta.smtp_sink import Behaviour, FakeDNS, SMTPSink

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from posthouse.mta.address import join_address, unquote_local
 from posthouse.mta.agents.local_runner import LocalRunner, PrefixedReader
-from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
 from posthouse.mta.destinations import (
     LEGACY,
@@ -43,14 +42,15 @@ from posthouse.mta.destinations import (
 )
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
-from posthouse.mta.locking import LockMethod, MailboxLockTimeout
 from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.mailboxes import mailbox_path
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
 from posthouse.mta.queue import Envelope, QueueError, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTPRoute
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import LockMethod, MailboxLockTimeout
+from posthouse.store.mbox.writer import mailbox_path
 
 log = logging.getLogger("posthouse.mta.delivery")
 

@@ -20,16 +20,16 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.errors import MailError
-from posthouse.mta.locking import (
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import (
     LOCK_SUFFIX,
     LockMethod,
     MailboxLockTimeout,
     UnsafeMailboxError,
 )
 
-log = logging.getLogger("posthouse.mta.mailboxes")
+log = logging.getLogger("posthouse.store.mbox.writer")
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """The POP3 maildrop of an mbox spool file (``SPOOL/USER``), with a persistent index.
 
 :class:`MboxMaildrop` implements :class:`posthouse.store.maildrop.Maildrop` on the mboxrd
-files written by :mod:`posthouse.mta.agents.mbox`.  Every access to the mailbox that needs
-consistency with delivery goes through :func:`posthouse.mta.locking.locked_mailbox` with
-the same :class:`~posthouse.mta.locking.LockMethod` as delivery.
+files written by :mod:`posthouse.store.mbox.append`.  Every access to the mailbox that needs
+consistency with delivery goes through :func:`posthouse.store.mbox.locking.locked_mailbox` with
+the same :class:`~posthouse.store.mbox.locking.LockMethod` as delivery.
 
 Locks
 -----
@@ -31,18 +31,18 @@ Parsing and sizes (mboxrd, RFC 4155)
 :meth:`MboxMaildrop.read` yields a message's content with one ``>`` removed from lines
 matching ``^>+From `` and every line end as CRLF.  ``size`` is exactly the number of octets
 read() yields: both are produced by the same streaming decoder.  A *plain* message (see
-:mod:`posthouse.store.mbox_scan`; nearly all mail posthouse delivers) is read in one
+:mod:`posthouse.store.mbox.scan`; nearly all mail posthouse delivers) is read in one
 ``pread`` and only has its LFs turned into CRLFs; it is offered as ``wire_ready`` (no line
 starts with "."), which read() re-checks when the file changed since it was indexed.
 
 The parts, each a module with its own documentation:
 
-* :mod:`posthouse.store.mboxrd`: the streaming mboxrd decoder;
-* :mod:`posthouse.store.mbox_scan`: parsing the mailbox into messages (and tolerating
+* :mod:`posthouse.store.mbox.mboxrd`: the streaming mboxrd decoder;
+* :mod:`posthouse.store.mbox.scan`: parsing the mailbox into messages (and tolerating
   damage);
-* :mod:`posthouse.store.mbox_index`: the persistent index ``index_dir/USER.idx``, reusing it
+* :mod:`posthouse.store.mbox.index`: the persistent index ``index_dir/USER.idx``, reusing it
   or re-indexing, and the UIDs;
-* :mod:`posthouse.store.mbox_rewrite`: deleting in place with the journal
+* :mod:`posthouse.store.mbox.rewrite`: deleting in place with the journal
   ``index_dir/USER.rewrite`` and recovering from a crash at the next open.
 
 This module owns :class:`MboxMaildrop`, the session tying them together: the locks, the
@@ -63,14 +63,8 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from posthouse.mta.locking import (
-    LockMethod,
-    MailboxLockTimeout,
-    UnsafeMailboxError,
-    locked_mailbox,
-)
 from posthouse.store.maildrop import MaildropBusy, MaildropError, MaildropMessage
-from posthouse.store.mbox_index import (
+from posthouse.store.mbox.index import (
     Entry,
     Index,
     IndexStats,
@@ -78,10 +72,16 @@ from posthouse.store.mbox_index import (
     refresh_index,
     save_index,
 )
-from posthouse.store.mbox_rewrite import Rewriter, no_crash
-from posthouse.store.mbox_scan import CHUNK, ident_at, scan
-from posthouse.store.mbox_scan import IDENT_PREFIX as IDENT_PREFIX
-from posthouse.store.mboxrd import MboxrdDecoder
+from posthouse.store.mbox.locking import (
+    LockMethod,
+    MailboxLockTimeout,
+    UnsafeMailboxError,
+    locked_mailbox,
+)
+from posthouse.store.mbox.mboxrd import MboxrdDecoder
+from posthouse.store.mbox.rewrite import Rewriter, no_crash
+from posthouse.store.mbox.scan import CHUNK, ident_at, scan
+from posthouse.store.mbox.scan import IDENT_PREFIX as IDENT_PREFIX
 
 __all__ = ["IndexStats", "MboxMaildrop"]
 
@@ -304,7 +304,7 @@ class MboxMaildrop:
             yield out
 
     def _plain(self, fd: int, number: int, entry: Entry, *, verify: bool) -> Iterator[bytes]:
-        """A plain message (see :mod:`posthouse.store.mbox_scan`): LF to CRLF is all it needs.
+        """A plain message (see :mod:`posthouse.store.mbox.scan`): LF to CRLF is all it needs.
 
         ``verify``: the file changed since it was indexed, so check that no line starts
         with "." before the content is served as wire-ready.

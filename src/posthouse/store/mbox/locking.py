@@ -27,7 +27,7 @@ Two process-level details the kernel does not handle for us:
   link (the usual defence against symlink/hard-link tricks in a shared spool directory);
   otherwise :class:`UnsafeMailboxError` is raised (and logged).  When the caller names
   the acceptable owners, a mailbox owned by anyone else is refused the same way (the
-  mail.local rule; see :func:`posthouse.mta.agents.mbox.append_messages`).  A new mailbox
+  mail.local rule; see :func:`posthouse.store.mbox.append.append_messages`).  A new mailbox
   is created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and handed to its user with ``fchown`` on
   that descriptor, so root never changes the owner of a path someone else could swap.
 * A mailbox name ending in ``.lock`` is refused: ``NAME.lock`` is the dot-lock of mailbox
@@ -67,7 +67,7 @@ __all__ = [
     "lockfile_path",
 ]
 
-log = logging.getLogger("posthouse.mta.locking")
+log = logging.getLogger("posthouse.store.mbox.locking")
 
 LOCK_SUFFIX = ".lock"
 _MIN_DELAY = 0.005

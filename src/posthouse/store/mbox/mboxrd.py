@@ -1,9 +1,9 @@
 """Streaming decoding of mboxrd message content (RFC 4155) into what POP3 serves.
 
 This module owns :class:`MboxrdDecoder`, the inverse of
-:class:`posthouse.mta.agents.mbox.MboxrdEncoder`: it removes one ``>`` from lines matching
+:class:`posthouse.store.mbox.append.MboxrdEncoder`: it removes one ``>`` from lines matching
 ``^>+From `` and makes every line end CRLF (``\\n`` and ``\\r\\n`` both count as a line
-end; a lone ``\\r`` is data).  The scanner (:mod:`posthouse.store.mbox_scan`) uses it to
+end; a lone ``\\r`` is data).  The scanner (:mod:`posthouse.store.mbox.scan`) uses it to
 compute sizes and the maildrop to stream messages, so both always agree.
 """
 
@@ -19,7 +19,7 @@ _GT_RUN = re.compile(rb">*")
 
 
 class MboxrdDecoder:
-    """Streaming inverse of :class:`posthouse.mta.agents.mbox.MboxrdEncoder`.
+    """Streaming inverse of :class:`posthouse.store.mbox.append.MboxrdEncoder`.
 
     Removes one ``>`` from lines matching ``^>+From ``, turns every ``\\n`` (or ``\\r\\n``)
     into ``\\r\\n`` and, in :meth:`finish`, ends an unterminated last line with CRLF.  The

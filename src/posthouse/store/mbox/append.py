@@ -1,7 +1,7 @@
 """The mbox delivery agent: appends messages to Unix mbox spool files (mboxrd, RFC 4155).
 
 This module owns the on-disk mbox format and the append transaction; the locking itself
-lives in :mod:`posthouse.mta.locking`.
+lives in :mod:`posthouse.store.mbox.locking`.
 
 Format written, per message::
 
@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from posthouse.mta.locking import LockMethod, locked_mailbox
+from posthouse.store.mbox.locking import LockMethod, locked_mailbox
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -255,7 +255,7 @@ def append_messages(
     effective uid (the account that creates mailboxes when it cannot give them away), or by
     one of ``trusted_uids`` (e.g. the daemon's ``run_as`` account, for a root queue run
     over mailboxes the daemon created); otherwise
-    :class:`~posthouse.mta.locking.UnsafeMailboxError` (an ``OSError``, logged) is raised
+    :class:`~posthouse.store.mbox.locking.UnsafeMailboxError` (an ``OSError``, logged) is raised
     and nothing is written: a mailbox planted by another account in a shared spool is never
     filled.  A missing parent
     directory is created with mode 0755 (subject to umask) -- real spool directories
