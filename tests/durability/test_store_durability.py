@@ -20,9 +20,10 @@ import pytest
 
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
 from posthouse.store.mbox import maildrop as mbox_maildrop
-from posthouse.store.mbox.append import MboxMessage, append_messages, to_mbox_bytes
+from posthouse.store.mbox.append import MboxMessage, append_messages
 from posthouse.store.mbox.locking import LockMethod
 from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.mboxrd import to_mbox_bytes
 from posthouse.store.mbox.writer import MailboxWriter
 from tests.durability.syscalls import WAIT_SECONDS, Call, PowerLoss, SyscallTrace, inode_of
 

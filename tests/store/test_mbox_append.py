@@ -1,4 +1,4 @@
-"""Tests for posthouse.store.mbox.append: the mboxrd format, the append transaction
+"""Tests for posthouse.store.mbox.append and .mboxrd: the mboxrd format, the append transaction
 (separation, durability, roll-back on failure) and concurrent writers using each lock
 method, checked by parsing the resulting mailbox."""
 
@@ -23,14 +23,9 @@ from hypothesis import strategies as st
 from posthouse.mta.errors import MailError
 from posthouse.store.mbox import append as mbox
 from posthouse.store.mbox import locking
-from posthouse.store.mbox.append import (
-    MboxMessage,
-    MboxrdEncoder,
-    append_messages,
-    mbox_from_line,
-    to_mbox_bytes,
-)
+from posthouse.store.mbox.append import MboxMessage, append_messages
 from posthouse.store.mbox.locking import LockMethod, UnsafeMailboxError
+from posthouse.store.mbox.mboxrd import MboxrdEncoder, mbox_from_line, to_mbox_bytes
 from posthouse.store.mbox.writer import MailboxWriter, mailbox_path
 
 WHEN = datetime(2026, 11, 26, 0, 1, 29, tzinfo=UTC)

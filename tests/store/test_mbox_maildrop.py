@@ -34,10 +34,10 @@ from posthouse.store.maildrop import (
     open_maildrop,
 )
 from posthouse.store.mbox import maildrop as mbox_maildrop
-from posthouse.store.mbox.append import MboxMessage, append_messages, to_mbox_bytes
+from posthouse.store.mbox.append import MboxMessage, append_messages
 from posthouse.store.mbox.locking import LockMethod, locked_mailbox
 from posthouse.store.mbox.maildrop import MboxMaildrop
-from posthouse.store.mbox.mboxrd import MboxrdDecoder
+from posthouse.store.mbox.mboxrd import MboxrdDecoder, to_mbox_bytes
 from posthouse.store.mbox.scan import Scanned
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
