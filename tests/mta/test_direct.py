@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
@@ -18,8 +19,7 @@ from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.queue_format import Envelope, RecipientState
 from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.transport import RemoteTransport
-from posthouse.store.mbox.locking import LockMethod
-from posthouse.store.mbox.writer import MailboxWriter
+from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES
 from tests.mta.smtp_sink import Behaviour, FakeDNS, SMTPSink
@@ -52,7 +52,7 @@ def direct(
         user_exists={"alice", "bob"}.__contains__,
         files=NO_FILES,
     )
-    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=30.0, stale_after=60.0)
+    writer = MailboxWriter(locking=LockSettings(LockMethod.LOCKF, timeout=30.0, stale_after=60.0))
     return DirectDelivery(
         expander=expander,
         writer=writer,

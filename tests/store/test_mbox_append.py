@@ -20,13 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from posthouse.mta.agents.mbox import MailboxWriter, mailbox_path
 from posthouse.mta.errors import MailError
 from posthouse.store.mbox import append as mbox
 from posthouse.store.mbox import locking
 from posthouse.store.mbox.append import MboxMessage, append_messages
-from posthouse.store.mbox.locking import LockMethod, UnsafeMailboxError
+from posthouse.store.mbox.locking import LockMethod, LockSettings, UnsafeMailboxError
 from posthouse.store.mbox.mboxrd import MboxrdEncoder, mbox_from_line, to_mbox_bytes
-from posthouse.store.mbox.writer import MailboxWriter, mailbox_path
 
 WHEN = datetime(2026, 11, 26, 0, 1, 29, tzinfo=UTC)
 FROM_LINE = b"From a@example.org Thu Nov 26 00:01:29 2026\n"
@@ -554,7 +554,7 @@ def test_mailbox_path_refuses_names_that_are_not_mailboxes(tmp_path: Path, name:
 
 def test_writer_turns_an_unsafe_mailbox_into_a_temporary_error(tmp_path: Path) -> None:
     (tmp_path / "alice").symlink_to(tmp_path / "elsewhere")
-    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=5, stale_after=300)
+    writer = MailboxWriter(locking=LockSettings(LockMethod.LOCKF, timeout=5, stale_after=300))
     error = asyncio.run(writer.append(tmp_path / "alice", MboxMessage("a@b", b"x\n", WHEN)))
     assert error is not None and error.status == "4.2.0" and error.temporary
     assert "refused: mailbox is a symbolic link" in error.message

@@ -35,7 +35,7 @@ from posthouse.store.maildrop import (
 )
 from posthouse.store.mbox import maildrop as mbox_maildrop
 from posthouse.store.mbox.append import MboxMessage, append_messages
-from posthouse.store.mbox.locking import LockMethod, locked_mailbox
+from posthouse.store.mbox.locking import LockMethod, LockSettings, locked_mailbox
 from posthouse.store.mbox.maildrop import MboxMaildrop
 from posthouse.store.mbox.mboxrd import MboxrdDecoder, to_mbox_bytes
 from posthouse.store.mbox.scan import Scanned
@@ -59,10 +59,9 @@ class Spool:
         return MboxMaildrop.open(
             self.path,
             user="alice",
-            method=self.method,
+            locking=LockSettings(self.method, timeout=timeout),
             index_dir=self.index_dir,
             session_lock_dir=self.lock_dir,
-            timeout=timeout,
         )
 
     def deliver(self, *contents: bytes, sender: str = "bob@example.org") -> None:
@@ -308,10 +307,9 @@ def test_factory_returns_a_maildrop(spool: Spool) -> None:
     drop = open_maildrop(
         spool.path,
         user="alice",
-        method=LockMethod.LOCKF,
+        locking=LockSettings(LockMethod.LOCKF, timeout=1.0),
         index_dir=spool.index_dir,
         session_lock_dir=spool.lock_dir,
-        timeout=1.0,
     )
     try:
         assert isinstance(drop, Maildrop)
@@ -326,7 +324,7 @@ def test_unusable_user_names_are_refused(spool: Spool) -> None:
             MboxMaildrop.open(
                 spool.path,
                 user=user,
-                method=LockMethod.LOCKF,
+                locking=LockSettings(LockMethod.LOCKF),
                 index_dir=spool.index_dir,
                 session_lock_dir=spool.lock_dir,
             )
@@ -521,7 +519,7 @@ def test_second_session_is_busy_until_the_first_closes(spool: Spool) -> None:
     other_user = MboxMaildrop.open(
         spool.path.with_name("bob"),
         user="bob",
-        method=spool.method,
+        locking=LockSettings(spool.method),
         index_dir=spool.index_dir,
         session_lock_dir=spool.lock_dir,
     )
@@ -547,12 +545,13 @@ def test_session_lock_dies_with_a_killed_process(spool: Spool) -> None:
             f"""
             import sys
             from pathlib import Path
-            from posthouse.store.mbox.locking import LockMethod
+            from posthouse.store.mbox.locking import LockMethod, LockSettings
             from posthouse.store.mbox.maildrop import MboxMaildrop
             drop = MboxMaildrop.open(
-                Path({str(spool.path)!r}), user="alice", method=LockMethod.LOCKF,
+                Path({str(spool.path)!r}), user="alice",
+                locking=LockSettings(LockMethod.LOCKF, timeout=5.0),
                 index_dir=Path({str(spool.index_dir)!r}),
-                session_lock_dir=Path({str(spool.lock_dir)!r}), timeout=5.0)
+                session_lock_dir=Path({str(spool.lock_dir)!r}))
             print(len(drop.messages), flush=True)
             sys.stdin.read()
             """

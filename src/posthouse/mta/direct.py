@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from posthouse.mta.address import unquote_local
+from posthouse.mta.agents.mbox import MailboxWriter, mailbox_path
 from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
 from posthouse.mta.destinations import Destination, LocalMailbox, RemoteAddress
 from posthouse.mta.errors import MailError
@@ -50,7 +51,6 @@ from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import AddressError, LocalRoute, RemoteTransport, SMTPRoute
 from posthouse.store.mbox.append import MboxMessage
-from posthouse.store.mbox.writer import MailboxWriter, mailbox_path
 
 log = logging.getLogger("posthouse.mta.direct")
 

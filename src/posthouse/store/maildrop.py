@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from posthouse.store.mbox.locking import LockMethod
+from posthouse.store.mbox.locking import LockSettings
 
 __all__ = [
     "Maildrop",
@@ -102,11 +102,9 @@ def open_maildrop(
     path: Path,
     *,
     user: str,
-    method: LockMethod,
+    locking: LockSettings,
     index_dir: Path,
     session_lock_dir: Path,
-    timeout: float = 30.0,
-    stale_after: float = 300.0,
 ) -> Maildrop:
     """Open the mbox maildrop ``path`` of ``user`` for a POP session.
 
@@ -117,9 +115,7 @@ def open_maildrop(
     return MboxMaildrop.open(
         path,
         user=user,
-        method=method,
+        locking=locking,
         index_dir=index_dir,
         session_lock_dir=session_lock_dir,
-        timeout=timeout,
-        stale_after=stale_after,
     )

@@ -28,7 +28,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from posthouse.store.mbox.locking import LockMethod, locked_mailbox
+from posthouse.store.mbox.locking import (
+    DEFAULT_STALE_AFTER,
+    DEFAULT_TIMEOUT,
+    LockMethod,
+    locked_mailbox,
+)
 from posthouse.store.mbox.mboxrd import MboxrdEncoder, mbox_from_line
 
 __all__ = [
@@ -108,8 +113,8 @@ def append_messages(
     messages: Sequence[MboxMessage],
     *,
     method: LockMethod,
-    timeout: float = 30.0,
-    stale_after: float = 300.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    stale_after: float = DEFAULT_STALE_AFTER,
     owner: tuple[int, int] | None = None,
     trusted_uids: Collection[int] = (),
     chunk_size: int = DEFAULT_CHUNK_SIZE,

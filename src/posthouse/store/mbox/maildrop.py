@@ -62,6 +62,7 @@ import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from posthouse.store.maildrop import MaildropBusy, MaildropError, MaildropMessage
 from posthouse.store.mbox.index import (
@@ -73,7 +74,7 @@ from posthouse.store.mbox.index import (
     save_index,
 )
 from posthouse.store.mbox.locking import (
-    LockMethod,
+    LockSettings,
     MailboxLockTimeout,
     UnsafeMailboxError,
     locked_mailbox,
@@ -133,20 +134,16 @@ class MboxMaildrop:
         path: Path,
         *,
         user: str,
-        method: LockMethod,
+        locking: LockSettings,
         index_dir: Path,
         session_fd: int,
-        timeout: float,
-        stale_after: float,
     ) -> None:
         self._path = path
         self._user = user
-        self._method = method
+        self._locking = locking
         self._index_path = index_dir / f"{user}.idx"
         self._rewriter = Rewriter(path, index_dir / f"{user}.rewrite", crash_hook=_call_crash_hook)
         self._session_fd: int | None = session_fd
-        self._timeout = timeout
-        self._stale_after = stale_after
         self._fd: int | None = None
         self._indexed_as: tuple[int, int, int, int] | None = None
         self._index: Index | None = None
@@ -161,16 +158,14 @@ class MboxMaildrop:
         path: Path,
         *,
         user: str,
-        method: LockMethod,
+        locking: LockSettings,
         index_dir: Path,
         session_lock_dir: Path,
-        timeout: float = 30.0,
-        stale_after: float = 300.0,
     ) -> MboxMaildrop:
         """Lock the session, bring the index up to date and take the snapshot.
 
         Raises :class:`MaildropBusy` if another session holds ``user``'s maildrop, and
-        :class:`MaildropError` if the mailbox cannot be locked within ``timeout`` seconds
+        :class:`MaildropError` if the mailbox cannot be locked within ``locking.timeout`` seconds
         (temporary), is unsafe (symlink, hard links: permanent) or cannot be read.  A
         missing mailbox is an empty maildrop (the file is not created).  ``index_dir``
         and ``session_lock_dir`` are created if missing.
@@ -180,11 +175,9 @@ class MboxMaildrop:
         self = cls(
             path,
             user=user,
-            method=method,
+            locking=locking,
             index_dir=index_dir,
             session_fd=session_fd,
-            timeout=timeout,
-            stale_after=stale_after,
         )
         try:
             index_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -193,6 +186,12 @@ class MboxMaildrop:
             self.close()
             raise
         return self
+
+    def _lock_mailbox(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        locking = self._locking
+        return locked_mailbox(
+            self._path, locking.method, timeout=locking.timeout, stale_after=locking.stale_after
+        )
 
     # -- the Maildrop protocol --
 
@@ -239,9 +238,7 @@ class MboxMaildrop:
         index = self._index
         assert index is not None and self._fd is not None  # there are messages
         try:
-            with locked_mailbox(
-                self._path, self._method, timeout=self._timeout, stale_after=self._stale_after
-            ) as f:
+            with self._lock_mailbox() as f:
                 fd = f.fileno()
                 new_entries, end = self._rewrite(fd, index, doomed)
                 st = os.fstat(fd)
@@ -357,9 +354,7 @@ class MboxMaildrop:
             self._index = old
             return
         try:
-            with locked_mailbox(
-                self._path, self._method, timeout=self._timeout, stale_after=self._stale_after
-            ) as f:
+            with self._lock_mailbox() as f:
                 fd = f.fileno()
                 self._rewriter.recover(fd)
                 index, stats = refresh_index(fd, old, self._path, scan=_scan)
@@ -423,14 +418,12 @@ class MboxMaildrop:
 
     def _close_mailbox_fd(self, fd: int) -> None:
         """Close our read descriptor without dropping another thread's ``lockf`` lock."""
-        if not self._method.uses_lockf or not os.path.lexists(self._path):
+        if not self._locking.method.uses_lockf or not os.path.lexists(self._path):
             os.close(fd)
             return
         closed = False
         try:
-            with locked_mailbox(
-                self._path, self._method, timeout=self._timeout, stale_after=self._stale_after
-            ):
+            with self._lock_mailbox():
                 closed = True
                 os.close(fd)
         except (OSError, MailboxLockTimeout) as exc:

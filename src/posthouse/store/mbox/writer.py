@@ -1,15 +1,17 @@
-"""Group-committed appends to mbox files, for asyncio callers, and spool mailbox names.
+"""Group-committed appends to mbox spool files, for asyncio callers.
 
-:func:`mailbox_path` is the one place a user name becomes a spool file name: it refuses
-names that are not a single plain file name, and names ending in ``.lock`` (``NAME.lock``
-is the dot-lock of mailbox ``NAME``, a name other programs rely on).
-
-``MailboxWriter.append`` queues a message for one mailbox and returns once it
+``MboxAppender.append`` queues a message for one mailbox and returns once it
 is appended and fsynced.  Messages that arrive for a mailbox while an append
 to it is running wait and then go in together, under one lock acquisition and
-one fsync, so concurrent sessions writing to the same mailbox share the cost
-of the flush (group commit).  Different mailboxes are written in parallel, in
-worker threads.
+one fsync (:func:`~posthouse.store.mbox.append.append_messages`), so concurrent
+sessions writing to the same mailbox share the cost of the flush (group
+commit).  Different mailboxes are written in parallel, in worker threads.
+
+A failed batch is reported to each of its callers as the exception that failed it
+(:class:`~posthouse.store.mbox.locking.MailboxLockTimeout`,
+:class:`~posthouse.store.mbox.locking.UnsafeMailboxError`, another ``OSError``, or an
+unexpected error, logged): what that means for the mail is the caller's to say (the MTA's
+mbox agent, :mod:`posthouse.mta.agents.mbox`, turns it into a status code).
 """
 
 from __future__ import annotations
@@ -20,14 +22,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posthouse.mta.errors import MailError
 from posthouse.store.mbox.append import MboxMessage, append_messages
-from posthouse.store.mbox.locking import (
-    LOCK_SUFFIX,
-    LockMethod,
-    MailboxLockTimeout,
-    UnsafeMailboxError,
-)
+from posthouse.store.mbox.locking import LockSettings, MailboxLockTimeout
 
 log = logging.getLogger("posthouse.store.mbox.writer")
 
@@ -35,52 +31,30 @@ log = logging.getLogger("posthouse.store.mbox.writer")
 @dataclass
 class _Pending:
     messages: list[MboxMessage] = field(default_factory=list)
-    waiters: list[asyncio.Future[MailError | None]] = field(default_factory=list)
+    waiters: list[asyncio.Future[Exception | None]] = field(default_factory=list)
 
 
-def mailbox_path(spool_dir: Path, user: str) -> Path:
-    """``spool_dir/user``, or a permanent :class:`MailError` for a name that cannot be a
-    mailbox: empty, ``.``/``..``, containing ``/`` or a control character, starting with
-    ``.`` or ``-``, or ending in ``.lock``."""
-    if (
-        not user
-        or user.startswith((".", "-"))
-        or "/" in user
-        or any(ord(char) < 0x20 or ord(char) == 0x7F for char in user)
-    ):
-        raise MailError("5.1.3", f"{user!r} cannot be a mailbox name")
-    if user.endswith(LOCK_SUFFIX):
-        raise MailError(
-            "5.1.3", f"{user!r} cannot be a mailbox name: it ends in {LOCK_SUFFIX}, the lock suffix"
-        )
-    return spool_dir / user
-
-
-class MailboxWriter:
+class MboxAppender:
     """Appends to mbox files with one lock and one fsync per batch and mailbox."""
 
     def __init__(
         self,
         *,
-        method: LockMethod,
-        timeout: float,
-        stale_after: float,
+        locking: LockSettings,
         owner_of: Callable[[Path], tuple[int, int] | None] = lambda _path: None,
         trusted_uids: Collection[int] = (),
     ) -> None:
-        self.method = method
-        self.timeout = timeout
-        self.stale_after = stale_after
+        self.locking = locking
         self.owner_of = owner_of
         self.trusted_uids = tuple(trusted_uids)
         self._pending: dict[Path, _Pending] = {}
         self._busy: set[Path] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def append(self, path: Path, message: MboxMessage) -> MailError | None:
-        """Append ``message`` durably; returns None on success or the (temporary) error."""
+    async def append(self, path: Path, message: MboxMessage) -> Exception | None:
+        """Append ``message`` durably; returns None on success or what failed the batch."""
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[MailError | None] = loop.create_future()
+        waiter: asyncio.Future[Exception | None] = loop.create_future()
         pending = self._pending.setdefault(path, _Pending())
         pending.messages.append(message)
         pending.waiters.append(waiter)
@@ -101,25 +75,20 @@ class MailboxWriter:
         finally:
             self._busy.discard(path)
 
-    def _write(self, path: Path, messages: list[MboxMessage]) -> MailError | None:
+    def _write(self, path: Path, messages: list[MboxMessage]) -> Exception | None:
         try:
             append_messages(
                 path,
                 messages,
-                method=self.method,
-                timeout=self.timeout,
-                stale_after=self.stale_after,
+                method=self.locking.method,
+                timeout=self.locking.timeout,
+                stale_after=self.locking.stale_after,
                 owner=self.owner_of(path),
                 trusted_uids=self.trusted_uids,
             )
-        except MailboxLockTimeout as exc:
-            return MailError("4.2.0", f"mailbox {path} is locked: {exc}")
-        except UnsafeMailboxError as exc:
-            # Temporary, as mail.local has it: the administrator fixes the file, mail waits.
-            return MailError("4.2.0", f"mailbox {path} refused: {exc.strerror}")
-        except OSError as exc:
-            return MailError("4.2.0", f"cannot write mailbox {path}: {exc.strerror or exc}")
-        except Exception as exc:  # an agent bug must not strand the waiting sessions
+        except (MailboxLockTimeout, OSError) as exc:  # UnsafeMailboxError is an OSError
+            return exc
+        except Exception as exc:  # a bug must not strand the waiting sessions
             log.exception("appending to %s failed", path)
-            return MailError("4.3.0", f"internal error writing {path}: {exc}")
+            return exc
         return None
