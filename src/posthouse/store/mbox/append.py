@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from posthouse.durable import sync_directory
 from posthouse.store.mbox.locking import (
     DEFAULT_STALE_AFTER,
     DEFAULT_TIMEOUT,
@@ -98,14 +99,6 @@ def _separator_needed(fd: int, size: int) -> bytes:
 
 def _prepare_parent(path: Path) -> None:
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def append_messages(
@@ -184,6 +177,6 @@ def append_messages(
                 exc.add_note(f"also failed to truncate {path} back to {original}: {cleanup}")
             raise
     if created:
-        _fsync_dir(path.parent)
+        sync_directory(path.parent)
         if not parent_existed:
-            _fsync_dir(path.parent.parent)
+            sync_directory(path.parent.parent)

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from posthouse.durable import sync_directory
 from posthouse.store.mbox.scan import Scanned, ident_at, scan
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
     "Index",
     "IndexStats",
     "ScanFunction",
-    "fsync_dir",
     "load_index",
     "refresh_index",
     "save_index",
@@ -199,14 +199,6 @@ def _all_naturals(column: tuple[Any, ...]) -> bool:
     return _all_of(int, column) and (not column or min(column) >= 0)
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_index(path: Path, index: Index) -> None:
     tmp = path.with_name(path.name + ".tmp")
     header = {
@@ -234,7 +226,7 @@ def save_index(path: Path, index: Index) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    sync_directory(path.parent)
 
 
 # --- bringing the index up to date -----------------------------------------------------------

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posthouse.store.mbox.index import fsync_dir
+from posthouse.durable import sync_directory
 from posthouse.store.mbox.scan import CHUNK
 
 __all__ = ["Rewriter", "no_crash"]
@@ -143,7 +143,7 @@ class Rewriter:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            fsync_dir(self.journal.parent)
+            sync_directory(self.journal.parent)
             self.crash_hook("journal")
             self._apply(fd, jfd, start, length, old_size, old_size)
         finally:
@@ -175,7 +175,7 @@ class Rewriter:
         os.fsync(fd)
         self.crash_hook("truncated")
         self.journal.unlink()
-        fsync_dir(self.journal.parent)
+        sync_directory(self.journal.parent)
 
     def recover(self, fd: int) -> None:
         """Complete or discard an interrupted rewrite; call under the mailbox lock."""
@@ -239,4 +239,4 @@ class Rewriter:
 
     def discard(self) -> None:
         self.journal.unlink(missing_ok=True)
-        fsync_dir(self.journal.parent)
+        sync_directory(self.journal.parent)
