@@ -2,8 +2,8 @@
 
 :class:`MboxMaildrop` implements :class:`posthouse.store.maildrop.Maildrop` on the mboxrd
 files written by :mod:`posthouse.store.mbox.append`.  Every access to the mailbox that needs
-consistency with delivery goes through :func:`posthouse.store.mbox.locking.locked_mailbox` with
-the same :class:`~posthouse.store.mbox.locking.LockMethod` as delivery.
+consistency with delivery goes through :func:`posthouse.store.mbox.locking.locked_mailbox`
+with the same :class:`~posthouse.store.mbox.locking.LockSettings` as delivery.
 
 Locks
 -----
@@ -37,7 +37,7 @@ starts with "."), which read() re-checks when the file changed since it was inde
 
 The parts, each a module with its own documentation:
 
-* :mod:`posthouse.store.mbox.mboxrd`: the streaming mboxrd decoder;
+* :mod:`posthouse.store.mbox.mboxrd`: the streaming mboxrd decoder (and encoder);
 * :mod:`posthouse.store.mbox.scan`: parsing the mailbox into messages (and tolerating
   damage);
 * :mod:`posthouse.store.mbox.index`: the persistent index ``index_dir/USER.idx``, reusing it
