@@ -25,6 +25,7 @@ from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase
 from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
+from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.aliasdb import AliasDatabase
 from posthouse.mta.bounce import BounceMaker
@@ -35,8 +36,6 @@ from posthouse.mta.expand import Expander
 from posthouse.mta.groupcommit import GroupCommitter
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
-from posthouse.mta.locking import LockMethod
-from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.queue import QueueStore
@@ -56,7 +55,8 @@ from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.server.tls import server_context
 from posthouse.store.maildrop import Maildrop
-from posthouse.store.mbox_maildrop import MboxMaildrop
+from posthouse.store.mbox.locking import LockMethod, LockSettings
+from posthouse.store.mbox.maildrop import MboxMaildrop
 
 log = logging.getLogger("posthouse")
 
@@ -80,6 +80,7 @@ class Application:
     credentials: CredentialChecker
     transport: RemoteTransport
     stats: Statistics
+    locking: LockSettings  # how mailboxes are locked: by delivery and the POP3 maildrop alike
 
     def close(self) -> None:
         self.committer.close()
@@ -281,10 +282,13 @@ def build_application(
     stats = Statistics(paths.stats_file)
     transport = build_transport(settings, domains)
     daemon_uids = daemon_account_uids(config.server.run_as)
-    writer = MailboxWriter(
-        method=LockMethod(config.mail.locking),
+    locking = LockSettings(
+        LockMethod(config.mail.locking),
         timeout=config.mail.lock_timeout_seconds,
         stale_after=config.mail.stale_lock_seconds,
+    )
+    writer = MailboxWriter(
+        locking=locking,
         owner_of=lambda path: owner_of(path.name),
         trusted_uids=daemon_uids,
     )
@@ -306,9 +310,7 @@ def build_application(
         expander=expander,
         mailboxes=MailboxSettings(
             spool_dir=paths.spool_dir,
-            method=LockMethod(config.mail.locking),
-            timeout=config.mail.lock_timeout_seconds,
-            stale_after=config.mail.stale_lock_seconds,
+            locking=locking,
             owner_of=owner_of,
             trusted_uids=daemon_uids,
         ),
@@ -348,6 +350,7 @@ def build_application(
         credentials=credentials,
         transport=transport,
         stats=stats,
+        locking=locking,
     )
 
 
@@ -436,18 +439,15 @@ def pop3_settings_for(
 def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
     """The maildrop a POP3 user's mail is in: their mbox spool file (12.4)."""
     settings = app.settings
-    mail = settings.config.mail
     pop3_dir = settings.paths.data_dir / "pop3"
 
     def open_maildrop(user: str) -> Maildrop:
         return MboxMaildrop.open(
             settings.paths.spool_dir / user,
             user=user,
-            method=LockMethod(mail.locking),
+            locking=app.locking,
             index_dir=pop3_dir / "index",
             session_lock_dir=pop3_dir / "locks",
-            timeout=mail.lock_timeout_seconds,
-            stale_after=mail.stale_lock_seconds,
         )
 
     return open_maildrop

@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.agents.mbox import MboxMessage, append_messages, to_mbox_bytes
+from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
-from posthouse.mta.locking import LockMethod
-from posthouse.mta.mailboxes import MailboxWriter
-from posthouse.store import mbox_maildrop
-from posthouse.store.mbox_maildrop import MboxMaildrop
+from posthouse.store.mbox import maildrop as mbox_maildrop
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import LockMethod, LockSettings
+from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.mboxrd import to_mbox_bytes
 from tests.durability.syscalls import WAIT_SECONDS, Call, PowerLoss, SyscallTrace, inode_of
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -75,7 +76,7 @@ def test_mailbox_writer_does_not_answer_before_the_mailbox_sync_returns(
     """What the SMTP 250 of a directly delivered message waits on."""
     path = tmp_path / "alice"
     path.write_bytes(b"")
-    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=30.0, stale_after=300.0)
+    writer = MailboxWriter(locking=LockSettings(LockMethod.LOCKF, timeout=30.0, stale_after=300.0))
     mailbox = inode_of(path)
 
     async def main() -> None:
@@ -111,10 +112,9 @@ class _Spool:
         return MboxMaildrop.open(
             self.path,
             user="alice",
-            method=LockMethod.LOCKF,
+            locking=LockSettings(LockMethod.LOCKF, timeout=30.0),
             index_dir=self.index_dir,
             session_lock_dir=self.lock_dir,
-            timeout=30.0,
         )
 
     def deliver(self, *contents: bytes) -> None:

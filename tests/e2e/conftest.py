@@ -19,7 +19,7 @@ import pytest
 import trustme
 
 from posthouse.auth.users import UserDatabase
-from posthouse.mta.locking import LockMethod, locked_mailbox
+from posthouse.store.mbox.locking import LockMethod, locked_mailbox
 
 PASSWORD = "s3cret-pass"
 USERS = ("alice", "bob", "carol")

@@ -14,8 +14,8 @@ import pytest
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
 from posthouse.mta.expand import Expander
-from posthouse.mta.locking import LockMethod
 from posthouse.mta.queue import QueueStore
+from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
 
@@ -48,7 +48,7 @@ class World:
         self.delivery = LocalDelivery(
             store=self.store,
             expander=self.expander,
-            mailboxes=MailboxSettings(self.spool, LockMethod.LOCKFILE, timeout=0.2),
+            mailboxes=MailboxSettings(self.spool, LockSettings(LockMethod.LOCKFILE, timeout=0.2)),
             retry=RetryPolicy(first=60, maximum=600, lifetime=3600),
             on_bounce=self.bounces.bounce,
             on_delay=self.bounces.delay_warning,

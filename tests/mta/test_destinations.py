@@ -34,7 +34,6 @@ from posthouse.mta.destinations import (
     legacy_token,
 )
 from posthouse.mta.expand import Expander
-from posthouse.mta.locking import LockMethod
 from posthouse.mta.queue import QueueStore
 from posthouse.mta.queue_format import (
     CorruptControlFile,
@@ -44,6 +43,7 @@ from posthouse.mta.queue_format import (
     envelope_to_json,
 )
 from posthouse.protocols.smtp.parse import AddressSyntaxError, parse_path
+from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
 
@@ -255,7 +255,7 @@ class World:
         self.delivery = LocalDelivery(
             store=self.store,
             expander=expander(self.aliases),
-            mailboxes=MailboxSettings(self.spool, LockMethod.LOCKF, timeout=5),
+            mailboxes=MailboxSettings(self.spool, LockSettings(LockMethod.LOCKF, timeout=5)),
             retry=RetryPolicy(first=60, maximum=600, lifetime=3600),
             on_bounce=BounceMaker(self.store, hostname="mail.example.test").bounce,
             runner=RUN_AS_SELF,

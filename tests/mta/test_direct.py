@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
 from posthouse.mta.dns import Resolver
 from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail
-from posthouse.mta.locking import LockMethod
-from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.queue_format import Envelope, RecipientState
 from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.transport import RemoteTransport
+from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES
 from tests.mta.smtp_sink import Behaviour, FakeDNS, SMTPSink
@@ -53,7 +53,7 @@ def direct(
         user_exists={"alice", "bob"}.__contains__,
         files=NO_FILES,
     )
-    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=30.0, stale_after=60.0)
+    writer = MailboxWriter(locking=LockSettings(LockMethod.LOCKF, timeout=30.0, stale_after=60.0))
     return DirectDelivery(
         expander=expander,
         writer=writer,

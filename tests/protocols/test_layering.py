@@ -2,7 +2,8 @@
 
 ``posthouse.protocols`` imports nothing else of posthouse and no I/O module;
 the domain layers (mta, store, auth) never import the server, the CLI or the
-application wiring.
+application wiring; the store never imports the MTA (the MTA's mbox agent uses
+the store, not the other way round).
 """
 
 from __future__ import annotations
@@ -48,3 +49,9 @@ def test_domain_layers_import_downward_only(path: Path) -> None:
     for name in imported_modules(path):
         for upper in ("posthouse.server", "posthouse.cli", "posthouse.app"):
             assert not name.startswith(upper), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules_under("store"), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_store_does_not_import_the_mta(path: Path) -> None:
+    for name in imported_modules(path):
+        assert not name.startswith("posthouse.mta"), f"{path.name} imports {name}"

@@ -1,10 +1,10 @@
-"""Tests for posthouse.store.mbox_maildrop: the mbox maildrop POP3 serves.
+"""Tests for posthouse.store.mbox.maildrop: the mbox maildrop POP3 serves.
 
 Covers exact sizes versus what read() yields, the persistent index (reuse, tail parsing,
 full re-index with UID carry-over), the session lock (also across a kill -9), deletions
 with concurrent delivery by a real appender process, crash recovery of the in-place
 rewrite, and damaged spools.  Mail is delivered with the real delivery agent
-(posthouse.mta.agents.mbox.append_messages) and the real locks.
+(posthouse.store.mbox.append.append_messages) and the real locks.
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posthouse.mta.agents.mbox import MboxMessage, append_messages, to_mbox_bytes
-from posthouse.mta.locking import LockMethod, locked_mailbox
 from posthouse.protocols.pop3.content import ContentWriter, ReadyWriter
-from posthouse.store import mbox_maildrop
 from posthouse.store.maildrop import (
     Maildrop,
     MaildropBusy,
     MaildropError,
     open_maildrop,
 )
-from posthouse.store.mbox_maildrop import MboxMaildrop
-from posthouse.store.mbox_scan import Scanned
-from posthouse.store.mboxrd import MboxrdDecoder
+from posthouse.store.mbox import maildrop as mbox_maildrop
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import LockMethod, LockSettings, locked_mailbox
+from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.mboxrd import MboxrdDecoder, to_mbox_bytes
+from posthouse.store.mbox.scan import Scanned
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -59,10 +59,9 @@ class Spool:
         return MboxMaildrop.open(
             self.path,
             user="alice",
-            method=self.method,
+            locking=LockSettings(self.method, timeout=timeout),
             index_dir=self.index_dir,
             session_lock_dir=self.lock_dir,
-            timeout=timeout,
         )
 
     def deliver(self, *contents: bytes, sender: str = "bob@example.org") -> None:
@@ -308,10 +307,9 @@ def test_factory_returns_a_maildrop(spool: Spool) -> None:
     drop = open_maildrop(
         spool.path,
         user="alice",
-        method=LockMethod.LOCKF,
+        locking=LockSettings(LockMethod.LOCKF, timeout=1.0),
         index_dir=spool.index_dir,
         session_lock_dir=spool.lock_dir,
-        timeout=1.0,
     )
     try:
         assert isinstance(drop, Maildrop)
@@ -326,7 +324,7 @@ def test_unusable_user_names_are_refused(spool: Spool) -> None:
             MboxMaildrop.open(
                 spool.path,
                 user=user,
-                method=LockMethod.LOCKF,
+                locking=LockSettings(LockMethod.LOCKF),
                 index_dir=spool.index_dir,
                 session_lock_dir=spool.lock_dir,
             )
@@ -521,7 +519,7 @@ def test_second_session_is_busy_until_the_first_closes(spool: Spool) -> None:
     other_user = MboxMaildrop.open(
         spool.path.with_name("bob"),
         user="bob",
-        method=spool.method,
+        locking=LockSettings(spool.method),
         index_dir=spool.index_dir,
         session_lock_dir=spool.lock_dir,
     )
@@ -547,12 +545,13 @@ def test_session_lock_dies_with_a_killed_process(spool: Spool) -> None:
             f"""
             import sys
             from pathlib import Path
-            from posthouse.mta.locking import LockMethod
-            from posthouse.store.mbox_maildrop import MboxMaildrop
+            from posthouse.store.mbox.locking import LockMethod, LockSettings
+            from posthouse.store.mbox.maildrop import MboxMaildrop
             drop = MboxMaildrop.open(
-                Path({str(spool.path)!r}), user="alice", method=LockMethod.LOCKF,
+                Path({str(spool.path)!r}), user="alice",
+                locking=LockSettings(LockMethod.LOCKF, timeout=5.0),
                 index_dir=Path({str(spool.index_dir)!r}),
-                session_lock_dir=Path({str(spool.lock_dir)!r}), timeout=5.0)
+                session_lock_dir=Path({str(spool.lock_dir)!r}))
             print(len(drop.messages), flush=True)
             sys.stdin.read()
             """
@@ -669,8 +668,8 @@ APPENDER = """
     import sys
     from datetime import UTC, datetime
     from pathlib import Path
-    from posthouse.mta.agents.mbox import MboxMessage, append_messages
-    from posthouse.mta.locking import LockMethod
+    from posthouse.store.mbox.append import MboxMessage, append_messages
+    from posthouse.store.mbox.locking import LockMethod
     path, method = Path(sys.argv[1]), LockMethod(sys.argv[2])
     when = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     for line in sys.stdin:

@@ -5,6 +5,10 @@ their fields generically, so adding an option means adding one field here.
 Option names follow the chapter's worksheets (role, mail server, top domain,
 host aliases, mailbox directory, locking, forwarding, relay) so an
 administrator recognises them.
+
+A limit that a lower layer also has keeps its default there, once: the protocol
+engines' settings (``posthouse.protocols.*.settings``) and the mbox lock
+settings (``posthouse.store.mbox.locking``); the options below take theirs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from posthouse.protocols.pop3.settings import Settings as POP3Engine
+from posthouse.protocols.smtp.settings import Settings as SMTPEngine
+from posthouse.store.mbox.locking import LockSettings
 
 Role = Literal["standalone", "client", "server"]
 MailboxDirectory = Literal["local", "nfs-client", "nfs-server", "server"]
@@ -49,8 +57,8 @@ class MailSection:
     mailbox_directory: MailboxDirectory = "local"
     mailbox_server: str = ""
     locking: Locking = "lockf"
-    stale_lock_seconds: float = 300.0
-    lock_timeout_seconds: float = 30.0
+    stale_lock_seconds: float = LockSettings.stale_after
+    lock_timeout_seconds: float = LockSettings.timeout
     forwarding: Forwarding = "none"
     relay_host: str = ""
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
@@ -63,12 +71,12 @@ class MailSection:
 class SMTPSection:
     """Limits and policy shared by every SMTP-family listener."""
 
-    max_message_size: int = 50 * 1024 * 1024 + 1024 * 1024
-    max_recipients: int = 1000
-    max_command_line: int = 2048
-    max_data_line: int = 100_000
-    max_commands: int = 10_000
-    max_errors: int = 20
+    max_message_size: int = SMTPEngine.max_message_size
+    max_recipients: int = SMTPEngine.max_recipients
+    max_command_line: int = SMTPEngine.max_command_line
+    max_data_line: int = SMTPEngine.max_data_line
+    max_commands: int = SMTPEngine.max_commands
+    max_errors: int = SMTPEngine.max_errors
     idle_timeout_seconds: float = 300.0
     max_connections: int = 2000
     max_connections_per_client: int = 50
@@ -95,8 +103,8 @@ class POP3Section:
     idle_timeout_seconds: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 min
     allow_plaintext_auth: bool = False  # USER/PASS without TLS (always allowed from loopback)
     apop: bool = True  # offer APOP (the greeting carries the timestamp)
-    max_errors: int = 20
-    max_commands: int = 100_000
+    max_errors: int = POP3Engine.max_errors
+    max_commands: int = POP3Engine.max_commands
     expire: str = ""  # RFC 2449 EXPIRE capability value, e.g. "NEVER"; empty: not announced
     login_delay: int = 0  # RFC 2449 LOGIN-DELAY seconds; 0: not announced
     command_timeout_seconds: float = 60.0  # a command line, from its first byte to its end

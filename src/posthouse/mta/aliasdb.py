@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from posthouse.durable import sync_directory
 from posthouse.mta.address import normalize_local
 from posthouse.mta.aliases import AliasSyntaxError, parse_aliases
 
@@ -43,19 +44,6 @@ def _read_aliases_text(aliases_path: Path) -> str:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise AliasSyntaxError(str(aliases_path), line, "invalid UTF-8") from exc
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on dirs
-        pass
-    finally:
-        os.close(fd)
 
 
 def build_alias_database(aliases_path: Path, db_path: Path) -> int:
@@ -97,7 +85,8 @@ def build_alias_database(aliases_path: Path, db_path: Path) -> int:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
         raise
-    _fsync_directory(directory)
+    with contextlib.suppress(OSError):  # some file systems refuse to fsync a directory
+        sync_directory(directory)
     return len(aliases)
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from posthouse.mta.address import unquote_local
 from posthouse.mta.agents.local_runner import LocalRunner, PrefixedReader
-from posthouse.mta.agents.mbox import MboxMessage, append_messages
 from posthouse.mta.agents.smtp import OutboundMessage
 from posthouse.mta.destinations import (
     LEGACY,
@@ -44,13 +43,14 @@ from posthouse.mta.destinations import (
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail, SpoolMailbox
-from posthouse.mta.locking import LockMethod, MailboxLockTimeout
 from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
 from posthouse.mta.queue import Envelope, QueueError, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTPRoute
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import LockSettings, MailboxLockTimeout
 
 log = logging.getLogger("posthouse.mta.delivery")
 
@@ -76,9 +76,7 @@ class MailboxSettings:
     """Where local mailboxes are and how they are locked."""
 
     spool_dir: Path
-    method: LockMethod
-    timeout: float = 30.0
-    stale_after: float = 300.0
+    locking: LockSettings
     owner_of: Callable[[str], tuple[int, int] | None] = lambda _user: None
     trusted_uids: tuple[int, ...] = ()  # owners accepted besides the user (mbox.append_messages)
 
@@ -357,9 +355,9 @@ class LocalDelivery:
                 append_messages(
                     path,
                     messages,
-                    method=settings.method,
-                    timeout=settings.timeout,
-                    stale_after=settings.stale_after,
+                    method=settings.locking.method,
+                    timeout=settings.locking.timeout,
+                    stale_after=settings.locking.stale_after,
                     owner=owner,
                     trusted_uids=settings.trusted_uids,
                 )

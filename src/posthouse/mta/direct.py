@@ -40,18 +40,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 from posthouse.mta.address import unquote_local
-from posthouse.mta.agents.mbox import MboxMessage
+from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
 from posthouse.mta.destinations import Destination, LocalMailbox, RemoteAddress
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail, SpoolMailbox
 from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.mailboxes import MailboxWriter
 from posthouse.mta.queue_format import Envelope, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import AddressError, LocalRoute, RemoteTransport, SMTPRoute
+from posthouse.store.mbox.append import MboxMessage
 
 log = logging.getLogger("posthouse.mta.direct")
 

@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from posthouse.durable import sync_directory
+
 __all__ = ["CommitRequest", "CommitStats", "GroupCommitter", "wait_commit"]
 
 _SYNC_WORKERS = 16
@@ -103,14 +105,6 @@ def _sync_file(ref: int | Path) -> None:
     fd = os.open(ref, os.O_RDONLY | os.O_CLOEXEC)
     try:
         os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -288,7 +282,7 @@ class GroupCommitter:
 
         for d, users in dirs.items():
             try:
-                _sync_dir(d)
+                sync_directory(d)
             except OSError as exc:
                 for p in users:
                     if p.error is None:

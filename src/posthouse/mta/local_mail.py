@@ -4,7 +4,7 @@ Both :mod:`posthouse.mta.direct` (at intake, while the client waits) and
 :mod:`posthouse.mta.delivery` (queue runs) ask :meth:`LocalMail.target` what to do with a
 :class:`~posthouse.mta.destinations.LocalMailbox`, so the answer cannot differ between the
 two routes.  Today the answer is the user's spool mailbox (``spool/mail/USER``, named only
-through :func:`~posthouse.mta.mailboxes.mailbox_path`), or, with ``forwarding = local``
+through :func:`~posthouse.mta.agents.mbox.mailbox_path`), or, with ``forwarding = local``
 (12.2.3.2: "forward all mail, including local domain mail"), the relay as
 ``user@default_domain``.  The IMAP store will add the user's INBOX here, chosen by the
 user's service type (12.5.2).
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.mta.address import join_address
+from posthouse.mta.agents.mbox import mailbox_path
 from posthouse.mta.destinations import RemoteAddress
-from posthouse.mta.mailboxes import mailbox_path
 
 __all__ = ["LocalMail", "SpoolMailbox"]
 

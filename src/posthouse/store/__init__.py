@@ -1,1 +1,1 @@
-"""The mail store: maildrops and (later) the IMAP store."""
+"""The mail store: the POP3 maildrop interface, the mbox spool (``mbox/``), later the IMAP store."""

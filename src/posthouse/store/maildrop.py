@@ -18,7 +18,7 @@ Errors: :class:`MaildropBusy` for the session lock, :class:`MaildropError` (with
 ``temporary`` flag, for ``[SYS/TEMP]`` versus ``[SYS/PERM]``) for everything else the
 store cannot do.  Message numbers out of range raise :class:`IndexError`.
 
-The concrete mbox implementation is :class:`posthouse.store.mbox_maildrop.MboxMaildrop`;
+The concrete mbox implementation is :class:`posthouse.store.mbox.maildrop.MboxMaildrop`;
 :func:`open_maildrop` is the factory the POP3 server uses.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from posthouse.mta.locking import LockMethod
+from posthouse.store.mbox.locking import LockSettings
 
 __all__ = [
     "Maildrop",
@@ -102,24 +102,20 @@ def open_maildrop(
     path: Path,
     *,
     user: str,
-    method: LockMethod,
+    locking: LockSettings,
     index_dir: Path,
     session_lock_dir: Path,
-    timeout: float = 30.0,
-    stale_after: float = 300.0,
 ) -> Maildrop:
     """Open the mbox maildrop ``path`` of ``user`` for a POP session.
 
-    See :meth:`posthouse.store.mbox_maildrop.MboxMaildrop.open` for the parameters.
+    See :meth:`posthouse.store.mbox.maildrop.MboxMaildrop.open` for the parameters.
     """
-    from posthouse.store.mbox_maildrop import MboxMaildrop  # local import: avoids a cycle
+    from posthouse.store.mbox.maildrop import MboxMaildrop  # local import: avoids a cycle
 
     return MboxMaildrop.open(
         path,
         user=user,
-        method=method,
+        locking=locking,
         index_dir=index_dir,
         session_lock_dir=session_lock_dir,
-        timeout=timeout,
-        stale_after=stale_after,
     )

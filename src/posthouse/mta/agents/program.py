@@ -32,7 +32,7 @@ permanent one; death by a signal and the timeout (the whole process group is kil
 temporary.
 
 Files (:func:`append_to_file`): the message is formatted by the parent as an mboxrd entry
-(``From_`` line, quoted content, blank line; :mod:`posthouse.mta.agents.mbox`) into an
+(``From_`` line, quoted content, blank line; :mod:`posthouse.store.mbox.mboxrd`) into an
 unlinked temporary file, and appended by a forked child (no exec: the interpreter may not
 be readable by the identity, e.g. one under ``/root``; the child makes only system calls
 before ``os._exit``) that first becomes the identity: :func:`append_entry` opens with
@@ -64,9 +64,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from posthouse.mta.agents.mbox import MboxrdEncoder, mbox_from_line
 from posthouse.mta.errors import MailError
 from posthouse.mta.identity import SHELLS_FILE, Identity, valid_shell
+from posthouse.store.mbox.mboxrd import MboxrdEncoder, mbox_from_line
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -8,7 +8,7 @@ A message starts at a line beginning with ``From `` that is the first such line 
 file or follows an empty line; it extends to the next such line or to the end of file.
 Its content is everything after the ``From_`` line, minus the final empty separator line.
 Its ``size`` is the number of octets the decoded content has
-(:class:`~posthouse.store.mboxrd.MboxrdDecoder`: ``>From`` unquoted, CRLF line ends).
+(:class:`~posthouse.store.mbox.mboxrd.MboxrdDecoder`: ``>From`` unquoted, CRLF line ends).
 A message is *plain* when decoding it is nothing but turning each LF into CRLF and the
 result needs no POP3 byte-stuffing: its content has no CR, no line matching ``^>+From ``,
 no line starting with ``.``, and ends with LF (or is empty).  Mail delivered by posthouse
@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from posthouse.store.mboxrd import FROM, MboxrdDecoder
+from posthouse.store.mbox.mboxrd import FROM, MboxrdDecoder
 
 __all__ = ["CHUNK", "IDENT_PREFIX", "Scanned", "ident", "ident_at", "scan"]
 

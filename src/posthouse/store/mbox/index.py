@@ -23,7 +23,7 @@ it).  Then ``count`` lines, one per message, in file order::
 ``From_`` line, ``from_len`` is the ``From_`` line's length, ``content_len`` the raw
 content's (without the separator line), ``size`` the CRLF size, ``ident`` a BLAKE2b-128
 hex digest of the first 4 KiB of the message (``From_`` line included), ``plain`` 1 if
-the message is plain (:mod:`posthouse.store.mbox_scan`), else 0.
+the message is plain (:mod:`posthouse.store.mbox.scan`), else 0.
 
 A version 1 index (entries without ``plain``) is read for its UIDs only: the mailbox is
 re-indexed in full, carrying the UIDs over as below.
@@ -59,14 +59,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from posthouse.store.mbox_scan import Scanned, ident_at, scan
+from posthouse.durable import sync_directory
+from posthouse.store.mbox.scan import Scanned, ident_at, scan
 
 __all__ = [
     "Entry",
     "Index",
     "IndexStats",
     "ScanFunction",
-    "fsync_dir",
     "load_index",
     "refresh_index",
     "save_index",
@@ -78,7 +78,7 @@ _INDEX_FORMAT = "posthouse-mbox-index"
 _INDEX_VERSION = 2
 _OLD_VERSION = 1  # entries without "plain": re-index, keep the UIDs
 
-#: The signature of :func:`posthouse.store.mbox_scan.scan` (a parameter, so it can be spied on).
+#: The signature of :func:`posthouse.store.mbox.scan.scan` (a parameter, so it can be spied on).
 ScanFunction = Callable[[int, int, Path], tuple[list[Scanned], int]]
 
 
@@ -199,14 +199,6 @@ def _all_naturals(column: tuple[Any, ...]) -> bool:
     return _all_of(int, column) and (not column or min(column) >= 0)
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_index(path: Path, index: Index) -> None:
     tmp = path.with_name(path.name + ".tmp")
     header = {
@@ -234,7 +226,7 @@ def save_index(path: Path, index: Index) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    sync_directory(path.parent)
 
 
 # --- bringing the index up to date -----------------------------------------------------------

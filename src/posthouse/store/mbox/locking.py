@@ -27,12 +27,18 @@ Two process-level details the kernel does not handle for us:
   link (the usual defence against symlink/hard-link tricks in a shared spool directory);
   otherwise :class:`UnsafeMailboxError` is raised (and logged).  When the caller names
   the acceptable owners, a mailbox owned by anyone else is refused the same way (the
-  mail.local rule; see :func:`posthouse.mta.agents.mbox.append_messages`).  A new mailbox
+  mail.local rule; see :func:`posthouse.store.mbox.append.append_messages`).  A new mailbox
   is created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and handed to its user with ``fchown`` on
   that descriptor, so root never changes the owner of a path someone else could swap.
 * A mailbox name ending in ``.lock`` is refused: ``NAME.lock`` is the dot-lock of mailbox
   ``NAME`` (the name procmail and dotlockfile use, so it cannot move), and a user called
-  ``NAME.lock`` must never be able to hold, break or read it.
+  ``NAME.lock`` must never be able to hold, break or read it.  :func:`spool_file` is the
+  one place a user name becomes a spool file name, and refuses such names up front
+  (:class:`MailboxNameError`).
+
+:class:`LockSettings` is how mailboxes are locked (method, timeout, stale lock age): built
+once from the configuration and shared by delivery and the POP3 maildrop, which must lock
+the same way.
 
 Residual race (shared with procmail and liblockfile): breaking a stale lock file is a
 check-then-unlink, so two breakers racing can remove a lock that a third party created in
@@ -55,21 +61,31 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "DEFAULT_STALE_AFTER",
+    "DEFAULT_TIMEOUT",
     "LOCK_SUFFIX",
     "LockMethod",
+    "LockSettings",
     "MailboxLockTimeout",
+    "MailboxNameError",
     "UnsafeMailboxError",
     "locked_mailbox",
     "lockfile_path",
+    "spool_file",
 ]
 
-log = logging.getLogger("posthouse.mta.locking")
+log = logging.getLogger("posthouse.store.mbox.locking")
 
 LOCK_SUFFIX = ".lock"
+#: Seconds to wait for all of a mailbox's locks.
+DEFAULT_TIMEOUT = 30.0
+#: Age in seconds after which a dot-lock is taken to be abandoned (liblockfile's figure).
+DEFAULT_STALE_AFTER = 300.0
 _MIN_DELAY = 0.005
 _MAX_DELAY = 0.25
 
@@ -88,6 +104,15 @@ class LockMethod(enum.Enum):
     @property
     def uses_lockfile(self) -> bool:
         return self in (LockMethod.LOCKFILE, LockMethod.BOTH)
+
+
+@dataclass(frozen=True)
+class LockSettings:
+    """How mailboxes are locked: the method, the wait for the locks, when a dot-lock is stale."""
+
+    method: LockMethod
+    timeout: float = DEFAULT_TIMEOUT
+    stale_after: float = DEFAULT_STALE_AFTER
 
 
 class MailboxLockTimeout(Exception):
@@ -110,9 +135,31 @@ class UnsafeMailboxError(OSError):
     """The mailbox path is a symlink, not a regular file, or has several hard links."""
 
 
+class MailboxNameError(ValueError):
+    """A user name that cannot be a spool file name: a permanent failure."""
+
+
 def lockfile_path(path: Path) -> Path:
     """The dot-lock belonging to mailbox ``path``: ``PATH.lock``."""
     return path.with_name(path.name + LOCK_SUFFIX)
+
+
+def spool_file(spool_dir: Path, user: str) -> Path:
+    """``spool_dir/user``, or :class:`MailboxNameError` for a name that cannot be a
+    mailbox: empty, ``.``/``..``, containing ``/`` or a control character, starting with
+    ``.`` or ``-``, or ending in ``.lock``."""
+    if (
+        not user
+        or user.startswith((".", "-"))
+        or "/" in user
+        or any(ord(char) < 0x20 or ord(char) == 0x7F for char in user)
+    ):
+        raise MailboxNameError(f"{user!r} cannot be a mailbox name")
+    if user.endswith(LOCK_SUFFIX):
+        raise MailboxNameError(
+            f"{user!r} cannot be a mailbox name: it ends in {LOCK_SUFFIX}, the lock suffix"
+        )
+    return spool_dir / user
 
 
 def _pause(seconds: float) -> None:
@@ -387,8 +434,8 @@ def locked_mailbox(
     path: Path,
     method: LockMethod,
     *,
-    timeout: float = 30.0,
-    stale_after: float = 300.0,
+    timeout: float = DEFAULT_TIMEOUT,
+    stale_after: float = DEFAULT_STALE_AFTER,
     create_owner: tuple[int, int] | None = None,
     allowed_owners: Collection[int] | None = None,
 ) -> Iterator[BinaryIO]:

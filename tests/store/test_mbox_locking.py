@@ -1,4 +1,4 @@
-"""Tests for posthouse.mta.locking: lockf and dot-lock locking, interoperating with
+"""Tests for posthouse.store.mbox.locking: lockf and dot-lock locking, interoperating with
 dotlockfile (liblockfile), lockfile (procmail) and plain fcntl users in other processes.
 
 Synchronisation is by handshakes only: a child that holds a lock says so over a pipe; a
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta import locking
-from posthouse.mta.agents.mbox import MboxMessage, append_messages
-from posthouse.mta.locking import (
+from posthouse.store.mbox import locking
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import (
     LockMethod,
     MailboxLockTimeout,
     UnsafeMailboxError,

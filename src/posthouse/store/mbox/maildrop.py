@@ -1,9 +1,9 @@
 """The POP3 maildrop of an mbox spool file (``SPOOL/USER``), with a persistent index.
 
 :class:`MboxMaildrop` implements :class:`posthouse.store.maildrop.Maildrop` on the mboxrd
-files written by :mod:`posthouse.mta.agents.mbox`.  Every access to the mailbox that needs
-consistency with delivery goes through :func:`posthouse.mta.locking.locked_mailbox` with
-the same :class:`~posthouse.mta.locking.LockMethod` as delivery.
+files written by :mod:`posthouse.store.mbox.append`.  Every access to the mailbox that needs
+consistency with delivery goes through :func:`posthouse.store.mbox.locking.locked_mailbox`
+with the same :class:`~posthouse.store.mbox.locking.LockSettings` as delivery.
 
 Locks
 -----
@@ -31,18 +31,18 @@ Parsing and sizes (mboxrd, RFC 4155)
 :meth:`MboxMaildrop.read` yields a message's content with one ``>`` removed from lines
 matching ``^>+From `` and every line end as CRLF.  ``size`` is exactly the number of octets
 read() yields: both are produced by the same streaming decoder.  A *plain* message (see
-:mod:`posthouse.store.mbox_scan`; nearly all mail posthouse delivers) is read in one
+:mod:`posthouse.store.mbox.scan`; nearly all mail posthouse delivers) is read in one
 ``pread`` and only has its LFs turned into CRLFs; it is offered as ``wire_ready`` (no line
 starts with "."), which read() re-checks when the file changed since it was indexed.
 
 The parts, each a module with its own documentation:
 
-* :mod:`posthouse.store.mboxrd`: the streaming mboxrd decoder;
-* :mod:`posthouse.store.mbox_scan`: parsing the mailbox into messages (and tolerating
+* :mod:`posthouse.store.mbox.mboxrd`: the streaming mboxrd decoder (and encoder);
+* :mod:`posthouse.store.mbox.scan`: parsing the mailbox into messages (and tolerating
   damage);
-* :mod:`posthouse.store.mbox_index`: the persistent index ``index_dir/USER.idx``, reusing it
+* :mod:`posthouse.store.mbox.index`: the persistent index ``index_dir/USER.idx``, reusing it
   or re-indexing, and the UIDs;
-* :mod:`posthouse.store.mbox_rewrite`: deleting in place with the journal
+* :mod:`posthouse.store.mbox.rewrite`: deleting in place with the journal
   ``index_dir/USER.rewrite`` and recovering from a crash at the next open.
 
 This module owns :class:`MboxMaildrop`, the session tying them together: the locks, the
@@ -62,15 +62,10 @@ import re
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
-from posthouse.mta.locking import (
-    LockMethod,
-    MailboxLockTimeout,
-    UnsafeMailboxError,
-    locked_mailbox,
-)
 from posthouse.store.maildrop import MaildropBusy, MaildropError, MaildropMessage
-from posthouse.store.mbox_index import (
+from posthouse.store.mbox.index import (
     Entry,
     Index,
     IndexStats,
@@ -78,10 +73,16 @@ from posthouse.store.mbox_index import (
     refresh_index,
     save_index,
 )
-from posthouse.store.mbox_rewrite import Rewriter, no_crash
-from posthouse.store.mbox_scan import CHUNK, ident_at, scan
-from posthouse.store.mbox_scan import IDENT_PREFIX as IDENT_PREFIX
-from posthouse.store.mboxrd import MboxrdDecoder
+from posthouse.store.mbox.locking import (
+    LockSettings,
+    MailboxLockTimeout,
+    UnsafeMailboxError,
+    locked_mailbox,
+)
+from posthouse.store.mbox.mboxrd import MboxrdDecoder
+from posthouse.store.mbox.rewrite import Rewriter, no_crash
+from posthouse.store.mbox.scan import CHUNK, ident_at, scan
+from posthouse.store.mbox.scan import IDENT_PREFIX as IDENT_PREFIX
 
 __all__ = ["IndexStats", "MboxMaildrop"]
 
@@ -133,20 +134,16 @@ class MboxMaildrop:
         path: Path,
         *,
         user: str,
-        method: LockMethod,
+        locking: LockSettings,
         index_dir: Path,
         session_fd: int,
-        timeout: float,
-        stale_after: float,
     ) -> None:
         self._path = path
         self._user = user
-        self._method = method
+        self._locking = locking
         self._index_path = index_dir / f"{user}.idx"
         self._rewriter = Rewriter(path, index_dir / f"{user}.rewrite", crash_hook=_call_crash_hook)
         self._session_fd: int | None = session_fd
-        self._timeout = timeout
-        self._stale_after = stale_after
         self._fd: int | None = None
         self._indexed_as: tuple[int, int, int, int] | None = None
         self._index: Index | None = None
@@ -161,16 +158,14 @@ class MboxMaildrop:
         path: Path,
         *,
         user: str,
-        method: LockMethod,
+        locking: LockSettings,
         index_dir: Path,
         session_lock_dir: Path,
-        timeout: float = 30.0,
-        stale_after: float = 300.0,
     ) -> MboxMaildrop:
         """Lock the session, bring the index up to date and take the snapshot.
 
         Raises :class:`MaildropBusy` if another session holds ``user``'s maildrop, and
-        :class:`MaildropError` if the mailbox cannot be locked within ``timeout`` seconds
+        :class:`MaildropError` if the mailbox cannot be locked within ``locking.timeout`` seconds
         (temporary), is unsafe (symlink, hard links: permanent) or cannot be read.  A
         missing mailbox is an empty maildrop (the file is not created).  ``index_dir``
         and ``session_lock_dir`` are created if missing.
@@ -180,11 +175,9 @@ class MboxMaildrop:
         self = cls(
             path,
             user=user,
-            method=method,
+            locking=locking,
             index_dir=index_dir,
             session_fd=session_fd,
-            timeout=timeout,
-            stale_after=stale_after,
         )
         try:
             index_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -193,6 +186,12 @@ class MboxMaildrop:
             self.close()
             raise
         return self
+
+    def _lock_mailbox(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        locking = self._locking
+        return locked_mailbox(
+            self._path, locking.method, timeout=locking.timeout, stale_after=locking.stale_after
+        )
 
     # -- the Maildrop protocol --
 
@@ -239,9 +238,7 @@ class MboxMaildrop:
         index = self._index
         assert index is not None and self._fd is not None  # there are messages
         try:
-            with locked_mailbox(
-                self._path, self._method, timeout=self._timeout, stale_after=self._stale_after
-            ) as f:
+            with self._lock_mailbox() as f:
                 fd = f.fileno()
                 new_entries, end = self._rewrite(fd, index, doomed)
                 st = os.fstat(fd)
@@ -304,7 +301,7 @@ class MboxMaildrop:
             yield out
 
     def _plain(self, fd: int, number: int, entry: Entry, *, verify: bool) -> Iterator[bytes]:
-        """A plain message (see :mod:`posthouse.store.mbox_scan`): LF to CRLF is all it needs.
+        """A plain message (see :mod:`posthouse.store.mbox.scan`): LF to CRLF is all it needs.
 
         ``verify``: the file changed since it was indexed, so check that no line starts
         with "." before the content is served as wire-ready.
@@ -357,9 +354,7 @@ class MboxMaildrop:
             self._index = old
             return
         try:
-            with locked_mailbox(
-                self._path, self._method, timeout=self._timeout, stale_after=self._stale_after
-            ) as f:
+            with self._lock_mailbox() as f:
                 fd = f.fileno()
                 self._rewriter.recover(fd)
                 index, stats = refresh_index(fd, old, self._path, scan=_scan)
@@ -423,14 +418,12 @@ class MboxMaildrop:
 
     def _close_mailbox_fd(self, fd: int) -> None:
         """Close our read descriptor without dropping another thread's ``lockf`` lock."""
-        if not self._method.uses_lockf or not os.path.lexists(self._path):
+        if not self._locking.method.uses_lockf or not os.path.lexists(self._path):
             os.close(fd)
             return
         closed = False
         try:
-            with locked_mailbox(
-                self._path, self._method, timeout=self._timeout, stale_after=self._stale_after
-            ):
+            with self._lock_mailbox():
                 closed = True
                 os.close(fd)
         except (OSError, MailboxLockTimeout) as exc:

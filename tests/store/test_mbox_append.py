@@ -1,4 +1,4 @@
-"""Tests for posthouse.mta.agents.mbox: the mboxrd format, the append transaction
+"""Tests for posthouse.store.mbox.append and .mboxrd: the mboxrd format, the append transaction
 (separation, durability, roll-back on failure) and concurrent writers using each lock
 method, checked by parsing the resulting mailbox."""
 
@@ -20,18 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posthouse.mta import locking
-from posthouse.mta.agents import mbox
-from posthouse.mta.agents.mbox import (
-    MboxMessage,
-    MboxrdEncoder,
-    append_messages,
-    mbox_from_line,
-    to_mbox_bytes,
-)
+from posthouse.mta.agents.mbox import MailboxWriter, mailbox_path
 from posthouse.mta.errors import MailError
-from posthouse.mta.locking import LockMethod, UnsafeMailboxError
-from posthouse.mta.mailboxes import MailboxWriter, mailbox_path
+from posthouse.store.mbox import append as mbox
+from posthouse.store.mbox import locking
+from posthouse.store.mbox.append import MboxMessage, append_messages
+from posthouse.store.mbox.locking import LockMethod, LockSettings, UnsafeMailboxError
+from posthouse.store.mbox.mboxrd import MboxrdEncoder, mbox_from_line, to_mbox_bytes
 
 WHEN = datetime(2026, 11, 26, 0, 1, 29, tzinfo=UTC)
 FROM_LINE = b"From a@example.org Thu Nov 26 00:01:29 2026\n"
@@ -382,8 +377,8 @@ POSTHOUSE_WRITER = MESSAGE_SRC + textwrap.dedent(
     import sys
     from datetime import datetime, timezone
     from pathlib import Path
-    from posthouse.mta.agents.mbox import MboxMessage, append_messages
-    from posthouse.mta.locking import LockMethod
+    from posthouse.store.mbox.append import MboxMessage, append_messages
+    from posthouse.store.mbox.locking import LockMethod
 
     path, method, writer, count, chunk = sys.argv[1:6]
     print("ready", flush=True)
@@ -495,7 +490,7 @@ def test_mailbox_of_an_unexpected_owner_is_refused_and_logged(
     box.write_bytes(b"planted\n")
     stranger = os.geteuid() + 1
     with (
-        caplog.at_level(logging.WARNING, logger="posthouse.mta.locking"),
+        caplog.at_level(logging.WARNING, logger="posthouse.store.mbox.locking"),
         pytest.raises(UnsafeMailboxError, match="owned by uid"),
         locking.locked_mailbox(box, LockMethod.LOCKF, allowed_owners={stranger}),
     ):
@@ -512,7 +507,7 @@ def test_mailbox_owned_by_someone_else_is_not_written(
     os.chown(box, 65534, 65534)  # nobody pre-created alice's mailbox to read her mail
     message = [MboxMessage("a@b", b"secret\n", WHEN)]
     with (
-        caplog.at_level(logging.WARNING, logger="posthouse.mta.locking"),
+        caplog.at_level(logging.WARNING, logger="posthouse.store.mbox.locking"),
         pytest.raises(UnsafeMailboxError),
     ):
         append_messages(box, message, method=LockMethod.BOTH, owner=(4321, 4321))
@@ -559,7 +554,7 @@ def test_mailbox_path_refuses_names_that_are_not_mailboxes(tmp_path: Path, name:
 
 def test_writer_turns_an_unsafe_mailbox_into_a_temporary_error(tmp_path: Path) -> None:
     (tmp_path / "alice").symlink_to(tmp_path / "elsewhere")
-    writer = MailboxWriter(method=LockMethod.LOCKF, timeout=5, stale_after=300)
+    writer = MailboxWriter(locking=LockSettings(LockMethod.LOCKF, timeout=5, stale_after=300))
     error = asyncio.run(writer.append(tmp_path / "alice", MboxMessage("a@b", b"x\n", WHEN)))
     assert error is not None and error.status == "4.2.0" and error.temporary
     assert "refused: mailbox is a symbolic link" in error.message

@@ -1,7 +1,7 @@
 """Journalled in-place rewrites of an mbox spool file, and their crash recovery.
 
 This module owns :class:`Rewriter`: the maildrop
-(:class:`~posthouse.store.mbox_maildrop.MboxMaildrop`) drops deleted messages with
+(:class:`~posthouse.store.mbox.maildrop.MboxMaildrop`) drops deleted messages with
 :meth:`Rewriter.rewrite` and completes an interrupted rewrite at the next open with
 :meth:`Rewriter.recover`.
 
@@ -9,7 +9,7 @@ Deleting (UPDATE state): in place, with a journal
 ------------------------------------------------
 The mailbox cannot be replaced by rename: delivery agents waiting on the ``lockf`` lock
 (or having opened the path under a dot-lock) would then append to the unlinked old inode.
-So :meth:`~posthouse.store.mbox_maildrop.MboxMaildrop.commit_deletions` rewrites it in
+So :meth:`~posthouse.store.mbox.maildrop.MboxMaildrop.commit_deletions` rewrites it in
 place, under the mailbox lock: the region from the first deleted message to the end of file
 (kept messages plus mail delivered since the open) is rebuilt.  To survive a crash at any
 point, the new region is first written to the journal ``index_dir/USER.rewrite``:
@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from posthouse.store.mbox_index import fsync_dir
-from posthouse.store.mbox_scan import CHUNK
+from posthouse.durable import sync_directory
+from posthouse.store.mbox.scan import CHUNK
 
 __all__ = ["Rewriter", "no_crash"]
 
@@ -143,7 +143,7 @@ class Rewriter:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            fsync_dir(self.journal.parent)
+            sync_directory(self.journal.parent)
             self.crash_hook("journal")
             self._apply(fd, jfd, start, length, old_size, old_size)
         finally:
@@ -175,7 +175,7 @@ class Rewriter:
         os.fsync(fd)
         self.crash_hook("truncated")
         self.journal.unlink()
-        fsync_dir(self.journal.parent)
+        sync_directory(self.journal.parent)
 
     def recover(self, fd: int) -> None:
         """Complete or discard an interrupted rewrite; call under the mailbox lock."""
@@ -239,4 +239,4 @@ class Rewriter:
 
     def discard(self) -> None:
         self.journal.unlink(missing_ok=True)
-        fsync_dir(self.journal.parent)
+        sync_directory(self.journal.parent)
