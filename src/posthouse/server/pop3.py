@@ -169,7 +169,8 @@ class POP3Session:
         maildrop = self.maildrop
         assert maildrop is not None
         engine = self.engine
-        engine.begin_message(number, wire_ready=maildrop.messages[number - 1].wire_ready)
+        # read() yields CRLF line ends: with no line starting with ".", that is the wire form.
+        engine.begin_message(number, wire_ready=maildrop.messages[number - 1].dot_free)
         try:
             for chunk in maildrop.read(number):
                 more = engine.message_chunk(chunk)
