@@ -41,6 +41,9 @@ def settings(**overrides: Any) -> engine.Settings:
     return engine.Settings(hostname=HOST, **overrides)
 
 
+EVENT = events.Event  # the class body's `events` is the list of events seen
+
+
 @dataclass
 class Driver(FeedingDriver):
     """Feeds bytes, records events and output, answers decisions by simple rules.
@@ -62,7 +65,7 @@ class Driver(FeedingDriver):
     output: bytearray = field(default_factory=bytearray)
     removed: list[tuple[int, ...]] = field(default_factory=list)
 
-    event_type = events.Event
+    event_type = EVENT
 
     def __post_init__(self) -> None:
         self.engine = engine.POP3Engine(self.config)

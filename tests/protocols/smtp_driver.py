@@ -17,6 +17,9 @@ def settings(**overrides: Any) -> engine.Settings:
     return engine.Settings(hostname=HOST, **overrides)
 
 
+EVENT = events.Event  # the class body's `events` is the list of events seen
+
+
 @dataclass
 class Driver(FeedingDriver):
     """Feeds bytes, records events and output, answers decisions by simple rules.
@@ -35,7 +38,7 @@ class Driver(FeedingDriver):
     recipients: list[str] = field(default_factory=list)
     queued: int = 0
 
-    event_type = events.Event
+    event_type = EVENT
 
     def __post_init__(self) -> None:
         self.engine = engine.SMTPEngine(self.config)
