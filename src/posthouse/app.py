@@ -17,6 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
@@ -404,11 +405,11 @@ def smtp_services_for(
 
 
 def _smtp_refusal(reason: str) -> bytes:
-    return f"421 4.7.0 {reason}, try again later\r\n".encode()
+    return smtp_engine.refusal(reason).to_bytes()
 
 
 def _pop3_refusal(reason: str) -> bytes:
-    return f"-ERR [SYS/TEMP] {reason}, try again later\r\n".encode()
+    return pop3_engine.refusal(reason).to_bytes()
 
 
 def pop3_settings_for(
@@ -496,31 +497,13 @@ async def serve_forever(
         handler: SessionHandler
         if listener.protocol in ("pop3", "pop3s"):
             pop3_for = pop3_settings_for(app, None if implicit else tls_context)
-
-            async def pop3_handler(
-                connection: Connection,
-                settings_for: Callable[[Connection], pop3_engine.Settings] = pop3_for,
-            ) -> None:
-                session = POP3Session(
-                    connection, pop3_services, settings_for(connection), group.stopping
-                )
-                await session.run()
-
-            handler, refusal = pop3_handler, _pop3_refusal
+            handler = _serve(POP3Session, pop3_services, pop3_for, group.stopping)
+            refusal = _pop3_refusal
             idle, deadlines = config.pop3.idle_timeout_seconds, pop3_deadlines
         else:
             smtp_for = engine_settings(app, listener, tls_context is not None and not implicit)
-
-            async def smtp_handler(
-                connection: Connection,
-                settings_for: Callable[[Connection], smtp_engine.Settings] = smtp_for,
-            ) -> None:
-                session = SMTPSession(
-                    connection, smtp_services, settings_for(connection), group.stopping
-                )
-                await session.run()
-
-            handler, refusal = smtp_handler, _smtp_refusal
+            handler = _serve(SMTPSession, smtp_services, smtp_for, group.stopping)
+            refusal = _smtp_refusal
             idle, deadlines = config.smtp.idle_timeout_seconds, smtp_deadlines
         await group.start(
             ServiceSpec(
@@ -553,6 +536,28 @@ async def serve_forever(
     app.stats.flush()
     registry.close()
     log.info("stopped")
+
+
+class _Session(Protocol):
+    async def run(self) -> None: ...
+
+
+_Services = TypeVar("_Services")
+_EngineSettings = TypeVar("_EngineSettings")
+
+
+def _serve(
+    session: Callable[[Connection, _Services, _EngineSettings, asyncio.Event], _Session],
+    services: _Services,
+    settings_for: Callable[[Connection], _EngineSettings],
+    stopping: asyncio.Event,
+) -> SessionHandler:
+    """The handler that runs a protocol's session on each admitted connection."""
+
+    async def handler(connection: Connection) -> None:
+        await session(connection, services, settings_for(connection), stopping).run()
+
+    return handler
 
 
 async def _flush_statistics(stats: Statistics, interval: float = 1.0) -> None:

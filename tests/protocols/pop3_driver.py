@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from posthouse.protocols.pop3 import engine, events
 from posthouse.protocols.pop3.events import Event
+from tests.protocols.feeding import FeedingDriver
 
 HOST = "pop.example.test"
 STAMP = "<1896.697170952@pop.example.test>"
@@ -41,8 +41,11 @@ def settings(**overrides: Any) -> engine.Settings:
     return engine.Settings(hostname=HOST, **overrides)
 
 
+EVENT = events.Event  # the class body's `events` is the list of events seen
+
+
 @dataclass
-class Driver:
+class Driver(FeedingDriver):
     """Feeds bytes, records events and output, answers decisions by simple rules.
 
     Rules: password ``secret`` (or the matching APOP digest) logs in, user
@@ -62,58 +65,11 @@ class Driver:
     output: bytearray = field(default_factory=bytearray)
     removed: list[tuple[int, ...]] = field(default_factory=list)
 
+    event_type = EVENT
+
     def __post_init__(self) -> None:
         self.engine = engine.POP3Engine(self.config)
-        self._read = 0
-        self.pump()
-
-    # -- feeding -------------------------------------------------------------
-
-    def feed(self, data: bytes | str, *, chunks: Iterable[int] | None = None) -> Driver:
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        if chunks is None:
-            self.engine.receive_data(raw)
-            self.pump()
-            return self
-        pos = 0
-        for size in chunks:
-            self.engine.receive_data(raw[pos : pos + size])
-            self.pump()
-            pos += size
-        if pos < len(raw):
-            self.engine.receive_data(raw[pos:])
-            self.pump()
-        return self
-
-    def feed_bytewise(self, data: bytes | str) -> Driver:
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        return self.feed(raw, chunks=[1] * len(raw))
-
-    def feed_random(self, data: bytes, seed: int) -> Driver:
-        rng = random.Random(seed)
-        sizes = []
-        left = len(data)
-        while left > 0:
-            size = min(left, rng.randint(1, 9))
-            sizes.append(size)
-            left -= size
-        return self.feed(data, chunks=sizes)
-
-    def eof(self) -> Driver:
-        self.engine.receive_eof()
-        self.pump()
-        return self
-
-    def pump(self) -> None:
-        while True:
-            event = self.engine.next_event()
-            if event is engine.NEED_DATA:
-                break
-            assert event is not engine.PAUSED, "driver answers every decision"
-            assert isinstance(event, events.Event)
-            self.events.append(event)
-            self.answer(event)
-        self.output += self.engine.data_to_send()
+        self.start()
 
     def answer(self, event: Event) -> None:
         match event:
@@ -151,12 +107,6 @@ class Driver:
         return [data[i : i + size] for i in range(0, len(data), size)]
 
     # -- inspection ----------------------------------------------------------
-
-    def take(self) -> str:
-        """Output produced since the last take(), decoded."""
-        text = self.output[self._read :].decode("utf-8")
-        self._read = len(self.output)
-        return text
 
     def statuses(self) -> list[str]:
         """The status-line starts (+OK / -ERR / +) in the output since the last take()."""

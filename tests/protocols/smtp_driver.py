@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from posthouse.protocols.smtp import engine, events, replies
 from posthouse.protocols.smtp.replies import Reply
+from tests.protocols.feeding import FeedingDriver
 
 HOST = "mx.example.test"
 
@@ -17,8 +17,11 @@ def settings(**overrides: Any) -> engine.Settings:
     return engine.Settings(hostname=HOST, **overrides)
 
 
+EVENT = events.Event  # the class body's `events` is the list of events seen
+
+
 @dataclass
-class Driver:
+class Driver(FeedingDriver):
     """Feeds bytes, records events and output, answers decisions by simple rules.
 
     Rules: sender ``blocked@...`` -> 550; recipient ``unknown@...`` -> 550,
@@ -35,58 +38,11 @@ class Driver:
     recipients: list[str] = field(default_factory=list)
     queued: int = 0
 
+    event_type = EVENT
+
     def __post_init__(self) -> None:
         self.engine = engine.SMTPEngine(self.config)
-        self._read = 0
-        self.pump()
-
-    # -- feeding -------------------------------------------------------------
-
-    def feed(self, data: bytes | str, *, chunks: Iterable[int] | None = None) -> Driver:
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        if chunks is None:
-            self.engine.receive_data(raw)
-            self.pump()
-            return self
-        pos = 0
-        for size in chunks:
-            self.engine.receive_data(raw[pos : pos + size])
-            self.pump()
-            pos += size
-        if pos < len(raw):
-            self.engine.receive_data(raw[pos:])
-            self.pump()
-        return self
-
-    def feed_bytewise(self, data: bytes | str) -> Driver:
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        return self.feed(raw, chunks=[1] * len(raw))
-
-    def feed_random(self, data: bytes, seed: int) -> Driver:
-        rng = random.Random(seed)
-        sizes = []
-        left = len(data)
-        while left > 0:
-            size = min(left, rng.randint(1, 9))
-            sizes.append(size)
-            left -= size
-        return self.feed(data, chunks=sizes)
-
-    def eof(self) -> Driver:
-        self.engine.receive_eof()
-        self.pump()
-        return self
-
-    def pump(self) -> None:
-        while True:
-            event = self.engine.next_event()
-            if event is engine.NEED_DATA:
-                break
-            assert event is not engine.PAUSED, "driver answers every decision"
-            assert isinstance(event, events.Event)
-            self.events.append(event)
-            self.answer(event)
-        self.output += self.engine.data_to_send()
+        self.start()
 
     def answer(self, event: events.Event) -> None:
         match event:
@@ -128,12 +84,6 @@ class Driver:
                 pass
 
     # -- inspection ----------------------------------------------------------
-
-    def take(self) -> str:
-        """Output produced since the last take(), decoded."""
-        text = self.output[self._read :].decode("utf-8")
-        self._read = len(self.output)
-        return text
 
     def codes(self) -> list[str]:
         """Reply lines' code+separator of the output since the last take()."""

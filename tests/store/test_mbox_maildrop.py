@@ -176,7 +176,7 @@ def stuffed(data: bytes) -> bytes:
     return writer.feed(data) + writer.finish()
 
 
-def test_plain_messages_are_marked_wire_ready(spool: Spool) -> None:
+def test_plain_messages_are_marked_dot_free(spool: Spool) -> None:
     contents = {
         msg(1): True,
         msg(2, b"> a quoted reply\n>> and its quote\n>Fro\n"): True,
@@ -190,7 +190,7 @@ def test_plain_messages_are_marked_wire_ready(spool: Spool) -> None:
     }
     spool.deliver(*contents)
     with spool.open() as drop:
-        assert [m.wire_ready for m in drop.messages] == list(contents.values())
+        assert [m.dot_free for m in drop.messages] == list(contents.values())
         assert read_all(drop) == [wire(c) for c in contents]
 
 
@@ -201,7 +201,7 @@ def test_messages_written_by_other_programs_are_not_plain(spool: Spool) -> None:
         b"From b@example.org Sun Mar  1 12:00:00 2026\nSubject: cut\n\nno newline"
     )
     with spool.open() as drop:
-        assert [m.wire_ready for m in drop.messages] == [False, False]
+        assert [m.dot_free for m in drop.messages] == [False, False]
         assert read_all(drop) == [
             b"Subject: crlf\r\n\r\nbody\r\n",
             b"Subject: cut\r\n\r\nno newline\r\n",
@@ -237,7 +237,7 @@ def test_plain_path_gives_the_wire_bytes_of_the_general_path(
                 data = b"".join(drop.read(m.number))
                 assert data == wire(content)
                 assert m.size == len(data)
-                if m.wire_ready:
+                if m.dot_free:
                     ready = ReadyWriter()
                     fast = b"".join(ready.feed(c) for c in drop.read(m.number)) + ready.finish()
                     assert fast == stuffed(data)
@@ -258,7 +258,7 @@ def test_old_index_is_upgraded_keeping_the_uids(
     with caplog.at_level(logging.INFO, logger="posthouse.store"), spool.open() as drop:
         assert drop.index_stats.mode == "full"
         assert [m.uid for m in drop.messages] == uids
-        assert [m.wire_ready for m in drop.messages] == [True, False]
+        assert [m.dot_free for m in drop.messages] == [True, False]
     assert "older format" in caplog.text
     assert index.read_bytes().startswith(header)
 
@@ -268,7 +268,7 @@ def test_plain_message_changed_in_place_is_not_served(spool: Spool, body_size: i
     # The change lies beyond the bytes the message's ident covers, and keeps the size.
     spool.deliver(msg(1, b"x" * body_size + b"\nline\n"), msg(2))
     with spool.open() as drop:
-        assert drop.messages[0].wire_ready
+        assert drop.messages[0].dot_free
         data = spool.path.read_bytes()
         spool.path.write_bytes(data.replace(b"\nline\n", b"\n.ine\n", 1))
         with pytest.raises(MaildropError):

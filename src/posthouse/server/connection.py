@@ -1,7 +1,7 @@
 """One client connection as every protocol sees it: read, write, upgrade to TLS, close.
 
-Wraps an asyncio stream pair with the idle timeout and the connection record,
-so protocol sessions contain only the read-feed-write loop of their engine.
+Wraps an asyncio stream pair with the idle timeout and the connection record; the
+session driver (session.py) runs every protocol's read-feed-write loop on it.
 
 The idle timeout is a lazy deadline rather than an ``asyncio.timeout`` per read
 (which costs a timer in the loop's heap, its cancellation and a task lookup at

@@ -11,7 +11,7 @@ is not left to asyncio's server (which would handshake first and count later) bu
 here, after admission and within the handshake deadline, so a flood of connections that
 never finish their handshake is cut to the per-client limit at once and dropped at the
 deadline.  A refused implicit-TLS client is simply closed (it could not read a plaintext
-reply); others get the protocol's refusal line.
+reply); others get the protocol engine's refusal reply.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class ServiceSpec:
     sock: socket.socket
     handler: SessionHandler
     idle_timeout: float
-    refusal: Callable[[str], bytes]  # bytes sent to a client refused by the limits
+    refusal: Callable[[str], bytes]  # a refused client's reply: the engine's `refusal`, encoded
     implicit_tls: ssl.SSLContext | None = None
     deadlines: Deadlines = field(default_factory=Deadlines)
 

@@ -1,9 +1,10 @@
 """The POP3 session: the POP3 engine wired to a connection, the credential checks and a maildrop.
 
-Like the SMTP session it holds no protocol logic: it answers the engine's
+Like the SMTP session it holds no protocol logic and no I/O loop (the shared driver in
+session.py reads, feeds the engine and writes): it answers the engine's
 decision events (logins through the service-type rules of
 ``CredentialChecker``, STLS, message retrieval streamed from the maildrop,
-deletions at QUIT) and writes the engine's output.  The maildrop is opened
+deletions at QUIT).  The maildrop is opened
 (and its session lock taken) only after a successful login and is always
 closed when the session ends; a session that ends without QUIT deletes
 nothing (RFC 1939 §6).
@@ -21,15 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from posthouse.auth.credentials import CredentialChecker, LoginResult
+from posthouse.protocols.engine_base import Ending
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.pop3 import events
-from posthouse.server.connection import Connection, DeadlineExceeded, IdleTimeout
+from posthouse.server.connection import Connection
+from posthouse.server.session import SessionDriver, Unit
 from posthouse.store.maildrop import Maildrop, MaildropBusy, MaildropError
 
 log = logging.getLogger("posthouse.pop3")
 
 _timestamps = itertools.count(1)
-OUTPUT_FLUSH = 256 * 1024
 
 
 def apop_timestamp(hostname: str) -> str:
@@ -63,60 +65,32 @@ class POP3Session:
         self.settings = settings
         self.stopping = stopping
         self.engine = pop3_engine.POP3Engine(settings)
+        self.driver = SessionDriver(connection, self.engine, stopping)
         self.maildrop: Maildrop | None = None
-        # Output of pipelined RETRs is gathered and written in large pieces (bounded).
-        self._output = bytearray()
-
-    async def _flush(self) -> None:
-        self._output += self.engine.data_to_send()
-        if self._output:
-            data = bytes(self._output)
-            self._output.clear()
-            await self.connection.write(data)
 
     async def run(self) -> None:
         try:
-            await self._loop()
+            await self.driver.run(self)
         finally:
             if self.maildrop is not None:
                 maildrop, self.maildrop = self.maildrop, None
                 await asyncio.to_thread(maildrop.close)
 
-    async def _loop(self) -> None:
-        engine = self.engine
-        while not engine.closed:
-            event = engine.next_event()
-            if event is pop3_engine.NEED_DATA:
-                await self._flush()
-                if self.stopping.is_set() and self.maildrop is None:
-                    await self.connection.write(b"-ERR [SYS/TEMP] server shutting down\r\n")
-                    return
-                try:
-                    data = await self.connection.read_unless_stopped(
-                        self.stopping, idle=self.maildrop is None
-                    )
-                except DeadlineExceeded:
-                    log.info("pop3: command timeout from %s", self.connection.peer)
-                    await self.connection.write(b"-ERR command timeout\r\n")
-                    return
-                except IdleTimeout:
-                    await self.connection.write(b"-ERR autologout timer expired\r\n")
-                    return
-                if data is None:
-                    await self.connection.write(b"-ERR [SYS/TEMP] server shutting down\r\n")
-                    return
-                if data:
-                    engine.receive_data(data)
-                else:
-                    engine.receive_eof()
-            elif event is pop3_engine.PAUSED:
-                raise RuntimeError("POP3 engine paused without a pending decision")
-            else:
-                self.connection.unit_done()
-                await self._handle(event)
-        await self._flush()
+    # -- the driver's SessionLogic --
 
-    async def _handle(self, event: events.Event) -> None:
+    @property
+    def busy(self) -> bool:
+        """The maildrop is open: a shutdown lets the client finish (and QUIT)."""
+        return self.maildrop is not None
+
+    def unit(self, event: events.Event) -> Unit:
+        return Unit.DONE
+
+    def ended(self, why: Ending) -> None:
+        if why is Ending.DEADLINE:
+            log.info("pop3: command timeout from %s", self.connection.peer)
+
+    async def handle(self, event: events.Event) -> None:
         if log.isEnabledFor(logging.DEBUG):  # 12.4.5: protocol detail at DEBUG, never secrets
             detail = event.mechanism if isinstance(event, events.LoginAttempt) else event
             log.debug("pop3 %s %s: %s", self.connection.peer, self.engine.user or "-", detail)
@@ -189,22 +163,18 @@ class POP3Session:
             self.engine.reject_stls("TLS not available")
             return
         self.engine.accept_stls()
-        go_ahead = bytes(self._output) + self.engine.data_to_send()
-        self._output.clear()
-        await self.connection.upgrade_tls(context, go_ahead)
-        self.engine.tls_started()
+        await self.driver.start_tls(context)
 
     async def _retrieve(self, number: int) -> None:
         maildrop = self.maildrop
         assert maildrop is not None
         engine = self.engine
-        engine.begin_message(number, wire_ready=maildrop.messages[number - 1].wire_ready)
+        # read() yields CRLF line ends: with no line starting with ".", that is the wire form.
+        engine.begin_message(number, wire_ready=maildrop.messages[number - 1].dot_free)
         try:
             for chunk in maildrop.read(number):
                 more = engine.message_chunk(chunk)
-                self._output += engine.data_to_send()
-                if len(self._output) >= OUTPUT_FLUSH:
-                    await self._flush()
+                await self.driver.send_soon()  # output of pipelined RETRs goes out in pieces
                 if not more:
                     break
         except (MaildropError, OSError) as exc:

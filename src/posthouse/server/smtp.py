@@ -1,10 +1,10 @@
 """The SMTP, submission and LMTP session: the SMTP engine wired to a connection and the MTA.
 
-The session owns no protocol logic: it feeds bytes to the sans-I/O engine,
-answers the engine's decision events with the recipient policy, the
-authenticator and the queue, streams message data into a queue file, and
-writes the engine's output.  Replies are flushed only when the engine needs
-more input, so a pipelined client gets its replies in one write.
+The session owns no protocol logic and no I/O loop: the shared driver (session.py) reads,
+feeds the sans-I/O engine and writes its replies, and hands each event to this module,
+which answers the engine's decision events with the recipient policy, the authenticator
+and the queue (direct delivery at intake: ``_deliver_directly``) and streams message data
+into a queue file.
 
 Faults of the machine never cost the client its connection: a full disk (``ENOSPC``,
 ``EDQUOT``) while the data is spooled discards what was written, reads the rest of the
@@ -35,10 +35,12 @@ from posthouse.mta.policy import RecipientPolicy
 from posthouse.mta.queue import IncomingMessage, QueueStore
 from posthouse.mta.scheduler import DeliveryScheduler
 from posthouse.mta.stats import Statistics
+from posthouse.protocols.engine_base import Ending
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.protocols.smtp import events, replies
 from posthouse.protocols.smtp.replies import Reply
-from posthouse.server.connection import Connection, DeadlineExceeded, IdleTimeout
+from posthouse.server.connection import Connection
+from posthouse.server.session import SessionDriver, Unit
 
 log = logging.getLogger("posthouse.smtp")
 
@@ -108,6 +110,7 @@ class SMTPSession:
         self.services = services
         self.stopping = stopping
         self.engine = smtp_engine.SMTPEngine(settings)
+        self.driver = SessionDriver(connection, self.engine, stopping)
         self.sender: str | None = None
         self.mail_params: events.MailFrom | None = None
         self.recipients: list[str] = []
@@ -121,58 +124,33 @@ class SMTPSession:
 
     async def run(self) -> None:
         try:
-            await self._loop()
+            await self.driver.run(self)
         finally:
             self._discard_message()
 
-    async def _loop(self) -> None:
-        engine = self.engine
-        while not engine.closed:
-            event = engine.next_event()
-            if event is smtp_engine.NEED_DATA:
-                await self.connection.write(engine.data_to_send())
-                if self.stopping.is_set() and not self.in_transaction:
-                    await self._shut_down()
-                    return
-                try:
-                    data = await self.connection.read_unless_stopped(
-                        self.stopping, idle=not self.in_transaction
-                    )
-                except IdleTimeout as exc:
-                    if isinstance(exc, DeadlineExceeded):
-                        log.info(
-                            "timeout after %s from unknown[%s]",
-                            "DATA" if self.incoming is not None else "command",
-                            self.connection.peer.address,
-                        )
-                    await self.connection.write(
-                        Reply(
-                            421, "4.4.2", (f"{self.services.hostname} Timeout, closing",)
-                        ).to_bytes()
-                    )
-                    return
-                if data is None:
-                    await self._shut_down()
-                    return
-                if data:
-                    engine.receive_data(data)
-                else:
-                    engine.receive_eof()
-            elif event is smtp_engine.PAUSED:
-                raise RuntimeError("SMTP engine paused without a pending decision")
-            else:
-                if isinstance(event, events.DataStart):
-                    self.connection.start_transfer()
-                elif not isinstance(event, events.MessageData):
-                    self.connection.unit_done()
-                await self._handle(event)
-        await self.connection.write(engine.data_to_send())
+    # -- the driver's SessionLogic --
 
-    async def _shut_down(self) -> None:
-        reply = Reply(421, "4.3.2", (f"{self.services.hostname} Service shutting down",))
-        await self.connection.write(reply.to_bytes())
+    @property
+    def busy(self) -> bool:
+        """A mail transaction is open: a shutdown lets it finish."""
+        return self.in_transaction
 
-    async def _handle(self, event: events.Event) -> None:
+    def unit(self, event: events.Event) -> Unit:
+        if isinstance(event, events.DataStart):
+            return Unit.TRANSFER
+        if isinstance(event, events.MessageData):
+            return Unit.CONTINUES
+        return Unit.DONE
+
+    def ended(self, why: Ending) -> None:
+        if why is Ending.DEADLINE:
+            log.info(
+                "timeout after %s from unknown[%s]",
+                "DATA" if self.incoming is not None else "command",
+                self.connection.peer.address,
+            )
+
+    async def handle(self, event: events.Event) -> None:
         match event:
             case events.MailFrom():
                 self.sender = event.address
@@ -431,8 +409,7 @@ class SMTPSession:
             self.engine.respond(replies.starttls_unavailable())
             return
         self.engine.respond(replies.starttls_ready())
-        await self.connection.upgrade_tls(context, self.engine.data_to_send())
-        self.engine.tls_started()
+        await self.driver.start_tls(context)
         self._reset()
 
     def _reset(self) -> None:

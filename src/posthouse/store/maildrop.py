@@ -7,8 +7,9 @@ A :class:`Maildrop` is one POP session's view of a user's mail:
   mail delivery is **not** blocked by that lock;
 * :attr:`Maildrop.messages` is a snapshot taken at open: messages delivered during the
   session are not shown (they appear in the next session);
-* :meth:`Maildrop.read` streams one message as it goes on the wire, minus dot-stuffing:
-  CRLF line ends, no mbox ``From_`` line, mboxrd quoting removed;
+* :meth:`Maildrop.read` streams one message in its RFC 5322 form: CRLF line ends, no mbox
+  ``From_`` line, mboxrd quoting removed (how it goes on the wire, byte-stuffing included,
+  is the POP3 engine's business);
 * :meth:`Maildrop.commit_deletions` is the UPDATE state (RFC 1939 §6): it removes the
   messages marked deleted, durably, without touching mail delivered since the open;
 * :meth:`Maildrop.close` releases the session lock (it is also released if the process
@@ -45,15 +46,16 @@ class MaildropMessage(NamedTuple):
     ``number`` is 1-based and stable for the session.  ``uid`` is the RFC 1939 §7 unique-id
     (1-70 characters in 0x21-0x7E), stable across sessions, restarts and deletions of
     other messages.  ``size`` is the exact number of octets :meth:`Maildrop.read` yields
-    (CRLF line ends, mboxrd quoting removed, before dot-stuffing).  ``wire_ready`` says
-    that no line of that content starts with ``.``: it goes on the wire without
-    byte-stuffing (RFC 1939 §3).
+    (CRLF line ends, mboxrd quoting removed).  ``dot_free`` is what the store knows of the
+    content without reading it: True when no line of it starts with ``.`` (False: some
+    line does, or the store does not know), which spares the POP3 server a scan for lines
+    to byte-stuff.
     """
 
     number: int
     uid: str
     size: int
-    wire_ready: bool = False
+    dot_free: bool = False
 
 
 class MaildropBusy(Exception):

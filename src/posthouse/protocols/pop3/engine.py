@@ -1,59 +1,309 @@
-"""The POP3 server engine: command interpretation (sans-I/O).
+"""The POP3 server engine: the protocol's state machine (sans-I/O).
 
-`POP3Engine` turns received octets into `events` and queues responses as
-octets to send.  This module interprets command lines (RFC 1939 §3-§7,
-RFC 2449, RFC 2595 §4, RFC 5034 §4) and dispatches them through one table;
-the legal commands per state live in commands.py and the session machinery
-(pausing, decision answers, output, content streaming) in core.py.
+`POP3Engine` turns received octets into `events` and queues responses as octets to send.
+This module is the one place that changes the session's state: it interprets command
+lines (RFC 1939 §3-§7, RFC 2449, RFC 2595 §4, RFC 5034 §4) through one dispatch table,
+consulting the table of legal commands per `State` in commands.py; it answers the
+application's decisions (logins, STLS, message retrieval, the UPDATE state) and resets on
+STLS (RFC 2595 §4).  The I/O-facing API, the command-line and SASL reading and the
+session endings are the shared core in ``protocols/engine_base.py``.
 
-The engine answers STAT, LIST, UIDL, DELE, RSET, NOOP and CAPA itself from
-the `MaildropInfo` given to ``accept_login``; policy (passwords, locking,
-reading and deleting messages) belongs to the application, which answers
-decision events (see events.py).  Pipelined commands (RFC 2449 §6.6) are
-processed strictly in order.
+The engine answers STAT, LIST, UIDL, DELE, RSET, NOOP and CAPA itself from the
+`MaildropInfo` given to ``accept_login``; policy (passwords, locking, reading and
+deleting messages) belongs to the application, which answers decision events (see
+events.py).  Pipelined commands (RFC 2449 §6.6) are processed strictly in order.
+
+Streaming a message (answer to `Retrieve`)::
+
+    engine.begin_message(n)            # queues "+OK <size> octets"; wire_ready=True
+                                       # when no line starts with "." (no stuffing)
+    for chunk in read_file_in_pieces():
+        more = engine.message_chunk(chunk)
+        write(engine.data_to_send())   # drain after each chunk: memory stays bounded
+        if not more:                   # TOP has everything it needs
+            break
+    engine.end_message()               # final CRLF if missing, then ".CRLF"
+    engine.next_event()                # go on with pipelined commands
+
+If reading fails half-way, `abort_message` closes the session instead: a
+truncated message must never be terminated as if it were complete.
+
+`send_message(n, chunks)` does all of that in one call but buffers the whole
+response until `data_to_send`; use it for small messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
 
 from posthouse.protocols import sasl
-from posthouse.protocols.engine_base import NEED_DATA, PAUSED, Signal
+from posthouse.protocols.engine_base import (
+    NEED_DATA,
+    PAUSED,
+    Ending,
+    EngineCore,
+    Limits,
+    Phase,
+    Signal,
+)
+from posthouse.protocols.errors import UsageError
 from posthouse.protocols.pop3 import commands, replies
 from posthouse.protocols.pop3.commands import Command, State
-from posthouse.protocols.pop3.core import Phase, SessionCore
-from posthouse.protocols.pop3.events import LoginAttempt, Quit, Retrieve, StartTLS, UpdateRequested
+from posthouse.protocols.pop3.content import ContentWriter, ReadyWriter, TopFilter
+from posthouse.protocols.pop3.events import (
+    ConnectionLost,
+    DecisionEvent,
+    Event,
+    LoginAttempt,
+    Quit,
+    Retrieve,
+    StartTLS,
+    UpdateRequested,
+)
 from posthouse.protocols.pop3.maildrop import Maildrop, MaildropInfo
 from posthouse.protocols.pop3.replies import Reply, err, ok
 from posthouse.protocols.pop3.settings import SASL_LINE_LIMIT, Settings
 
-__all__ = ["NEED_DATA", "PAUSED", "MaildropInfo", "POP3Engine", "Settings", "Signal", "State"]
+__all__ = [
+    "NEED_DATA",
+    "PAUSED",
+    "Ending",
+    "MaildropInfo",
+    "POP3Engine",
+    "Settings",
+    "Signal",
+    "State",
+]
+
+_D = TypeVar("_D", bound=DecisionEvent)
 
 _BAD_CHARS: Final = err("invalid characters in command")
 _CANCELLED: Final = err("authentication cancelled")  # RFC 5034 §4
 _NEEDS_TLS: Final = "plaintext authentication requires TLS"  # RFC 2595 §2.3
+# The server ends the session with -ERR; nothing is deleted (RFC 1939 §6).
+_ENDINGS: Final = {
+    Ending.TOO_MANY_ERRORS: err("too many errors"),
+    Ending.TOO_MANY_COMMANDS: err("too many commands"),
+    Ending.IDLE: err("autologout timer expired"),  # RFC 1939 §3
+    Ending.DEADLINE: err("command timeout"),
+    Ending.SHUTDOWN: err("server shutting down", replies.SYS_TEMP),
+}
 
 
-class POP3Engine(SessionCore):
+def refusal(reason: str) -> Reply:
+    """The reply to a client the connection limits turn away (no session is started)."""
+    return err(f"{reason}, try again later", replies.SYS_TEMP)
+
+
+class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
     """One server-side POP3 session."""
+
+    def __init__(self, settings: Settings) -> None:
+        # AUTH lines may exceed max_line (RFC 5034 §4); others are checked in _parse.
+        line = max(settings.max_line, SASL_LINE_LIMIT)
+        limits = Limits(line, SASL_LINE_LIMIT, settings.max_commands, settings.max_errors)
+        super().__init__(limits, tls_active=settings.tls_active, decision=DecisionEvent)
+        self._settings = settings
+        self._state = State.AUTHORIZATION
+        self._user_name: str | None = None  # from USER, waiting for PASS
+        self._user: str | None = None  # logged in
+        self._maildrop: Maildrop | None = None
+        self._writer: ContentWriter | None = None
+        self._top: TopFilter | None = None
+        # RFC 1939 §4 greeting; the APOP timestamp ends it (RFC 1939 §7).
+        stamp = f" {settings.apop_timestamp}" if settings.apop_timestamp else ""
+        self._send(ok(f"POP3 server ready{stamp}"))
+
+    # ----------------------------------------------------------------- API
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def user(self) -> str | None:
+        """The user name of the accepted login, else None."""
+        return self._user
+
+    @property
+    def deleted(self) -> tuple[int, ...]:
+        """Messages currently marked deleted (empty outside TRANSACTION)."""
+        return self._maildrop.deleted if self._maildrop is not None else ()
+
+    # ---------------------------------------------------- decision answers
+
+    def accept_login(self, maildrop: MaildropInfo) -> None:
+        """Answer `LoginAttempt`: the maildrop is locked; enter TRANSACTION (RFC 1939 §4)."""
+        if not isinstance(maildrop, MaildropInfo):
+            raise UsageError("accept_login() needs a MaildropInfo")
+        event = self._take_pending(LoginAttempt)
+        self._user = event.user
+        self._maildrop = Maildrop(maildrop)
+        self._state = State.TRANSACTION
+        self._send(ok(self._maildrop_summary()))
+
+    def reject_login(
+        self, reason: str = "authentication failed", code: str | None = replies.AUTH
+    ) -> None:
+        """Answer `LoginAttempt` negatively, e.g. code "AUTH", "IN-USE", "SYS/TEMP" (RFC 3206)."""
+        answer = _checked(lambda: err(reason, code))
+        self._take_pending(LoginAttempt)
+        self._state = State.AUTHORIZATION
+        # Failed logins count as errors (password guessing).
+        self._send(answer, error=True)
+
+    def accept_stls(self) -> None:
+        """Answer `StartTLS`: send +OK; the I/O layer then runs the handshake."""
+        self._take_pending(StartTLS)
+        self._send(ok("Begin TLS negotiation"))
+        # RFC 2595 §4: drop pipelined plaintext (CVE-2011-0411).
+        self._buf.clear()
+        self._phase = Phase.TLS_WAIT
+
+    def reject_stls(self, reason: str = "TLS not available") -> None:
+        """Answer `StartTLS` negatively; the session continues in plaintext."""
+        answer = _checked(lambda: err(reason, replies.SYS_TEMP))
+        self._take_pending(StartTLS)
+        self._send(answer)
+
+    def send_message(self, n: int, chunks: Iterable[bytes] | None) -> None:
+        """Answer `Retrieve` with the whole message content, or None if it cannot be read.
+
+        The complete response is buffered until `data_to_send`; stream big
+        messages with `begin_message` / `message_chunk` / `end_message`.
+        """
+        if chunks is None:
+            self._retrieve(n)
+            self._pending = None
+            self._send(err("message not available", replies.SYS_TEMP))
+            return
+        self.begin_message(n)
+        for chunk in chunks:
+            if not self.message_chunk(chunk):
+                break
+        self.end_message()
+
+    def begin_message(self, n: int, *, wire_ready: bool = False) -> None:
+        """Start answering `Retrieve` for message ``n``: queues the +OK line.
+
+        ``wire_ready``: the application vouches that the content has CRLF line
+        ends and no line starting with "."; it is then sent as it is, without
+        being scanned for byte-stuffing (RFC 1939 §3).
+        """
+        event = self._retrieve(n)
+        maildrop = self._maildrop
+        assert maildrop is not None
+        self._writer = ReadyWriter() if wire_ready else ContentWriter()
+        if event.top_lines is None:
+            # RFC 1939 §7 RETR: "+OK 120 octets", the size LIST reports.
+            self._out += b"+OK %d octets\r\n" % maildrop.size(n)
+        else:
+            self._top = TopFilter(event.top_lines)
+            self._send(ok("top of message follows"))
+
+    def message_chunk(self, data: bytes) -> bool:
+        """Send the next slice of message content (any split; LF or CRLF line ends).
+
+        Returns False once TOP has all the lines it needs: the rest of the
+        message may be skipped (further chunks are ignored).
+        """
+        writer = self._writer
+        if writer is None:
+            raise UsageError("message_chunk() outside begin_message() / end_message()")
+        top = self._top
+        if top is not None:
+            data = top.feed(data)
+        self._out += writer.feed(data)
+        return top is None or not top.done
+
+    def end_message(self) -> None:
+        """Finish the multi-line response and resume processing commands."""
+        writer = self._writer
+        if writer is None:
+            raise UsageError("end_message() without begin_message()")
+        self._out += writer.finish()
+        self._writer = self._top = None
+        self._pending = None
+
+    def abort_message(self, reason: str = "message could not be read") -> None:
+        """Reading the message failed: the response cannot be completed, so close.
+
+        Queues `ConnectionLost` (nothing is deleted); the client sees a
+        truncated response without the terminating "." and must not trust it.
+        """
+        if not isinstance(self._pending, Retrieve):
+            raise UsageError("abort_message() answers a Retrieve only")
+        self._pending = None
+        self._writer = self._top = None
+        self._close(reason)
+
+    def quit_done(self, ok: bool, reason: str = "") -> None:
+        """Answer `UpdateRequested` after deleting the marked messages (RFC 1939 §6)."""
+        host = self._settings.hostname
+        if ok:
+            answer = _checked(lambda: replies.ok(reason or f"{host} POP3 server signing off"))
+        else:
+            text = reason or "some deleted messages not removed"
+            answer = _checked(lambda: err(text, replies.SYS_TEMP))
+        self._take_pending(UpdateRequested)
+        self._send(answer)
+        self._close(None)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _take_pending(self, kind: type[_D]) -> _D:
+        event = self._pending
+        if event is None or any(queued is event for queued in self._events):
+            raise UsageError("no decision event is waiting for an answer")
+        if not isinstance(event, kind) or self._writer is not None:
+            raise UsageError(f"the pending event is {type(event).__name__}, not {kind.__name__}")
+        self._pending = None
+        return event
+
+    def _retrieve(self, n: int) -> Retrieve:
+        """Check that ``n`` answers the pending `Retrieve` (which stays pending)."""
+        event = self._pending
+        if (
+            not isinstance(event, Retrieve)
+            or self._writer is not None
+            or any(queued is event for queued in self._events)
+        ):
+            raise UsageError("no Retrieve is waiting for an answer")
+        if n != event.number:
+            raise UsageError(f"Retrieve is for message {event.number}, not {n}")
+        return event
+
+    def _maildrop_summary(self) -> str:
+        assert self._maildrop is not None
+        count, octets = self._maildrop.stat()
+        return f"maildrop has {count} messages ({octets} octets)"
+
+    def _refuse(self, answer: Reply) -> None:
+        """Send an engine-generated -ERR; it counts towards max_errors."""
+        self._send(answer, error=True)
+
+    def _ending_reply(self, why: Ending) -> Reply:
+        return _ENDINGS[why]
+
+    def _closing(self, reason: str | None) -> None:
+        """A TRANSACTION session ending without UPDATE reports `ConnectionLost`."""
+        if self._state is State.TRANSACTION and reason is not None:
+            self._events.append(ConnectionLost(reason))
+
+    def _tls_reset(self) -> None:
+        self._user_name = None  # RFC 2595 §4: forget everything
+        self._state = State.AUTHORIZATION
 
     # ------------------------------------------------------------ commands
 
-    def _step_command(self) -> bool:
-        # AUTH lines may exceed max_line (RFC 5034 §4); others are checked below.
-        line = self._buf.read_line(max(self._settings.max_line, SASL_LINE_LIMIT))
-        if line is None:
-            return self._eof and self._on_eof()
-        self._commands += 1
-        if self._commands > self._settings.max_commands:
-            self._shutdown("too many commands")
-        elif not isinstance(line, bytes):
-            self._forget_user()
-            self._refuse(commands.LINE_TOO_LONG)
-        else:
-            self._dispatch(line)
-        return True
+    def _line_too_long(self) -> None:
+        self._forget_user()
+        self._refuse(commands.LINE_TOO_LONG)
 
     def _dispatch(self, line: bytes) -> None:
         command = self._parse(line)
@@ -169,38 +419,25 @@ class POP3Engine(SessionCore):
         else:
             # RFC 5034 §4: "=" stands for an empty initial response.
             initial = None if len(parts) == 1 else "" if parts[1] == "=" else parts[1]
-            mechanism = sasl.Plain()
-            self._sasl_result(mechanism, mechanism.start(initial))
+            self._start_sasl(sasl.Plain(), initial)
 
-    def _sasl_result(self, mechanism: sasl.Mechanism, step: sasl.Step) -> None:
-        if isinstance(step, sasl.Challenge):
-            self._sasl = mechanism
-            self._phase = Phase.SASL
-            self._out += f"+ {step.text}\r\n".encode("ascii")  # RFC 5034 §4 continuation
-            return
-        self._sasl = None
-        self._phase = Phase.COMMAND
-        if isinstance(step, sasl.Failure):
-            self._refuse(err(step.reason))
-        else:
-            event = LoginAttempt("PLAIN", step.authcid, step.password, None, step.authzid)
-            self._emit(event)  # RFC 4616 §2
+    # SASL wording (the exchange itself is the shared core's).
 
-    def _step_sasl(self) -> bool:
-        mechanism = self._sasl
-        assert mechanism is not None
-        line = self._buf.read_line(SASL_LINE_LIMIT)
-        if line is None:
-            return self._eof and self._on_eof()
-        if not isinstance(line, bytes):  # TOO_LONG
-            self._sasl_result(mechanism, sasl.Failure("line too long"))
-        elif line.strip(b" \t") == b"*":
-            self._sasl = None
-            self._phase = Phase.COMMAND
-            self._refuse(_CANCELLED)
-        else:
-            self._sasl_result(mechanism, mechanism.step(line.decode("latin-1").strip(" \t")))
-        return True
+    def _sasl_challenge(self, text: str) -> bytes:
+        return f"+ {text}\r\n".encode("ascii")  # RFC 5034 §4 continuation
+
+    def _sasl_failure(self, reason: str) -> Reply:
+        return err(reason)
+
+    def _sasl_line_too_long(self) -> Reply:
+        return err("line too long")
+
+    def _sasl_cancelled(self) -> Reply:
+        return _CANCELLED
+
+    def _sasl_credentials(self, mechanism: str, credentials: sasl.Credentials) -> Event:
+        c = credentials  # RFC 4616 §2
+        return LoginAttempt("PLAIN", c.authcid, c.password, None, c.authzid)
 
     def _cmd_stls(self, command: Command) -> None:
         if self._tls_active:
@@ -314,3 +551,11 @@ _HANDLERS: Final[dict[str, _Handler]] = {
     "RSET": POP3Engine._cmd_rset,
     "NOOP": POP3Engine._cmd_noop,
 }
+
+
+def _checked(build: Callable[[], Reply]) -> Reply:
+    """Build an answer from application text; invalid text is a usage error."""
+    try:
+        return build()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,55 +1,298 @@
-"""The SMTP / submission / LMTP server engine: command interpretation (sans-I/O).
+"""The SMTP / submission / LMTP server engine: the protocol's state machine (sans-I/O).
 
-`SMTPEngine` turns received octets into `events` and queues `replies` as
-octets to send.  This module interprets command lines (RFC 5321 §4.1.1,
-RFC 2033, RFC 3030, RFC 3207, RFC 4954) and dispatches them through one
-table; sequencing rules live in commands.py and the session machinery
-(pausing, output, content streaming) in core.py.  Policy (accept this sender,
-recipient, password, message) belongs to the application, which answers
-decision events with `SMTPEngine.respond`.
+`SMTPEngine` turns received octets into `events` and queues replies as octets to send.
+This module is the one place that changes the session's state: it interprets command
+lines (RFC 5321 §4.1.1, RFC 2033, RFC 3030, RFC 3207, RFC 4954) through one dispatch
+table, consulting the table of legal commands per `Session` state in commands.py; it
+answers the application's decisions (``respond``, ``respond_per_recipient``), resets on
+STARTTLS (RFC 3207 §4.2), enforces the limits that close a session (RFC 5321 §3.8) and
+streams DATA (body.py) and BDAT (RFC 3030) content into a `Transaction`.  The I/O-facing
+API, the command-line and SASL reading and the session endings are the shared core in
+``protocols/engine_base.py``.  Policy (accept this sender, recipient, password, message)
+belongs to the application, which answers decision events with `SMTPEngine.respond`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from posthouse.protocols import sasl
-from posthouse.protocols.engine_base import NEED_DATA, PAUSED, Signal
+from posthouse.protocols.engine_base import (
+    NEED_DATA,
+    PAUSED,
+    Ending,
+    EngineCore,
+    Limits,
+    Phase,
+    Signal,
+)
+from posthouse.protocols.errors import UsageError
 from posthouse.protocols.smtp import commands, parse
 from posthouse.protocols.smtp.body import DotReader
 from posthouse.protocols.smtp.commands import Session, reply
-from posthouse.protocols.smtp.core import Phase, SessionCore
-from posthouse.protocols.smtp.events import AuthAttempt, Hello, Quit, Reset, StartTLS
+from posthouse.protocols.smtp.events import (
+    AuthAttempt,
+    DecisionEvent,
+    Event,
+    Hello,
+    MailFrom,
+    MessageEnd,
+    Quit,
+    RcptTo,
+    Reset,
+    StartTLS,
+)
 from posthouse.protocols.smtp.replies import Reply
 from posthouse.protocols.smtp.settings import AUTH_LINE_LIMIT, Mode, Settings
+from posthouse.protocols.smtp.transaction import Transaction
 
-__all__ = ["NEED_DATA", "PAUSED", "Mode", "SMTPEngine", "Settings", "Signal"]
+__all__ = ["NEED_DATA", "PAUSED", "Ending", "Mode", "SMTPEngine", "Settings", "Signal"]
 
 _OK: Final = reply(250, "2.0.0", "Ok")
 _BAD_CHARS: Final = reply(500, "5.5.2", "Invalid characters in command")
 _UNKNOWN: Final = reply(500, "5.5.1", "Unrecognized command")
 _CANCELLED: Final = reply(501, "5.0.0", "Authentication cancelled")  # RFC 4954 §4
+# RFC 5321 §3.8: the server ends the session with 421 (the text follows the host name).
+_ENDINGS: Final = {
+    Ending.TOO_MANY_ERRORS: ("4.7.0", "Too many errors, closing connection"),
+    Ending.TOO_MANY_COMMANDS: ("4.7.0", "Too many commands, closing connection"),
+    Ending.IDLE: ("4.4.2", "Timeout, closing"),
+    Ending.DEADLINE: ("4.4.2", "Timeout, closing"),
+    Ending.SHUTDOWN: ("4.3.2", "Service shutting down"),
+}
 
 
-class SMTPEngine(SessionCore):
+def refusal(reason: str) -> Reply:
+    """The reply to a client the connection limits turn away (no session is started)."""
+    return reply(421, "4.7.0", f"{reason}, try again later")
+
+
+@dataclass
+class _Chunk:
+    size: int
+    remaining: int
+    last: bool
+    reject: Reply | None  # BDAT refused: consume the octets, then send this
+
+
+class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
     """One server-side SMTP, submission or LMTP session."""
+
+    def __init__(self, settings: Settings) -> None:
+        # AUTH lines may be up to 12288 octets (RFC 4954 §4); others are checked in _dispatch.
+        line = max(settings.max_command_line, AUTH_LINE_LIMIT)
+        limits = Limits(line, line, settings.max_commands, settings.max_errors)
+        super().__init__(limits, tls_active=settings.tls_active, decision=DecisionEvent)
+        self._settings = settings
+        self._session = Session.FRESH
+        self._helo_name: str | None = None
+        self._esmtp = False
+        self._authenticated_as: str | None = None
+        self._txn: Transaction | None = None
+        self._dot: DotReader | None = None
+        self._chunk: _Chunk | None = None
+        # RFC 5321 §4.3.1 greeting; no enhanced code (RFC 2034 §3).
+        self._send(reply(220, None, f"{settings.hostname} {settings.banner}"))
+
+    # ----------------------------------------------------------------- API
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def authenticated_as(self) -> str | None:
+        return self._authenticated_as
+
+    @property
+    def helo_name(self) -> str | None:
+        return self._helo_name
+
+    @property
+    def esmtp(self) -> bool:
+        """True after EHLO/LHLO; False before any greeting or after HELO."""
+        return self._esmtp
+
+    def respond(self, answer: Reply) -> None:
+        """Answer the pending decision event (anything but an LMTP `MessageEnd`)."""
+        if isinstance(self._pending, MessageEnd) and self._settings.mode == "lmtp":
+            raise UsageError("an LMTP MessageEnd needs respond_per_recipient()")
+        event = self._take_pending(answer)
+        match event:
+            case MailFrom():
+                if answer.positive:
+                    self._txn = Transaction(
+                        smtputf8=event.smtputf8,
+                        max_size=self._settings.max_message_size,
+                        emit=self._emit,
+                    )
+                    self._session = Session.MAIL
+                self._send(answer)
+            case RcptTo():
+                if answer.positive and self._txn is not None:
+                    self._txn.accepted += 1
+                # Rejected recipients count as errors (directory harvesting).
+                self._send(answer, error=answer.permanent)
+            case MessageEnd():
+                self._end_transaction()
+                self._send(answer)
+            case AuthAttempt():
+                if answer.positive:
+                    self._authenticated_as = event.authcid
+                # Failed logins count as errors (password guessing).
+                self._send(answer, error=answer.permanent)
+            case StartTLS():
+                self._send(answer)
+                if answer.positive:
+                    # RFC 3207 §4.2 (CVE-2011-0411): drop pipelined plaintext.
+                    self._buf.clear()
+                    self._phase = Phase.TLS_WAIT
+
+    def respond_per_recipient(self, replies: Sequence[Reply]) -> None:
+        """LMTP: answer `MessageEnd` with one reply per accepted RCPT, in order."""
+        if self._settings.mode != "lmtp" or not isinstance(self._pending, MessageEnd):
+            raise UsageError("respond_per_recipient() answers an LMTP MessageEnd only")
+        expected = self._txn.accepted if self._txn is not None else 0
+        if len(replies) != expected:
+            raise UsageError(f"expected {expected} replies, got {len(replies)}")
+        for answer in replies:
+            self._take_pending(answer, keep=True)
+        self._pending = None
+        self._end_transaction()
+        for answer in replies:
+            self._send(answer)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _take_pending(self, answer: Reply, *, keep: bool = False) -> DecisionEvent:
+        event = self._pending
+        if event is None or any(queued is event for queued in self._events):
+            raise UsageError("no decision event is waiting for an answer")
+        if not isinstance(answer, Reply) or answer.intermediate:
+            raise UsageError("a decision must be answered with a 2xx, 4xx or 5xx Reply")
+        if not keep:
+            self._pending = None
+        return event
+
+    def _refuse(self, answer: Reply) -> None:
+        """Send an engine-generated refusal; 5xx ones count as errors."""
+        self._send(answer, error=answer.permanent)
+
+    def _ending_reply(self, why: Ending) -> Reply:
+        enhanced, text = _ENDINGS[why]
+        return reply(421, enhanced, f"{self._settings.hostname} {text}")
+
+    def _closing(self, reason: str | None) -> None:
+        if reason is not None:
+            self._abort_message(reason)
+        self._dot = self._chunk = None
+
+    def _tls_reset(self) -> None:
+        # RFC 3207 §4.2: forget everything learnt from the client before TLS.
+        self._helo_name = None
+        self._esmtp = False
+        self._authenticated_as = None
+        self._txn = None
+        self._session = Session.FRESH
+
+    def _abort_message(self, reason: str) -> None:
+        """Emit MessageAborted if content is in progress; drop the transaction."""
+        if self._txn is not None:
+            self._txn.abort(reason)
+        self._end_transaction()
+
+    def _end_transaction(self) -> None:
+        self._txn = None
+        if self._session is not Session.FRESH:
+            self._session = Session.READY
+
+    # ------------------------------------------------------------- content
+
+    def _step_content(self) -> bool:
+        if self._dot is not None:
+            return self._step_data(self._dot)
+        return self._step_chunk()
+
+    def _step_data(self, reader: DotReader) -> bool:
+        txn = self._txn
+        assert txn is not None
+        before = len(self._buf)
+        txn.content(reader.consume(self._buf))
+        if txn.failed is not None:
+            reader.discard = True
+        elif reader.too_long:  # RFC 5321 §4.5.3.1.6 text line limit
+            txn.fail("line too long", commands.LINE_TOO_LONG)
+            reader.discard = True
+        if reader.done:
+            self._dot = None
+            self._phase = Phase.COMMAND
+            self._end_message(txn)
+            return True
+        if len(self._buf) == before:
+            return self._eof and self._on_eof()
+        return True
+
+    def _end_message(self, txn: Transaction) -> None:
+        """Content complete: ask the application, or send the owed failure."""
+        if txn.failed is None:
+            txn.finish()
+            self._emit(MessageEnd())
+            return
+        # LMTP expects one reply per accepted recipient (RFC 2033 §4.2).
+        count = txn.accepted if self._settings.mode == "lmtp" else 1
+        self._end_transaction()
+        for _ in range(max(count, 1)):
+            self._send(txn.failed)
+
+    def _start_chunk(self, arg: str, *, reject: Reply | None) -> None:
+        args = commands.check_bdat(arg)
+        if isinstance(args, Reply):
+            self._refuse(args)
+            return
+        if reject is None and self._txn is not None and self._session is Session.MAIL:
+            self._session = Session.BDAT
+            self._txn.start_message()
+        self._chunk = _Chunk(args.size, args.size, args.last, reject)
+        self._phase = Phase.CONTENT
+        if args.size == 0:
+            self._finish_chunk(self._chunk)
+
+    def _step_chunk(self) -> bool:
+        chunk = self._chunk
+        assert chunk is not None
+        if not self._buf:
+            return self._eof and self._on_eof()
+        data = self._buf.read(chunk.remaining)
+        chunk.remaining -= len(data)
+        if chunk.reject is None and self._txn is not None:
+            self._txn.content(data)
+        if chunk.remaining == 0:
+            self._finish_chunk(chunk)
+        return True
+
+    def _finish_chunk(self, chunk: _Chunk) -> None:
+        self._chunk = None
+        self._phase = Phase.COMMAND
+        txn = self._txn
+        if chunk.reject is not None:
+            self._refuse(chunk.reject)
+        elif txn is None:  # pragma: no cover - accepted chunks always have a transaction
+            raise AssertionError("BDAT chunk without transaction")
+        elif chunk.last:
+            self._end_message(txn)
+        elif txn.failed is not None:
+            # The message is gone: a failed chunk ends the transaction (RFC 3030 §2).
+            self._end_transaction()
+            self._send(txn.failed)
+        else:
+            self._send(reply(250, "2.0.0", f"{chunk.size} octets received"))
 
     # ------------------------------------------------------------ commands
 
-    def _step_command(self) -> bool:
-        # AUTH lines may be up to 12288 octets (RFC 4954 §4); others are checked below.
-        line = self._buf.read_line(max(self._settings.max_command_line, AUTH_LINE_LIMIT))
-        if line is None:
-            return self._eof and self._on_eof()
-        self._commands += 1
-        if self._commands > self._settings.max_commands:
-            self._shutdown("Too many commands")
-        elif not isinstance(line, bytes):
-            self._refuse(commands.LINE_TOO_LONG)  # RFC 5321 §4.5.3.1.4
-        else:
-            self._dispatch(line)
-        return True
+    def _line_too_long(self) -> None:
+        self._refuse(commands.LINE_TOO_LONG)  # RFC 5321 §4.5.3.1.4
 
     def _dispatch(self, line: bytes) -> None:
         try:
@@ -153,7 +396,7 @@ class SMTPEngine(SessionCore):
         self._abort_message("session ended by QUIT")
         self._emit(Quit())
         self._send(reply(221, "2.0.0", f"{self._settings.hostname} closing connection"))
-        self._close()
+        self._close(None)
 
     def _cmd_starttls(self, verb: str, arg: str) -> None:
         if self._tls_active:
@@ -178,7 +421,7 @@ class SMTPEngine(SessionCore):
             txn.start_message()
             self._send(reply(354, None, "End data with <CR><LF>.<CR><LF>"))
             self._dot = DotReader(self._settings.max_data_line)
-            self._phase = Phase.DATA
+            self._phase = Phase.CONTENT
 
     def _cmd_bdat(self, verb: str, arg: str) -> None:
         txn = self._txn
@@ -213,36 +456,25 @@ class SMTPEngine(SessionCore):
         else:
             # RFC 4954 §4: "=" stands for an empty initial response.
             initial = None if len(parts) == 1 else "" if parts[1] == "=" else parts[1]
-            self._sasl_result(mechanism, mechanism.start(initial))
+            self._start_sasl(mechanism, initial)
 
-    def _sasl_result(self, mechanism: sasl.Mechanism, step: sasl.Step) -> None:
-        if isinstance(step, sasl.Challenge):
-            self._sasl = mechanism
-            self._phase = Phase.SASL
-            self._send(reply(334, None, step.text))
-            return
-        self._sasl = None
-        self._phase = Phase.COMMAND
-        if isinstance(step, sasl.Failure):
-            self._refuse(reply(501, "5.5.2", step.reason))
-        else:
-            self._emit(AuthAttempt(mechanism.name, step.authzid, step.authcid, step.password))
+    # SASL wording (the exchange itself is the shared core's).
 
-    def _step_sasl(self) -> bool:
-        mechanism = self._sasl
-        assert mechanism is not None
-        line = self._buf.read_line(max(self._settings.max_command_line, AUTH_LINE_LIMIT))
-        if line is None:
-            return self._eof and self._on_eof()
-        if not isinstance(line, bytes):  # TOO_LONG
-            self._sasl_result(mechanism, sasl.Failure("Line too long"))
-        elif line.strip(b" \t") == b"*":
-            self._sasl = None
-            self._phase = Phase.COMMAND
-            self._refuse(_CANCELLED)
-        else:
-            self._sasl_result(mechanism, mechanism.step(line.decode("latin-1").strip(" \t")))
-        return True
+    def _sasl_challenge(self, text: str) -> bytes:
+        return reply(334, None, text).to_bytes()
+
+    def _sasl_failure(self, reason: str) -> Reply:
+        return reply(501, "5.5.2", reason)
+
+    def _sasl_line_too_long(self) -> Reply:
+        return reply(501, "5.5.2", "Line too long")
+
+    def _sasl_cancelled(self) -> Reply:
+        return _CANCELLED
+
+    def _sasl_credentials(self, mechanism: str, credentials: sasl.Credentials) -> Event:
+        c = credentials
+        return AuthAttempt(mechanism, c.authzid, c.authcid, c.password)
 
 
 _Handler = Callable[[SMTPEngine, str, str], None]

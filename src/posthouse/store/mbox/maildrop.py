@@ -32,7 +32,7 @@ Parsing and sizes (mboxrd, RFC 4155)
 matching ``^>+From `` and every line end as CRLF.  ``size`` is exactly the number of octets
 read() yields: both are produced by the same streaming decoder.  A *plain* message (see
 :mod:`posthouse.store.mbox.scan`; nearly all mail posthouse delivers) is read in one
-``pread`` and only has its LFs turned into CRLFs; it is offered as ``wire_ready`` (no line
+``pread`` and only has its LFs turned into CRLFs; it is marked ``dot_free`` (no line
 starts with "."), which read() re-checks when the file changed since it was indexed.
 
 The parts, each a module with its own documentation:
@@ -304,7 +304,7 @@ class MboxMaildrop:
         """A plain message (see :mod:`posthouse.store.mbox.scan`): LF to CRLF is all it needs.
 
         ``verify``: the file changed since it was indexed, so check that no line starts
-        with "." before the content is served as wire-ready.
+        with "." before the content is served as dot-free.
         """
         if entry.content_len > CHUNK:
             return self._plain_chunks(fd, number, entry, verify)
