@@ -18,6 +18,7 @@ from posthouse.config.load import ConfigError
 __all__ = [
     "AdminError",
     "AlreadyExists",
+    "CannotWrite",
     "InputMissing",
     "InvalidRequest",
     "NotConfigured",
@@ -50,6 +51,10 @@ class AlreadyExists(AdminError):
 
 class StorageFailure(AdminError):
     """A database or file could not be read or written."""
+
+
+class CannotWrite(StorageFailure):
+    """A file could not be created or replaced."""
 
 
 class NotPermitted(AdminError):

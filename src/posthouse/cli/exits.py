@@ -11,6 +11,7 @@ from typing import TextIO
 from posthouse.admin.errors import (
     AdminError,
     AlreadyExists,
+    CannotWrite,
     InputMissing,
     InvalidRequest,
     NotConfigured,
@@ -28,11 +29,13 @@ EX_IOERR = 74
 EX_NOPERM = 77
 EX_CONFIG = 78
 
+#: Checked in this order: a kind before the kinds it is a case of.
 _STATUS: dict[type[AdminError], int] = {
     InvalidRequest: EX_USAGE,
     InputMissing: EX_NOINPUT,
     NotFound: EX_NOUSER,
     AlreadyExists: EX_CANTCREAT,
+    CannotWrite: EX_CANTCREAT,
     StorageFailure: EX_IOERR,
     NotPermitted: EX_NOPERM,
     NotConfigured: EX_CONFIG,

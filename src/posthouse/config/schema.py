@@ -221,6 +221,11 @@ class Paths:
     stats_file: Path
     proc_dir: Path
 
+    @property
+    def pid_file(self) -> Path:
+        """Where the daemon records its process id (``posthouse setup`` offers a reload)."""
+        return self.data_dir / "posthouse.pid"
+
 
 @dataclass(frozen=True)
 class Settings:
