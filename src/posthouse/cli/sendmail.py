@@ -27,7 +27,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from posthouse.app import Application, build_application
+from posthouse.app import Application, build_application, serve_stdio
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.mta.destinations import (
     FileDestination,
@@ -326,37 +326,5 @@ def _login_name() -> str:
 
 def smtp_on_stdio(app: Application) -> int:
     """-bs: an SMTP session on standard input and output, as a trusted local client."""
-    return asyncio.run(_stdio_session(app))
-
-
-async def _stdio_session(app: Application) -> int:
-    from posthouse.app import engine_settings, smtp_services_for
-    from posthouse.config.schema import ListenerSection
-    from posthouse.mta.scheduler import DeliveryScheduler
-    from posthouse.server.connection import Connection, Peer
-    from posthouse.server.records import ConnectionRecord
-    from posthouse.server.smtp import SMTPSession
-
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, sys.stdout.buffer
-    )
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    config = app.settings.config
-    connection = Connection(
-        reader,
-        writer,
-        peer=Peer("", 0),
-        idle_timeout=config.smtp.idle_timeout_seconds,
-        record=ConnectionRecord("smtp-stdio", "local"),
-    )
-    scheduler = DeliveryScheduler(app.delivery, app.store)
-    services = smtp_services_for(app, scheduler, None)
-    settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
-    session = SMTPSession(connection, services, settings_for(connection), asyncio.Event())
-    await session.run()
-    await scheduler.drain_submitted()
-    transport.close()
+    asyncio.run(serve_stdio(app))
     return EX_OK
