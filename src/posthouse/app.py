@@ -29,7 +29,7 @@ from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedC
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
-from posthouse.auth.users import UserDatabase
+from posthouse.auth.users import ServiceType, UserDatabase
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
@@ -428,12 +428,13 @@ def pop3_settings_for(
     config = app.settings.config
     pop3 = config.pop3
     hostname = config.server.hostname
+    offer_apop = apop_offered(app)
 
     def settings_for(connection: Connection) -> pop3_engine.Settings:
         secure = connection.tls_active
         return pop3_engine.Settings(
             hostname=hostname,
-            apop_timestamp=apop_timestamp(hostname) if pop3.apop else None,
+            apop_timestamp=apop_timestamp(hostname) if offer_apop() else None,
             stls_available=tls is not None and not secure,
             tls_active=secure,
             plaintext_login_allowed=pop3.allow_plaintext_auth or connection.peer.is_loopback,
@@ -444,6 +445,20 @@ def pop3_settings_for(
         )
 
     return settings_for
+
+
+def apop_offered(app: Application) -> Callable[[], bool]:
+    """Whether a new POP3 connection's greeting offers APOP (carries the timestamp).
+
+    ``apop = "auto"``: only while some user can use it, i.e. has the service type
+    apop-mailpass (the only one whose secret is kept recoverable), as Dovecot offers APOP
+    only when its password database can answer it: clients that try APOP whenever it is
+    offered would otherwise fail where USER/PASS works."""
+    setting = app.settings.config.pop3.apop
+    if setting != "auto":
+        return lambda: bool(setting)
+    database = app.users.database
+    return lambda: database.has_service_type(ServiceType.APOP_MAILPASS)
 
 
 def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
@@ -648,9 +663,9 @@ def prepare_daemon(settings: Settings) -> Daemon:
     return Daemon(settings, sockets, runner, switched_to)
 
 
-def worker_count(configured: int) -> int:
-    """Worker processes to run: ``configured``, or one per CPU for 0 (nginx's ``auto``)."""
-    return configured if configured > 0 else os.cpu_count() or 1
+def worker_count(configured: int | str) -> int:
+    """Worker processes to run: ``configured``, or one per CPU for ``"auto"`` (nginx's)."""
+    return configured if isinstance(configured, int) else os.cpu_count() or 1
 
 
 def run_daemon(daemon: Daemon, workers: int) -> int:

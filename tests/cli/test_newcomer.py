@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,17 @@ def test_sendmail_help_is_not_an_unknown_option(capsys: pytest.CaptureFixture[st
     assert sendmail.sendmail(["--help"]) == 0
     out, err = capsys.readouterr()
     assert "-bs" in out and "--config" in out and err == ""
+
+
+def test_workers_default_to_one_per_cpu() -> None:
+    from posthouse.app import worker_count
+    from posthouse.config.load import parse_config
+
+    assert parse_config("", "x.toml").server.workers == "auto"
+    assert parse_config('[server]\nworkers = "auto"\n', "x.toml").server.workers == "auto"
+    assert parse_config("[server]\nworkers = 1\n", "x.toml").server.workers == 1
+    assert worker_count("auto") == (os.cpu_count() or 1)
+    assert worker_count(3) == 3
+    assert build_parser().parse_args(["serve", "--workers", "auto"]).workers == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--workers", "0"])

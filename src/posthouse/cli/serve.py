@@ -5,8 +5,8 @@ file, the line and the problem), prepares the data directory (on first run
 with a demo user and a default aliases file), binds every listener, drops root
 privileges (saying so: which account it becomes and that the data directory is
 handed to it), and then serves in this process or in ``--workers N`` forked
-processes sharing the listening sockets (default: ``[server] workers``, where 0
-is one per CPU).  SIGTERM drains sessions in flight; SIGHUP reloads the
+processes sharing the listening sockets (default: ``[server] workers``, ``"auto"``:
+one per CPU).  SIGTERM drains sessions in flight; SIGHUP reloads the
 configuration and the aliases.  The wiring is :mod:`posthouse.app`'s; this
 module parses the command line, prints and chooses the exit status.
 """
@@ -40,9 +40,17 @@ EX_UNAVAILABLE = 69
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve", help="run the mail server")
     parser.add_argument(
-        "--workers", type=int, metavar="N", help="worker processes (0: one per CPU)"
+        "--workers", type=_workers, metavar="N", help='worker processes ("auto": one per CPU)'
     )
     parser.set_defaults(func=run)
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number or 'auto'")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
