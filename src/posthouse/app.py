@@ -709,6 +709,8 @@ def serve_in_process(
         run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
     finally:
         app.close()
+        for handler in logging.getLogger().handlers:
+            handler.flush()  # a worker ends with os._exit: no line may stay queued
     return 0
 
 
