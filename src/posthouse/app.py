@@ -2,33 +2,41 @@
 
 ``build_application(settings)`` turns a loaded configuration into the objects
 every entry point needs (users, aliases, queue, delivery, policy); the daemon
-adds listeners and the scheduler with ``serve_forever``.  Nothing registers
-itself at import time and there are no module-level singletons.
+adds listeners and the scheduler with ``serve_forever``.  The daemon's life is
+here too: ``prepare_daemon`` (root helper, listeners bound, root given up),
+``run_daemon`` (worker processes, pid file), ``reload`` (SIGHUP); and
+``serve_stdio`` runs one SMTP session on standard input and output
+(``sendmail -bs``).  Nothing registers itself at import time and there are no
+module-level singletons.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pwd
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
-from posthouse.auth.users import UserDatabase
+from posthouse.auth.users import ServiceType, UserDatabase
+from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import ListenerSection, Settings
-from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
+from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
-from posthouse.mta.aliasdb import AliasDatabase
+from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
+from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
@@ -48,13 +56,22 @@ from posthouse.mta.transport import RemoteTransport
 from posthouse.mta.user_files import CheckedFiles, IdentityResolver
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
-from posthouse.server.connection import Connection, Deadlines
+from posthouse.server.connection import Connection, Deadlines, Peer
 from posthouse.server.limits import ConnectionLimiter
-from posthouse.server.listener import ListenerGroup, ServiceSpec, SessionHandler
+from posthouse.server.listener import (
+    BindError,
+    ListenerGroup,
+    ServiceSpec,
+    SessionHandler,
+    bind_socket,
+    socket_port,
+)
 from posthouse.server.pop3 import POP3Services, POP3Session, apop_timestamp
-from posthouse.server.records import ConnectionRegistry, remove_stale_records
+from posthouse.server.privileges import PrivilegeError, drop_privileges
+from posthouse.server.records import ConnectionRecord, ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPServices, SMTPSession
-from posthouse.server.tls import server_context
+from posthouse.server.supervisor import run_workers
+from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.mbox.maildrop import MboxMaildrop
@@ -419,12 +436,13 @@ def pop3_settings_for(
     config = app.settings.config
     pop3 = config.pop3
     hostname = config.server.hostname
+    offer_apop = apop_offered(app)
 
     def settings_for(connection: Connection) -> pop3_engine.Settings:
         secure = connection.tls_active
         return pop3_engine.Settings(
             hostname=hostname,
-            apop_timestamp=apop_timestamp(hostname) if pop3.apop else None,
+            apop_timestamp=apop_timestamp(hostname) if offer_apop() else None,
             stls_available=tls is not None and not secure,
             tls_active=secure,
             plaintext_login_allowed=pop3.allow_plaintext_auth or connection.peer.is_loopback,
@@ -435,6 +453,20 @@ def pop3_settings_for(
         )
 
     return settings_for
+
+
+def apop_offered(app: Application) -> Callable[[], bool]:
+    """Whether a new POP3 connection's greeting offers APOP (carries the timestamp).
+
+    ``apop = "auto"``: only while some user can use it, i.e. has the service type
+    apop-mailpass (the only one whose secret is kept recoverable), as Dovecot offers APOP
+    only when its password database can answer it: clients that try APOP whenever it is
+    offered would otherwise fail where USER/PASS works."""
+    setting = app.settings.config.pop3.apop
+    if setting != "auto":
+        return lambda: bool(setting)
+    database = app.users.database
+    return lambda: database.has_service_type(ServiceType.APOP_MAILPASS)
 
 
 def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
@@ -566,3 +598,192 @@ async def _flush_statistics(stats: Statistics, interval: float = 1.0) -> None:
         await asyncio.sleep(interval)
         if stats.pending_events:
             await asyncio.to_thread(stats.flush)
+
+
+# -- the daemon's life ------------------------------------------------------------------------
+
+VERIFIED_LOGIN_SECONDS = 300.0  # a verified password is trusted again for five minutes
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why."""
+
+
+class ConfigurationProblem(StartupError):
+    """The configuration (or a file it names, such as the TLS certificate) is unusable."""
+
+
+class ListenProblem(StartupError):
+    """A listener's address cannot be bound."""
+
+
+class SystemProblem(StartupError):
+    """The account to run as, or the data directory, cannot be used."""
+
+
+def check_startup(settings: Settings) -> None:
+    """What ``load_settings`` cannot check: the TLS certificate and key load together."""
+    tls = settings.config.tls
+    if tls.cert_file:
+        try:
+            server_context(tls.cert_file, tls.key_file)
+        except TLSConfigError as exc:
+            raise ConfigurationProblem(str(exc)) from exc
+
+
+@dataclass
+class Daemon:
+    """A daemon ready to serve: its listeners bound and root given up."""
+
+    settings: Settings
+    sockets: list[tuple[ListenerSection, socket.socket]]
+    runner: LocalRunner | None  # the root helper, when started as root
+    switched_to: str | None  # the account it became, when started as root
+
+    def listening(self) -> list[tuple[str, str]]:
+        """(protocol, where) of each listener: a socket path or ``address:port``."""
+        return [
+            (listener.protocol, listener.path or f"{listener.address}:{socket_port(sock)}")
+            for listener, sock in self.sockets
+        ]
+
+
+def prepare_daemon(settings: Settings) -> Daemon:
+    """Bind every listener and, started as root, become ``server.run_as``.
+
+    Started as root with an account to drop to, programs and files are run by a helper
+    that keeps root (never the daemon's account, which holds the keys; see local_runner),
+    and the data directory is handed to that account."""
+    run_as = settings.config.server.run_as
+    runner: LocalRunner | None = None
+    if os.geteuid() == 0 and run_as:
+        runner = start_helper(DirectRunner(identity_resolver(settings)))
+    try:
+        sockets = [
+            (item, bind_socket(item.address, item.port, item.path))
+            for item in settings.config.listener
+        ]
+    except BindError as exc:
+        raise ListenProblem(str(exc)) from exc
+    try:
+        switched_to = drop_privileges(run_as, [settings.paths.data_dir])
+    except (PrivilegeError, OSError) as exc:
+        raise SystemProblem(str(exc)) from exc
+    return Daemon(settings, sockets, runner, switched_to)
+
+
+def worker_count(configured: int | str) -> int:
+    """Worker processes to run: ``configured``, or one per CPU for ``"auto"`` (nginx's)."""
+    return configured if isinstance(configured, int) else os.cpu_count() or 1
+
+
+def run_daemon(daemon: Daemon, workers: int) -> int:
+    """Serve until SIGTERM in this process (one worker) or in *workers* forked ones, with
+    the process id in ``Paths.pid_file`` meanwhile."""
+    settings = daemon.settings
+    pid_file = settings.paths.pid_file
+    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
+    # Made here, before the fork: all workers share them.
+    verified_logins = VerifiedCache(ttl=VERIFIED_LOGIN_SECONDS)
+    login_limiter = login_limiter_for(settings)
+
+    def serve() -> int:
+        return serve_in_process(
+            settings, daemon.sockets, verified_logins, login_limiter, daemon.runner
+        )
+
+    try:
+        return serve() if workers <= 1 else run_workers(workers, serve)
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            if int(pid_file.read_text()) == os.getpid():
+                pid_file.unlink()
+
+
+def serve_in_process(
+    settings: Settings,
+    sockets: list[tuple[ListenerSection, socket.socket]],
+    verified_logins: VerifiedCache | None = None,
+    login_limiter: LoginLimiter | None = None,
+    runner: LocalRunner | None = None,
+) -> int:
+    """One worker: build the application and serve the listeners until SIGTERM."""
+    app = build_application(
+        settings,
+        verified_logins=verified_logins,
+        login_limiter=login_limiter,
+        local_runner=runner,
+    )
+    try:
+        run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
+    finally:
+        app.close()
+        for handler in logging.getLogger().handlers:
+            handler.flush()  # a worker ends with os._exit: no line may stay queued
+    return 0
+
+
+def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
+    """Run the daemon's coroutine on the configured event loop."""
+    if settings.config.server.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
+def refresh_aliases(settings: Settings) -> None:
+    """Rebuild the aliases database when the aliases file is newer (or it is missing)."""
+    paths = settings.paths
+    if not paths.aliases_file.exists():
+        return
+    db = paths.aliases_db
+    if not db.exists() or db.stat().st_mtime_ns < paths.aliases_file.stat().st_mtime_ns:
+        count = build_alias_database(paths.aliases_file, db)
+        log.info("aliases: %d entries from %s", count, paths.aliases_file)
+
+
+def reload(app: Application) -> None:
+    """SIGHUP: re-read the configuration and the aliases; keep the old ones on error."""
+    try:
+        fresh = load_settings(None if app.settings.source.startswith("(") else app.settings.source)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration: %s", exc)
+        return
+    mail = fresh.config.mail
+    app.local_domains.replace(
+        [fresh.config.server.hostname, "localhost", *mail.local_domains, *mail.host_aliases]
+    )
+    app.policy.set_trusted_networks(mail.trusted_networks)
+    try:
+        refresh_aliases(fresh)
+    except (AliasSyntaxError, OSError) as exc:
+        log.error("aliases not rebuilt: %s", exc)
+    log.info("configuration reloaded from %s", fresh.source)
+
+
+async def serve_stdio(app: Application) -> None:
+    """One SMTP session on standard input and output, as a trusted local client
+    (``sendmail -bs``); returns when it ends and its deliveries are done."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, sys.stdout.buffer
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    connection = Connection(
+        reader,
+        writer,
+        peer=Peer("", 0),
+        idle_timeout=app.settings.config.smtp.idle_timeout_seconds,
+        record=ConnectionRecord("smtp-stdio", "local"),
+    )
+    scheduler = DeliveryScheduler(app.delivery, app.store)
+    services = smtp_services_for(app, scheduler, None)
+    settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
+    session = SMTPSession(connection, services, settings_for(connection), asyncio.Event())
+    await session.run()
+    await scheduler.drain_submitted()
+    transport.close()

@@ -4,6 +4,10 @@ Lines follow sendmail's style (``QUEUEID: from=<...>, size=..., nrcpts=...``,
 ``QUEUEID: to=<...>, delay=..., mailer=..., stat=Sent``) so existing log tools
 can read them; the syslog tag is ``posthouse``.  NOTICE (authentication
 results, 12.4.5) is logged at INFO with the word NOTICE in the message.
+
+Lines are formatted and written by a thread of their own (:class:`LogThread`), not
+by the event loop that logs them; ``flush()`` on the root logger's handler waits
+until every line logged so far is written, and the interpreter's exit does too.
 """
 
 from __future__ import annotations
@@ -11,11 +15,56 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import queue
 import sys
 
 from posthouse.config.schema import ServerSection
 
 SYSLOG_SOCKET = "/dev/log"
+
+
+class LogThread(logging.handlers.QueueHandler):
+    """Hands each record to a thread that formats and writes it with *target*.
+
+    The record goes as it is (its arguments are formatted later, on the thread).  A thread
+    does not survive ``os.fork()``: it is stopped before a fork (writing every line queued)
+    and started again in both processes.  :meth:`flush` waits until the lines logged so
+    far are written; :meth:`close` (called by ``logging.shutdown()`` at exit) stops it."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__(queue.SimpleQueue())
+        self.target = target
+        self._listener: logging.handlers.QueueListener | None = None
+        self._closed = False
+        self._start()
+        os.register_at_fork(
+            before=self._stop, after_in_parent=self._start, after_in_child=self._start
+        )
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+    def flush(self) -> None:
+        self._stop()
+        self._start()
+
+    def close(self) -> None:
+        self._stop()
+        self._closed = True
+        self.target.close()
+        super().close()
+
+    def _start(self) -> None:
+        if self._closed or self._listener is not None:
+            return
+        self._listener = logging.handlers.QueueListener(self.queue, self.target)
+        self._listener.start()
+
+    def _stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()  # writes what is queued, then ends the thread
+        self.target.flush()
 
 
 def setup_logging(server: ServerSection) -> str:
@@ -41,7 +90,10 @@ def setup_logging(server: ServerSection) -> str:
     if not isinstance(handler, logging.handlers.SysLogHandler):
         handler.setFormatter(logging.Formatter("%(asctime)s posthouse[%(process)d]: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for previous in root.handlers:
+        if isinstance(previous, LogThread):
+            previous.close()
+    root.handlers[:] = [LogThread(handler)]
     root.setLevel(level)
     if server.syslog and not isinstance(handler, logging.handlers.SysLogHandler):
         logging.getLogger("posthouse").warning(

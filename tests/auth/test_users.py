@@ -314,3 +314,15 @@ def test_lookups_from_many_threads_see_changes_of_other_connections(tmp_path: Pa
         assert all(pool.map(lambda _i: db.get("late") is not None, range(8)))
     other.close()
     db.close()
+
+
+def test_has_service_type_follows_changes_by_other_connections(tmp_path: Path) -> None:
+    with UserDatabase(tmp_path / "users.db") as reader, UserDatabase(tmp_path / "users.db") as db:
+        assert not reader.has_service_type(ServiceType.APOP_MAILPASS)
+        db.add("alice", "pw", ServiceType.APOP_MAILPASS)
+        assert reader.has_service_type(ServiceType.APOP_MAILPASS)
+        assert not reader.has_service_type(ServiceType.IMAP)
+        db.set_service_type("alice", ServiceType.POP)
+        assert not reader.has_service_type(ServiceType.APOP_MAILPASS)
+        reader.add("bob", None, ServiceType.APOP_MAILPASS)  # its own change too
+        assert reader.has_service_type(ServiceType.APOP_MAILPASS)

@@ -3,7 +3,8 @@
 ``posthouse.protocols`` imports nothing else of posthouse and no I/O module;
 the domain layers (mta, store, auth) never import the server, the CLI or the
 application wiring; the store never imports the MTA (the MTA's mbox agent uses
-the store, not the other way round).
+the store, not the other way round); the tools (cli) reach the server only through
+admin and app, and admin never imports the tools.
 """
 
 from __future__ import annotations
@@ -55,3 +56,15 @@ def test_domain_layers_import_downward_only(path: Path) -> None:
 def test_the_store_does_not_import_the_mta(path: Path) -> None:
     for name in imported_modules(path):
         assert not name.startswith("posthouse.mta"), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules_under("cli"), ids=lambda p: p.name)
+def test_the_tools_reach_the_server_only_through_admin_and_app(path: Path) -> None:
+    for name in imported_modules(path):
+        assert not name.startswith("posthouse.server"), f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("path", modules_under("admin"), ids=lambda p: p.name)
+def test_admin_serves_the_tools_and_never_imports_them(path: Path) -> None:
+    for name in imported_modules(path):
+        assert not name.startswith("posthouse.cli"), f"{path.name} imports {name}"

@@ -228,6 +228,25 @@ class UserDatabase:
         folded = pattern.lower()
         return [user for user in users if fnmatch.fnmatchcase(user.name, folded)]
 
+    def has_service_type(self, service_type: ServiceType) -> bool:
+        """Whether any user has *service_type*.
+
+        Cheap enough for every connection: the answer is kept until the database changes
+        (SQLite's ``data_version``, which moves when another connection commits)."""
+        reader = self._reader()
+        (version,) = reader.execute("PRAGMA data_version").fetchone()
+        cache: dict[ServiceType, tuple[int, bool]] | None
+        cache = getattr(self._local, "service_types", None)
+        if cache is None:
+            cache = self._local.service_types = {}
+        known = cache.get(service_type)
+        if known is not None and known[0] == version:
+            return known[1]
+        sql = "SELECT EXISTS (SELECT 1 FROM users WHERE service_type = ?)"
+        (found,) = reader.execute(sql, (service_type.value,)).fetchone()
+        cache[service_type] = (version, bool(found))
+        return bool(found)
+
     def close(self) -> None:
         """Close the database connections."""
         with self._lock:

@@ -32,75 +32,34 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
-import pwd
-import sqlite3
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from posthouse.auth.authenticator import Authenticator, UserDirectory
-from posthouse.auth.mailauth import MailAuthDatabase, MailAuthError
-from posthouse.auth.users import InvalidUserName, UserDatabase, normalize_name
+from posthouse.admin import mailauth as admin
+from posthouse.admin.errors import AdminError, InvalidRequest
+from posthouse.admin.mailauth import MailAuthFiles
+from posthouse.admin.users import user_name
+from posthouse.cli.exits import EX_CONFIG, EX_OK, report
 from posthouse.config.load import ConfigError, load_settings
 
 __all__ = [
     "MailAuthFiles",
-    "UsageError",
     "add_parser",
     "mailauth_files",
     "read_new_password",
     "run_mailauth",
 ]
 
-EX_OK = 0
-EX_USAGE = 64
-EX_NOINPUT = 66
-EX_NOUSER = 67
-EX_IOERR = 74
-EX_NOPERM = 77
-EX_CONFIG = 78
+TOOL = "posthouse mailauth"
 
 Prompt = Callable[[str], str]
 
 
-class UsageError(Exception):
-    """Bad or missing input from the operator (exit 64)."""
-
-
-@dataclass(frozen=True)
-class MailAuthFiles:
-    """The files the mail-password tools use, and how users are looked up."""
-
-    database: Path
-    key: Path
-    users_db: Path
-    system_accounts: bool = False
-    system_min_uid: int = 1000
-    daemon_account: str = ""  # server.run_as: run as root, the files are handed to it
-
-    def open_mailauth(self) -> MailAuthDatabase:
-        return MailAuthDatabase(self.database, self.key)
-
-    def directory(self, users: UserDatabase) -> UserDirectory:
-        return UserDirectory(
-            users, system_accounts=self.system_accounts, min_uid=self.system_min_uid
-        )
-
-
 def mailauth_files(config: str | None) -> MailAuthFiles:
-    """The one place that maps the configuration to the mailauth files."""
-    settings = load_settings(config)
-    return MailAuthFiles(
-        database=settings.paths.mailauth_db,
-        key=settings.paths.mailauth_key,
-        users_db=settings.paths.users_db,
-        system_accounts=settings.config.users.system_accounts,
-        system_min_uid=settings.config.users.system_min_uid,
-        daemon_account=settings.config.server.run_as,
-    )
+    """The mailauth files of the configuration file *config* (default: the usual search)."""
+    return admin.files_of(load_settings(config))
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -159,117 +118,60 @@ def run_mailauth(
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
     try:
-        with files.open_mailauth() as mailauth:
-            if args.init:
-                _refuse_user(args)
-                created = mailauth.init()
-                state = "created with a new key" if created else "already set up; key kept"
-                print(f"mailauth database {files.database}: {state}", file=stdout)
-                code = EX_OK
-            elif args.convert is not None:
-                _refuse_user(args)
-                code = _convert(mailauth, args.convert, stdin, stdout, stderr)
-            else:
-                name = normalize_name(args.user or current_user())
-                code = _change_own(files, mailauth, name, args, stdin, stdout, stderr, prompt)
-        if code == EX_OK:
-            hand_to_daemon(files, mailauth, stdout)
-        return code
-    except (UsageError, InvalidUserName) as exc:
-        print(f"posthouse mailauth: {exc}", file=stderr)
-        return EX_USAGE
-    except MailAuthError as exc:
-        print(f"posthouse mailauth: {exc}", file=stderr)
-        return EX_CONFIG
-    except (OSError, sqlite3.Error) as exc:
-        print(f"posthouse mailauth: {exc}", file=stderr)
-        return EX_IOERR
+        if (args.init or args.convert is not None) and args.user is not None:
+            raise InvalidRequest("USER cannot be combined with -init or -convert")
+        if args.init:
+            result = admin.init_database(files)
+            state = "created with a new key" if result.created else "already set up; key kept"
+            print(f"mailauth database {files.database}: {state}", file=stdout)
+            handed_to = result.handed_to
+        elif args.convert is not None:
+            label = "(stdin)" if args.convert == "-" else args.convert
 
+            def skipped(number: int, reason: str) -> None:
+                print(f"{label}:{number}: skipped: {reason}", file=stderr)
 
-def hand_to_daemon(files: MailAuthFiles, mailauth: MailAuthDatabase, stdout: TextIO) -> None:
-    """Run as root: make the files the daemon's (``server.run_as``), which must read them.
-
-    Not root, or no ``run_as``: the files stay with the account that ran the command (the
-    daemon runs as that account too, or root starts it and hands it the data directory).
-    """
-    if os.geteuid() != 0 or not files.daemon_account:
-        return
-    try:
-        account = pwd.getpwnam(files.daemon_account)
-    except KeyError as exc:
-        raise MailAuthError(f"server.run_as: no such account {files.daemon_account!r}") from exc
-    if account.pw_uid == 0:
-        return
-    changed = mailauth.hand_over(account.pw_uid, account.pw_gid)
-    if changed:
-        print(f"mailauth files now belong to {files.daemon_account} (mode 0600)", file=stdout)
-
-
-def _refuse_user(args: argparse.Namespace) -> None:
-    if args.user is not None:
-        raise UsageError("USER cannot be combined with -init or -convert")
-
-
-def _convert(
-    mailauth: MailAuthDatabase, source: str, stdin: TextIO, stdout: TextIO, stderr: TextIO
-) -> int:
-    label = "(stdin)" if source == "-" else source
-    skipped = 0
-
-    def report(number: int, _line: str, reason: str) -> None:
-        nonlocal skipped
-        skipped += 1
-        print(f"{label}:{number}: skipped: {reason}", file=stderr)
-
-    mailauth.check()  # raises MailAuthNotInitialized before reading any input
-    if source == "-":
-        imported = mailauth.import_popauth(stdin, on_error=report)
-    else:
-        try:
-            with open(source, encoding="utf-8", errors="surrogateescape") as text:
-                imported = mailauth.import_popauth(text, on_error=report)
-        except FileNotFoundError:
-            print(f"posthouse mailauth: {source}: no such file", file=stderr)
-            return EX_NOINPUT
-    print(f"imported {imported} users, skipped {skipped} lines", file=stdout)
+            source = stdin if args.convert == "-" else Path(args.convert)
+            imported = admin.import_mail_passwords(files, source, skipped)
+            print(
+                f"imported {imported.imported} users, skipped {imported.skipped} lines",
+                file=stdout,
+            )
+            handed_to = imported.handed_to
+        else:
+            name = user_name(args.user or current_user())
+            handed_to = _change_own(files, name, args.password_stdin, stdin, stdout, prompt)
+    except AdminError as exc:
+        return report(TOOL, exc, stderr)
+    announce_handover(handed_to, stdout)
     return EX_OK
+
+
+def announce_handover(account: str | None, stdout: TextIO) -> None:
+    """Say so when the mailauth files were handed to the daemon's account."""
+    if account is not None:
+        print(f"mailauth files now belong to {account} (mode 0600)", file=stdout)
 
 
 def _change_own(
     files: MailAuthFiles,
-    mailauth: MailAuthDatabase,
     name: str,
-    args: argparse.Namespace,
+    password_stdin: bool,
     stdin: TextIO,
     stdout: TextIO,
-    stderr: TextIO,
     prompt: Prompt,
-) -> int:
-    has_mail_password = mailauth.has(name)
-    with UserDatabase(files.users_db) as users:
-        authenticator = Authenticator(files.directory(users))
-        if not has_mail_password and not authenticator.directory.exists(name):
-            print(f"posthouse mailauth: no such user: {name}", file=stderr)
-            return EX_NOUSER
-        if args.password_stdin:
-            current = _stdin_line(stdin)
-        else:
-            _need_terminal(stdin)
-            kind = "mail" if has_mail_password else "login"
-            current = prompt(f"Current {kind} password for {name}: ")
-        if has_mail_password:
-            ok = mailauth.verify(name, current)
-        else:
-            ok = authenticator.verify(name, current)
-        if not ok:
-            print("posthouse mailauth: authentication failed", file=stderr)
-            return EX_NOPERM
-        new = read_new_password(args.password_stdin, stdin, prompt, name)
-        if authenticator.verify(name, new):
-            raise UsageError("the mail password must differ from the login password")
-    mailauth.set_password(name, new)
+) -> str | None:
+    kind = admin.password_kind(files, name)
+    if password_stdin:
+        current = _stdin_line(stdin)
+    else:
+        _need_terminal(stdin)
+        current = prompt(f"Current {kind} password for {name}: ")
+    admin.verify_current(files, name, current)
+    new = read_new_password(password_stdin, stdin, prompt, name)
+    handed_to = admin.set_mail_password(files, name, new)
     print(f"mail password changed for {name}", file=stdout)
-    return EX_OK
+    return handed_to
 
 
 def read_new_password(password_stdin: bool, stdin: TextIO, prompt: Prompt, name: str) -> str:
@@ -280,9 +182,9 @@ def read_new_password(password_stdin: bool, stdin: TextIO, prompt: Prompt, name:
         _need_terminal(stdin)
         new = prompt(f"New mail password for {name}: ")
         if new and prompt("Retype new mail password: ") != new:
-            raise UsageError("passwords do not match")
+            raise InvalidRequest("passwords do not match")
     if not new:
-        raise UsageError("empty password refused")
+        raise InvalidRequest("empty password refused")
     return new
 
 
@@ -292,4 +194,4 @@ def _stdin_line(stdin: TextIO) -> str:
 
 def _need_terminal(stdin: TextIO) -> None:
     if not stdin.isatty():
-        raise UsageError("no terminal to ask for passwords: use --password-stdin")
+        raise InvalidRequest("no terminal to ask for passwords: use --password-stdin")

@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sqlite3
 import sys
 from typing import TextIO
 
-from posthouse.auth.mailauth import MailAuthDatabase, MailAuthError
-from posthouse.auth.users import InvalidUserName, ServiceType, User, UserDatabase, normalize_name
+from posthouse.admin import users as admin
+from posthouse.admin.errors import AdminError
+from posthouse.admin.users import ServiceType, UserEntry
+from posthouse.cli.exits import EX_CONFIG, EX_OK, report
 from posthouse.cli.mailauth import (
     MailAuthFiles,
     Prompt,
-    UsageError,
-    hand_to_daemon,
+    announce_handover,
     mailauth_files,
     read_new_password,
 )
@@ -43,11 +43,7 @@ from posthouse.config.load import ConfigError
 
 __all__ = ["add_parser", "format_table", "run_mailusradm"]
 
-EX_OK = 0
-EX_USAGE = 64
-EX_NOUSER = 67
-EX_IOERR = 74
-EX_CONFIG = 78
+TOOL = "posthouse mailusradm"
 
 _TYPES = [service_type.value for service_type in ServiceType]
 
@@ -93,70 +89,31 @@ def run_mailusradm(
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr
     try:
-        with files.open_mailauth() as mailauth, UserDatabase(files.users_db) as users:
-            if args.mailusradm_action == "list":
-                stdout.write(format_table(users.list(args.pattern), _mail_passwords(mailauth)))
-                return EX_OK
-            status = _set(files, mailauth, users, args, stdin, stdout, stderr, prompt)
-            hand_to_daemon(files, mailauth, stdout)
-            return status
-    except (UsageError, InvalidUserName) as exc:
-        print(f"posthouse mailusradm: {exc}", file=stderr)
-        return EX_USAGE
-    except MailAuthError as exc:
-        print(f"posthouse mailusradm: {exc}", file=stderr)
-        return EX_CONFIG
-    except (OSError, sqlite3.Error) as exc:
-        print(f"posthouse mailusradm: {exc}", file=stderr)
-        return EX_IOERR
-
-
-def _mail_passwords(mailauth: MailAuthDatabase) -> set[str]:
-    try:
-        return set(mailauth.users())
-    except MailAuthError:  # not initialised yet: nobody has a mail password
-        return set()
-
-
-def _set(
-    files: MailAuthFiles,
-    mailauth: MailAuthDatabase,
-    users: UserDatabase,
-    args: argparse.Namespace,
-    stdin: TextIO,
-    stdout: TextIO,
-    stderr: TextIO,
-    prompt: Prompt,
-) -> int:
-    name = normalize_name(args.user)
-    service_type = ServiceType(args.service_type)
-    known = files.directory(users).get(name)
-    if known is None:
-        print(f"posthouse mailusradm: no such user: {name}", file=stderr)
-        return EX_NOUSER
-    if service_type.uses_mail_password:
-        if service_type is ServiceType.APOP_MAILPASS:
-            missing = mailauth.apop_secret(name) is None
-        else:
-            missing = not mailauth.has(name)
-        if missing:
-            password = read_new_password(args.password_stdin, stdin, prompt, name)
-            mailauth.set_password(name, password)
-            print(f"mail password set for {name}", file=stdout)
-    if users.get(name) is None:  # a system account: record its type in the database
-        users.add(name, None, service_type)
-    else:
-        users.set_service_type(name, service_type)
-    print(f"{name}: mail service type is now {service_type.value}", file=stdout)
+        if args.mailusradm_action == "list":
+            stdout.write(format_table(admin.list_service_types(files, args.pattern)))
+            return EX_OK
+        service_type = ServiceType(args.service_type)
+        password = None
+        if admin.mail_password_needed(files, args.user, service_type):
+            password = read_new_password(
+                args.password_stdin, stdin, prompt, admin.user_name(args.user)
+            )
+        change = admin.set_service_type(files, args.user, service_type, password)
+    except AdminError as exc:
+        return report(TOOL, exc, stderr)
+    if change.mail_password_set:
+        print(f"mail password set for {change.name}", file=stdout)
+    print(f"{change.name}: mail service type is now {service_type.value}", file=stdout)
+    announce_handover(change.handed_to, stdout)
     return EX_OK
 
 
-def format_table(users: list[User], with_mail_password: set[str]) -> str:
+def format_table(entries: list[UserEntry]) -> str:
     """A plain-text table: name, service type, whether a mail password is set."""
     rows = [("NAME", "TYPE", "MAIL PASSWORD")]
     rows += [
-        (user.name, user.service_type.value, "yes" if user.name in with_mail_password else "no")
-        for user in users
+        (entry.user.name, entry.user.service_type.value, "yes" if entry.has_mail_password else "no")
+        for entry in entries
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(2)]
     return "".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}\n" for a, b, c in rows)

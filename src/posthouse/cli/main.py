@@ -3,6 +3,8 @@
 Each tool lives in its own module under ``posthouse.cli`` and exposes
 ``add_parser(subparsers)``, which registers the sub-command and sets
 ``func`` (a callable taking the parsed namespace and returning an exit code).
+Every tool, and every action of a tool, takes ``--config FILE`` before or after its
+name; every tool answers ``--help`` with its usage.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ TOOL_MODULES: tuple[str, ...] = (
 )
 
 
-class _Subcommands:
-    """Adds the common options (``--config``) to every tool's sub-parser."""
+class ToolParser(argparse.ArgumentParser):
+    """A parser that takes the global options (``--config FILE``) itself.
 
-    def __init__(self, actions: Any, common: argparse.ArgumentParser) -> None:
-        self._actions = actions
-        self._common = common
+    Sub-parsers are made of the class of their parent, so every tool and every action of a
+    tool (``posthouse user add``) takes them too: before or after the sub-command."""
 
-    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        kwargs["parents"] = [*kwargs.get("parents", []), self._common]
-        parser: argparse.ArgumentParser = self._actions.add_parser(name, **kwargs)
-        return parser
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--config",
+            metavar="FILE",
+            default=argparse.SUPPRESS,  # a sub-command's default never hides the tool's value
+            help="TOML configuration file (default: $POSTHOUSE_CONFIG, else built-in defaults)",
+        )
 
 
 def requested_tool(arguments: Sequence[str]) -> str | None:
@@ -56,13 +61,9 @@ def requested_tool(arguments: Sequence[str]) -> str | None:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser for every tool, or for ``only`` (which then imports nothing else: a
     ``posthouse mailq`` does not pay for loading the server)."""
-    parser = argparse.ArgumentParser(prog="posthouse", description="posthouse mail system")
-    parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration file"
-    )
-    subparsers = _Subcommands(parser.add_subparsers(dest="command", metavar="COMMAND"), common)
+    parser = ToolParser(prog="posthouse", description="posthouse mail system")
+    parser.set_defaults(config=None)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in TOOL_MODULES if only is None else (only,):
         import_module(f"posthouse.cli.{name}").add_parser(subparsers)
     return parser

@@ -6,6 +6,7 @@ The command line cron, mail(1) and scripts use::
     sendmail -bs          SMTP conversation on standard input/output
     sendmail -bi          rebuild the aliases database (newaliases)
     sendmail -bv address  show how each address resolves
+    sendmail --help       this usage (``--config FILE`` is ``-C FILE``)
 
 The message is queued durably, then delivered at once by this process (the
 daemon's queue runs pick it up if that is interrupted).  Exit codes follow
@@ -27,7 +28,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from posthouse.app import Application, build_application
+from posthouse.app import Application, build_application, serve_stdio
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.mta.destinations import (
     FileDestination,
@@ -46,6 +47,27 @@ EX_CONFIG = 78
 
 MAX_HEADER_BYTES = 1024 * 1024
 
+USAGE = """\
+usage: sendmail [-t] [-i|-oi] [-f SENDER] [-F "FULL NAME"] [-C FILE] [RECIPIENT ...] < MESSAGE
+       sendmail -bs | -bi | -bp | -bv ADDRESS ...
+       sendmail -q | -qR<substr> | -qI<substr> | -qS<substr> [-oQDIR]
+
+Submit a message from standard input (a line with a single '.' ends it unless -i).
+  -t            also send to the To:, Cc: and Bcc: addresses (Bcc: is removed)
+  -i, -oi       a line with a single '.' does not end the message
+  -f, -r SENDER envelope sender (default: you@this host)
+  -F NAME       full name for a From: field added by sendmail
+  -C, --config FILE  configuration file (default: $POSTHOUSE_CONFIG or the data directory's)
+  -bs           an SMTP conversation on standard input and output
+  -bi           rebuild the aliases database (newaliases)
+  -bp           list the queue (mailq)
+  -bv ADDRESS   show how each address resolves, without delivering
+  -q[RIS]STR    run the queue now (all, or messages whose recipient, id or sender contains STR)
+  -oQDIR        use the queue directory DIR (an archived queue, 12.8)
+  --help        show this help and exit
+Exit status: sysexits(3) (0 ok, 64 usage, 65 data, 67 no such user, 75 try later, 78 config).
+"""
+
 
 class UsageError(Exception):
     """A command line sendmail does not understand."""
@@ -53,7 +75,7 @@ class UsageError(Exception):
 
 @dataclass
 class Options:
-    mode: str = "m"  # -bm deliver (default), -bs, -bi, -bv
+    mode: str = "m"  # -bm deliver (default), -bs, -bi, -bv, or "help" (--help)
     extract_recipients: bool = False  # -t
     ignore_dots: bool = False  # -i / -oi
     sender: str | None = None  # -f / -r
@@ -85,6 +107,13 @@ def parse_options(argv: Sequence[str]) -> Options:
         if arg == "--":
             options.recipients.extend(args[index + 1 :])
             break
+        if arg == "--help":
+            options.mode = "help"
+            break
+        if arg == "--config" or arg.startswith("--config="):
+            options.config = arg.partition("=")[2] if "=" in arg else value("-config", "")
+            index += 1
+            continue
         if not arg.startswith("-") or arg == "-":
             options.recipients.append(arg)
             index += 1
@@ -143,8 +172,11 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
     try:
         options = parse_options(argv)
     except UsageError as exc:
-        print(f"sendmail: {exc}", file=sys.stderr)
+        print(f"sendmail: {exc}\n(sendmail --help for the usage)", file=sys.stderr)
         return EX_USAGE
+    if options.mode == "help":
+        sys.stdout.write(USAGE)
+        return EX_OK
     try:
         settings = load_settings(options.config or default_config)
     except ConfigError as exc:
@@ -326,37 +358,5 @@ def _login_name() -> str:
 
 def smtp_on_stdio(app: Application) -> int:
     """-bs: an SMTP session on standard input and output, as a trusted local client."""
-    return asyncio.run(_stdio_session(app))
-
-
-async def _stdio_session(app: Application) -> int:
-    from posthouse.app import engine_settings, smtp_services_for
-    from posthouse.config.schema import ListenerSection
-    from posthouse.mta.scheduler import DeliveryScheduler
-    from posthouse.server.connection import Connection, Peer
-    from posthouse.server.records import ConnectionRecord
-    from posthouse.server.smtp import SMTPSession
-
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
-    transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, sys.stdout.buffer
-    )
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    config = app.settings.config
-    connection = Connection(
-        reader,
-        writer,
-        peer=Peer("", 0),
-        idle_timeout=config.smtp.idle_timeout_seconds,
-        record=ConnectionRecord("smtp-stdio", "local"),
-    )
-    scheduler = DeliveryScheduler(app.delivery, app.store)
-    services = smtp_services_for(app, scheduler, None)
-    settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
-    session = SMTPSession(connection, services, settings_for(connection), asyncio.Event())
-    await session.run()
-    await scheduler.drain_submitted()
-    transport.close()
+    asyncio.run(serve_stdio(app))
     return EX_OK

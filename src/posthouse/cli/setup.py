@@ -48,9 +48,10 @@ in scripted mode it reloads unless ``--no-reload``.
 Exit status: 0 done (or nothing to change), 1 declined or aborted, 64 usage error, 73 the
 file cannot be written, 78 invalid answers or an invalid existing/new configuration.
 
-This module owns the command (``add_parser``, :func:`run_setup`, :func:`main`), writing the
-file, showing the difference and reloading the daemon.  The answers' choices, checks and
-draft are in :mod:`posthouse.cli.setup_answers`, the interactive questions in
+This module owns the command (``add_parser``, :func:`run_setup`, :func:`main`) and showing
+the difference.  Checking, writing the file and reloading the daemon are
+:mod:`posthouse.admin.setup`'s; the answers' choices, checks and draft are in
+:mod:`posthouse.admin.setup_answers`, the interactive questions in
 :mod:`posthouse.cli.setup_questions` and the scripted flags in :mod:`posthouse.cli.setup_flags`;
 their public names are re-exported here.
 """
@@ -58,20 +59,25 @@ their public names are re-exported here.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import difflib
 import os
-import shutil
-import signal
-import stat
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from posthouse.cli.setup_answers import (
+from posthouse.admin.errors import AdminError, NotConfigured
+from posthouse.admin.setup import (
+    RELOADED_MAIL_KEYS,
+    InvalidConfiguration,
+    check_configuration,
+    daemon_of,
+    reload_daemon,
+    restart_needed,
+    running_daemon,
+    write_atomically,
+)
+from posthouse.admin.setup_answers import (
     FORWARDINGS,
     LOCKINGS,
     MAILBOX_CHOICES,
@@ -84,7 +90,6 @@ from posthouse.cli.setup_answers import (
     AnswerError,
     Draft,
     GatewayProtocol,
-    UsageError,
     check_choice,
     check_config,
     check_domain,
@@ -95,11 +100,12 @@ from posthouse.cli.setup_answers import (
     default_locking,
     split_list,
 )
+from posthouse.cli.exits import EX_CANTCREAT, EX_CONFIG, EX_OK, EX_USAGE, exit_status
 from posthouse.cli.setup_flags import ANSWER_FLAGS, any_answer_flags, apply_flags, configure_parser
 from posthouse.cli.setup_questions import Ask, Dialogue, interview
-from posthouse.config.load import ConfigError, parse_config, resolve_paths
+from posthouse.config.load import ConfigError, parse_config
 from posthouse.config.render import render_config
-from posthouse.config.schema import Config, MailSection
+from posthouse.config.schema import Config
 
 __all__ = [
     "ANSWER_FLAGS",
@@ -114,7 +120,6 @@ __all__ = [
     "MAILBOX_CHOICES",
     "MAILBOX_EQUIVALENT",
     "NAMED_PROTOCOLS",
-    "PID_FILE",
     "PROTOCOLS",
     "PROTOCOL_TITLES",
     "RELOADED_MAIL_KEYS",
@@ -125,7 +130,6 @@ __all__ = [
     "Dialogue",
     "Draft",
     "GatewayProtocol",
-    "UsageError",
     "add_parser",
     "any_answer_flags",
     "apply_flags",
@@ -149,20 +153,9 @@ __all__ = [
     "write_atomically",
 ]
 
-EX_OK = 0
 EX_DECLINED = 1
-EX_USAGE = 64
-EX_CANTCREAT = 73
-EX_CONFIG = 78
 
 DEFAULT_FILE = "posthouse.toml"
-PID_FILE = "posthouse.pid"
-
-#: What ``posthouse serve`` applies on SIGHUP (see ``posthouse.cli.serve.reload``); the rest
-#: of [mail] and the pseudodomains take effect when the daemon is restarted.
-RELOADED_MAIL_KEYS: frozenset[str] = frozenset(
-    {"local_domains", "host_aliases", "trusted_networks"}
-)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -180,9 +173,6 @@ def config_path(option: str | None) -> Path:
     return Path(option or os.environ.get("POSTHOUSE_CONFIG") or DEFAULT_FILE)
 
 
-# -- writing and reloading ------------------------------------------------------------------
-
-
 def show_diff(old_text: str, new_text: str, path: Path, out: TextIO) -> None:
     """Write the unified diff from the current file to the new text."""
     had = bool(old_text)
@@ -195,72 +185,6 @@ def show_diff(old_text: str, new_text: str, path: Path, out: TextIO) -> None:
     for line in diff:
         out.write(line if line.endswith("\n") else line + "\n")
     out.flush()
-
-
-def write_atomically(path: Path, text: str) -> Path | None:
-    """Replace ``path`` by ``text`` through a temporary file and a rename.
-
-    The previous file, if any, is kept as ``path.bak`` (returned).  A symbolic link is
-    followed, so its target is what is replaced.
-    """
-    target = Path(os.path.realpath(path))
-    directory = target.parent
-    backup: Path | None = None
-    mode = 0o644
-    if target.exists():
-        mode = stat.S_IMODE(target.stat().st_mode)
-        backup = target.with_name(target.name + ".bak")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp_name, mode)
-        if backup is not None:
-            shutil.copy2(target, backup)
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return backup
-
-
-def running_daemon(pid_file: Path) -> int | None:
-    """The process id in ``pid_file`` if that process is alive, else None."""
-    try:
-        pid = int(pid_file.read_text(encoding="utf-8").split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid  # alive, owned by someone else: signalling will say so
-    return pid
-
-
-def restart_needed(old: Config, new: Config) -> list[str]:
-    """Changed options that a SIGHUP does not apply (the daemon must be restarted)."""
-    changed = [
-        f"mail.{f.name}"
-        for f in dataclasses.fields(MailSection)
-        if f.name not in RELOADED_MAIL_KEYS
-        and getattr(old.mail, f.name) != getattr(new.mail, f.name)
-    ]
-    if old.pseudodomain != new.pseudodomain:
-        changed.append("pseudodomain")
-    return changed
 
 
 # -- the command ----------------------------------------------------------------------------
@@ -329,10 +253,8 @@ def run_setup(
         apply_flags(draft, args)
         if interactive:
             interview(draft, dialogue, had_file=had_file)
-    except UsageError as exc:
-        return fail(EX_USAGE, str(exc))
-    except AnswerError as exc:
-        return fail(EX_CONFIG, str(exc))
+    except AdminError as exc:
+        return fail(exit_status(exc), str(exc))
     except (EOFError, KeyboardInterrupt):
         dialogue.say("")
         return fail(EX_DECLINED, "aborted, nothing written")
@@ -340,14 +262,13 @@ def run_setup(
     new = draft.apply(old)
     new_text = render_config(new)
     try:
-        checked = parse_config(new_text, str(path))
-    except ConfigError as exc:
-        return fail(EX_CONFIG, f"the new configuration would be invalid: {exc}; nothing written")
-    problems = check_config(checked)
-    if problems:
-        for problem in problems:
+        check_configuration(new_text, path)
+    except InvalidConfiguration as exc:
+        for problem in exc.problems:
             err.write(f"setup: {problem}\n")
         return fail(EX_CONFIG, "invalid answers; nothing written")
+    except NotConfigured as exc:
+        return fail(EX_CONFIG, f"the new configuration would be invalid: {exc}; nothing written")
     if new_text == old_text:
         dialogue.say(f"{path} is up to date; nothing to change.")
         return EX_OK
@@ -362,8 +283,8 @@ def run_setup(
             return EX_DECLINED
     try:
         backup = write_atomically(path, new_text)
-    except OSError as exc:
-        return fail(EX_CANTCREAT, f"{path}: cannot write: {exc.strerror or exc}")
+    except AdminError as exc:
+        return fail(exit_status(exc), str(exc))
     dialogue.say(f"Wrote {path}" + (f" (previous version in {backup})." if backup else "."))
     return _offer_reload(args, old, new, path, dialogue, interactive=interactive, err=err)
 
@@ -378,8 +299,7 @@ def _offer_reload(
     interactive: bool,
     err: TextIO,
 ) -> int:
-    pid_file = resolve_paths(new, str(path)).data_dir / PID_FILE
-    pid = running_daemon(pid_file)
+    pid = daemon_of(new, path)
     if pid is None:
         dialogue.say("No running daemon found; the configuration applies when it starts.")
         return EX_OK
@@ -395,9 +315,9 @@ def _offer_reload(
             dialogue.say(f"Not reloaded: send SIGHUP to {pid} (kill -HUP {pid}) to apply it.")
             return EX_OK
     try:
-        os.kill(pid, signal.SIGHUP)
-    except OSError as exc:
-        err.write(f"setup: cannot signal the daemon (pid {pid}): {exc.strerror or exc}\n")
+        reload_daemon(pid)
+    except AdminError as exc:
+        err.write(f"setup: {exc}\n")
         return EX_OK
     dialogue.say(f"Sent SIGHUP to the running daemon (pid {pid}): it re-reads {path}.")
     pending = restart_needed(old, new)

@@ -2,7 +2,7 @@
 
 This module owns the worksheet options of the ``setup`` command line
 (:func:`configure_parser`) and :func:`apply_flags`, which checks the answers given as flags
-and puts them into a :class:`~posthouse.cli.setup_answers.Draft`.  Answers not given keep
+and puts them into a :class:`~posthouse.admin.setup_answers.Draft`.  Answers not given keep
 their current values.  Repeatable list flags (``--host-alias``, ``--local-domain``) replace
 the list; a single empty value (``--host-alias=``) empties it.  ``--pseudodomain
 PROTOCOL:NAME[:ROUTING[:RELAY_HOST]]`` adds or updates the entry of one protocol (other
@@ -16,7 +16,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from posthouse.cli.setup_answers import (
+from posthouse.admin.errors import InvalidRequest
+from posthouse.admin.setup_answers import (
     FORWARDINGS,
     LOCKINGS,
     MAILBOX_CHOICES,
@@ -26,7 +27,6 @@ from posthouse.cli.setup_answers import (
     ROUTINGS,
     AnswerError,
     Draft,
-    UsageError,
     check_choice,
     check_domain,
     check_host_spec,
@@ -125,7 +125,7 @@ def _split_spec(flag: str, spec: str, *, parts: int = 2) -> list[str]:
     pieces = spec.split(":", parts - 1)
     protocol = pieces[0].strip().lower()
     if len(pieces) < 2 or protocol not in PROTOCOLS:
-        raise UsageError(
+        raise InvalidRequest(
             f"{flag} {spec!r}: expected PROTOCOL:... with PROTOCOL one of {', '.join(PROTOCOLS)}"
         )
     return [protocol, *pieces[1:]]
@@ -150,7 +150,7 @@ def _checked(flag: str, value: str, check: Callable[[str], str | None]) -> str:
 
 
 def apply_flags(draft: Draft, args: argparse.Namespace) -> None:
-    """Put the answers given as flags into ``draft``; UsageError or AnswerError."""
+    """Put the answers given as flags into ``draft``; InvalidRequest or AnswerError."""
     mail = draft.mail
     old_directory = mail["mailbox_directory"]
     if args.role is not None:
@@ -191,7 +191,7 @@ def apply_flags(draft: Draft, args: argparse.Namespace) -> None:
 def _apply_pseudodomain_flags(draft: Draft, args: argparse.Namespace) -> None:
     for protocol in args.remove_pseudodomain or ():
         if protocol not in PROTOCOLS:
-            raise UsageError(f"--remove-pseudodomain: {check_choice(protocol, PROTOCOLS)}")
+            raise InvalidRequest(f"--remove-pseudodomain: {check_choice(protocol, PROTOCOLS)}")
         draft.pseudodomains.pop(protocol, None)
     for spec in args.pseudodomain or ():
         protocol, *rest = _split_spec("--pseudodomain", spec, parts=4)
@@ -230,7 +230,7 @@ def _apply_pseudodomain_flags(draft: Draft, args: argparse.Namespace) -> None:
         per_protocol.append(("decnet-osi", "namespace", args.namespace))
     for protocol, key, value in per_protocol:
         if protocol not in draft.pseudodomains:
-            raise UsageError(
+            raise InvalidRequest(
                 f"{PROTOCOL_TITLES[protocol]} is not configured: "
                 f"add it with --pseudodomain {protocol}:NAME"
             )

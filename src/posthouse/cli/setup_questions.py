@@ -3,7 +3,7 @@
 This module owns :class:`Dialogue` (asking one question, showing the current value as the
 default and asking again, with the reason, after an invalid answer) and :func:`interview`,
 which asks the Basic Mail Setup and Mail Protocol worksheets' questions (12.2.3) in the
-chapter's order for the chosen role, editing a :class:`~posthouse.cli.setup_answers.Draft`.
+chapter's order for the chosen role, editing a :class:`~posthouse.admin.setup_answers.Draft`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from posthouse.cli.setup_answers import (
+from posthouse.admin.setup_answers import (
     CLEAR,
+    DEFAULT_NAMES,
     FORWARDINGS,
     LOCKINGS,
     MAILBOX_CHOICES,
@@ -34,7 +35,6 @@ from posthouse.cli.setup_answers import (
     split_list,
 )
 from posthouse.config.schema import PseudodomainSection
-from posthouse.mta.pseudodomains import DEFAULT_NAMES
 
 __all__ = ["Ask", "Dialogue", "interview"]
 

@@ -20,36 +20,20 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from posthouse.auth.users import (
-    InvalidUserName,
-    NoSuchUser,
-    ServiceType,
-    User,
-    UserDatabase,
-    UserExists,
-)
+from posthouse.admin import users as admin
+from posthouse.admin.errors import AdminError, InvalidRequest
+from posthouse.admin.users import ServiceType, User
+from posthouse.cli.exits import EX_CONFIG, EX_OK, report
 from posthouse.config.load import ConfigError, load_settings
 
 __all__ = ["add_parser", "run_user_command"]
 
-EX_OK = 0
-EX_USAGE = 64
-EX_NOUSER = 67
-EX_CANTCREAT = 73
-EX_IOERR = 74
-EX_CONFIG = 78
-
 _TYPES = [service_type.value for service_type in ServiceType]
-
-
-class _UsageError(Exception):
-    """Bad or missing input from the operator (exit 64)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -125,35 +109,17 @@ def run_user_command(
     try:
         if action == "add":
             password = _read_password(args, stdin, prompt)
-            with UserDatabase(db_path) as db:
-                user = db.add(args.name, password, ServiceType(args.service_type))
+            user = admin.add_user(db_path, args.name, password, ServiceType(args.service_type))
             print(f"added {user.name} ({user.service_type.value})", file=stderr)
         elif action == "del":
-            with UserDatabase(db_path) as db:
-                db.delete(args.name)
+            admin.delete_user(db_path, args.name)
         elif action == "list":
-            with UserDatabase(db_path) as db:
-                stdout.write(format_table(db.list(args.pattern)))
-        elif action == "passwd":
+            stdout.write(format_table(admin.list_users(db_path, args.pattern)))
+        else:  # passwd (argparse restricts the choices)
             password = _read_password(args, stdin, prompt)
-            if password is None:  # pragma: no cover - passwd has no --no-password
-                raise _UsageError("a password is required")
-            with UserDatabase(db_path) as db:
-                db.set_password(args.name, password)
-        else:  # pragma: no cover - argparse restricts the choices
-            raise _UsageError(f"unknown action {action!r}")
-    except (_UsageError, InvalidUserName) as exc:
-        print(f"posthouse user: {exc}", file=stderr)
-        return EX_USAGE
-    except NoSuchUser as exc:
-        print(f"posthouse user: no such user: {exc}", file=stderr)
-        return EX_NOUSER
-    except UserExists as exc:
-        print(f"posthouse user: user already exists: {exc}", file=stderr)
-        return EX_CANTCREAT
-    except (OSError, sqlite3.Error) as exc:
-        print(f"posthouse user: {db_path}: {exc}", file=stderr)
-        return EX_IOERR
+            admin.set_login_password(db_path, args.name, password or "")
+    except AdminError as exc:
+        return report("posthouse user", exc, stderr)
     return EX_OK
 
 
@@ -170,11 +136,11 @@ def _read_password(
     elif stdin.isatty():
         password = prompt("Password: ")
         if password and prompt("Password again: ") != password:
-            raise _UsageError("passwords do not match")
+            raise InvalidRequest("passwords do not match")
     else:
-        raise _UsageError("no password given: use --password, --password-stdin or a terminal")
+        raise InvalidRequest("no password given: use --password, --password-stdin or a terminal")
     if not password:
-        raise _UsageError("empty password refused")
+        raise InvalidRequest("empty password refused")
     return password
 
 

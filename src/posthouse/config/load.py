@@ -155,7 +155,14 @@ def _convert(hint: Any, value: Any, dotted: str, source: str, locator: _Locator)
             for index, item in enumerate(value)
         )
     if origin in (types.UnionType, typing.Union):
-        raise TypeError(f"unsupported schema type {hint!r}")
+        # e.g. ``int | Literal["auto"]``: the first alternative that fits; else its error.
+        failures: list[ConfigError] = []
+        for alternative in get_args(hint):
+            try:
+                return _convert(alternative, value, dotted, source, locator)
+            except ConfigError as exc:
+                failures.append(exc)
+        raise failures[0]
     expected: dict[Any, tuple[type, ...]] = {
         str: (str,),
         bool: (bool,),
@@ -219,7 +226,7 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "a forwarding mode other than 'none' needs relay_host",
         )
     _check_abuse_limits(config, source, locator)
-    if config.server.workers < 1:
+    if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
     if config.aliases.default_user in ("", "root"):
         raise _fail(

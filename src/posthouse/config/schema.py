@@ -34,7 +34,7 @@ class ServerSection:
 
     hostname: str = "mail.example.test"
     data_dir: str = ""  # empty: $POSTHOUSE_HOME or ./posthouse-data
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"  # worker processes; "auto": one per CPU
     run_as: str = "mail"  # unprivileged account to drop to when started as root
     log_file: str = ""  # empty: standard error (or syslog when syslog = true)
     syslog: bool = False  # log to syslog, facility below, in sendmail's one-line style
@@ -102,7 +102,10 @@ class POP3Section:
 
     idle_timeout_seconds: float = 600.0  # RFC 1939 §3: an autologout timer of at least 10 min
     allow_plaintext_auth: bool = False  # USER/PASS without TLS (always allowed from loopback)
-    apop: bool = True  # offer APOP (the greeting carries the timestamp)
+    # Offer APOP (the greeting carries the timestamp); "auto": while some user's service
+    # type is apop-mailpass, the only type that can use it (as Dovecot offers it only when
+    # its password database can).
+    apop: bool | Literal["auto"] = "auto"
     max_errors: int = POP3Engine.max_errors
     max_commands: int = POP3Engine.max_commands
     expire: str = ""  # RFC 2449 EXPIRE capability value, e.g. "NEVER"; empty: not announced
@@ -228,6 +231,11 @@ class Paths:
     aliases_db: Path
     stats_file: Path
     proc_dir: Path
+
+    @property
+    def pid_file(self) -> Path:
+        """Where the daemon records its process id (``posthouse setup`` offers a reload)."""
+        return self.data_dir / "posthouse.pid"
 
 
 @dataclass(frozen=True)

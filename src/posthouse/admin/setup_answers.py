@@ -20,7 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from posthouse.admin.errors import NotConfigured
 from posthouse.config.schema import Config, MailSection, PseudodomainSection
+from posthouse.mta.pseudodomains import DEFAULT_NAMES as DEFAULT_NAMES  # for the questions
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
 from posthouse.mta.routing import RoutingSettings, parse_host_spec
 
@@ -59,12 +61,8 @@ CLEAR = "-"
 GatewayProtocol = Literal["decnet", "decnet-osi", "uucp", "mts", "x25"]
 
 
-class UsageError(Exception):
-    """A malformed command line (exit status 64)."""
-
-
-class AnswerError(Exception):
-    """An invalid answer (exit status 78)."""
+class AnswerError(NotConfigured):
+    """An invalid answer: the configuration it would make is invalid."""
 
 
 # -- locking default and answer checks ----------------------------------------------------

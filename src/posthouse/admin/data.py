@@ -1,0 +1,62 @@
+"""The data directory on a daemon's first start: its layout, a demo user and default aliases.
+
+``posthouse serve`` runs :func:`first_run` before binding its listeners; it does nothing
+that is already done, so every start runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from posthouse.admin.errors import NotConfigured, StorageFailure
+from posthouse.app import prepare_data_dir, refresh_aliases
+from posthouse.auth.users import UserDatabase
+from posthouse.config.schema import Settings
+from posthouse.mta.aliases import AliasSyntaxError
+
+__all__ = ["DEMO_USER", "first_run"]
+
+DEMO_USER = "demo"
+DEFAULT_ALIASES = """\
+# aliases(5) for posthouse: "name: address, address, ..."
+# Run `posthouse newaliases` after editing (the running daemon picks it up at once).
+postmaster: {demo}
+MAILER-DAEMON: postmaster
+abuse: postmaster
+"""
+
+
+def first_run(settings: Settings) -> str | None:
+    """Prepare the data directory: on a fresh one a demo user and default aliases.
+
+    Returns the demo user's password when the demo user exists (it is kept in
+    ``etc/demo-password``, readable by the server only, so it can be shown).  Raises
+    :class:`NotConfigured` for a bad aliases file, :class:`StorageFailure` when the
+    directory cannot be prepared.
+    """
+    try:
+        return _first_run(settings)
+    except AliasSyntaxError as exc:
+        raise NotConfigured(f"aliases error: {exc}") from exc
+    except OSError as exc:
+        raise StorageFailure(f"cannot prepare {settings.paths.data_dir}: {exc}") from exc
+
+
+def _first_run(settings: Settings) -> str | None:
+    paths = settings.paths
+    prepare_data_dir(settings)
+    secret_file = paths.users_db.parent / "demo-password"
+    with UserDatabase(paths.users_db) as users:
+        if not users.list():
+            password = secrets.token_urlsafe(12)
+            users.add(DEMO_USER, password)
+            fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(password + "\n")
+    if not paths.aliases_file.exists():
+        paths.aliases_file.write_text(DEFAULT_ALIASES.format(demo=DEMO_USER), encoding="utf-8")
+    refresh_aliases(settings)
+    if secret_file.exists():
+        return secret_file.read_text(encoding="utf-8").strip()
+    return None
