@@ -38,7 +38,7 @@ from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
 from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.mta.bounce import BounceMaker
-from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
+from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
@@ -89,8 +89,8 @@ class Application:
     aliases: AliasDatabase
     expander: Expander
     committer: GroupCommitter
-    store: QueueStore
-    delivery: LocalDelivery
+    queue: QueueStore  # the mail queue (queue/)
+    delivery: QueueDelivery
     local_domains: LocalDomains
     policy: RecipientPolicy
     direct: DirectDelivery
@@ -323,7 +323,7 @@ def build_application(
     direct = DirectDelivery(
         expander=expander, writer=writer, local_mail=local_mail, stats=stats, relay=relay
     )
-    delivery = LocalDelivery(
+    delivery = QueueDelivery(
         store=store,
         expander=expander,
         mailboxes=MailboxSettings(
@@ -359,7 +359,7 @@ def build_application(
         aliases=aliases,
         expander=expander,
         committer=committer,
-        store=store,
+        queue=store,
         delivery=delivery,
         local_domains=domains,
         policy=policy,
@@ -408,7 +408,7 @@ def smtp_services_for(
     return SMTPServices(
         hostname=config.server.hostname,
         policy=app.policy,
-        store=app.store,
+        queue=app.queue,
         authenticator=app.authenticator,
         scheduler=scheduler,
         tls_context=tls_context,
@@ -515,7 +515,7 @@ async def serve_forever(
     )
     registry = ConnectionRegistry(app.settings.paths.proc_dir)
     group = ListenerGroup(limiter, registry)
-    scheduler = DeliveryScheduler(app.delivery, app.store)
+    scheduler = DeliveryScheduler(app.delivery, app.queue)
     smtp_services = smtp_services_for(app, scheduler, tls_context)
     pop3_services = POP3Services(
         hostname=config.server.hostname,
@@ -780,7 +780,7 @@ async def serve_stdio(app: Application) -> None:
         idle_timeout=app.settings.config.smtp.idle_timeout_seconds,
         record=ConnectionRecord("smtp-stdio", "local"),
     )
-    scheduler = DeliveryScheduler(app.delivery, app.store)
+    scheduler = DeliveryScheduler(app.delivery, app.queue)
     services = smtp_services_for(app, scheduler, None)
     settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
     session = SMTPSession(connection, services, settings_for(connection), asyncio.Event())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from posthouse.mta.bounce import BounceMaker
-from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
+from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.expand import Expander
 from posthouse.mta.queue import QueueStore
 from posthouse.store.mbox.locking import LockMethod, LockSettings
@@ -45,7 +45,7 @@ class World:
             files=NO_FILES,
         )
         self.bounces = BounceMaker(self.store, hostname="mail.example.test")
-        self.delivery = LocalDelivery(
+        self.delivery = QueueDelivery(
             store=self.store,
             expander=self.expander,
             mailboxes=MailboxSettings(self.spool, LockSettings(LockMethod.LOCKFILE, timeout=0.2)),

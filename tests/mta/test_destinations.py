@@ -25,7 +25,7 @@ from posthouse.mta.address import (
     unquote_local,
 )
 from posthouse.mta.bounce import BounceMaker
-from posthouse.mta.delivery import LocalDelivery, MailboxSettings, RetryPolicy
+from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.destinations import (
     FileDestination,
     LocalMailbox,
@@ -252,7 +252,7 @@ class World:
         self.spool = tmp / "spool"
         self.aliases: dict[str, tuple[str, ...]] = {}
         self.store = QueueStore(tmp / "queue")
-        self.delivery = LocalDelivery(
+        self.delivery = QueueDelivery(
             store=self.store,
             expander=expander(self.aliases),
             mailboxes=MailboxSettings(self.spool, LockSettings(LockMethod.LOCKF, timeout=5)),

@@ -57,7 +57,7 @@ trusted_networks = []
 def smtp_session(
     app: Application, client: MemoryClient, stopping: asyncio.Event, **engine: Any
 ) -> SMTPSession:
-    services = smtp_services_for(app, DeliveryScheduler(app.delivery, app.store), None)
+    services = smtp_services_for(app, DeliveryScheduler(app.delivery, app.queue), None)
     settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
     settings = dataclasses.replace(settings_for(client.connection), **engine)
     return SMTPSession(client.connection, services, settings, stopping)

@@ -123,7 +123,7 @@ async def serving(
     app: Application, adjust: Callable[[SMTPServices], SMTPServices]
 ) -> AsyncIterator[Client]:
     """The SMTP listener of ``app`` on a kernel-chosen loopback port, and a client of it."""
-    scheduler = DeliveryScheduler(app.delivery, app.store)
+    scheduler = DeliveryScheduler(app.delivery, app.queue)
     services = adjust(smtp_services_for(app, scheduler, None))
     settings_for = engine_settings(app, ListenerSection(protocol="smtp"), tls=False)
     group = ListenerGroup(
@@ -163,10 +163,10 @@ def test_a_full_disk_while_spooling_is_452_and_leaves_nothing_in_the_queue(
 ) -> None:
     queue_dir = app.settings.paths.queue_dir
     before = set(queue_dir.iterdir())
-    disk = FullDisk(app.store, room=150_000)
+    disk = FullDisk(app.queue, room=150_000)
 
     async def scenario() -> None:
-        adjust = lambda s: dataclasses.replace(s, store=cast(QueueStore, disk))  # noqa: E731
+        adjust = lambda s: dataclasses.replace(s, queue=cast(QueueStore, disk))  # noqa: E731
         async with serving(app, adjust) as client:
             await client.command(b"EHLO client.example.org")
             assert (await client.command(b"MAIL FROM:<a@example.org>")).startswith(b"250")

@@ -218,14 +218,14 @@ def run_queue_now(app: Application, options: Options) -> int:
             print(f"sendmail: queue run {done}/{summary.selected}", file=sys.stderr)
 
     summary = run_queue(
-        app.store,
+        app.queue,
         app.delivery,
         selector=options.queue_selector,
         needle=options.queue_needle,
         progress=progress,
     )
     elapsed = time.monotonic() - started
-    print(f"sendmail: queue {app.store.directory}: {summary.describe()} in {elapsed:.1f}s")
+    print(f"sendmail: queue {app.queue.directory}: {summary.describe()} in {elapsed:.1f}s")
     return EX_OK
 
 
@@ -325,7 +325,7 @@ def submit(app: Application, options: Options, stream: BinaryIO) -> int:
     )
     head = received + "".join(h + "\r\n" for h in added)
     content = head.encode("utf-8") + header_bytes + b"\r\n" + body
-    incoming = app.store.new_message(sender, recipients, protocol="local", auth_user=login)
+    incoming = app.queue.new_message(sender, recipients, protocol="local", auth_user=login)
     try:
         incoming.write(content)
         queue_id = incoming.commit_blocking()

@@ -1,10 +1,11 @@
-"""Delivery of queued messages to their final destinations on this host.
+"""Delivery of queued messages to their destinations, local and remote.
 
-``LocalDelivery.run_batch`` claims a batch of queued messages, expands each
+``QueueDelivery.run_batch`` claims a batch of queued messages, expands each
 envelope recipient once (aliases, ``:include:``, ``~/.forward``) into
 destinations, and hands them to the delivery agents: every message for one
-mbox is appended under a single lock with a single fsync, files get the same
-treatment, programs get the message on standard input.  The envelope is then
+mbox is appended under a single lock with a single fsync; programs and files
+go to the local runner (as their identity); remote addresses to the SMTP agent,
+grouped by next hop.  The envelope is then
 rewritten (or removed when nothing is left), so a destination that failed
 temporarily stays queued and is retried, and one that delivered is not
 delivered again.  Blocking work: the scheduler runs batches in a thread.
@@ -101,8 +102,9 @@ class _Work:
     changed: bool = False
 
 
-class LocalDelivery:
-    """Runs batches of queued messages through expansion and the local agents."""
+class QueueDelivery:
+    """Delivers batches of queued messages: expansion, then the mbox, program, file and SMTP
+    agents (local and remote destinations alike)."""
 
     def __init__(
         self,

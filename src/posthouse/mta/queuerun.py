@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from posthouse.mta.delivery import LocalDelivery
+from posthouse.mta.delivery import QueueDelivery
 from posthouse.mta.queue import QueueStore
 
 BATCH = 256
@@ -65,7 +65,7 @@ def select(
 
 def run_queue(
     store: QueueStore,
-    delivery: LocalDelivery,
+    delivery: QueueDelivery,
     *,
     selector: Selector = "all",
     needle: str = "",

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from posthouse.mta.delivery import DeliveryOutcome, LocalDelivery
+from posthouse.mta.delivery import DeliveryOutcome, QueueDelivery
 from posthouse.mta.errors import MailError
 from posthouse.mta.queue import QueueStore
 
@@ -27,11 +27,11 @@ log = logging.getLogger("posthouse.mta.scheduler")
 
 
 class DeliveryScheduler:
-    """Runs ``LocalDelivery`` batches for new and due messages."""
+    """Runs ``QueueDelivery`` batches for new and due messages."""
 
     def __init__(
         self,
-        delivery: LocalDelivery,
+        delivery: QueueDelivery,
         store: QueueStore,
         *,
         batch_size: int = 256,

@@ -85,7 +85,7 @@ class SMTPServices:
 
     hostname: str
     policy: RecipientPolicy
-    store: QueueStore
+    queue: QueueStore
     authenticator: Authenticator
     scheduler: DeliveryScheduler
     tls_context: ssl.SSLContext | None
@@ -218,7 +218,7 @@ class SMTPSession:
         assert self.sender is not None
         mail = self.mail_params
         self.spool_error = None
-        self.incoming = self.services.store.new_message(
+        self.incoming = self.services.queue.new_message(
             self.sender,
             self.recipients,
             client_address=self.connection.peer.address or None,
