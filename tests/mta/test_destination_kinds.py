@@ -194,7 +194,7 @@ def test_a_recipient_from_before_kinds_is_an_address_or_a_legacy_token() -> None
         ({"address": "a@b", "original": "a@b", "kind": "shell"}, "unknown recipient kind 'shell'"),
         ({"address": "|x", "kind": "program"}, "a program recipient without its original"),
         ({"address": "/f", "original": "a", "kind": "file", "run_as": 0}, "'run_as' has the wrong"),
-        ("|x", "recipient is not an object"),
+        ("|x", "^recipient is not an object$"),
     ],
 )
 def test_bad_recipients_are_refused_with_the_reason(recipient: object, message: str) -> None:
