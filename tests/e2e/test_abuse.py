@@ -316,7 +316,9 @@ def test_parallel_guessing_gets_the_configured_guesses_across_two_workers(
     pids = set(re.findall(r"posthouse\[(\d+)\]: warning: unknown\[127\.0\.0\.2\]", log))
     assert len(pids) == 2, pids
     failed = re.findall(r"unknown\[127\.0\.0\.2\]: SASL PLAIN authentication failed", log)
-    assert len(failed) == counts["535"]
+    # The server's own record is the one that counts: a guesser still waiting out its
+    # failure delay when the test stops may never read its 535.
+    assert counts["535"] <= len(failed) <= GUESSES_PER_MINUTE, (len(failed), counts)
     print(
         f"good session: unloaded {unloaded * 1000:.1f} ms, loaded {loaded * 1000:.1f} ms "
         f"(median of {len(times)}, worst {max(times) * 1000:.1f} ms); guesses {counts}"
