@@ -374,7 +374,7 @@ def build_application(
 
 def engine_settings(
     app: Application, listener: ListenerSection, tls: bool
-) -> Callable[[Connection], smtp_engine.Settings]:
+) -> Callable[[Connection], smtp_engine.SMTPSettings]:
     """Per-connection engine settings for one listener."""
     smtp = app.settings.config.smtp
     hostname = app.settings.config.server.hostname
@@ -382,8 +382,8 @@ def engine_settings(
         listener.protocol
     ]
 
-    def settings_for(connection: Connection) -> smtp_engine.Settings:
-        return smtp_engine.Settings(
+    def settings_for(connection: Connection) -> smtp_engine.SMTPSettings:
+        return smtp_engine.SMTPSettings(
             hostname=hostname,
             mode=mode,  # type: ignore[arg-type]
             max_message_size=smtp.max_message_size,
@@ -431,16 +431,16 @@ def _pop3_refusal(reason: str) -> bytes:
 
 def pop3_settings_for(
     app: Application, tls: ssl.SSLContext | None
-) -> Callable[[Connection], pop3_engine.Settings]:
+) -> Callable[[Connection], pop3_engine.POP3Settings]:
     """Per-connection POP3 engine settings."""
     config = app.settings.config
     pop3 = config.pop3
     hostname = config.server.hostname
     offer_apop = apop_offered(app)
 
-    def settings_for(connection: Connection) -> pop3_engine.Settings:
+    def settings_for(connection: Connection) -> pop3_engine.POP3Settings:
         secure = connection.tls_active
-        return pop3_engine.Settings(
+        return pop3_engine.POP3Settings(
             hostname=hostname,
             apop_timestamp=apop_timestamp(hostname) if offer_apop() else None,
             stls_available=tls is not None and not secure,

@@ -37,8 +37,8 @@ def apop_digest(password: str = PASSWORD, stamp: str = STAMP) -> str:
     return hashlib.md5((stamp + password).encode()).hexdigest()
 
 
-def settings(**overrides: Any) -> engine.Settings:
-    return engine.Settings(hostname=HOST, **overrides)
+def settings(**overrides: Any) -> engine.POP3Settings:
+    return engine.POP3Settings(hostname=HOST, **overrides)
 
 
 EVENT = events.Event  # the class body's `events` is the list of events seen
@@ -55,7 +55,7 @@ class Driver(FeedingDriver):
     UpdateRequested records the deletions and answers ``update_ok``.
     """
 
-    config: engine.Settings = field(default_factory=settings)
+    config: engine.POP3Settings = field(default_factory=settings)
     messages: Sequence[bytes] = MESSAGES
     chunk_size: int | None = None
     auto_tls: bool = False

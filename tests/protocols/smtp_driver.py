@@ -13,8 +13,8 @@ from tests.protocols.feeding import FeedingDriver
 HOST = "mx.example.test"
 
 
-def settings(**overrides: Any) -> engine.Settings:
-    return engine.Settings(hostname=HOST, **overrides)
+def settings(**overrides: Any) -> engine.SMTPSettings:
+    return engine.SMTPSettings(hostname=HOST, **overrides)
 
 
 EVENT = events.Event  # the class body's `events` is the list of events seen
@@ -30,7 +30,7 @@ class Driver(FeedingDriver):
     MessageEnd -> 250 queued (LMTP: per recipient, ``full@...`` -> 452).
     """
 
-    config: engine.Settings = field(default_factory=settings)
+    config: engine.SMTPSettings = field(default_factory=settings)
     auto_tls: bool = False
     tls_reply: Reply = field(default_factory=replies.starttls_ready)
     events: list[events.Event] = field(default_factory=list)

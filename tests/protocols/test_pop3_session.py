@@ -355,7 +355,7 @@ def test_settings_validation(overrides: dict[str, object]) -> None:
     base: dict[str, object] = {"hostname": HOST}
     base.update(overrides)
     with pytest.raises(ValueError):
-        engine.Settings(**base)  # type: ignore[arg-type]
+        engine.POP3Settings(**base)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -402,12 +402,12 @@ def test_usage_errors() -> None:
 
 def test_settings_validation() -> None:
     with pytest.raises(ValueError):
-        engine.Settings(hostname="")
+        engine.SMTPSettings(hostname="")
     with pytest.raises(ValueError):
-        engine.Settings(hostname="a b")
+        engine.SMTPSettings(hostname="a b")
     with pytest.raises(ValueError):
-        engine.Settings(hostname="h", auth_mechanisms=("CRAM-MD5",))
+        engine.SMTPSettings(hostname="h", auth_mechanisms=("CRAM-MD5",))
     with pytest.raises(ValueError):
-        engine.Settings(hostname="h", max_command_line=100)
+        engine.SMTPSettings(hostname="h", max_command_line=100)
     with pytest.raises(ValueError):
-        engine.Settings(hostname="h", mode="pop3")  # type: ignore[arg-type]
+        engine.SMTPSettings(hostname="h", mode="pop3")  # type: ignore[arg-type]

@@ -239,7 +239,7 @@ def pop3_session(
         tls_context=None,
         local_domains=lambda domain: domain == "example.test",
     )
-    settings = pop3_engine.Settings(hostname=HOST, plaintext_login_allowed=True)
+    settings = pop3_engine.POP3Settings(hostname=HOST, plaintext_login_allowed=True)
     return POP3Session(client.connection, services, settings, stopping)
 
 

@@ -69,7 +69,7 @@ Exit status: sysexits(3) (0 ok, 64 usage, 65 data, 67 no such user, 75 try later
 """
 
 
-class UsageError(Exception):
+class SendmailUsageError(Exception):
     """A command line sendmail does not understand."""
 
 
@@ -99,7 +99,7 @@ def parse_options(argv: Sequence[str]) -> Options:
             return rest
         index += 1
         if index >= len(args):
-            raise UsageError(f"option -{flag} requires an argument")
+            raise SendmailUsageError(f"option -{flag} requires an argument")
         return args[index]
 
     while index < len(args):
@@ -132,7 +132,7 @@ def parse_options(argv: Sequence[str]) -> Options:
                 options.config = value(flag, rest)
             case "b":
                 if rest not in ("m", "s", "i", "v", "p"):
-                    raise UsageError(f"unsupported mode -b{rest}")
+                    raise SendmailUsageError(f"unsupported mode -b{rest}")
                 options.mode = rest
             case "q":
                 options.mode = "q"
@@ -141,20 +141,20 @@ def parse_options(argv: Sequence[str]) -> Options:
                     options.queue_selector = kinds[rest[0]]
                     options.queue_needle = rest[1:] or value(flag, "")
                 elif rest:
-                    raise UsageError(f"-q{rest}: periodic queue runs are the daemon's job")
+                    raise SendmailUsageError(f"-q{rest}: periodic queue runs are the daemon's job")
             case "o":
                 if rest == "i":
                     options.ignore_dots = True
                 elif rest.startswith("Q"):
                     options.queue_dir = rest[1:] or value(flag, "")
                 elif rest[:1] not in ("e", "m", "d", "O"):  # accepted and ignored, like sendmail
-                    raise UsageError(f"unsupported option -o{rest}")
+                    raise SendmailUsageError(f"unsupported option -o{rest}")
             case "v" | "U" | "n" | "m" | "e":
                 pass  # verbose / initial submission / no aliasing / metoo: harmless to ignore
             case "N" | "R" | "V" | "X" | "O" | "B" | "L":
                 value(flag, rest)  # options with arguments that do not change local delivery
             case _:
-                raise UsageError(f"unknown option {arg}")
+                raise SendmailUsageError(f"unknown option {arg}")
         index += 1
     return options
 
@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
     try:
         options = parse_options(argv)
-    except UsageError as exc:
+    except SendmailUsageError as exc:
         print(f"sendmail: {exc}\n(sendmail --help for the usage)", file=sys.stderr)
         return EX_USAGE
     if options.mode == "help":

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from posthouse.protocols.pop3.settings import Settings as POP3Engine
-from posthouse.protocols.smtp.settings import Settings as SMTPEngine
+from posthouse.protocols.pop3.settings import POP3Settings as POP3Engine
+from posthouse.protocols.smtp.settings import SMTPSettings as SMTPEngine
 from posthouse.store.mbox.locking import LockSettings
 
 Role = Literal["standalone", "client", "server"]

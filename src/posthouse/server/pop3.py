@@ -57,7 +57,7 @@ class POP3Session:
         self,
         connection: Connection,
         services: POP3Services,
-        settings: pop3_engine.Settings,
+        settings: pop3_engine.POP3Settings,
         stopping: asyncio.Event,
     ) -> None:
         self.connection = connection

@@ -103,7 +103,7 @@ class SMTPSession:
         self,
         connection: Connection,
         services: SMTPServices,
-        settings: smtp_engine.Settings,
+        settings: smtp_engine.SMTPSettings,
         stopping: asyncio.Event,
     ) -> None:
         self.connection = connection

@@ -89,7 +89,7 @@ from posthouse.mta.address import is_rfc5321_local
 from posthouse.mta.agents.smtp_connection import (
     ClientConnection,
     Connector,
-    Reply,
+    HopReply,
     SessionError,
     TLSFailed,
     open_tcp,
@@ -534,7 +534,7 @@ class SMTPClientAgent:
                     accepted.append(rcpt)
                 else:
                     refused[rcpt] = reply_error(reply, conn.peer, "RCPT TO")
-            data_reply = Reply(0, ())
+            data_reply = HopReply(0, ())
             if accepted:
                 data_reply = await conn.command("DATA")
 

@@ -24,7 +24,7 @@ from posthouse.mta.errors import MailError
 __all__ = [
     "ClientConnection",
     "Connector",
-    "Reply",
+    "HopReply",
     "SessionError",
     "TLSFailed",
     "open_tcp",
@@ -54,7 +54,9 @@ async def open_tcp(
 
 
 @dataclass(frozen=True)
-class Reply:
+class HopReply:
+    """A reply the next hop sent us (not one of our own server's replies)."""
+
     code: int
     lines: tuple[str, ...]
 
@@ -84,7 +86,7 @@ _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 
 
-def reply_error(reply: Reply, peer: str, command: str) -> MailError:
+def reply_error(reply: HopReply, peer: str, command: str) -> MailError:
     """A MailError carrying the server's reply, for a 4xx/5xx reply."""
     klass = "5" if reply.code >= 500 else "4"
     text = reply.text
@@ -122,12 +124,12 @@ class ClientConnection:
 
     # -- low level ---------------------------------------------------------------------
 
-    async def read_reply(self, command: str) -> Reply:
+    async def read_reply(self, command: str) -> HopReply:
         """The reply to ``command``, within the timeout."""
         (reply,) = await self.read_replies([command])
         return reply
 
-    async def read_replies(self, commands: Sequence[str]) -> list[Reply]:
+    async def read_replies(self, commands: Sequence[str]) -> list[HopReply]:
         """The replies to pipelined ``commands``, in order, all within one timeout (RFC 2920
         §3.1: the server may answer them together)."""
         command = commands[0] if commands else ""
@@ -148,7 +150,7 @@ class ClientConnection:
             ) from None
         return replies
 
-    async def _read_one(self, command: str) -> Reply:
+    async def _read_one(self, command: str) -> HopReply:
         lines: list[str] = []
         code: int | None = None
         while True:
@@ -174,7 +176,7 @@ class ClientConnection:
             lines.append(line[4:])
             if line[3:4] != "-":
                 break
-        reply = Reply(code, tuple(lines))
+        reply = HopReply(code, tuple(lines))
         if code == 421:
             raise SessionError("4.4.2", f"host {self.peer} said: {reply} (closing connection)")
         return reply
@@ -194,7 +196,7 @@ class ClientConnection:
                 "4.4.2", f"connection to {self.peer} lost (sending {what}): {exc}"
             ) from None
 
-    async def command(self, line: str) -> Reply:
+    async def command(self, line: str) -> HopReply:
         verb = line.split(" ", 1)[0]
         await self.write(line.encode("utf-8") + b"\r\n", verb)
         return await self.read_reply(verb)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posthouse.protocols.pop3.replies import Reply, err
-from posthouse.protocols.pop3.settings import Settings
+from posthouse.protocols.pop3.settings import POP3Settings
 
 
 class State(enum.Enum):
@@ -98,7 +98,7 @@ def valid_digest(text: str) -> bool:
 
 
 def capabilities(
-    settings: Settings, *, state: State, tls_active: bool, plaintext_ok: bool
+    settings: POP3Settings, *, state: State, tls_active: bool, plaintext_ok: bool
 ) -> tuple[str, ...]:
     """The CAPA response lines (RFC 2449 §5-§6, RFC 2595 §4, RFC 5034 §3, RFC 3206 §6).
 

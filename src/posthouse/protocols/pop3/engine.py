@@ -61,9 +61,9 @@ from posthouse.protocols.pop3.events import (
     StartTLS,
     UpdateRequested,
 )
-from posthouse.protocols.pop3.maildrop import Maildrop, MaildropInfo
+from posthouse.protocols.pop3.maildrop import MaildropInfo, MaildropMarks
 from posthouse.protocols.pop3.replies import Reply, err, ok
-from posthouse.protocols.pop3.settings import SASL_LINE_LIMIT, Settings
+from posthouse.protocols.pop3.settings import SASL_LINE_LIMIT, POP3Settings
 
 __all__ = [
     "NEED_DATA",
@@ -71,7 +71,7 @@ __all__ = [
     "Ending",
     "MaildropInfo",
     "POP3Engine",
-    "Settings",
+    "POP3Settings",
     "Signal",
     "State",
 ]
@@ -99,7 +99,7 @@ def refusal(reason: str) -> Reply:
 class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
     """One server-side POP3 session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: POP3Settings) -> None:
         # AUTH lines may exceed max_line (RFC 5034 §4); others are checked in _parse.
         line = max(settings.max_line, SASL_LINE_LIMIT)
         limits = Limits(line, SASL_LINE_LIMIT, settings.max_commands, settings.max_errors)
@@ -108,7 +108,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
         self._state = State.AUTHORIZATION
         self._user_name: str | None = None  # from USER, waiting for PASS
         self._user: str | None = None  # logged in
-        self._maildrop: Maildrop | None = None
+        self._maildrop: MaildropMarks | None = None
         self._writer: ContentWriter | None = None
         self._top: TopFilter | None = None
         # RFC 1939 §4 greeting; the APOP timestamp ends it (RFC 1939 §7).
@@ -118,7 +118,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
     # ----------------------------------------------------------------- API
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> POP3Settings:
         return self._settings
 
     @property
@@ -143,7 +143,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
             raise UsageError("accept_login() needs a MaildropInfo")
         event = self._take_pending(LoginAttempt)
         self._user = event.user
-        self._maildrop = Maildrop(maildrop)
+        self._maildrop = MaildropMarks(maildrop)
         self._state = State.TRANSACTION
         self._send(ok(self._maildrop_summary()))
 
@@ -450,7 +450,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
     # ---------------------------------------------------------- TRANSACTION
 
     @property
-    def _drop(self) -> Maildrop:
+    def _drop(self) -> MaildropMarks:
         assert self._maildrop is not None
         return self._maildrop
 

@@ -2,7 +2,7 @@
 
 The application describes the locked maildrop with `MaildropInfo` when it
 accepts a login; the engine then answers STAT, LIST, UIDL, DELE and RSET
-(RFC 1939 §5, §7) from `Maildrop` without asking the application again.
+(RFC 1939 §5, §7) from `MaildropMarks` without asking the application again.
 Deletions are only marks until the UPDATE state (RFC 1939 §6).
 """
 
@@ -64,7 +64,7 @@ class MaildropInfo:
             raise ValueError("unique-ids must be unique")
 
 
-class Maildrop:
+class MaildropMarks:
     """Per-session view of a `MaildropInfo` plus the deletion marks."""
 
     __slots__ = ("_deleted", "_info")

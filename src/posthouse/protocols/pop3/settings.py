@@ -1,4 +1,4 @@
-"""Engine configuration: the `Settings` value object (re-exported by engine.py)."""
+"""Engine configuration: the `POP3Settings` value object (re-exported by engine.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _EXPIRE: Final = re.compile(r"(NEVER|[0-9]{1,9})( USER)?")
 
 
 @dataclass(frozen=True)
-class Settings:
+class POP3Settings:
     """Per-listener configuration of the engine."""
 
     hostname: str

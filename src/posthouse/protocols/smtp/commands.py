@@ -15,7 +15,7 @@ from typing import Final
 from posthouse.protocols.smtp import parse
 from posthouse.protocols.smtp.events import MailFrom, RcptTo
 from posthouse.protocols.smtp.replies import Reply
-from posthouse.protocols.smtp.settings import Settings
+from posthouse.protocols.smtp.settings import SMTPSettings
 
 
 class Session(enum.Enum):
@@ -93,7 +93,7 @@ _NON_ASCII: Final = reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")  
 _TOO_BIG: Final = reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
 
 
-def ehlo_lines(settings: Settings, *, tls_active: bool, auth_offered: bool) -> tuple[str, ...]:
+def ehlo_lines(settings: SMTPSettings, *, tls_active: bool, auth_offered: bool) -> tuple[str, ...]:
     """The EHLO/LHLO response text (RFC 5321 §4.1.1.1; no enhanced codes, RFC 2034 §3)."""
     ext = [settings.hostname, "PIPELINING", f"SIZE {settings.max_message_size}", "8BITMIME"]
     ext += ["ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"]
@@ -105,7 +105,7 @@ def ehlo_lines(settings: Settings, *, tls_active: bool, auth_offered: bool) -> t
     return tuple(ext)
 
 
-def check_mail(arg: str, settings: Settings, *, esmtp: bool) -> MailFrom | Reply:
+def check_mail(arg: str, settings: SMTPSettings, *, esmtp: bool) -> MailFrom | Reply:
     """RFC 5321 §4.1.1.2 MAIL FROM:<reverse-path> [SP Mail-parameters]."""
     try:
         parsed = parse.parse_path_argument(arg, "FROM", null_allowed=True, postmaster_allowed=False)
@@ -146,7 +146,9 @@ def check_mail(arg: str, settings: Settings, *, esmtp: bool) -> MailFrom | Reply
     return MailFrom(parsed.address, MappingProxyType(params), size, body, smtputf8)
 
 
-def check_rcpt(arg: str, settings: Settings, *, smtputf8: bool, accepted: int) -> RcptTo | Reply:
+def check_rcpt(
+    arg: str, settings: SMTPSettings, *, smtputf8: bool, accepted: int
+) -> RcptTo | Reply:
     """RFC 5321 §4.1.1.3 RCPT TO:<forward-path> [SP Rcpt-parameters]."""
     try:
         parsed = parse.parse_path_argument(arg, "TO", null_allowed=False, postmaster_allowed=True)

@@ -45,10 +45,10 @@ from posthouse.protocols.smtp.events import (
     StartTLS,
 )
 from posthouse.protocols.smtp.replies import Reply
-from posthouse.protocols.smtp.settings import AUTH_LINE_LIMIT, Mode, Settings
+from posthouse.protocols.smtp.settings import AUTH_LINE_LIMIT, Mode, SMTPSettings
 from posthouse.protocols.smtp.transaction import Transaction
 
-__all__ = ["NEED_DATA", "PAUSED", "Ending", "Mode", "SMTPEngine", "Settings", "Signal"]
+__all__ = ["NEED_DATA", "PAUSED", "Ending", "Mode", "SMTPEngine", "SMTPSettings", "Signal"]
 
 _OK: Final = reply(250, "2.0.0", "Ok")
 _BAD_CHARS: Final = reply(500, "5.5.2", "Invalid characters in command")
@@ -80,7 +80,7 @@ class _Chunk:
 class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
     """One server-side SMTP, submission or LMTP session."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SMTPSettings) -> None:
         # AUTH lines may be up to 12288 octets (RFC 4954 §4); others are checked in _dispatch.
         line = max(settings.max_command_line, AUTH_LINE_LIMIT)
         limits = Limits(line, line, settings.max_commands, settings.max_errors)
@@ -99,7 +99,7 @@ class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
     # ----------------------------------------------------------------- API
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> SMTPSettings:
         return self._settings
 
     @property

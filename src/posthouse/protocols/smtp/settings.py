@@ -1,4 +1,4 @@
-"""Engine configuration: the `Settings` value object (re-exported by engine.py)."""
+"""Engine configuration: the `SMTPSettings` value object (re-exported by engine.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ AUTH_LINE_LIMIT: Final = 12288
 
 
 @dataclass(frozen=True)
-class Settings:
+class SMTPSettings:
     """Per-listener configuration of the engine."""
 
     hostname: str
