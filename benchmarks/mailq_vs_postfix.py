@@ -7,7 +7,7 @@ posthouse
     ``src/posthouse/mta/queue.py``), every one deferred once with a ``last_error``
     and its next attempt 30 days ahead (the writer of ``queue_scaling.py``).
 Postfix
-    (127.0.0.1:2525, set up by ``/work/shared/peers/postfix.sh``) gets
+    (127.0.0.1:2525, set up by ``../shared/peers/postfix.sh``) gets
     ``relay_domains = sink.test`` and a transport map sending ``sink.test`` to a
     closed port of 127.0.0.1, plus long retry times (``queue_run_delay``,
     ``minimal_backoff_time``, ``maximal_backoff_time`` = 3600s) so nothing is retried

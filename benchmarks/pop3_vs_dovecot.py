@@ -5,7 +5,7 @@ The same mail -- ``--users`` users (default 20) with ``--messages`` messages of
 ``--size`` bytes each (default 1,000 of 5,000 body bytes) -- is written
 directly as mbox files (``From sender@x Thu Nov 26 00:00:00 2026`` separator,
 headers with a unique ``Message-ID``, a body of 78-character lines, an empty
-line): for Dovecot (started by ``/work/shared/peers/dovecot.sh``, mbox format)
+line): for Dovecot (started by ``../shared/peers/dovecot.sh``, mbox format)
 under ``DIR/mail/userN/inbox`` owned by ``mail:mail``, for posthouse under
 ``DATA/spool/mail/userN``.  Then, with ``pop3_load.py``'s client (run in this
 process), every user downloads their whole maildrop at once (USER/PASS, STAT,
@@ -76,7 +76,8 @@ sys.path.insert(0, str(HERE))
 from pop3_load import LoadResult, POP3Client, hold_session, run_load  # noqa: E402
 from smtp_vs_postfix import bench_config, children_of, posthouse_command, ratio  # noqa: E402
 
-DOVECOT_SCRIPT = Path("/work/shared/peers/dovecot.sh")
+# The peers sit beside the repository: ../shared/peers/ from its root.
+DOVECOT_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "dovecot.sh"
 PASSWORD = "pass"
 FROM_LINE = b"From sender@x Thu Nov 26 00:00:00 2026\n"
 

@@ -9,7 +9,7 @@ whose final dot it has seen) stands for the next hop.  Both servers relay
 * posthouse: ``trusted_networks = ["127.0.0.0/8"]`` and a static route
   ``[[route]] domain = "sink.test", to = "127.0.0.1:PORT"``; started here on a
   fresh data directory, once per ``--workers`` value;
-* Postfix (set up by ``/work/shared/peers/postfix.sh`` on 127.0.0.1:2525, whose
+* Postfix (set up by ``../shared/peers/postfix.sh`` on 127.0.0.1:2525, whose
   ``default_transport``/``relay_transport`` is ``error``): for the benchmark
   ``relay_domains = sink.test`` and
   ``transport_maps = inline:{sink.test=smtp:[127.0.0.1]:PORT}``; the previous

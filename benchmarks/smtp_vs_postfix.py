@@ -4,7 +4,7 @@
 For each number of concurrent sessions (default 1, 20 and 100) the same load --
 ``--messages`` messages of ``--size`` bytes, one connection per message unless
 ``--per-connection`` says otherwise -- is sent to Postfix (127.0.0.1:2525, set up
-by ``/work/shared/peers/postfix.sh``) and to posthouse (started here on a fresh
+by ``../shared/peers/postfix.sh``) and to posthouse (started here on a fresh
 data directory, once per ``--workers`` value).  Two rates are measured:
 
 intake
@@ -62,7 +62,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-POSTFIX_SCRIPT = Path("/work/shared/peers/postfix.sh")
+# The peers sit beside the repository: ../shared/peers/ from its root.
+POSTFIX_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "postfix.sh"
 USERS = tuple(f"user{i}" for i in range(1, 6))
 SENDER = "sender@local.test"
 POLL_SECONDS = 0.01
