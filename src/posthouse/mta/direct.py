@@ -167,22 +167,16 @@ class DirectDelivery:
                     return None
                 if isinstance(destination, LocalMailbox):
                     target = self._local_target(recipient, destination.user)
-                    if target is None:
-                        return None
-                    if isinstance(target, LocalTarget):
-                        local.setdefault(target.user, target)
-                    else:
-                        remote.setdefault(target.address, target)
                 elif isinstance(destination, RemoteAddress):
                     target = self._remote_target(recipient, destination.address)
-                    if target is None:
-                        return None
-                    if isinstance(target, LocalTarget):
-                        local.setdefault(target.user, target)
-                    else:
-                        remote.setdefault(target.address, target)
                 else:
                     return None
+                if target is None:
+                    return None
+                if isinstance(target, LocalTarget):
+                    local.setdefault(target.user, target)
+                else:
+                    remote.setdefault(target.address, target)
         return DirectPlan(tuple(local.values()), tuple(remote.values()))
 
     def _remote_target(self, recipient: str, address: str) -> RemoteTarget | LocalTarget | None:
@@ -198,26 +192,22 @@ class DirectDelivery:
             case LocalRoute(user=local):
                 user = unquote_local(local).lower()
                 if self.expander.is_local_user(user):
-                    return self._spool_target(recipient, user)
+                    return self._local_target(recipient, user, via_relay=False)
         return None
 
-    def _spool_target(self, recipient: str, user: str) -> LocalTarget | None:
+    def _local_target(
+        self, recipient: str, user: str, *, via_relay: bool = True
+    ) -> LocalTarget | RemoteTarget | None:
+        """Where local user ``user``'s mail goes (:class:`LocalMail`), if delivered here.
+        ``via_relay`` False: the address was routed here, so it is never sent back out."""
         try:
             where = self.local_mail.target(user)
         except MailError:
             return None  # the queue reports it
         if isinstance(where, SpoolMailbox):
             return LocalTarget(recipient, user, where.path)
-        return None  # forwarded to the relay: never back here
-
-    def _local_target(self, recipient: str, user: str) -> LocalTarget | RemoteTarget | None:
-        """Where local user ``user``'s mail goes (:class:`LocalMail`), if delivered here."""
-        try:
-            where = self.local_mail.target(user)
-        except MailError:
-            return None  # the queue reports it
-        if isinstance(where, SpoolMailbox):
-            return LocalTarget(recipient, user, where.path)
+        if not via_relay:
+            return None
         target = self._remote_target(recipient, where.address)
         return target if isinstance(target, RemoteTarget) else None
 
