@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from typing import Protocol
 
 __all__ = ["FROM", "MboxrdDecoder", "MboxrdEncoder", "mbox_from_line", "to_mbox_bytes"]
 
@@ -55,6 +56,22 @@ def mbox_from_line(sender: str, when: datetime) -> bytes:
     return f"From {address} {stamp}\n".encode()
 
 
+class _CarriesCR(Protocol):
+    _cr: bool  # a "\r" ended the previous chunk
+
+
+def _crlf_to_lf(state: _CarriesCR, data: bytes) -> bytes:
+    """``data`` with CRLF turned into LF, the same whatever the chunking: a final ``\r``
+    is withheld in ``state`` until the next chunk shows whether an LF follows it."""
+    if state._cr:
+        data = b"\r" + data
+        state._cr = False
+    if data.endswith(b"\r"):
+        state._cr = True
+        data = data[:-1]
+    return data.replace(b"\r\n", b"\n")
+
+
 class MboxrdEncoder:
     """Streaming CRLF -> LF conversion plus mboxrd ``>*From `` quoting.
 
@@ -73,13 +90,7 @@ class MboxrdEncoder:
         self._empty = True
 
     def feed(self, data: bytes) -> bytes:
-        if self._cr:
-            data = b"\r" + data
-            self._cr = False
-        if data.endswith(b"\r"):
-            self._cr = True
-            data = data[:-1]
-        return self._quote(data.replace(b"\r\n", b"\n"))
+        return self._quote(_crlf_to_lf(self, data))
 
     def finish(self) -> bytes:
         out = bytearray(self._quote(b"\r") if self._cr else b"")
@@ -161,13 +172,7 @@ class MboxrdDecoder:
         self._empty = True
 
     def feed(self, data: bytes) -> bytes:
-        if self._cr:
-            data = b"\r" + data
-            self._cr = False
-        if data.endswith(b"\r"):
-            self._cr = True
-            data = data[:-1]
-        return self._emit(self._unquote(data.replace(b"\r\n", b"\n")))
+        return self._emit(self._unquote(_crlf_to_lf(self, data)))
 
     def finish(self) -> bytes:
         pending = bytearray()
