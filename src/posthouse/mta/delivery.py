@@ -179,7 +179,7 @@ class QueueDelivery:
             result = self.expander.expand(rcpt.address)
             work.changed = True
             for delivery in result.deliveries:
-                if (rcpt.address, legacy_token(delivery.destination)) in reached:
+                if reached and (rcpt.address, legacy_token(delivery.destination)) in reached:
                     continue  # an older version delivered it (or gave up on it) already
                 expanded.append(RecipientState.expanded(delivery.destination, rcpt.address))
             for error in result.errors:
