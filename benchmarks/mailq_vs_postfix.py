@@ -4,7 +4,7 @@
 posthouse
     A fresh data directory gets ``--messages`` entries written directly in the
     documented on-disk format (``ID.df`` + ``ID.qf``, see
-    ``src/posthouse/mta/queue.py``), every one deferred once with a ``last_error``
+    ``src/posthouse/mta/queue/store.py``), every one deferred once with a ``last_error``
     and its next attempt 30 days ahead (the writer of ``queue_scaling.py``).
 Postfix
     (127.0.0.1:2525, set up by ``../shared/peers/postfix.sh``) gets

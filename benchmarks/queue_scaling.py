@@ -3,7 +3,7 @@
 
 For every queue size N (default 1,000, 10,000 and 100,000) a fresh posthouse data
 directory gets N queue entries written directly in the documented on-disk format
-(``ID.df`` + ``ID.qf``, see ``src/posthouse/mta/queue.py``): N-100 deferred ones
+(``ID.df`` + ``ID.qf``, see ``src/posthouse/mta/queue/store.py``): N-100 deferred ones
 whose ``next_attempt`` is 30 days ahead (recipients ``farK@sink.test``) and 100
 deferred ones whose ``next_attempt`` has passed (recipients ``dueonlyK@sink.test``),
 spread evenly through the queue's id order.  ``sink.test`` is routed to an asyncio
@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE))
 
 from relay_vs_postfix import PosthouseDaemon, Sink, parse_list  # noqa: E402
 
-from posthouse.mta.queueid import new_queue_id  # noqa: E402
+from posthouse.mta.queue.ids import new_queue_id  # noqa: E402
 
 DUE = 100
 DUE_MARK = "dueonly"

@@ -42,15 +42,15 @@ from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
-from posthouse.mta.groupcommit import GroupCommitter
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.groupcommit import GroupCommitter
+from posthouse.mta.queue.scheduler import DeliveryScheduler
+from posthouse.mta.queue.store import QueueStore
 from posthouse.mta.rewrite import MasqueradeSettings
 from posthouse.mta.routing import RoutingSettings
-from posthouse.mta.scheduler import DeliveryScheduler
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import RemoteTransport
 from posthouse.mta.user_files import CheckedFiles, IdentityResolver

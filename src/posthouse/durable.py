@@ -2,7 +2,7 @@
 
 A file's new name (created, renamed over, removed) survives a crash only once its
 directory has been ``fsync``\\ ed; the file's own bytes need an ``fsync`` or
-``fdatasync`` of the file.  The queue (:mod:`posthouse.mta.groupcommit`), the aliases
+``fdatasync`` of the file.  The queue (:mod:`posthouse.mta.queue.groupcommit`), the aliases
 database (:mod:`posthouse.mta.aliasdb`) and the mbox spool (:mod:`posthouse.store.mbox`)
 all flush directories through :func:`sync_directory`.  This module imports nothing else
 of posthouse, so every layer may use it.

@@ -10,7 +10,7 @@ import pytest
 
 from posthouse.cli import mailq as mailq_cli
 from posthouse.config.load import load_settings
-from posthouse.mta.queue import QueueStore, RecipientState
+from posthouse.mta.queue.store import QueueStore, RecipientState
 
 
 @pytest.fixture

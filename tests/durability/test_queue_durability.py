@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.groupcommit import CommitRequest, GroupCommitter
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.groupcommit import CommitRequest, GroupCommitter
+from posthouse.mta.queue.store import QueueStore
 from tests.durability.syscalls import WAIT_SECONDS, Call, PowerLoss, SyscallTrace, inode_of
 
 SMALL = b"Subject: small\r\n\r\n" + b"s" * 1000 + b"\r\n"

@@ -14,7 +14,7 @@ import pytest
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.expand import Expander
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.store import QueueStore
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF

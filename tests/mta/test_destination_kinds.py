@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from posthouse.mta import queue_format
 from posthouse.mta.address import (
     is_rfc5321_local,
     quote_local,
@@ -27,7 +26,8 @@ from posthouse.mta.destinations import (
     legacy_token,
     shown,
 )
-from posthouse.mta.queue_format import (
+from posthouse.mta.queue import control_file as queue_format
+from posthouse.mta.queue.control_file import (
     CorruptControlFile,
     Envelope,
     RecipientState,
@@ -130,7 +130,7 @@ def test_mailq_shows_each_kind_in_sendmail_notation(kind: str, address: str, exp
     assert shown(kind, address) == expected
 
 
-# -- queue_format.py: kinds in the control file -----------------------------------------------
+# -- control_file.py: kinds in the control file -----------------------------------------------
 
 
 def _envelope() -> Envelope:

@@ -34,14 +34,14 @@ from posthouse.mta.destinations import (
     legacy_token,
 )
 from posthouse.mta.expand import Expander
-from posthouse.mta.queue import QueueStore
-from posthouse.mta.queue_format import (
+from posthouse.mta.queue.control_file import (
     CorruptControlFile,
     Envelope,
     RecipientState,
     envelope_from_json,
     envelope_to_json,
 )
+from posthouse.mta.queue.store import QueueStore
 from posthouse.protocols.smtp.parse import AddressSyntaxError, parse_path
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages

@@ -17,7 +17,7 @@ from posthouse.mta.dns import Resolver
 from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
-from posthouse.mta.queue_format import Envelope, RecipientState
+from posthouse.mta.queue.control_file import Envelope, RecipientState
 from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.transport import RemoteTransport
 from posthouse.store.mbox.locking import LockMethod, LockSettings

@@ -1,4 +1,4 @@
-"""Tests for posthouse.mta.groupcommit: batching, ordering, errors, cancellation."""
+"""Tests for posthouse.mta.queue.groupcommit: batching, ordering, errors, cancellation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.groupcommit import CommitRequest, GroupCommitter
+from posthouse.mta.queue.groupcommit import CommitRequest, GroupCommitter
 
 
 def _temp_file(directory: Path, name: str, data: bytes) -> tuple[int, Path]:

@@ -1,4 +1,4 @@
-"""Edge cases of posthouse.mta.groupcommit found unchecked by mutation testing
+"""Edge cases of posthouse.mta.queue.groupcommit found unchecked by mutation testing
 (docs/mutation.md): which thread flushes what, descriptors that must not leak into the
 programs delivery runs, errors in the thread pool and in directory flushes, close() while
 held or from the batch thread, fork, and cancellation after the batch picked a request up."""
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.groupcommit import CommitRequest, GroupCommitter, wait_commit
+from posthouse.mta.queue.groupcommit import CommitRequest, GroupCommitter, wait_commit
 
 WAIT = 60.0  # a deadline for conditions the tests wait for, never reached when all is well
 

@@ -1,4 +1,4 @@
-"""Tests for posthouse.mta.mailq: the mailq listing format, damage, locks and streaming."""
+"""Tests for posthouse.mta.queue.listing: the mailq listing format, damage, locks and streaming."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.mailq import (
+from posthouse.mta.queue.ids import new_queue_id
+from posthouse.mta.queue.listing import (
     EMPTY_QUEUE,
     HEADER,
     MESSAGE_COLUMN,
@@ -23,14 +24,13 @@ from posthouse.mta.mailq import (
     locked_inodes,
     scan_queue,
 )
-from posthouse.mta.queue import (
+from posthouse.mta.queue.store import (
     Envelope,
     QueueEntry,
     QueueStore,
     RecipientState,
     envelope_to_json,
 )
-from posthouse.mta.queueid import new_queue_id
 
 # Tue Aug 24 10:12:00 2027 UTC
 T0 = 1819102320.0
@@ -346,7 +346,7 @@ def test_locked_inodes_parses_the_kernel_table(tmp_path: Path) -> None:
 _HOLDER = """
 import sys, time
 from pathlib import Path
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.store import QueueStore
 with QueueStore(Path(sys.argv[1])).claim(sys.argv[2]) as envelope:
     print("1" if envelope is not None else "0", flush=True)
     time.sleep(60)

@@ -1,4 +1,4 @@
-"""Tests for posthouse.mta.queue (and queueid): durability, damage, locking, crash safety."""
+"""Tests for posthouse.mta.queue.store (and ids): durability, damage, locking, crash safety."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.groupcommit import GroupCommitter
-from posthouse.mta.queue import (
+from posthouse.mta.queue.control_file import inline_data
+from posthouse.mta.queue.groupcommit import GroupCommitter
+from posthouse.mta.queue.ids import is_queue_id, new_queue_id, queue_id_time
+from posthouse.mta.queue.store import (
     CorruptControlFile,
     Envelope,
     QueueEntryLocked,
@@ -28,8 +30,6 @@ from posthouse.mta.queue import (
     RecipientState,
     envelope_to_json,
 )
-from posthouse.mta.queue_format import inline_data
-from posthouse.mta.queueid import is_queue_id, new_queue_id, queue_id_time
 
 
 @pytest.fixture
@@ -69,7 +69,9 @@ def test_queue_ids_unique_sorted_and_filename_safe() -> None:
 
 
 def test_queue_ids_unique_across_processes() -> None:
-    code = "from posthouse.mta.queueid import new_queue_id as n; print(*(n() for _ in range(2000)))"
+    code = (
+        "from posthouse.mta.queue.ids import new_queue_id as n; print(*(n() for _ in range(2000)))"
+    )
     procs = [
         subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         for _ in range(3)
@@ -361,7 +363,7 @@ def test_remove_without_claim(store: QueueStore) -> None:
 _HOLDER = """
 import sys
 from pathlib import Path
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.store import QueueStore
 store = QueueStore(Path(sys.argv[1]))
 with store.claim(sys.argv[2]) as env:
     assert env is not None
@@ -457,7 +459,7 @@ def test_claim_after_other_process_updated(store: QueueStore) -> None:
 _CRASHER = """
 import asyncio, hashlib, os, sys
 from pathlib import Path
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.store import QueueStore
 
 async def main() -> None:
     store = QueueStore(Path(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""posthouse.mta.queue_files: whole-file reads and writes (mutation testing found a read of
+"""posthouse.mta.queue.files: whole-file reads and writes (mutation testing found a read of
 more than two chunks unchecked, docs/mutation.md)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from posthouse.mta.queue_files import read_fd, write_all
+from posthouse.mta.queue.files import read_fd, write_all
 
 
 def test_read_fd_reads_a_file_of_several_chunks_from_the_start(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Tests for posthouse.mta.queue_format: both parsing paths of a control file agree.
+"""Tests for posthouse.mta.queue.control_file: both parsing paths of a control file agree.
 
 A control file in :func:`envelope_to_json`'s own layout is parsed by one regular expression;
 anything else by ``json.loads`` and the per-field checks.  Whenever the fast path accepts a
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posthouse.mta import queue_format
-from posthouse.mta.queue_format import (
+from posthouse.mta.queue import control_file as queue_format
+from posthouse.mta.queue.control_file import (
     CorruptControlFile,
     Envelope,
     RecipientState,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.mailq import list_queue, scan_queue
-from posthouse.mta.queue import (
+from posthouse.mta.queue.listing import list_queue, scan_queue
+from posthouse.mta.queue.store import (
     Envelope,
     QueueStore,
     RecipientState,

@@ -21,7 +21,7 @@ from posthouse.app import Application, build_application, engine_settings, smtp_
 from posthouse.auth.credentials import CredentialChecker, LoginResult
 from posthouse.config.load import load_settings
 from posthouse.config.schema import ListenerSection
-from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.mta.queue.scheduler import DeliveryScheduler
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.server.connection import Deadlines
 from posthouse.server.pop3 import POP3Services, POP3Session

@@ -23,8 +23,8 @@ from posthouse.app import Application, build_application, engine_settings, smtp_
 from posthouse.auth.users import User, UserDatabase
 from posthouse.config.load import load_settings
 from posthouse.config.schema import ListenerSection
-from posthouse.mta.queue import IncomingMessage, QueueStore
-from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.mta.queue.scheduler import DeliveryScheduler
+from posthouse.mta.queue.store import IncomingMessage, QueueStore
 from posthouse.server.connection import Connection
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import ListenerGroup, ServiceSpec, bind_socket, socket_port

@@ -1,7 +1,7 @@
 """``posthouse mailq`` (also ``sendmail -bp``): list the mail queue.
 
-Prints the listing of :mod:`posthouse.mta.mailq` as it is produced (the queue is never loaded
-into memory as a whole, and data files are not opened).  ``-v`` adds, per message, the client
+Prints the listing of :mod:`posthouse.mta.queue.listing` as it is produced (the queue is never
+loaded into memory as a whole, and data files are not opened).  ``-v`` adds, per message, the client
 address, HELO name, authenticated user and protocol, delivered recipients, and the attempts
 and next attempt time of each recipient.  A queue directory that does not exist is an empty
 queue (``mailq`` does not create it).  Exit status 0, or a sysexits code if the queue cannot be
@@ -19,8 +19,8 @@ from typing import Any, TextIO
 
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
-from posthouse.mta.mailq import EMPTY_QUEUE, list_queue
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.listing import EMPTY_QUEUE, list_queue
+from posthouse.mta.queue.store import QueueStore
 
 WRITE_LINES = 4096  # lines per write: the listing streams, in large pieces
 EX_IOERR = 74

@@ -36,7 +36,7 @@ from posthouse.mta.destinations import (
     ProgramDestination,
     RemoteAddress,
 )
-from posthouse.mta.queuerun import BATCH, QueueRunSummary, Selector, run_queue
+from posthouse.mta.queue.run import BATCH, QueueRunSummary, Selector, run_queue
 
 EX_OK = 0
 EX_USAGE = 64

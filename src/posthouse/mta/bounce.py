@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from email.utils import format_datetime, formatdate
 
-from posthouse.mta.queue import Envelope, QueueStore, RecipientState
+from posthouse.mta.queue.store import Envelope, QueueStore, RecipientState
 
 log = logging.getLogger("posthouse.mta.bounce")
 

@@ -46,7 +46,7 @@ from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail, SpoolMailbox
 from posthouse.mta.logline import delivery_line, relay_name
 from posthouse.mta.pseudodomains import AddressError, NativeAddress
-from posthouse.mta.queue import Envelope, QueueError, QueueStore, RecipientState
+from posthouse.mta.queue.store import Envelope, QueueError, QueueStore, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTPRoute

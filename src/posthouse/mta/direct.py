@@ -47,7 +47,7 @@ from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail, SpoolMailbox
 from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.queue_format import Envelope, RecipientState
+from posthouse.mta.queue.control_file import Envelope, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import AddressError, LocalRoute, RemoteTransport, SMTPRoute

@@ -32,8 +32,8 @@ from posthouse.mta.direct import Delivered, DirectDelivery, Refused, Requeue
 from posthouse.mta.errors import MailError
 from posthouse.mta.hops import HopCounter
 from posthouse.mta.policy import RecipientPolicy
-from posthouse.mta.queue import IncomingMessage, QueueStore
-from posthouse.mta.scheduler import DeliveryScheduler
+from posthouse.mta.queue.scheduler import DeliveryScheduler
+from posthouse.mta.queue.store import IncomingMessage, QueueStore
 from posthouse.mta.stats import Statistics
 from posthouse.protocols.engine_base import Ending
 from posthouse.protocols.smtp import engine as smtp_engine

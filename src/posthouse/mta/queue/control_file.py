@@ -1,6 +1,6 @@
 """The queue's control-file format: the envelope types and their JSON codec.
 
-This module owns what an ``ID.qf`` file of the queue (see :mod:`posthouse.mta.queue`)
+This module owns what an ``ID.qf`` file of the queue (see :mod:`posthouse.mta.queue.store`)
 contains: one line of UTF-8 JSON, ``{"v": 1, "queue_id": ID, "sender": ..., "recipients":
 [{"address", "original", "status", "attempts", "last_error", "next_attempt", "kind",
 "run_as"}, ...],

@@ -11,7 +11,7 @@ On-disk format (one flat directory, by default mode 0775, files 0660)
 ---------------------------------------------------------------------
 ``ID.qf``
     The control (envelope) file: one line of UTF-8 JSON, whose format and codec
-    :mod:`posthouse.mta.queue_format` owns, followed, for a message that was small enough to
+    :mod:`posthouse.mta.queue.control_file` owns, followed, for a message that was small enough to
     be held in memory while it was received (version 2, "inline"), by the message data itself:
     then the whole message is this one file, as DESIGN.md's queue has it.  It is replaced
     atomically (write a temporary file, fsync, rename over, fsync the directory), never edited
@@ -24,10 +24,10 @@ On-disk format (one flat directory, by default mode 0775, files 0660)
     receiving process) or a control file being rewritten.  Listing ignores them;
     :meth:`QueueStore.clean_stale` removes unlocked ones older than a day.
 
-``ID`` is a :mod:`posthouse.mta.queueid` id (16 characters, sortable by arrival time).  Other
+``ID`` is a :mod:`posthouse.mta.queue.ids` id (16 characters, sortable by arrival time).  Other
 file names in the directory are ignored.
 
-Commit order: see :mod:`posthouse.mta.queue_incoming`, which owns receiving
+Commit order: see :mod:`posthouse.mta.queue.incoming`, which owns receiving
 (:class:`IncomingMessage`): data then control file are flushed and renamed into place, the
 control file (which makes the message a queue entry) last.
 
@@ -45,8 +45,8 @@ renamed into place, and a claimer that obtained the lock checks that the locked 
 the one named ``ID.qf`` (retrying otherwise; yielding None if it is gone).
 
 This module owns :class:`QueueStore` (listing, loading, claiming, updating, removing and
-housekeeping).  The envelope types and codec (:mod:`posthouse.mta.queue_format`) and
-:class:`IncomingMessage` (:mod:`posthouse.mta.queue_incoming`) are re-exported here.
+housekeeping).  The envelope types and codec (:mod:`posthouse.mta.queue.control_file`) and
+:class:`IncomingMessage` (:mod:`posthouse.mta.queue.incoming`) are re-exported here.
 """
 
 from __future__ import annotations
@@ -64,11 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from posthouse.mta.groupcommit import CommitRequest, GroupCommitter
-from posthouse.mta.queue_files import DIR_MODE as DIR_MODE
-from posthouse.mta.queue_files import FILE_MODE as FILE_MODE
-from posthouse.mta.queue_files import read_fd, same_file, unlink_if_exists, write_all
-from posthouse.mta.queue_format import (
+from posthouse.mta.queue.control_file import (
     CONTROL_VERSION,
     CorruptControlFile,
     Envelope,
@@ -79,9 +75,13 @@ from posthouse.mta.queue_format import (
     inline_data,
     parse_control,
 )
-from posthouse.mta.queue_format import RecipientStatus as RecipientStatus
-from posthouse.mta.queue_incoming import IncomingMessage
-from posthouse.mta.queueid import QUEUE_ID_ALPHABET, QUEUE_ID_LENGTH, is_queue_id, new_queue_id
+from posthouse.mta.queue.control_file import RecipientStatus as RecipientStatus
+from posthouse.mta.queue.files import DIR_MODE as DIR_MODE
+from posthouse.mta.queue.files import FILE_MODE as FILE_MODE
+from posthouse.mta.queue.files import read_fd, same_file, unlink_if_exists, write_all
+from posthouse.mta.queue.groupcommit import CommitRequest, GroupCommitter
+from posthouse.mta.queue.ids import QUEUE_ID_ALPHABET, QUEUE_ID_LENGTH, is_queue_id, new_queue_id
+from posthouse.mta.queue.incoming import IncomingMessage
 
 __all__ = [
     "CONTROL_VERSION",

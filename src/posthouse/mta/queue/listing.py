@@ -36,7 +36,7 @@ flagged.
 Cost: the listing streams.  :func:`scan_queue` reads the directory once (names, file types and
 inode numbers, no ``stat``) for the request count of the title line, the lock flags and the
 entries; :func:`format_queue` is a generator over the store's
-:meth:`~posthouse.mta.queue.QueueStore.list_entries` of that scan (per entry one control file
+:meth:`~posthouse.mta.queue.store.QueueStore.list_entries` of that scan (per entry one control file
 read and one ``lstat`` of the data file; data files are never opened), and formats each queue
 time once per second of arrival: about 20 µs per entry.
 
@@ -56,14 +56,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.mta.destinations import shown
-from posthouse.mta.queue import (
+from posthouse.mta.queue.ids import QUEUE_ID_LENGTH
+from posthouse.mta.queue.store import (
     QueueEntry,
     QueueFiles,
     QueueStore,
     RecipientState,
     scan_queue_files,
 )
-from posthouse.mta.queueid import QUEUE_ID_LENGTH
 
 __all__ = [
     "EMPTY_QUEUE",

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 from posthouse.mta.delivery import DeliveryOutcome, QueueDelivery
 from posthouse.mta.errors import MailError
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.store import QueueStore
 
-log = logging.getLogger("posthouse.mta.scheduler")
+log = logging.getLogger("posthouse.mta.queue.scheduler")
 
 
 class DeliveryScheduler:

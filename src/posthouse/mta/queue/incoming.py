@@ -10,11 +10,11 @@ memory, the control line followed by the data (one file: an *inline* entry); oth
 control line alone, after what is left of ``ID.df.tmp``.  The files are ``fdatasync``\\ ed,
 renamed (``ID.df`` first, so the control file, which makes the message a queue entry, appears
 last), and the directory is ``fsync``\\ ed, the flushes being shared with concurrent
-commits through a :class:`~posthouse.mta.groupcommit.GroupCommitter`.  (If the system crashes
+commits through a :class:`~posthouse.mta.queue.groupcommit.GroupCommitter`.  (If the system crashes
 *before* commit returned, i.e. for a message that was never acknowledged, an ``ID.df``
 without control file can remain; it is listed as damaged.)
 
-Create one with :meth:`posthouse.mta.queue.QueueStore.new_message`.
+Create one with :meth:`posthouse.mta.queue.store.QueueStore.new_message`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import fcntl
 import os
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
-from posthouse.mta.groupcommit import CommitRequest, wait_commit
-from posthouse.mta.queue_files import FILE_MODE, unlink_if_exists, write_all
-from posthouse.mta.queue_format import Envelope, QueueError, envelope_to_json
+from posthouse.mta.queue.control_file import Envelope, QueueError, envelope_to_json
+from posthouse.mta.queue.files import FILE_MODE, unlink_if_exists, write_all
+from posthouse.mta.queue.groupcommit import CommitRequest, wait_commit
 
 if TYPE_CHECKING:
-    from posthouse.mta.queue import QueueStore
+    from posthouse.mta.queue.store import QueueStore
 
 __all__ = ["IncomingMessage"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from posthouse.mta.delivery import QueueDelivery
-from posthouse.mta.queue import QueueStore
+from posthouse.mta.queue.store import QueueStore
 
 BATCH = 256
 Selector = Literal["all", "id", "recipient", "sender"]

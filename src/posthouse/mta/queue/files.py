@@ -1,7 +1,7 @@
 """File modes and small descriptor helpers shared by the queue modules.
 
-Owned here so that :mod:`posthouse.mta.queue` (the store) and
-:mod:`posthouse.mta.queue_incoming` (receiving) use the same permissions and the same
+Owned here so that :mod:`posthouse.mta.queue.store` (the store) and
+:mod:`posthouse.mta.queue.incoming` (receiving) use the same permissions and the same
 retry-until-done reads and writes.
 """
 
