@@ -1,12 +1,12 @@
 """A second process using the IMAP store, driven by the multi-process and crash tests.
 
-    python -m tests.store.imap_worker ROOT append USER COUNT [BATCH]
-        appends COUNT messages to USER's INBOX (BATCH per call), printing each UID as soon
-        as its append returned (an acknowledged append), one per line
-    python -m tests.store.imap_worker ROOT seen USER UID
-        marks UID \\Seen in USER's INBOX, prints "done"
-    python -m tests.store.imap_worker ROOT wait USER
-        prints "ready", waits (up to 60 s) for a change to USER's INBOX, prints "woken"
+python -m tests.store.imap_worker ROOT append USER COUNT [BATCH]
+    appends COUNT messages to USER's INBOX (BATCH per call), printing each UID as soon
+    as its append returned (an acknowledged append), one per line
+python -m tests.store.imap_worker ROOT seen USER UID
+    marks UID \\Seen in USER's INBOX, prints "done"
+python -m tests.store.imap_worker ROOT wait USER
+    prints "ready", waits (up to 60 s) for a change to USER's INBOX, prints "woken"
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from posthouse.store.names import (
 from posthouse.store.patterns import compile_pattern, listing
 from posthouse.store.uidset import UidSet
 
-# -- the chapter's namespace examples (12.5.6) ---------------------------------------------------
+# -- the chapter's namespace examples (12.5.6) --
 
 
 def test_hansen_sees_his_personal_mailboxes_under_inbox() -> None:
@@ -64,7 +64,7 @@ def test_relative_names_resolve_as_the_chapter_says() -> None:
     assert resolve_relative("work.personnel.issues", top) == "work.personnel.issues"
 
 
-# -- validation -----------------------------------------------------------------------------------
+# -- validation --
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_good_names_pass() -> None:
         assert check_name(name) == name
 
 
-# -- modified UTF-7 (RFC 3501 §5.1.3) -----------------------------------------------------------
+# -- modified UTF-7 (RFC 3501 §5.1.3) --
 
 
 def test_rfc_3501_example() -> None:
@@ -133,7 +133,7 @@ def test_modified_utf7_round_trips(name: str) -> None:
     assert mutf7.decode(wire) == name
 
 
-# -- UID sets ---------------------------------------------------------------------------------------
+# -- UID sets --
 
 
 def test_uid_set_text_form() -> None:
@@ -162,7 +162,7 @@ def test_uid_set_operations_agree_with_python_sets(a: frozenset[int], b: frozens
     assert all((n in x) == (n in a) for n in range(0, 202))
 
 
-# -- rights (chapter 12.5.7) ---------------------------------------------------------------------
+# -- rights (chapter 12.5.7) --
 
 
 def test_fred_and_anonymous_rights_from_the_chapter_s_acl() -> None:
@@ -185,7 +185,7 @@ def test_group_rights_and_negative_group_rights() -> None:
     assert rights_for(acl, "bob") == frozenset()
 
 
-# -- LIST patterns ----------------------------------------------------------------------------------
+# -- LIST patterns --
 
 
 def test_star_and_percent() -> None:
