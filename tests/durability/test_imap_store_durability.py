@@ -31,9 +31,16 @@ def trace(monkeypatch: pytest.MonkeyPatch) -> SyscallTrace:
         conn = real_connect(path, *args, **kwargs)
         name = Path(path).name
 
-        def statement(sql: str) -> None:
-            if sql.strip().upper() == "COMMIT":
-                trace.mark(f"commit {name} {path}")
+        writing = [False]
+
+        def statement(sql: str) -> None:  # marks the commits of write transactions only
+            sql = sql.strip().upper()
+            if sql == "BEGIN IMMEDIATE":
+                writing[0] = True
+            elif sql in ("COMMIT", "ROLLBACK"):
+                if writing[0] and sql == "COMMIT":
+                    trace.mark(f"commit {name} {path}")
+                writing[0] = False
 
         conn.set_trace_callback(statement)
         return conn
@@ -74,6 +81,29 @@ def test_message_synced_then_named_then_folder_synced_then_index_committed_then_
     assert dir_sync < index_commit < acked, trace.describe()
     synced = trace.index(trace.file_synced(inode_of(path), size), "message sync")
     assert calls[synced].kind == "fdatasync"
+
+
+def test_every_message_of_a_multiappend_is_synced_before_it_is_named(
+    tmp_path: Path, trace: SyscallTrace
+) -> None:
+    store = open_store(tmp_path)
+    run(store.create_user("hansen"))
+    folder = _inbox_dir(store)
+    contents = [message(n, b"y" * (1000 * n)) for n in range(1, 4)]
+    assert run(store.session("hansen").append("INBOX", contents)).uids == (1, 2, 3)
+    trace.mark("acknowledged")
+    dir_syncs = [
+        trace.assert_published_durably(folder / f"{n}.", len(contents[n - 1].content))
+        for n in range(1, 4)
+    ]
+    assert len(set(dir_syncs)) == 1  # one folder flush for the three
+    calls = trace.snapshot()
+    commit = next(
+        i
+        for i, c in enumerate(calls)
+        if c.kind == "mark" and c.dst.startswith("commit index.db") and i > dir_syncs[0]
+    )
+    assert commit < trace.index(lambda c: c.dst == "acknowledged", "acknowledgement")
 
 
 def test_the_append_is_not_acknowledged_while_the_folder_flush_is_held(

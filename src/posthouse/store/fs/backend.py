@@ -41,7 +41,7 @@ from posthouse.store.backend import (
     Viewer,
 )
 from posthouse.store.errors import MailboxExists, MailboxNotFound, StoreError
-from posthouse.store.fs.index import MailboxIndex
+from posthouse.store.fs.index import MailboxIndex, sync_file
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.fs.mailboxes import MailboxList
 from posthouse.store.fs.notify import ChangeCounters
@@ -54,6 +54,7 @@ __all__ = ["FsBackend"]
 
 T = TypeVar("T")
 _OPEN_INDEXES = 512
+_SYNC_THREADS = 16
 
 
 class FsBackend:
@@ -69,6 +70,7 @@ class FsBackend:
         self.subscription_files = SubscriptionFiles(layout)
         self.counters = ChangeCounters(layout.counters_file)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="store")
+        self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-sync")
         self._indexes: OrderedDict[str, MailboxIndex] = OrderedDict()
         self._indexes_lock = threading.Lock()
 
@@ -215,8 +217,12 @@ class FsBackend:
         index = self._index(mailbox_id)
         prepared = []
         try:
-            for message in messages:
-                prepared.append(index.prepare(message))
+            if len(messages) == 1:
+                prepared.append(index.prepare(messages[0]))
+            else:  # flushed in parallel: the file system merges them into fewer journal commits
+                for message in messages:
+                    prepared.append(index.prepare(message, sync=False))
+                list(self._sync_pool.map(sync_file, [p.temp for p in prepared]))
         except BaseException:
             for done in prepared:
                 done.temp.unlink(missing_ok=True)
@@ -339,6 +345,7 @@ class FsBackend:
 
     async def close(self) -> None:
         self._executor.shutdown(wait=True)
+        self._sync_pool.shutdown(wait=True)
         for index in self._indexes.values():
             index.db.close()
         self._indexes.clear()

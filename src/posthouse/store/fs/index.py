@@ -57,7 +57,7 @@ from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.sqlite import Database
 from posthouse.store.uidset import MAX_UID, UidSet
 
-__all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage"]
+__all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
 
 MAX_KEYWORDS = 256
 _BIT = {flag: 1 << i for i, flag in enumerate(SYSTEM_FLAGS)}
@@ -379,8 +379,10 @@ class MailboxIndex:
 
     # -- appending --
 
-    def prepare(self, message: NewMessage) -> PreparedMessage:
-        """Write ``message`` to a temporary file in the folder and make its bytes durable."""
+    def prepare(self, message: NewMessage, *, sync: bool = True) -> PreparedMessage:
+        """Write ``message`` to a temporary file in the folder and make its bytes durable
+        (unless ``sync`` is False: then the caller runs :func:`sync_file` on it before
+        :meth:`commit`)."""
         temp = self.dir / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
@@ -388,7 +390,8 @@ class MailboxIndex:
             while view:
                 written = os.write(fd, view[:_WRITE_CHUNK])
                 view = view[written:]
-            os.fdatasync(fd)
+            if sync:
+                os.fdatasync(fd)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -583,6 +586,15 @@ class MailboxIndex:
 
     def message_path(self, uid: int) -> Path:
         return self.dir / message_file_name(uid)
+
+
+def sync_file(path: Path) -> None:
+    """``fdatasync`` a file written by :meth:`MailboxIndex.prepare` with ``sync=False``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _apply(
