@@ -311,3 +311,86 @@ def test_pop3_serves_the_inbox_with_stable_uids_and_expunges_at_quit(
     assert list(after.snapshot.uids) == [2, 4]
     with InboxMaildrop.open(store, "hansen", session_lock=lock) as drop:
         assert [m.uid for m in drop.messages] == [f"{uidvalidity}.2", f"{uidvalidity}.4"]
+
+
+def test_quota_usage_follows_appends_copies_and_expunges(store: MailStore) -> None:
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        await hansen.append("INBOX", [message(1)])
+        for name in ("user.hansen", "user.hansen.Trash"):
+            await store.backend.set_quota_root(name, "user.hansen")
+        usage = await store.backend.set_quota("user.hansen", 1000)  # counts what is there
+        size = len(message(1).content)
+        assert (usage.limit_kb, usage.used_bytes) == (1000, size)
+        await hansen.append("INBOX", [message(2)])
+        opened = await hansen.select("INBOX")
+        await hansen.copy(opened, UidSet.of([1]), "INBOX.Trash")  # each copy counts
+        used = (await store.backend.quota("user.hansen")).used_bytes  # type: ignore[union-attr]
+        assert used == 2 * size + len(message(2).content)
+        await hansen.store_flags(opened, UidSet.of([1, 2]), FlagChange(ADD, flags("\\Deleted")))
+        await hansen.expunge(opened)
+        used = (await store.backend.quota("user.hansen")).used_bytes  # type: ignore[union-attr]
+        assert used == size
+        await hansen.append("INBOX.Drafts", [message(3)])  # not under that root
+        assert (await store.backend.quota("user.hansen")).used_bytes == size  # type: ignore[union-attr]
+
+    run(main())
+
+
+def test_a_mailbox_deleted_by_another_process_fails_cleanly_for_a_session_holding_it(
+    tmp_path: Path,
+) -> None:
+    here, there = open_store(tmp_path), open_store(tmp_path)  # two processes' views
+
+    async def main() -> None:
+        await here.create_user("hansen")
+        hansen = here.session("hansen")
+        await hansen.create("INBOX.work")
+        await hansen.append("INBOX.work", [message(1)])
+        opened = await hansen.select("INBOX.work")
+        await there.session("hansen").delete("INBOX.work")
+        with pytest.raises(MailboxNotFound):
+            await hansen.fetch(opened, UidSet.of([1]))
+        with pytest.raises(MailboxNotFound):
+            await here.backend.append(opened.mailbox_id, [message(2)])
+        with pytest.raises(MailboxNotFound):
+            await hansen.select("INBOX.work")
+        await hansen.create("INBOX.work")  # the name is free again, with a new UIDVALIDITY
+        again = await hansen.select("INBOX.work")
+        assert again.snapshot.status.uidvalidity > opened.snapshot.status.uidvalidity
+        assert again.snapshot.status.messages == 0
+
+    run(main())
+
+
+def test_header_search_uses_the_cached_headers_and_reports_the_uncached(
+    store: MailStore,
+) -> None:
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+
+        def cached(subject: bytes) -> NewMessage:
+            header = b"From: a@example.org\r\nSubject: " + subject + b"\r\n\r\n"
+            return NewMessage(header + b"body\r\n", WHEN, header=header)
+
+        await hansen.append(
+            "INBOX",
+            [
+                cached(b"Quarterly REPORT"),
+                cached(b"nothing here"),
+                cached(b"folded\r\n\tReport follows"),
+                cached(b"x\r\nX-Report: report"),  # the word in another field only
+                message(5),  # no cached header
+            ],
+        )
+        opened = await hansen.select("INBOX")
+        everything = UidSet([(1, 100)])
+        hits, uncached = await hansen.search_headers(opened, everything, "subject", b"report")
+        assert hits == UidSet.of([1, 3])
+        assert uncached == UidSet.of([5])
+        hits, _ = await hansen.search_headers(opened, UidSet.of([2, 3]), "SUBJECT", b"REPORT")
+        assert hits == UidSet.of([3])
+
+    run(main())

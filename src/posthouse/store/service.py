@@ -465,6 +465,13 @@ class UserSession:
             mailbox.mailbox_id, uids, viewer=mailbox.viewer, cached=cached
         )
 
+    async def search_headers(
+        self, mailbox: OpenMailbox, uids: UidSet, field: str, needle: bytes
+    ) -> tuple[UidSet, UidSet]:
+        """SEARCH HEADER from the cached header sections: (matches, UIDs without a cached
+        header, which the caller searches in the message itself)."""
+        return await self.backend.search_headers(mailbox.mailbox_id, uids, field, needle)
+
     async def read_message(self, mailbox: OpenMailbox, uid: int) -> bytes:
         return await self.backend.read_message(mailbox.mailbox_id, uid)
 

@@ -40,7 +40,7 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.errors import MailboxExists, MailboxNotFound, StoreError
+from posthouse.store.errors import MailboxExists, MailboxNotFound, StoreError, StoreUnavailable
 from posthouse.store.fs.index import MailboxIndex, sync_file
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.fs.mailboxes import MailboxList
@@ -75,9 +75,13 @@ class FsBackend:
         self._indexes_lock = threading.Lock()
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
+        """Run blocking work on the pool; an I/O error becomes :class:`StoreUnavailable`."""
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, function, *args)
-        return await loop.run_in_executor(self._executor, call)
+        try:
+            return await loop.run_in_executor(self._executor, call)
+        except OSError as exc:
+            raise StoreUnavailable(f"mail store I/O error: {exc}") from exc
 
     # -- finding a mailbox's folder --
 
@@ -238,6 +242,11 @@ class FsBackend:
         self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, cached: bool = False
     ) -> list[MessageMeta]:
         return await self._run(lambda: self._index(mailbox_id).fetch(uids, viewer, cached))
+
+    async def search_headers(
+        self, mailbox_id: str, uids: UidSet, field: str, needle: bytes
+    ) -> tuple[UidSet, UidSet]:
+        return await self._run(lambda: self._index(mailbox_id).search_headers(uids, field, needle))
 
     def open_message(self, mailbox_id: str, uid: int) -> BinaryIO:
         return self._index(mailbox_id).open_message(uid)
