@@ -117,3 +117,29 @@ def test_kill_9_during_appends_loses_no_acknowledged_message(tmp_path: Path) -> 
     # The store goes on: the next UID is above everything, even past orphan files.
     session = open_store(tmp_path).session("hansen")
     assert run(session.append("INBOX", [message(0)])).uids[0] > max(acknowledged)
+
+
+def test_a_store_opened_before_fork_works_in_the_child(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    run(store.create_user("hansen"))
+    run(store.deliver("hansen", [message(1)]))  # the parent's pools have threads now
+    pid = os.fork()
+    if pid == 0:  # the child: as a worker process forked by the supervisor
+        code = 1
+        try:
+            result = run(store.deliver("hansen", [message(2)]))
+            code = 0 if result.uids == (2,) else 2
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hangs on the store")
+        time.sleep(0.05)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert list(run(store.session("hansen").select("INBOX")).snapshot.uids) == [1, 2]

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import os
 import secrets
 import threading
 import time
@@ -69,13 +70,23 @@ class FsBackend:
         self.quotas = QuotaRoots(layout.quota_dir / "quota.db")
         self.subscription_files = SubscriptionFiles(layout)
         self.counters = ChangeCounters(layout.counters_file)
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="store")
-        self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-sync")
+        self._threads = threads
+        self._start_pools()
         self._indexes: OrderedDict[str, MailboxIndex] = OrderedDict()
         self._indexes_lock = threading.Lock()
 
+    def _start_pools(self) -> None:
+        self._pid = os.getpid()
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="store")
+        self._sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="store-sync")
+
     async def _run(self, function: Callable[..., T], *args: object) -> T:
-        """Run blocking work on the pool; an I/O error becomes :class:`StoreUnavailable`."""
+        """Run blocking work on the pool; an I/O error becomes :class:`StoreUnavailable`.
+
+        A backend made before ``fork`` (the supervisor starts the worker processes) gets
+        fresh pools in the child: the parent's threads do not exist there."""
+        if self._pid != os.getpid():
+            self._start_pools()
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, function, *args)
         try:
