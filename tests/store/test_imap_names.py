@@ -204,3 +204,24 @@ def test_star_and_percent() -> None:
 def test_patterns_are_bounded() -> None:
     with pytest.raises(ValueError):
         compile_pattern("*" * 50)
+
+
+LEVEL = st.text(
+    alphabet=st.characters(blacklist_characters="./%*", blacklist_categories=["Cc", "Cs"]),
+    min_size=1,
+    max_size=12,
+)
+
+
+@given(st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True), st.lists(LEVEL, max_size=4))
+def test_an_owner_s_names_round_trip_through_the_view(user: str, levels: list[str]) -> None:
+    if levels and levels[0].upper() == "INBOX":
+        levels = ["x", *levels]
+    internal = ".".join(["user", user, *levels])
+    view = UserView(user)
+    visible = view.to_visible(internal)
+    assert visible.startswith("INBOX")
+    assert view.to_internal(visible) == internal
+    other = UserView(user + "x")
+    assert other.to_visible(internal) == internal
+    assert other.to_internal(internal) == internal

@@ -394,3 +394,51 @@ def test_header_search_uses_the_cached_headers_and_reports_the_uncached(
         assert hits == UidSet.of([3])
 
     run(main())
+
+
+def test_delivery_to_a_folder_needs_the_post_right_else_goes_to_the_inbox(
+    store: MailStore,
+) -> None:
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        await hansen.create("INBOX.lists")
+        await hansen.create("INBOX.private")
+        await store.backend.set_acl("user.hansen.lists", "hansen\tlrswipkxtea\tanonymous\tp\t")
+        await store.deliver("hansen", [message(1)], folder="lists")
+        await store.deliver("hansen", [message(2)], folder="private")  # no p: INBOX
+        await store.deliver("hansen", [message(3)], folder="missing")  # no such: INBOX
+        assert (await hansen.status("INBOX.lists")).messages == 1
+        assert (await hansen.status("INBOX.private")).messages == 0
+        assert (await hansen.status("INBOX")).messages == 2
+        with pytest.raises(MailboxNotFound):
+            await store.deliver("nobody", [message(4)])
+
+    run(main())
+
+
+def test_new_mailboxes_inherit_the_partition_and_only_admins_choose_one(
+    tmp_path: Path,
+) -> None:
+    from posthouse.store.fs.backend import FsBackend
+    from posthouse.store.fs.layout import FsLayout
+    from posthouse.store.policy import CyrusAccess
+
+    partitions = {"default": tmp_path / "p1", "big": tmp_path / "p2"}
+    backend = FsBackend(FsLayout(tmp_path / "imap", partitions))
+    store = MailStore(backend, access=CyrusAccess(admins=frozenset({"cyrus"})))
+
+    async def main() -> None:
+        await store.create_user("hansen")
+        with pytest.raises(NotPermitted):
+            await store.session("hansen").create("INBOX.archive", partition="big")
+        archive = await store.session("cyrus").create("user.hansen.archive", partition="big")
+        assert archive.partition == "big"
+        child = await store.session("hansen").create("INBOX.archive.2025")
+        assert child.partition == "big"  # inherited from its parent (chapter 12.5.9)
+        assert (await store.session("hansen").create("INBOX.other")).partition == "default"
+        await store.session("hansen").append("INBOX.archive.2025", [message(1)])
+        files = [p.name for p in (tmp_path / "p2").rglob("*") if p.name.endswith(".")]
+        assert files == ["1."]
+
+    run(main())

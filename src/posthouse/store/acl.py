@@ -12,6 +12,7 @@ entries.  Implicit rights (owners and admins hold ``l`` and ``a``) are added by 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -61,6 +62,12 @@ class Acl:
 
     @classmethod
     def parse(cls, text: str) -> Acl:
+        """The ACL stored as ``text`` (parsed once per distinct text: LIST asks for the rights
+        on every mailbox)."""
+        return _parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Acl:
         fields = text.split("\t")
         if fields and fields[-1] == "":
             fields.pop()
@@ -83,6 +90,11 @@ class Acl:
         """This ACL with ``identifier``'s entry replaced (removed when ``rights`` is empty)."""
         kept = tuple((i, r) for i, r in self.entries if i != identifier)
         return Acl((*kept, (identifier, rights)) if rights else kept)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> Acl:
+    return Acl._parse(text)
 
 
 def rights_for(acl: Acl, user: str, groups: Iterable[str] = ()) -> frozenset[str]:

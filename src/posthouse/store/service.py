@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from posthouse.store.acl import ANONYMOUS
 from posthouse.store.backend import (
     SYSTEM_FLAGS,
     AppendResult,
@@ -55,6 +56,7 @@ from posthouse.store.names import (
     SEPARATOR,
     USER_PREFIX,
     UserView,
+    check_name,
     check_user_name,
     children_prefix,
     owner_of,
@@ -192,9 +194,23 @@ class MailStore:
         deleted = await self.backend.delete_mailboxes(names)
         return [r.name for r in deleted]
 
-    async def deliver(self, user: str, messages: Sequence[NewMessage]) -> AppendResult:
-        """Local delivery into ``user``'s INBOX (the MTA's agent and ``deliver`` call this)."""
-        record = await self.backend.get_mailbox(user_inbox(user))
+    async def deliver(
+        self, user: str, messages: Sequence[NewMessage], *, folder: str | None = None
+    ) -> AppendResult:
+        """Local delivery into ``user``'s INBOX (the MTA's agent and ``deliver`` call this).
+
+        With ``folder`` (``user+folder@domain``, ``deliver -m folder``) the message goes to
+        ``INBOX.folder`` when that mailbox lets the delivery system post to it (the ``p``
+        right of ``anonymous``, chapter 12.5.7), else to the INBOX, as Cyrus's deliver does.
+        """
+        inbox = user_inbox(user)
+        record = None
+        if folder:
+            target = await self.backend.get_mailbox(check_name(inbox + SEPARATOR + folder))
+            if target is not None and "p" in self.rights(ANONYMOUS, target):
+                record = target
+        if record is None:
+            record = await self.backend.get_mailbox(inbox)
         if record is None:
             raise MailboxNotFound(f"user {user} has no INBOX")
         messages = [_normalised(m) for m in messages]
@@ -332,8 +348,14 @@ class UserSession:
 
     # -- CREATE, DELETE, RENAME --
 
-    async def create(self, visible: str) -> MailboxRecord:
-        """RFC 3501 §6.3.3.  Creating ``INBOX`` when it does not exist creates the user."""
+    async def create(self, visible: str, *, partition: str | None = None) -> MailboxRecord:
+        """RFC 3501 §6.3.3.  Creating ``INBOX`` when it does not exist creates the user.
+
+        A new mailbox takes its closest existing parent's ACL and partition (chapter 12.5.7,
+        12.5.9), a top-level one ``defaultacl`` and the default partition.  Only an
+        administrator names a ``partition`` (cyradm); IMAP clients never can."""
+        if partition is not None and not self.is_admin:
+            raise NotPermitted("only an administrator chooses a partition")
         # RFC 3501 §6.3.3: a trailing separator only declares the intent to hold children.
         name = self.view.to_internal(visible[:-1] if visible.endswith(SEPARATOR) else visible)
         if self.view.has_inbox and name == self.view.inbox:
@@ -346,15 +368,15 @@ class UserSession:
         if parent is None:
             if not self.is_admin:
                 raise NotPermitted("only an administrator creates top-level mailboxes")
-            acl, partition = self.service.default_acl, self.service.default_partition
+            acl, inherited = self.service.default_acl, self.service.default_partition
         else:
             if not self.is_admin:
                 rights = self.service.rights(self.user, parent)
                 if not rights & {"l", "r"}:
                     raise NotPermitted(f"you may not create mailboxes under {visible}")
                 self._require(rights, "k", "create mailboxes here")
-            acl, partition = parent.acl, parent.partition
-        return await self.backend.create_mailbox(NewMailbox(name, partition, acl))
+            acl, inherited = parent.acl, parent.partition
+        return await self.backend.create_mailbox(NewMailbox(name, partition or inherited, acl))
 
     async def delete(self, visible: str) -> list[str]:
         """RFC 3501 §6.3.4: INBOX cannot be deleted by its user; an administrator deleting
