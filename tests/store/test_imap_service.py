@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from posthouse.store.backend import FlagChange, FlagMode, NewMessage
-from posthouse.store.errors import MailboxExists, MailboxNotFound, NotPermitted
+from posthouse.store.errors import (
+    MailboxExists,
+    MailboxNotFound,
+    MessageNotFound,
+    NotPermitted,
+    StoreError,
+)
 from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop, MaildropBusy
 from posthouse.store.names import NoInbox
@@ -440,5 +446,42 @@ def test_new_mailboxes_inherit_the_partition_and_only_admins_choose_one(
         await store.session("hansen").append("INBOX.archive.2025", [message(1)])
         files = [p.name for p in (tmp_path / "p2").rglob("*") if p.name.endswith(".")]
         assert files == ["1."]
+
+    run(main())
+
+
+def test_limits_on_appended_messages(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    store.max_message_size = 1000
+    store.max_messages_per_append = 3
+
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        with pytest.raises(StoreError, match="at most 1000 octets"):
+            await hansen.append("INBOX", [message(1, b"x" * 1000)])
+        with pytest.raises(StoreError, match="at most 3 messages"):
+            await hansen.append("INBOX", [message(n) for n in range(4)])
+        with pytest.raises(StoreError, match="at most 1000 octets"):
+            await store.deliver("hansen", [message(1), message(2, b"y" * 2000)])
+        assert (await hansen.status("INBOX")).messages == 0  # nothing half-appended
+
+    run(main())
+
+
+def test_reading_an_expunged_message_says_so(store: MailStore) -> None:
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        await hansen.append("INBOX", [message(1)])
+        opened = await hansen.select("INBOX")
+        other = await store.session("hansen").select("INBOX")
+        await hansen.store_flags(opened, UidSet.of([1]), FlagChange(ADD, flags("\\Deleted")))
+        await hansen.expunge(opened)
+        with pytest.raises(MessageNotFound):
+            await hansen.read_message(other, 1)
+        # a STORE racing the expunge changes nothing and fails nothing
+        late = await hansen.store_flags(other, UidSet.of([1]), FlagChange(ADD, flags("\\Seen")))
+        assert late.changed == () and not late.failed
 
     run(main())

@@ -157,6 +157,21 @@ class MailStore:
     quota: QuotaPolicy = field(default_factory=CountOnlyQuota)
     default_partition: str = "default"
     default_acl: str = ""  # imapd.conf defaultacl: a top-level mailbox's ACL
+    max_message_size: int = 64 * 1024 * 1024  # octets; the engine announces it (APPENDLIMIT)
+    max_messages_per_append: int = 10_000  # one MULTIAPPEND or delivery batch
+
+    def checked(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
+        """The messages with CRLF line ends and valid flags, within the limits."""
+        if len(messages) > self.max_messages_per_append:
+            raise StoreError(f"at most {self.max_messages_per_append} messages at once")
+        result = [_normalised(m) for m in messages]
+        for message in result:
+            if len(message.content) > self.max_message_size:
+                raise StoreError(
+                    f"a message is at most {self.max_message_size} octets"
+                    f" (this one has {len(message.content)})"
+                )
+        return result
 
     def session(self, user: str) -> UserSession:
         """The login-time view of ``user`` (who may have no INBOX)."""
@@ -213,7 +228,7 @@ class MailStore:
             record = await self.backend.get_mailbox(inbox)
         if record is None:
             raise MailboxNotFound(f"user {user} has no INBOX")
-        messages = [_normalised(m) for m in messages]
+        messages = self.checked(messages)
         await self.quota.check(
             self.backend, record, sum(len(m.content) for m in messages), delivery=True
         )
@@ -460,7 +475,7 @@ class UserSession:
         """RFC 3501 §6.3.11 / RFC 3502 MULTIAPPEND: all the messages or none."""
         record, rights = await self._find(visible)
         self._require(rights, "i", "append to this mailbox")
-        messages = [_normalised(m) for m in messages]
+        messages = self.service.checked(messages)
         if any("\\Seen" in m.flags for m in messages) and "s" not in rights:
             messages = [_without(m, "\\Seen") for m in messages]
         await self.service.quota.check(

@@ -60,6 +60,7 @@ from posthouse.store.uidset import MAX_UID, UidSet
 __all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
 
 MAX_KEYWORDS = 256
+INDEX_VERSION = 1  # PRAGMA user_version of index.db
 _BIT = {flag: 1 << i for i, flag in enumerate(SYSTEM_FLAGS)}
 _BIT_UPPER = {flag.upper(): bit for flag, bit in _BIT.items()}
 _SEEN = _BIT["\\Seen"]
@@ -110,6 +111,11 @@ def _schema(conn: sqlite3.Connection) -> None:
         CREATE TABLE IF NOT EXISTS keywords (name TEXT PRIMARY KEY COLLATE NOCASE) WITHOUT ROWID;
         """
     )
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+    elif version != INDEX_VERSION:
+        raise StoreError(f"mailbox index format {version} is not {INDEX_VERSION}", temporary=False)
 
 
 @dataclass
