@@ -19,6 +19,8 @@ from posthouse.store.backend import FlagChange, FlagMode
 from posthouse.store.uidset import UidSet
 from tests.store.imap_helpers import message, open_store
 
+DELETED = frozenset({"\\Deleted"})
+
 
 async def main(root: Path, command: str, user: str, args: list[str]) -> None:
     store = open_store(root)
@@ -31,6 +33,17 @@ async def main(root: Path, command: str, user: str, args: list[str]) -> None:
                 "INBOX", [message(n) for n in range(start, min(count, start + batch))]
             )
             sys.stdout.write("".join(f"{uid}\n" for uid in result.uids))
+            sys.stdout.flush()
+    elif command == "churn":
+        for n in range(100_000):
+            appended = await session.append("INBOX", [message(n), message(n)])
+            opened = await session.select("INBOX")
+            copied = await session.copy(opened, UidSet.of(appended.uids), "INBOX.Trash")
+            deleted = UidSet.of(appended.uids[:1])
+            await session.store_flags(opened, deleted, FlagChange(FlagMode.ADD, DELETED))
+            await session.expunge(opened, deleted)
+            pairs = zip(copied.source_uids, copied.target_uids, strict=True)
+            sys.stdout.write("".join(f"{a} {b}\n" for a, b in pairs))
             sys.stdout.flush()
     elif command == "seen":
         opened = await session.select("INBOX")

@@ -80,9 +80,11 @@ def test_a_waiting_process_hears_another_process_s_delivery_within_a_second(
     assert elapsed < 1.0, f"woken after {elapsed:.2f} s"
 
 
-def _check_indexes(partition: Path) -> None:
-    """Every index opens and is consistent, and every row has its file."""
-    for index in partition.rglob("index.db"):
+def _check_indexes(root: Path) -> None:
+    """Every index and the mailboxes list open and are consistent; every row has its file."""
+    with sqlite3.connect(root / "imap" / "mailboxes.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    for index in (root / "partition-default").rglob("index.db"):
         with sqlite3.connect(index) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             for (uid,) in conn.execute("SELECT uid FROM messages"):
@@ -103,7 +105,7 @@ def test_kill_9_during_appends_loses_no_acknowledged_message(tmp_path: Path) -> 
             os.kill(appender.pid, signal.SIGKILL)
             appender.wait(timeout=DEADLINE)
             acknowledged += [int(x) for x in appender.stdout.read().split()]
-        _check_indexes(tmp_path / "partition-default")
+        _check_indexes(tmp_path)
 
         reopened = open_store(tmp_path)
         session = reopened.session("hansen")
@@ -143,3 +145,29 @@ def test_a_store_opened_before_fork_works_in_the_child(tmp_path: Path) -> None:
         time.sleep(0.05)
     assert os.waitstatus_to_exitcode(status) == 0
     assert list(run(store.session("hansen").select("INBOX")).snapshot.uids) == [1, 2]
+
+
+def test_kill_9_during_copy_and_expunge_keeps_every_acknowledged_copy(tmp_path: Path) -> None:
+    store = open_store(tmp_path)
+    run(store.create_user("hansen"))
+    copies: list[tuple[int, int]] = []
+    for kill_after in (6, 22):  # lines come in pairs, one pair per loop
+        with worker(tmp_path, "churn", "hansen") as churner:
+            assert churner.stdout is not None
+            for _ in range(kill_after):
+                line = churner.stdout.readline()
+                assert line, "the worker stopped early"
+                source, target = line.split()
+                copies.append((int(source), int(target)))
+            os.kill(churner.pid, signal.SIGKILL)
+            churner.wait(timeout=DEADLINE)
+        _check_indexes(tmp_path)
+        session = open_store(tmp_path).session("hansen")
+        trash = run(session.select("INBOX.Trash"))
+        assert {target for _, target in copies} <= set(trash.snapshot.uids)
+        for _, target in copies:
+            assert run(session.read_message(trash, target)).startswith(b"From: bob@example.org")
+        inbox = run(session.select("INBOX"))
+        # the second of each pair was never expunged; the first may or may not be (killed)
+        kept = {source for n, (source, _) in enumerate(copies) if n % 2 == 1}
+        assert kept <= set(inbox.snapshot.uids)
