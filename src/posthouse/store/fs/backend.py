@@ -8,7 +8,8 @@ mailbox folder (:mod:`.index`), quota roots (:mod:`.quota`), per-user files
 The work is blocking (SQLite, fsync), so each coroutine runs it on the backend's own thread
 pool; concurrent appends to one mailbox meet in :meth:`MailboxIndex.commit` and are
 committed together.  The pool's size bounds how many appends can meet: 16 threads gave
-1,200 single-message appends/s from 32 sessions here, against 850 with 8.  Every commit is followed by a bump of the mailbox's change counter.
+1,200 single-message appends/s from 32 sessions here, against 850 with 8.  Every commit
+is followed by a bump of the mailbox's change counter.
 """
 
 from __future__ import annotations

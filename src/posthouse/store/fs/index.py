@@ -39,12 +39,10 @@ from typing import BinaryIO
 
 from posthouse.durable import sync_directory
 from posthouse.store.backend import (
-    SYSTEM_FLAGS,
     AppendResult,
     Changes,
     ExpungeResult,
     FlagChange,
-    FlagMode,
     MailboxSnapshot,
     MailboxStatus,
     MessageMeta,
@@ -52,7 +50,17 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
+from posthouse.store.content import header_contains
 from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError
+from posthouse.store.flags import (
+    DELETED_BIT,
+    FLAG_SETS,
+    SEEN_BIT,
+    apply_bit,
+    apply_change,
+    split_flags,
+)
+from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.sqlite import Database
 from posthouse.store.uidset import MAX_UID, UidSet
@@ -60,62 +68,7 @@ from posthouse.store.uidset import MAX_UID, UidSet
 __all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
 
 MAX_KEYWORDS = 256
-INDEX_VERSION = 1  # PRAGMA user_version of index.db
-_BIT = {flag: 1 << i for i, flag in enumerate(SYSTEM_FLAGS)}
-_BIT_UPPER = {flag.upper(): bit for flag, bit in _BIT.items()}
-_SEEN = _BIT["\\Seen"]
-_DELETED = _BIT["\\Deleted"]
-_FLAG_SETS = [
-    frozenset(flag for flag, bit in _BIT.items() if mask & bit) for mask in range(1 << len(_BIT))
-]
 _WRITE_CHUNK = 1 << 20
-
-
-def _schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(
-        """
-        CREATE TABLE IF NOT EXISTS state (
-            one INTEGER PRIMARY KEY CHECK (one = 1),
-            mailbox_id TEXT NOT NULL,
-            uidvalidity INTEGER NOT NULL,
-            uidnext INTEGER NOT NULL,
-            highestmodseq INTEGER NOT NULL,
-            messages INTEGER NOT NULL,
-            bytes INTEGER NOT NULL,
-            deleted INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE TABLE IF NOT EXISTS messages (
-            uid INTEGER PRIMARY KEY,
-            modseq INTEGER NOT NULL,
-            sysflags INTEGER NOT NULL,
-            keywords TEXT NOT NULL,
-            idate INTEGER NOT NULL,
-            tzmin INTEGER NOT NULL,
-            size INTEGER NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS messages_modseq ON messages (modseq);
-        CREATE TABLE IF NOT EXISTS cache (
-            uid INTEGER PRIMARY KEY,
-            envelope BLOB,
-            bodystructure BLOB,
-            header BLOB
-        );
-        CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
-        CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
-        CREATE TABLE IF NOT EXISTS seen (
-            user TEXT PRIMARY KEY,
-            uids TEXT NOT NULL DEFAULT '',
-            recent_uid INTEGER NOT NULL DEFAULT 0,
-            modseq INTEGER NOT NULL DEFAULT 0
-        ) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS keywords (name TEXT PRIMARY KEY COLLATE NOCASE) WITHOUT ROWID;
-        """
-    )
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0:
-        conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
-    elif version != INDEX_VERSION:
-        raise StoreError(f"mailbox index format {version} is not {INDEX_VERSION}", temporary=False)
 
 
 @dataclass
@@ -163,28 +116,13 @@ def _to_columns(when: datetime) -> tuple[int, int]:
     return int(when.timestamp()), int(offset.total_seconds() // 60)
 
 
-def split_flags(flags: Iterable[str]) -> tuple[int, list[str]]:
-    """System flags as a bit mask (case-insensitive, RFC 3501 §2.3.2) and the keywords."""
-    mask = 0
-    keywords: list[str] = []
-    for flag in flags:
-        bit = _BIT_UPPER.get(flag.upper())
-        if bit is not None:
-            mask |= bit
-        elif flag.startswith("\\"):
-            raise StoreError(f"{flag} is not a flag a message can keep")
-        elif flag.lower() not in (k.lower() for k in keywords):
-            keywords.append(flag)
-    return mask, keywords
-
-
 class MailboxIndex:
     """One mailbox folder and its index, shared by the threads of a process."""
 
     def __init__(self, directory: Path, mailbox_id: str) -> None:
         self.dir = directory
         self.mailbox_id = mailbox_id
-        self.db = Database(directory / "index.db", schema=_schema)
+        self.db = Database(directory / "index.db", schema=create_schema)
         self._commit_lock = threading.Lock()
         self._pending_lock = threading.Lock()
         self._pending: list[_Request] = []
@@ -259,7 +197,7 @@ class MailboxIndex:
             unseen = state.messages - seen_count
         else:
             unseen = conn.execute(
-                "SELECT count(*) FROM messages WHERE sysflags & ? = 0", (_SEEN,)
+                "SELECT count(*) FROM messages WHERE sysflags & ? = 0", (SEEN_BIT,)
             ).fetchone()[0]
         recent = conn.execute(
             "SELECT count(*) FROM messages WHERE uid > ?", (seen.recent_uid,)
@@ -290,7 +228,7 @@ class MailboxIndex:
                 first_unseen = next((uid for uid in uids if uid not in seen.uids), 0)
             else:
                 row = conn.execute(
-                    "SELECT min(uid) FROM messages WHERE sysflags & ? = 0", (_SEEN,)
+                    "SELECT min(uid) FROM messages WHERE sysflags & ? = 0", (SEEN_BIT,)
                 ).fetchone()
                 first_unseen = row[0] or 0
         return MailboxSnapshot(status, uids, keywords, first_unseen, seen.recent_uid)
@@ -321,14 +259,14 @@ class MailboxIndex:
                 "SELECT uid, modseq, sysflags, keywords, idate, tzmin, size FROM messages"
                 " WHERE uid BETWEEN ? AND ? ORDER BY uid"
             )
-        flag_sets = _FLAG_SETS
+        flag_sets = FLAG_SETS
         result: list[MessageMeta] = []
         append = result.append
         for low, high in uids.ranges:
             for row in conn.execute(sql, (low, high)):
                 uid, modseq, mask, keywords = row[0], row[1], row[2], row[3]
                 if seen is not None:
-                    mask = (mask & ~_SEEN) | (_SEEN if uid in seen.uids else 0)
+                    mask = (mask & ~SEEN_BIT) | (SEEN_BIT if uid in seen.uids else 0)
                     modseq = max(modseq, seen.modseq)
                 flags = flag_sets[mask]
                 if keywords:
@@ -526,9 +464,9 @@ class MailboxIndex:
         self, uids: UidSet, change: FlagChange, viewer: Viewer, unchanged_since: int | None
     ) -> StoreResult:
         mask, words = split_flags(change.flags)
-        seen_bit = mask & _SEEN if viewer.private_seen else 0
+        seen_bit = mask & SEEN_BIT if viewer.private_seen else 0
         if viewer.private_seen:
-            mask &= ~_SEEN
+            mask &= ~SEEN_BIT
         with self.db.write() as conn:
             state = self._state(conn)
             seen = self._seen(conn, viewer.user)
@@ -549,11 +487,13 @@ class MailboxIndex:
                     if unchanged_since is not None and effective > unchanged_since:
                         failed.append(uid)
                         continue
-                    new_mask, new_words = _apply(change.mode, old_mask, old_words, mask, words)
+                    new_mask, new_words = apply_change(
+                        change.mode, old_mask, old_words, mask, words
+                    )
                     if viewer.private_seen:
-                        new_mask = (new_mask & ~_SEEN) | (old_mask & _SEEN)
+                        new_mask = (new_mask & ~SEEN_BIT) | (old_mask & SEEN_BIT)
                         was_seen = uid in seen.uids
-                        now_seen = _apply_bit(change.mode, was_seen, bool(seen_bit))
+                        now_seen = apply_bit(change.mode, was_seen, bool(seen_bit))
                         if now_seen != was_seen:
                             (seen_add if now_seen else seen_remove).append(uid)
                             changed_uids.append(uid)
@@ -584,7 +524,7 @@ class MailboxIndex:
             modseq = state.highestmodseq + 1
             sql = "SELECT uid, size FROM messages"
             if deleted_only:
-                sql += f" WHERE sysflags & {_DELETED}"
+                sql += f" WHERE sysflags & {DELETED_BIT}"
             candidates = conn.execute(sql).fetchall()
             gone = [(uid, size) for uid, size in candidates if uids is None or uid in uids]
             if gone:
@@ -609,21 +549,6 @@ class MailboxIndex:
         return self.dir / message_file_name(uid)
 
 
-def header_contains(header: bytes, field: str, lowered_needle: bytes) -> bool:
-    """Whether a header section has ``field`` whose unfolded value contains the (lower-case)
-    needle, ASCII case-insensitively (RFC 3501 §6.4.4 HEADER; RFC 5322 §2.2.3 unfolding)."""
-    name = field.encode("ascii", "replace").lower() + b":"
-    value: bytes | None = None
-    for line in header.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and value is not None:
-            value += line
-            continue
-        if value is not None and lowered_needle in value.lower():
-            return True
-        value = line[len(name) :] if line[: len(name)].lower() == name else None
-    return value is not None and lowered_needle in value.lower()
-
-
 def sync_file(path: Path) -> None:
     """``fdatasync`` a file written by :meth:`MailboxIndex.prepare` with ``sync=False``."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -631,24 +556,3 @@ def sync_file(path: Path) -> None:
         os.fdatasync(fd)
     finally:
         os.close(fd)
-
-
-def _apply(
-    mode: FlagMode, old_mask: int, old_words: str, mask: int, words: list[str]
-) -> tuple[int, str]:
-    current = old_words.split(" ") if old_words else []
-    lower = {w.lower() for w in words}
-    if mode is FlagMode.REPLACE:
-        return mask, " ".join(words)
-    if mode is FlagMode.ADD:
-        have = {w.lower() for w in current}
-        return old_mask | mask, " ".join(current + [w for w in words if w.lower() not in have])
-    return old_mask & ~mask, " ".join(w for w in current if w.lower() not in lower)
-
-
-def _apply_bit(mode: FlagMode, was: bool, given: bool) -> bool:
-    if mode is FlagMode.REPLACE:
-        return given
-    if mode is FlagMode.ADD:
-        return was or given
-    return was and not given
