@@ -485,3 +485,32 @@ def test_reading_an_expunged_message_says_so(store: MailStore) -> None:
         assert late.changed == () and not late.failed
 
     run(main())
+
+
+def test_list_with_a_reference_lsub_levels_and_the_delimiter_query(store: MailStore) -> None:
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        await hansen.create("INBOX.work.reports")
+        assert names(await hansen.list_mailboxes("INBOX.", "%")) == [
+            "INBOX.Drafts",
+            "INBOX.Junk",
+            "INBOX.Sent",
+            "INBOX.Trash",
+            "INBOX.work",
+        ]
+        assert names(await hansen.list_mailboxes("", "inbox.work.*")) == ["INBOX.work.reports"]
+        (delimiter,) = await hansen.list_mailboxes("", "")  # RFC 3501 §6.3.8
+        assert delimiter.name == "" and "\\Noselect" in delimiter.attributes
+        await hansen.subscribe("INBOX.work.reports")
+        await hansen.subscribe("shared.gone")  # subscribing to what does not exist is allowed
+        levels = {i.name: i.attributes for i in await hansen.list_subscribed("INBOX.work.", "%")}
+        assert levels == {"INBOX.work.reports": frozenset()}
+        levels = {i.name: i.attributes for i in await hansen.list_subscribed("", "INBOX.%")}
+        assert levels["INBOX.work"] == frozenset({"\\Noselect"})  # a level, not subscribed
+        assert levels["INBOX.Sent"] == frozenset()
+        assert "shared.gone" in names(await hansen.list_subscribed("", "*"))
+        await hansen.unsubscribe("shared.gone")
+        assert "shared.gone" not in names(await hansen.list_subscribed("", "*"))
+
+    run(main())
