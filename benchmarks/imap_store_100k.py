@@ -6,7 +6,8 @@ many single-message appends per second concurrent sessions get (group commit), t
 freshly opened store, times what an IMAP session does on a big mailbox:
 
 * SELECT (the snapshot: counters, every UID, first unseen);
-* ``FETCH 1:* (UID FLAGS)`` (metadata of every message);
+* ``FETCH 1:* (UID FLAGS)`` (metadata of every message), and again after a flag change
+  (from the process's copy of the metadata);
 * ``UID SEARCH HEADER SUBJECT word`` answered from the cached header blobs, without opening
   a message file.
 
@@ -24,7 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from posthouse.store.backend import NewMessage
+from posthouse.store.backend import FlagChange, FlagMode, NewMessage
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.service import MailStore
@@ -32,6 +33,7 @@ from posthouse.store.uidset import UidSet
 
 WHEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 RARE = "zebra"
+SEEN = frozenset({"\\Seen"})
 
 
 def make(n: int) -> NewMessage:
@@ -104,12 +106,25 @@ async def measure(root: Path, count: int) -> dict[str, float]:
     fetch_s = time.perf_counter() - started
     assert len(metas) == count
 
+    # Another session's change, then the same FETCH again: served from the process's copy
+    # of the metadata, brought up to date with the changed rows only.
+    await session.store_flags(opened, UidSet.of([5]), FlagChange(FlagMode.ADD, SEEN))
+    started = time.perf_counter()
+    metas = await session.fetch(opened, everything)
+    fetch_again_s = time.perf_counter() - started
+    assert len(metas) == count and "\\Seen" in metas[4].flags
+
     started = time.perf_counter()
     hits, uncached = await session.search_headers(opened, everything, "Subject", RARE.encode())
     search_s = time.perf_counter() - started
     assert len(hits) == sum(1 for n in range(count) if n % 100 == 7) and not uncached
     await store.backend.close()
-    return {"select_s": select_s, "fetch_uid_flags_s": fetch_s, "header_search_s": search_s}
+    return {
+        "select_s": select_s,
+        "fetch_uid_flags_s": fetch_s,
+        "fetch_uid_flags_again_s": fetch_again_s,
+        "header_search_s": search_s,
+    }
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ from posthouse.store.errors import MailboxExists, MailboxNotFound, StoreError, S
 from posthouse.store.fs.index import MailboxIndex, sync_file
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.fs.mailboxes import MailboxList
+from posthouse.store.fs.metacache import MetadataCache
 from posthouse.store.fs.notify import ChangeCounters
 from posthouse.store.fs.quota import QuotaRoots
 from posthouse.store.fs.userfiles import SubscriptionFiles
@@ -72,6 +73,7 @@ class FsBackend:
         self.quotas = QuotaRoots(layout.quota_dir / "quota.db")
         self.subscription_files = SubscriptionFiles(layout)
         self.counters = ChangeCounters(layout.counters_file)
+        self.metadata = MetadataCache()
         self._threads = threads
         self._start_pools()
         self._indexes: OrderedDict[str, MailboxIndex] = OrderedDict()
@@ -112,7 +114,8 @@ class FsBackend:
                 return index
         if partition is None:
             partition = self._record(mailbox_id).partition
-        index = MailboxIndex(self.layout.mailbox_dir(partition, mailbox_id), mailbox_id)
+        directory = self.layout.mailbox_dir(partition, mailbox_id)
+        index = MailboxIndex(directory, mailbox_id, self.metadata)
         if not index.dir.is_dir():
             raise MailboxNotFound("the mailbox's folder is missing")
         with self._indexes_lock:
@@ -123,6 +126,7 @@ class FsBackend:
         return index
 
     def _forget(self, mailbox_id: str) -> None:
+        self.metadata.forget(mailbox_id)
         with self._indexes_lock:
             index = self._indexes.pop(mailbox_id, None)
         if index is not None:
@@ -153,7 +157,7 @@ class FsBackend:
                 special_use=spec.special_use,
             )
             directory = self.layout.mailbox_dir(record.partition, record.id)
-            index = MailboxIndex.create(directory, record.id, record.uidvalidity)
+            index = MailboxIndex.create(directory, record.id, record.uidvalidity, self.metadata)
             with self._indexes_lock:
                 self._indexes[record.id] = index
             self.mailboxes.insert(conn, record)

@@ -54,7 +54,6 @@ from posthouse.store.content import header_contains
 from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError
 from posthouse.store.flags import (
     DELETED_BIT,
-    FLAG_SETS,
     SEEN_BIT,
     apply_bit,
     apply_change,
@@ -62,6 +61,7 @@ from posthouse.store.flags import (
 )
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
+from posthouse.store.fs.metacache import MetadataCache, meta_of_row
 from posthouse.store.fs.sqlite import Database
 from posthouse.store.uidset import MAX_UID, UidSet
 
@@ -69,6 +69,7 @@ __all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
 
 MAX_KEYWORDS = 256
 _WRITE_CHUNK = 1 << 20
+SEEN_FLAG = frozenset({"\\Seen"})
 
 
 @dataclass
@@ -119,9 +120,12 @@ def _to_columns(when: datetime) -> tuple[int, int]:
 class MailboxIndex:
     """One mailbox folder and its index, shared by the threads of a process."""
 
-    def __init__(self, directory: Path, mailbox_id: str) -> None:
+    def __init__(
+        self, directory: Path, mailbox_id: str, metadata: MetadataCache | None = None
+    ) -> None:
         self.dir = directory
         self.mailbox_id = mailbox_id
+        self.metadata = metadata
         self.db = Database(directory / "index.db", schema=create_schema)
         self._commit_lock = threading.Lock()
         self._pending_lock = threading.Lock()
@@ -131,10 +135,16 @@ class MailboxIndex:
     # -- creation and removal --
 
     @classmethod
-    def create(cls, directory: Path, mailbox_id: str, uidvalidity: int) -> MailboxIndex:
+    def create(
+        cls,
+        directory: Path,
+        mailbox_id: str,
+        uidvalidity: int,
+        metadata: MetadataCache | None = None,
+    ) -> MailboxIndex:
         fresh_parent = not directory.parent.exists()
         directory.mkdir(mode=0o700, parents=True)
-        index = cls(directory, mailbox_id)
+        index = cls(directory, mailbox_id, metadata)
         with index.db.write() as conn:
             conn.execute(
                 "INSERT INTO state VALUES (1, ?, ?, 1, 1, 0, 0, 0)", (mailbox_id, uidvalidity)
@@ -244,10 +254,22 @@ class MailboxIndex:
         return before
 
     def _rows(
-        self, conn: sqlite3.Connection, uids: UidSet, viewer: Viewer, cached: bool
+        self,
+        conn: sqlite3.Connection,
+        uids: UidSet,
+        viewer: Viewer,
+        cached: bool,
+        state: _State | None = None,
     ) -> list[MessageMeta]:
-        """The metadata of ``uids``: the hot path of ``FETCH 1:* (UID FLAGS)``."""
+        """The metadata of ``uids``: the hot path of ``FETCH 1:* (UID FLAGS)``.  With the
+        ``state`` of a read transaction, big mailboxes are served from the process's copy."""
         seen = self._seen(conn, viewer.user) if viewer.private_seen else None
+        if state is not None and self.metadata is not None and not cached:
+            copy = self.metadata.fetch(
+                self.mailbox_id, conn, state.highestmodseq, state.messages, uids
+            )
+            if copy is not None:
+                return copy if seen is None else _with_private_seen(copy, seen)
         if cached:
             sql = (
                 "SELECT m.uid, m.modseq, m.sysflags, m.keywords, m.idate, m.tzmin, m.size,"
@@ -259,20 +281,10 @@ class MailboxIndex:
                 "SELECT uid, modseq, sysflags, keywords, idate, tzmin, size FROM messages"
                 " WHERE uid BETWEEN ? AND ? ORDER BY uid"
             )
-        flag_sets = FLAG_SETS
         result: list[MessageMeta] = []
-        append = result.append
         for low, high in uids.ranges:
-            for row in conn.execute(sql, (low, high)):
-                uid, modseq, mask, keywords = row[0], row[1], row[2], row[3]
-                if seen is not None:
-                    mask = (mask & ~SEEN_BIT) | (SEEN_BIT if uid in seen.uids else 0)
-                    modseq = max(modseq, seen.modseq)
-                flags = flag_sets[mask]
-                if keywords:
-                    flags = flags | frozenset(keywords.split(" "))
-                append(MessageMeta(uid, modseq, flags, *row[4:]))
-        return result
+            result += map(meta_of_row, conn.execute(sql, (low, high)))
+        return result if seen is None else _with_private_seen(result, seen)
 
     def search_headers(self, uids: UidSet, field: str, needle: bytes) -> tuple[UidSet, UidSet]:
         lowered = needle.lower()
@@ -301,8 +313,8 @@ class MailboxIndex:
 
     def fetch(self, uids: UidSet, viewer: Viewer, cached: bool) -> list[MessageMeta]:
         with self.db.read() as conn:
-            self._state(conn)
-            return self._rows(conn, uids, viewer, cached)
+            state = self._state(conn)
+            return self._rows(conn, uids, viewer, cached, state)
 
     def open_message(self, uid: int) -> BinaryIO:
         with self.db.read() as conn:
@@ -547,6 +559,16 @@ class MailboxIndex:
 
     def message_path(self, uid: int) -> Path:
         return self.dir / message_file_name(uid)
+
+
+def _with_private_seen(metas: list[MessageMeta], seen: _Seen) -> list[MessageMeta]:
+    """The metadata as a user with private seen state sees it (module docstring of
+    :mod:`posthouse.store.backend`: \\Seen from the user's set, MODSEQ at least its change)."""
+    result = []
+    for meta in metas:
+        flags = meta.flags | SEEN_FLAG if meta.uid in seen.uids else meta.flags - SEEN_FLAG
+        result.append(meta._replace(flags=flags, modseq=max(meta.modseq, seen.modseq)))
+    return result
 
 
 def sync_file(path: Path) -> None:
