@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -126,6 +127,7 @@ class CommandReader:
         self._skip = 0  # octets of a refused literal still to throw away
         self._abandoned = False  # the rest of a refused command is being thrown away
         self._closed = False
+        self._queued: deque[Event] = deque()  # a Fatal that follows a refusal
 
     # ------------------------------------------------------------ API
 
@@ -158,6 +160,8 @@ class CommandReader:
 
     def next_event(self) -> Event | Signal:
         """The next event, or NEED_DATA when more input is needed."""
+        if self._queued:
+            return self._queued.popleft()
         while not self._closed:
             if self._skip:
                 if not self._discard_octets():
@@ -317,11 +321,11 @@ class CommandReader:
         self._reset()
         refusal = Refused(Status(response.status, response.text, tag, response.code))
         if marker is not None and not marker.synchronizing:
-            if marker.size > self.limits.discard:
-                self._closed = True
-                return Fatal(Status("BYE", "Literal too large to skip; closing", code=TOOBIG))
-            self._skip = marker.size
-            self._abandoned = True
+            event = self._continue_abandoned(marker)
+            if event is not None:
+                self._queued.append(event)
+            else:
+                self._abandoned = True
         return refusal
 
     def _continue_abandoned(self, marker: _Marker | None) -> Event | None:
@@ -330,6 +334,8 @@ class CommandReader:
             return None
         if marker.size > self.limits.discard:
             self._closed = True
+            self._buf.clear()
+            self._pos = self._scanned = 0
             return Fatal(Status("BYE", "Literal too large to skip; closing", code=TOOBIG))
         self._skip = marker.size
         return None

@@ -201,20 +201,18 @@ def parse_keys(cursor: Cursor, charset: str) -> Key:
 def parse_key(cursor: Cursor, charset: str) -> Key:
     """One RFC 3501 §9 search-key (nesting counted against the depth limit)."""
     cursor.enter()
-    try:
-        return _key(cursor, charset)
-    finally:
-        cursor.leave()
+    key = _key(cursor, charset)
+    cursor.leave()
+    return key
 
 
 def _key(cursor: Cursor, charset: str) -> Key:
     octet = cursor.peek()
     if octet == 0x28:
         cursor.open_list()
-        try:
-            return parse_keys(cursor, charset)
-        finally:
-            cursor.close_list()
+        group = parse_keys(cursor, charset)
+        cursor.close_list()
+        return group
     if octet is not None and octet in SEQUENCE_CHARS:
         text = cursor.chars(SEQUENCE_CHARS, "a sequence set").decode("ascii")
         return Numbers(seqset.parse(text), uid=False)

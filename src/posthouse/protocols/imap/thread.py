@@ -188,7 +188,11 @@ def _group_by_subject(roots: list[Node]) -> list[Node]:
             dummy.add(target)
             dummy.add(root)
             table[subject] = dummy
-    return [node for node in result if node.parent is None and (node.message or node.children)]
+    return [
+        node
+        for node in result
+        if node.parent is None and (node.message is not None or node.children)
+    ]
 
 
 def format_threads(roots: Iterable[Node], number: Callable[[MessageView], int]) -> str:
