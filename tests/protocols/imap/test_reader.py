@@ -16,7 +16,7 @@ from posthouse.protocols.imap.reader import (
     ReaderLimits,
     Refused,
 )
-from tests.protocols.imap.reading import bytewise, drain, read_all
+from tests.protocols.imap.reading import bytewise, read_all
 
 # RFC 3501 §8: the client side of the sample session.
 RFC3501_SESSION = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,4 +99,4 @@ def test_format_then_parse_gives_the_same_numbers(numbers: set[int]) -> None:
     assert resolved == numbers
     # compact: no two ranges that could merge
     spans = parsed.resolve(max(numbers))
-    assert all(b[0] > a[1] + 1 for a, b in zip(spans, spans[1:], strict=False))
+    assert all(b[0] > a[1] + 1 for a, b in itertools.pairwise(spans))
