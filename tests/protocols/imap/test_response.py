@@ -1,0 +1,117 @@
+"""Response serialisation (response.py): values, status responses, codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from posthouse.protocols.imap import response
+from posthouse.protocols.imap.response import Atom, Literal, Raw, Status, encode_value
+
+
+@pytest.mark.parametrize(
+    ("value", "wire"),
+    [
+        (None, b"NIL"),
+        (0, b"0"),
+        (4294967295, b"4294967295"),
+        ("", b'""'),
+        ("plain", b'"plain"'),
+        ('say "hi" \\ bye', b'"say \\"hi\\" \\\\ bye"'),
+        ("NIL", b'"NIL"'),  # a string that reads NIL is still a string
+        ("two\r\nlines", b"{10}\r\ntwo\r\nlines"),
+        (b"caf\xc3\xa9", b"{5}\r\ncaf\xc3\xa9"),  # 8-bit without UTF8=ACCEPT: a literal
+        (b"\xff", b"{1}\r\n\xff"),
+        (b"a\x00b", b"{3}\r\na\x80b"),  # no NUL in a literal; the length is kept
+        (Literal(b"a\x00b", binary=True), b"~{3}\r\na\x00b"),
+        (Literal(b"short"), b"{5}\r\nshort"),
+        (Atom("\\Seen"), b"\\Seen"),
+        (Raw(b'("x" NIL)'), b'("x" NIL)'),
+        ([], b"()"),
+        ([Atom("A"), [1, None, "b"]], b'(A (1 NIL "b"))'),
+    ],
+)
+def test_values(value: object, wire: bytes) -> None:
+    assert encode_value(value) == wire
+
+
+def test_utf8_is_quoted_only_when_enabled() -> None:
+    assert encode_value("café", utf8=True) == '"café"'.encode()
+    assert encode_value("café") == b"{5}\r\ncaf\xc3\xa9"
+    assert encode_value(b"\xff", utf8=True) == b"{1}\r\n\xff"  # not UTF-8: still a literal
+
+
+def test_long_strings_become_literals() -> None:
+    text = "x" * (response.MAX_QUOTED + 1)
+    assert encode_value(text).startswith(b"{1025}\r\n")
+    assert encode_value("x" * response.MAX_QUOTED).startswith(b'"')
+
+
+@pytest.mark.parametrize("bad", [True, -1, 1.5, object()])
+def test_non_values_are_programming_errors(bad: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        encode_value(bad)
+
+
+def test_status_responses() -> None:
+    assert Status("OK", "LOGIN completed", "a001").to_bytes() == b"a001 OK LOGIN completed\r\n"
+    assert Status(
+        "OK", "UIDs valid", code=response.number_code("UIDVALIDITY", 3857529045)
+    ).to_bytes() == (b"* OK [UIDVALIDITY 3857529045] UIDs valid\r\n")
+    assert Status("OK", "SELECT completed", "a002", response.READ_WRITE).to_bytes() == (
+        b"a002 OK [READ-WRITE] SELECT completed\r\n"
+    )
+    assert Status("BYE", "IMAP4rev1 server terminating connection").to_bytes() == (
+        b"* BYE IMAP4rev1 server terminating connection\r\n"
+    )
+    with pytest.raises(ValueError):
+        Status("BYE", "x", "a1")
+    with pytest.raises(ValueError):
+        Status("OK", "two\r\nlines", "a1")
+
+
+def test_response_codes() -> None:
+    flags = response.list_code("PERMANENTFLAGS", ["\\Deleted", "\\Seen", "\\*"])
+    assert str(flags) == "PERMANENTFLAGS (\\Deleted \\Seen \\*)"
+    # RFC 4315 §3 examples
+    assert str(response.appenduid(38505, [3955])) == "APPENDUID 38505 3955"
+    assert str(response.copyuid(38505, [304, 319, 320], [3956, 3957, 3958])) == (
+        "COPYUID 38505 304,319:320 3956:3958"
+    )
+    assert str(response.appenduid(1, [5, 6, 7, 9])) == "APPENDUID 1 5:7,9"
+    with pytest.raises(ValueError):
+        response.copyuid(1, [1, 2], [3])
+    # RFC 7162
+    assert str(response.number_code("HIGHESTMODSEQ", 715194045007)) == "HIGHESTMODSEQ 715194045007"
+    assert str(response.modified([7, 9, 8])) == "MODIFIED 7:9"
+    assert str(response.NOMODSEQ) == "NOMODSEQ"
+    assert str(response.capability_code(["IMAP4rev1", "IDLE"])) == "CAPABILITY IMAP4rev1 IDLE"
+    for code in (response.TOOBIG, response.UNKNOWN_CTE, response.ALREADYEXISTS, response.CLOSED):
+        assert Status("NO", "x", "t", code).to_bytes() == f"t NO [{code}] x\r\n".encode()
+    with pytest.raises(ValueError):
+        response.Code("BAD CODE")
+    with pytest.raises(ValueError):
+        response.Code("X", "a]b")
+
+
+def test_data_fetch_continuation_and_esearch() -> None:
+    assert response.data(18, Atom("EXISTS")).to_bytes() == b"* 18 EXISTS\r\n"
+    flags = response.flags_value(["\\Answered", "\\Flagged"])
+    assert response.data(Atom("FLAGS"), flags).to_bytes() == b"* FLAGS (\\Answered \\Flagged)\r\n"
+    fetched = response.fetch(12, [("FLAGS", flags), ("BODY[HEADER]", b"a: b\r\n\r\n")])
+    assert (
+        fetched.to_bytes()
+        == b"* 12 FETCH (FLAGS (\\Answered \\Flagged) BODY[HEADER] {8}\r\na: b\r\n\r\n)\r\n"
+    )
+    assert response.Continuation().to_bytes() == b"+ Ready for literal data\r\n"
+    assert response.Continuation("").to_bytes() == b"+ \r\n"
+    # RFC 4731 §3.1 examples
+    assert response.esearch("A282", uid=False, results=[("MIN", 2), ("COUNT", 3)]).to_bytes() == (
+        b'* ESEARCH (TAG "A282") MIN 2 COUNT 3\r\n'
+    )
+    assert response.esearch("A284", uid=False, results=[("ALL", [])]).to_bytes() == (
+        b'* ESEARCH (TAG "A284")\r\n'
+    )
+    assert response.esearch("A285", uid=True, results=[("ALL", [4, 5, 6, 20])]).to_bytes() == (
+        b'* ESEARCH (TAG "A285") UID ALL 4:6,20\r\n'
+    )
+    assert response.data("café", utf8=True).to_bytes() == '* "café"\r\n'.encode()
