@@ -12,16 +12,18 @@ from __future__ import annotations
 
 from posthouse.protocols.imap.envelope import envelope_value
 from posthouse.protocols.imap.message import Part, count_lines, parse_params
-from posthouse.protocols.imap.response import encode_value
+from posthouse.protocols.imap.response import Raw, encode_value
 
 
 def structure_value(data: bytes, part: Part, *, extensions: bool) -> list[object]:
     """The BODYSTRUCTURE (``extensions``) or BODY of ``part`` as a response value."""
     if part.is_multipart:
-        value: list[object] = [
-            structure_value(data, child, extensions=extensions) for child in part.children
-        ]
-        value.append(part.subtype)
+        # RFC 3501 §9 body-type-mpart = 1*body SP media-subtype: no SP between the parts.
+        children = b"".join(
+            encode_value(structure_value(data, child, extensions=extensions))
+            for child in part.children
+        )
+        value: list[object] = [Raw(children), part.subtype]
         if extensions:
             value += [
                 _params(part) or None,
