@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 
 import pytest
 from hypothesis import given, settings
@@ -113,7 +114,8 @@ NESTED = (
         ),
         (
             Section((2,), "HEADER"),
-            b"Subject: inner\r\nFrom: x@y\r\nContent-Type: multipart/alternative; boundary=Y\r\n\r\n",
+            b"Subject: inner\r\nFrom: x@y\r\n"
+            b"Content-Type: multipart/alternative; boundary=Y\r\n\r\n",
         ),
         (Section((2, 1)), b"plain inner"),
         (Section((2, 2)), b"<p>html</p>"),
@@ -235,7 +237,10 @@ def test_a_multipart_without_delimiters_is_one_text_part() -> None:
 
 
 def test_digest_parts_default_to_message_rfc822() -> None:
-    raw = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\nSubject: in digest\r\n\r\nhi\r\n--d--\r\n"
+    raw = (
+        b"Content-Type: multipart/digest; boundary=d\r\n\r\n"
+        b"--d\r\n\r\nSubject: in digest\r\n\r\nhi\r\n--d--\r\n"
+    )
     root = message.parse(raw)
     assert root.children[0].maintype == "MESSAGE" and root.children[0].message is not None
     assert (
@@ -261,7 +266,10 @@ def test_search_text_is_decoded() -> None:
     assert "café softbreak" in body and "plain inner" in body and "<p>html</p>" in body
     assert "Subject: inner" in body  # the encapsulated message's header
     assert "begin 644" not in body  # not a text part
-    raw = b"Subject: =?utf-8?b?w6l0w6k=?= and more\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\n\xe9t\xe9"
+    raw = (
+        b"Subject: =?utf-8?b?w6l0w6k=?= and more\r\n"
+        b"Content-Type: text/plain; charset=iso-8859-1\r\n\r\n\xe9t\xe9"
+    )
     root = message.parse(raw)
     assert text.header_values(root, "SUBJECT") == ["été and more"]
     assert text.body_text(raw, root) == "été"
@@ -317,8 +325,6 @@ def _check_structure(raw: bytes) -> None:
                 continue
             got = sections.section_bytes(raw, root, Section(path, kind))
             assert got is None or got in raw or got.endswith(b"\r\n")
-        try:
+        with contextlib.suppress(CommandError):
             sections.binary_bytes(raw, root, path)
-        except CommandError:
-            pass
     text.body_text(raw, root)
