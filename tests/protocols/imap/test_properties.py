@@ -34,6 +34,7 @@ VALID = [
     b"a021 UID EXPUNGE 1:5\r\n",
     b'a022 CREATE "Sent Items" (USE (\\Sent))\r\n',
     b"a023 STATUS INBOX (MESSAGES UIDNEXT HIGHESTMODSEQ)\r\n",
+    b"a024 SEARCH CHARSET {3}\r\na\rb ALL\r\n",
     b"\r\n",
 ]
 TOKENS = [

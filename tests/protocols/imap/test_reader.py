@@ -295,3 +295,13 @@ def test_the_same_events_in_any_chunking() -> None:
     whole = read_all(data)
     assert bytewise(data) == whole
     assert read_all(data, chunks=[5, 1, 17, 3, 40]) == whole
+
+
+def test_control_characters_the_client_sent_never_reach_a_response() -> None:
+    events = read_all(b'a SEARCH CHARSET {3}\r\na\rb ALL\r\nb LOGIN "x\ry" z\r\n')
+    assert [type(e).__name__ for e in events] == ["ContinuationRequest", "Refused", "Refused"]
+    for event in events[1:]:
+        assert isinstance(event, Refused)
+        wire = event.response.to_bytes()
+        assert wire.count(b"\r") == 1 and wire.endswith(b"\r\n")
+    assert isinstance(events[1], Refused) and "A?B" in events[1].response.text

@@ -185,8 +185,8 @@ class Cursor:
                 raise self.error('backslash must escape only \\" or \\\\ in a quoted string')
             out.append(line[nxt + 1])
             pos = nxt + 2
-        if 0 in out:
-            raise self.error("NUL in a quoted string")
+        if 0 in out or 0x0D in out or 0x0A in out:
+            raise self.error("NUL, CR or LF in a quoted string")
         self.counted()
         return bytes(out)
 

@@ -19,6 +19,8 @@ class CommandError(ProtocolError):
     human sentence."""
 
     def __init__(self, text: str, *, status: Status = "BAD", code: str | None = None) -> None:
+        # The sentence may quote what the client sent: no control character reaches the wire.
+        text = "".join(c if c >= " " and c != "\x7f" else "?" for c in text)
         super().__init__(text)
         self.text = text
         self.status: Status = status
