@@ -328,3 +328,30 @@ def _check_structure(raw: bytes) -> None:
         with contextlib.suppress(CommandError):
             sections.binary_bytes(raw, root, path)
     text.body_text(raw, root)
+
+
+def test_content_of_fetch_items_with_partials() -> None:
+    from posthouse.protocols.imap.fetchatt import FetchItem
+
+    root = message.parse(NESTED)
+    header_end = NESTED.index(b"\r\n\r\n") + 4
+    assert sections.item_octets(NESTED, root, FetchItem("RFC822")) == NESTED
+    assert sections.item_octets(NESTED, root, FetchItem("RFC822.HEADER")) == NESTED[:header_end]
+    assert sections.item_octets(NESTED, root, FetchItem("RFC822.TEXT")) == NESTED[header_end:]
+    item = FetchItem("BODY", Section((2, 1)), partial=(2, 4))
+    assert sections.item_octets(NESTED, root, item) == b"ain "
+    item = FetchItem("BINARY", Section((1,)), partial=(0, 4))
+    assert sections.item_octets(NESTED, root, item) == b"caf" + b"\xc3"
+    assert sections.item_octets(NESTED, root, FetchItem("BODY", Section((7,)))) is None
+    assert sections.binary_size(NESTED, root, (1,)) == len("café softbreak".encode())
+    with pytest.raises(ValueError):
+        sections.item_octets(NESTED, root, FetchItem("FLAGS"))
+
+
+def test_header_fields_match_names_case_insensitively() -> None:
+    header = b"From: a\r\nX-Long: one\r\n two\r\nfrom: b\r\nTo: c\r\n\r\n"
+    assert sections.header_fields(header, ["FROM", "x-long"], exclude=False) == (
+        b"From: a\r\nX-Long: one\r\n two\r\nfrom: b\r\n\r\n"
+    )
+    assert sections.header_fields(header, ["from", "X-LONG"], exclude=True) == b"To: c\r\n\r\n"
+    assert sections.header_fields(header, ["Nothing"], exclude=False) == b"\r\n"

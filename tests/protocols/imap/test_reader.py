@@ -305,3 +305,13 @@ def test_control_characters_the_client_sent_never_reach_a_response() -> None:
         wire = event.response.to_bytes()
         assert wire.count(b"\r") == 1 and wire.endswith(b"\r\n")
     assert isinstance(events[1], Refused) and "A?B" in events[1].response.text
+
+
+def test_the_messages_of_one_multiappend_are_limited_together() -> None:
+    limits = ReaderLimits(append=100, append_total=150)
+    events = read_all(b"a APPEND x {80+}\r\n" + b"m" * 80 + b" {80}\r\nb NOOP\r\n", limits)
+    assert isinstance(events[0], Refused)
+    assert events[0].response.to_bytes() == (
+        b"a NO [TOOBIG] The messages of one APPEND exceed 150 octets\r\n"
+    )
+    assert isinstance(events[1], commands.Command) and events[1].tag == "b"

@@ -115,3 +115,9 @@ def test_data_fetch_continuation_and_esearch() -> None:
         b'* ESEARCH (TAG "A285") UID ALL 4:6,20\r\n'
     )
     assert response.data("café", utf8=True).to_bytes() == '* "café"\r\n'.encode()
+
+
+def test_binary_values_use_literal8_only_for_nul() -> None:
+    assert encode_value(response.binary_value(b"a\x00b")) == b"~{3}\r\na\x00b"
+    assert encode_value(response.binary_value(b"plain")) == b"{5}\r\nplain"
+    assert encode_value(response.binary_value(None)) == b"NIL"

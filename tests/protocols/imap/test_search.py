@@ -214,3 +214,16 @@ def test_nesting_depth_is_limited_for_parentheses_not_and_or() -> None:
 def test_many_keys_side_by_side_are_not_nesting() -> None:
     keys = " ".join(["SEEN"] * 2000)
     assert hits(keys) == [1, 3]
+
+
+def test_esearch_return_results() -> None:
+    # RFC 4731 §3.1: MIN/MAX only with matches; COUNT always; ALL as a set.
+    everything = frozenset({"MIN", "MAX", "ALL", "COUNT"})
+    assert search.return_results([2, 3, 5], everything) == [
+        ("MIN", 2),
+        ("MAX", 5),
+        ("ALL", [2, 3, 5]),
+        ("COUNT", 3),
+    ]
+    assert search.return_results([], everything) == [("ALL", []), ("COUNT", 0)]
+    assert search.return_results([4], frozenset({"MAX"})) == [("MAX", 4)]

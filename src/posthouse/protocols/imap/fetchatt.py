@@ -45,8 +45,8 @@ class Section:
     """RFC 3501 §9 section-spec: a part path and what of it.
 
     ``text`` is None (the whole part), "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT",
-    "TEXT" or "MIME"; ``fields`` the header names of the two HEADER.FIELDS forms,
-    upper-cased.
+    "TEXT" or "MIME"; ``fields`` the header names of the two HEADER.FIELDS forms as
+    the client wrote them (the response echoes them; matching ignores case).
     """
 
     part: tuple[int, ...] = ()
@@ -173,9 +173,9 @@ def _section(cursor: Cursor) -> Section:
 def _header_list(cursor: Cursor) -> tuple[str, ...]:
     """RFC 3501 §9 header-list = "(" header-fld-name *(SP header-fld-name) ")"."""
     cursor.open_list()
-    names = [cursor.astring_text("a header name").upper()]
+    names = [cursor.astring_text("a header name")]
     while cursor.take(b" "):
-        names.append(cursor.astring_text("a header name").upper())
+        names.append(cursor.astring_text("a header name"))
     cursor.close_list()
     for name in names:
         if not name or any(not 0x21 <= ord(c) <= 0x7E or c == ":" for c in name):

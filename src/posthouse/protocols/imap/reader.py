@@ -47,6 +47,7 @@ class ReaderLimits:
     line: int = 64 * 1024  # one line; RFC 7162 §4 asks servers to take at least 8192
     literal: int = 64 * 1024  # one literal of any command but APPEND
     append: int = 64 * 1024 * 1024  # one APPEND message (announce as APPENDLIMIT)
+    append_total: int = 256 * 1024 * 1024  # all messages of one MULTIAPPEND
     nonsync: int = 4096  # the largest {n+}: 4096 for LITERAL- (RFC 7888 §4)
     command: int = 1024 * 1024  # one command's lines and non-APPEND literals together
     literals: int = 1000  # literals in one command (MULTIAPPEND messages)
@@ -123,6 +124,7 @@ class CommandReader:
         self._segments: list[bytes] = []
         self._literals: list[Literal] = []
         self._size = 0
+        self._appended = 0  # octets of APPEND messages in the current command
         self._literal: _Marker | None = None  # a literal being read
         self._skip = 0  # octets of a refused literal still to throw away
         self._abandoned = False  # the rest of a refused command is being thrown away
@@ -255,17 +257,18 @@ class CommandReader:
             return self._refuse(
                 tag, Status("BAD", "Too many literals in one command", code=TOOBIG), marker
             )
-        if marker.size > limit or (not append and self._size + marker.size > self.limits.command):
+        total = self._appended + marker.size
+        reason: str | None = None
+        if marker.size > limit:
             what = "Message" if append else "Literal"
-            return self._refuse(
-                tag,
-                Status(
-                    "NO" if marker.synchronizing else "BAD",
-                    f"{what} of {marker.size} octets is larger than the limit of {limit}",
-                    code=TOOBIG,
-                ),
-                marker,
-            )
+            reason = f"{what} of {marker.size} octets is larger than the limit of {limit}"
+        elif append and total > self.limits.append_total:
+            reason = f"The messages of one APPEND exceed {self.limits.append_total} octets"
+        elif not append and self._size + marker.size > self.limits.command:
+            reason = f"The command exceeds {self.limits.command} octets"
+        if reason is not None:
+            refusal = Status("NO" if marker.synchronizing else "BAD", reason, code=TOOBIG)
+            return self._refuse(tag, refusal, marker)
         if not marker.synchronizing and marker.size > self.limits.nonsync:
             return self._refuse(
                 tag,
@@ -277,7 +280,9 @@ class CommandReader:
                 ),
                 marker,
             )
-        if not append:
+        if append:
+            self._appended = total
+        else:
             self._size += marker.size
         self._literal = marker
         if marker.synchronizing:
@@ -313,6 +318,7 @@ class CommandReader:
         self._segments = []
         self._literals = []
         self._size = 0
+        self._appended = 0
 
     # ------------------------------------------------------------ refusals
 

@@ -289,6 +289,13 @@ def fetch(number: int, items: Iterable[tuple[str, object]], *, utf8: bool = Fals
     return Data((number, Atom("FETCH"), flat), utf8)
 
 
+def binary_value(octets: bytes | None) -> object:
+    """A BINARY[...] value: NIL, or a literal8 when it holds NUL (RFC 3516 §4.3)."""
+    if octets is None:
+        return None
+    return Literal(octets, binary=b"\x00" in octets)
+
+
 def flags_value(flags: Iterable[str]) -> list[Atom]:
     """A flag list as a value: ``(\\Seen $Label)``."""
     return [Atom(flag) for flag in flags]

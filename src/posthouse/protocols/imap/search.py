@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -356,6 +356,24 @@ def matches(key: Key, message: MessageView, context: SearchContext) -> bool:
 def search(key: Key, messages: Iterable[MessageView], context: SearchContext) -> list[MessageView]:
     """The messages that satisfy ``key``, in the given order."""
     return [message for message in messages if matches(key, message, context)]
+
+
+def return_results(
+    numbers: Sequence[int], returns: frozenset[str]
+) -> list[tuple[str, int | Sequence[int]]]:
+    """The RFC 4731 §3.1 result items for the matching ``numbers`` (ascending), for
+    `response.esearch`: MIN and MAX only when something matched, COUNT always, ALL
+    when asked (SAVE is the engine's: it keeps the UIDs, RFC 5182)."""
+    results: list[tuple[str, int | Sequence[int]]] = []
+    if "MIN" in returns and numbers:
+        results.append(("MIN", numbers[0]))
+    if "MAX" in returns and numbers:
+        results.append(("MAX", numbers[-1]))
+    if "ALL" in returns:
+        results.append(("ALL", numbers))
+    if "COUNT" in returns:
+        results.append(("COUNT", len(numbers)))
+    return results
 
 
 def _contains(text: str, value: str) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from posthouse.protocols.imap.errors import CommandError
-from posthouse.protocols.imap.fetchatt import Section
+from posthouse.protocols.imap.fetchatt import FetchItem, Section
 from posthouse.protocols.imap.message import Part
 
 _FIELD_NAME: Final = re.compile(rb"([^:\s]+)[ \t]*:")
@@ -80,6 +80,35 @@ def header_fields(header: bytes, names: Sequence[str], *, exclude: bool) -> byte
             out += line if line.endswith(b"\n") else line + b"\r\n"
     out += b"\r\n"
     return bytes(out)
+
+
+def item_octets(data: bytes, message: Part, item: FetchItem) -> bytes | None:
+    """The content a FETCH item returns, its partial range applied: BODY[section],
+    BINARY[part], RFC822, RFC822.HEADER, RFC822.TEXT (RFC 3501 §6.4.5, RFC 3516 §4.2).
+    None means the part does not exist (NIL); BINARY may raise NO [UNKNOWN-CTE]."""
+    octets: bytes | None
+    match item.name:
+        case "RFC822":
+            octets = data[message.start : message.end]
+        case "RFC822.HEADER":
+            octets = data[message.start : message.body_start]
+        case "RFC822.TEXT":
+            octets = data[message.body_start : message.end]
+        case "BODY" if item.section is not None:
+            octets = section_bytes(data, message, item.section)
+        case "BINARY" if item.section is not None:
+            octets = binary_bytes(data, message, item.section.part)
+        case _:
+            raise ValueError(f"{item.name} has no content octets")
+    if octets is not None and item.partial is not None:
+        octets = partial(octets, *item.partial)
+    return octets
+
+
+def binary_size(data: bytes, message: Part, path: Sequence[int]) -> int | None:
+    """BINARY.SIZE[path] (RFC 3516 §4.2): the size of the decoded content."""
+    octets = binary_bytes(data, message, path)
+    return None if octets is None else len(octets)
 
 
 def partial(octets: bytes, origin: int, count: int) -> bytes:
