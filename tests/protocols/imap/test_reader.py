@@ -315,3 +315,24 @@ def test_the_messages_of_one_multiappend_are_limited_together() -> None:
         b"a NO [TOOBIG] The messages of one APPEND exceed 150 octets\r\n"
     )
     assert isinstance(events[1], commands.Command) and events[1].tag == "b"
+
+
+def test_the_reader_can_share_the_engines_line_buffer() -> None:
+    from posthouse.protocols.lines import LineBuffer
+
+    shared = LineBuffer()
+    reader = CommandReader(buffer=shared)
+    shared.feed(b"a AUTHENTICATE PLAIN\r\ndGVzdAB0ZXN0AHRlc3Q=\r\nb NOOP\r\n")
+    event = reader.next_event()
+    assert isinstance(event, commands.Command) and event.name == "AUTHENTICATE"
+    # the engine core reads the SASL response line from the same buffer ...
+    assert shared.read_line(100) == b"dGVzdAB0ZXN0AHRlc3Q="
+    # ... and the reader goes on after it
+    event = reader.next_event()
+    assert isinstance(event, commands.Command) and event.tag == "b"
+    shared.feed(b"c NO")
+    assert reader.next_event() is NEED_DATA
+    shared.clear()  # e.g. STARTTLS: what came before the handshake is dropped
+    shared.feed(b"d NOOP\r\n")
+    event = reader.next_event()
+    assert isinstance(event, commands.Command) and event.tag == "d"

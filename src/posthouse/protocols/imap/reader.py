@@ -34,8 +34,8 @@ from posthouse.protocols.imap.commands import Command, parse_after_tag, read_tag
 from posthouse.protocols.imap.cursor import LITERAL_MARKER, TAG_CHARS, Cursor, Literal, ParseLimits
 from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.response import TOOBIG, Code, Status
+from posthouse.protocols.lines import LineBuffer
 
-_COMPACT_AT: Final = 64 * 1024
 _TAIL: Final = 32  # octets of an over-long line kept to see a literal marker at its end
 _APPEND: Final = re.compile(rb"[^ ]+ APPEND ", re.IGNORECASE)
 
@@ -113,11 +113,14 @@ class _Overlong:
 class CommandReader:
     """See the module docstring."""
 
-    def __init__(self, limits: ReaderLimits | None = None) -> None:
+    def __init__(
+        self, limits: ReaderLimits | None = None, *, buffer: LineBuffer | None = None
+    ) -> None:
+        """``buffer``: share the engine's input buffer (engine_base.EngineCore._buf), so
+        that its SASL and TLS handling see the same octets."""
         self.limits = limits or ReaderLimits()
-        self._buf = bytearray()
-        self._pos = 0
-        self._scanned = 0  # octets after _pos known to hold no LF
+        self._input = buffer if buffer is not None else LineBuffer()
+        self._scan = (-1, 0)  # (buffer offset, octets after it known to hold no LF)
         self._discarding = False  # inside an over-long line
         self._head = b""
         self._tail = b""
@@ -136,7 +139,7 @@ class CommandReader:
     @property
     def buffered(self) -> int:
         """Octets received and not yet consumed."""
-        return len(self._buf) - self._pos
+        return len(self._input)
 
     @property
     def closed(self) -> bool:
@@ -144,15 +147,12 @@ class CommandReader:
 
     def feed(self, data: bytes) -> None:
         if not self._closed:
-            self._buf += data
+            self._input.feed(data)
 
     def take_buffered(self) -> bytes:
         """Remove and return every unconsumed octet (after STARTTLS or COMPRESS the
         engine handles them itself)."""
-        data = bytes(self._buf[self._pos :])
-        self._buf.clear()
-        self._pos = self._scanned = 0
-        return data
+        return self._input.read(len(self._input))
 
     def read_raw_line(self, limit: int) -> bytes | LineStatus | None:
         """The next line without its line end, for input that is not a command (the
@@ -184,18 +184,15 @@ class CommandReader:
     # ------------------------------------------------------------ lines
 
     def _consume(self, stop: int) -> None:
-        self._pos = stop
-        self._scanned = 0
-        if self._pos == len(self._buf):
-            self._buf.clear()
-            self._pos = 0
-        elif self._pos >= _COMPACT_AT and self._pos * 2 >= len(self._buf):
-            del self._buf[: self._pos]
-            self._pos = 0
+        """Consume the buffer up to offset ``stop`` (of the `LineBuffer.peek` view)."""
+        _, pos = self._input.peek()
+        self._input.advance(stop - pos)
+        self._scan = (-1, 0)
 
     def _read_line(self, limit: int) -> bytes | _Overlong | None:
-        buf, pos = self._buf, self._pos
-        end = buf.find(b"\n", pos + self._scanned)
+        buf, pos = self._input.peek()
+        scanned = self._scan[1] if self._scan[0] == pos else 0
+        end = buf.find(b"\n", pos + scanned)
         if self._discarding:
             piece = buf[pos:] if end < 0 else buf[pos:end]
             self._tail = (self._tail + piece)[-_TAIL:]
@@ -212,7 +209,7 @@ class CommandReader:
                 self._discarding = True
                 self._consume(len(buf))
             else:
-                self._scanned = len(buf) - pos
+                self._scan = (pos, len(buf) - pos)
             return None
         if end + 1 - pos > limit:
             self._head = bytes(buf[pos : pos + 200])
@@ -292,10 +289,9 @@ class CommandReader:
     def _read_literal(self) -> bool:
         marker = self._literal
         assert marker is not None
-        if len(self._buf) - self._pos < marker.size:
+        if len(self._input) < marker.size:
             return False
-        data = bytes(self._buf[self._pos : self._pos + marker.size])
-        self._consume(self._pos + marker.size)
+        data = self._input.read(marker.size)
         self._literals.append(Literal(data, marker.binary, marker.synchronizing))
         self._literal = None
         return True
@@ -340,16 +336,14 @@ class CommandReader:
             return None
         if marker.size > self.limits.discard:
             self._closed = True
-            self._buf.clear()
-            self._pos = self._scanned = 0
+            self._input.clear()
             return Fatal(Status("BYE", "Literal too large to skip; closing", code=TOOBIG))
         self._skip = marker.size
         return None
 
     def _discard_octets(self) -> bool:
-        available = len(self._buf) - self._pos
-        taken = min(available, self._skip)
-        self._consume(self._pos + taken)
+        taken = min(len(self._input), self._skip)
+        self._input.advance(taken)
         self._skip -= taken
         return self._skip == 0
 
