@@ -332,7 +332,20 @@ def test_the_reader_can_share_the_engines_line_buffer() -> None:
     assert isinstance(event, commands.Command) and event.tag == "b"
     shared.feed(b"c NO")
     assert reader.next_event() is NEED_DATA
-    shared.clear()  # e.g. STARTTLS: what came before the handshake is dropped
+    reader.reset()  # STARTTLS: nothing sent before the handshake is interpreted
+    assert len(shared) == 0
     shared.feed(b"d NOOP\r\n")
     event = reader.next_event()
     assert isinstance(event, commands.Command) and event.tag == "d"
+
+
+def test_reset_drops_a_partial_command_and_its_literal() -> None:
+    reader = CommandReader()
+    reader.feed(b"a LOGIN {10}\r\n")
+    assert isinstance(reader.next_event(), ContinuationRequest)
+    reader.feed(b"abc")
+    reader.reset()
+    reader.feed(b"x\r\n")
+    event = reader.next_event()
+    # "x" is read as a new command line, not as the rest of the dropped literal
+    assert isinstance(event, Refused) and event.response.tag == "x"

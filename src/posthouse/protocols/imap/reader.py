@@ -149,6 +149,19 @@ class CommandReader:
         if not self._closed:
             self._input.feed(data)
 
+    def reset(self) -> None:
+        """Forget all input and any partial command (after a TLS handshake, RFC 3501
+        §6.2.1: nothing the client sent before it is interpreted).  An engine that shares
+        its buffer calls this instead of clearing the buffer itself."""
+        self._input.clear()
+        self._scan = (-1, 0)
+        self._discarding = False
+        self._reset()
+        self._literal = None
+        self._skip = 0
+        self._abandoned = False
+        self._queued.clear()
+
     def take_buffered(self) -> bytes:
         """Remove and return every unconsumed octet (after STARTTLS or COMPRESS the
         engine handles them itself)."""
