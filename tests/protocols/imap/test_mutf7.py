@@ -67,3 +67,12 @@ def test_round_trip_and_ascii_only(name: str) -> None:
 def test_decode_never_raises_anything_but_the_protocol_error(name: str) -> None:
     with contextlib.suppress(CommandError):
         mutf7.decode(name)
+
+
+def test_wire_forms_follow_utf8_accept() -> None:
+    assert mutf7.to_wire("Entwürfe", utf8=False) == "Entw&APw-rfe"
+    assert mutf7.to_wire("Entwürfe", utf8=True) == "Entwürfe"
+    assert mutf7.from_wire("Entw&APw-rfe", utf8=False) == "Entwürfe"
+    assert mutf7.from_wire("Tom & Jerry", utf8=True) == "Tom & Jerry"
+    with pytest.raises(CommandError):
+        mutf7.from_wire("Tom & Jerry", utf8=False)

@@ -93,3 +93,14 @@ def _decode_chunk(name: str, chunk: str) -> str:
     if any(_direct(char) for char in text):
         raise _error(name, "printable ASCII inside a shift")
     return text
+
+
+def to_wire(name: str, *, utf8: bool) -> str:
+    """A mailbox name as a response carries it: UTF-8 once the client enabled
+    UTF8=ACCEPT (RFC 6855 §3), modified UTF-7 otherwise."""
+    return name if utf8 else encode(name)
+
+
+def from_wire(name: str, *, utf8: bool) -> str:
+    """The Unicode name a client's mailbox argument stands for (see `to_wire`)."""
+    return name if utf8 else decode(name)
