@@ -318,8 +318,11 @@ def matches(key: Key, message: MessageView, context: SearchContext) -> bool:
         case All():
             return True
         case Flag(flag):
+            flags = message.flags
+            if flag in flags:
+                return True
             wanted = flag.upper()
-            return any(have.upper() == wanted for have in message.flags)
+            return any(have.upper() == wanted for have in flags)
         case Not(inner):
             return not matches(inner, message, context)
         case Or(left, right):
