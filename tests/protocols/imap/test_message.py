@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from posthouse.protocols.imap import bodystructure, envelope, message, sections, text
 from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.fetchatt import Section
+from tests.protocols.imap.wire import read_whole
 
 # The message of RFC 3501 §8 (a003 FETCH 12 FULL): 92 lines, 3028 octets of body.
 RFC3501_BODY = b"".join(b"%-31s\r\n" % (b"line %d" % n) for n in range(91)) + b"x" * 23 + b"\r\n"
@@ -317,8 +318,16 @@ def _check_structure(raw: bytes) -> None:
         if part.message is not None:
             assert part.message.start == part.body_start and part.message.end == part.end
             stack.append(part.message)
-    assert bodystructure.bodystructure_bytes(raw, root).startswith(b"(")
-    assert envelope.envelope_bytes(root).startswith(b"(")
+    structure = read_whole(bodystructure.bodystructure_bytes(raw, root))
+    assert isinstance(structure, list) and len(structure) >= 3
+    assert isinstance(read_whole(bodystructure.body_bytes(raw, root)), list)
+    fields = read_whole(envelope.envelope_bytes(root))
+    assert isinstance(fields, list) and len(fields) == 10
+    for addresses in fields[2:8]:
+        assert addresses is None or all(
+            isinstance(a, list) and len(a) == 4
+            for a in addresses  # type: ignore[attr-defined]
+        )
     for path in [(), (1,), (1, 1), (2,), (2, 1)]:
         for kind in (None, "HEADER", "TEXT", "MIME"):
             if kind == "MIME" and not path:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from posthouse.protocols.imap import response
 from posthouse.protocols.imap.response import Atom, Literal, Raw, Status, encode_value
+from tests.protocols.imap.wire import read_whole
 
 
 @pytest.mark.parametrize(
@@ -121,3 +124,39 @@ def test_binary_values_use_literal8_only_for_nul() -> None:
     assert encode_value(response.binary_value(b"a\x00b")) == b"~{3}\r\na\x00b"
     assert encode_value(response.binary_value(b"plain")) == b"{5}\r\nplain"
     assert encode_value(response.binary_value(None)) == b"NIL"
+
+
+values = st.recursive(
+    st.none()
+    | st.integers(0, 2**63)
+    | st.binary(max_size=40)
+    | st.text(max_size=20)
+    | st.binary(max_size=1200),
+    lambda children: st.lists(children, max_size=6),
+    max_leaves=30,
+)
+
+
+def _normal(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, list):
+        return [_normal(item) for item in value]
+    return value
+
+
+@given(values, st.booleans())
+def test_every_value_reads_back_as_written(value: object, utf8: bool) -> None:
+    wire = encode_value(value, utf8=utf8)
+    expected = _normal(value)
+    if isinstance(expected, bytes) or isinstance(value, list):
+        expected = _without_nul(expected)
+    assert read_whole(wire) == expected
+
+
+def _without_nul(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.replace(b"\x00", b"\x80")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value

@@ -170,13 +170,17 @@ LIMIT: Final = Code("LIMIT")
 OVERQUOTA: Final = Code("OVERQUOTA")
 ALREADYEXISTS: Final = Code("ALREADYEXISTS")
 NONEXISTENT: Final = Code("NONEXISTENT")
-# RFC 4315 §3, RFC 7162 §3.1.2/§3.2.11, RFC 4469 / RFC 7889, RFC 3516 §4.5, RFC 4978 §3
+# RFC 4315 §3, RFC 7162 §3.1.2/§3.2.11, RFC 4469 / RFC 7889, RFC 3516 §4.5, RFC 4978 §3,
+# and the rest as marked
 UIDNOTSTICKY: Final = Code("UIDNOTSTICKY")
 NOMODSEQ: Final = Code("NOMODSEQ")
 CLOSED: Final = Code("CLOSED")
 TOOBIG: Final = Code("TOOBIG")
 UNKNOWN_CTE: Final = Code("UNKNOWN-CTE")
 COMPRESSIONACTIVE: Final = Code("COMPRESSIONACTIVE")
+NOTSAVED: Final = Code("NOTSAVED")  # RFC 5182 §2.2: SEARCH ... RETURN (SAVE) failed
+USEATTR: Final = Code("USEATTR")  # RFC 6154 §6: CREATE (USE ...) refused
+HASCHILDREN: Final = Code("HASCHILDREN")  # RFC 9051 §7.1: DELETE of a mailbox with children
 
 
 def number_code(name: str, number: int) -> Code:
