@@ -25,8 +25,3 @@ class CommandError(ProtocolError):
         self.text = text
         self.status: Status = status
         self.code = code
-
-
-def syntax(text: str) -> CommandError:
-    """A BAD refusal: the command does not follow the grammar."""
-    return CommandError(text)

@@ -63,10 +63,6 @@ class Part:
     def is_multipart(self) -> bool:
         return self.maintype == "MULTIPART" and bool(self.children)
 
-    @property
-    def encapsulates(self) -> bool:
-        return self.message is not None
-
     def param(self, name: bytes) -> bytes | None:
         wanted = name.lower()
         for key, value in self.params:
