@@ -100,3 +100,15 @@ def test_format_then_parse_gives_the_same_numbers(numbers: set[int]) -> None:
     # compact: no two ranges that could merge
     spans = parsed.resolve(max(numbers))
     assert all(b[0] > a[1] + 1 for a, b in itertools.pairwise(spans))
+
+
+@given(st.text(alphabet="0123456789:,*$ x-", max_size=30))
+def test_parse_raises_only_the_protocol_error(text: str) -> None:
+    try:
+        parsed = seqset.parse(text)
+    except CommandError as error:
+        assert error.status == "BAD"
+        return
+    if not parsed.saved:
+        for low, high in parsed.resolve(50):
+            assert 1 <= low <= high
