@@ -160,3 +160,26 @@ def _without_nul(value: object) -> object:
     if isinstance(value, list):
         return [_without_nul(item) for item in value]
     return value
+
+
+def test_internal_date_format() -> None:
+    import datetime as dt
+
+    pst = dt.timezone(-dt.timedelta(hours=8))
+    assert response.date_time(dt.datetime(1994, 2, 7, 21, 52, 25, tzinfo=pst)) == (
+        " 7-Feb-1994 21:52:25 -0800"
+    )
+    ist = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    assert response.date_time(dt.datetime(1996, 7, 17, 2, 44, 25, tzinfo=ist)) == (
+        "17-Jul-1996 02:44:25 +0530"
+    )
+    assert response.date_time(dt.datetime(2000, 1, 1)) == " 1-Jan-2000 00:00:00 +0000"
+    # what APPEND reads back is what INTERNALDATE writes
+    from posthouse.protocols.imap import commands
+    from tests.protocols.imap.reading import read_all
+
+    when = dt.datetime(1994, 2, 7, 21, 52, 25, tzinfo=pst)
+    events = read_all(f'a APPEND x "{response.date_time(when)}" {{1+}}\r\nm\r\n'.encode())
+    command = events[-1]
+    assert isinstance(command, commands.Command) and isinstance(command.arguments, commands.Append)
+    assert command.arguments.messages[0].date == when

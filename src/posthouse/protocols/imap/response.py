@@ -13,6 +13,7 @@ binary content, RFC 3516 §4.3), lists and tuples parenthesised.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -298,6 +299,35 @@ def binary_value(octets: bytes | None) -> object:
     if octets is None:
         return None
     return Literal(octets, binary=b"\x00" in octets)
+
+
+_MONTHS: Final = (
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+)
+
+
+def date_time(when: dt.datetime) -> str:
+    """RFC 3501 §9 date-time text for INTERNALDATE: " 7-Feb-1994 21:52:25 -0800"
+    (the day space-padded, the zone of ``when``; a naive time is taken as UTC)."""
+    offset = when.utcoffset() or dt.timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    return (
+        f"{when.day:2d}-{_MONTHS[when.month - 1]}-{when.year:04d} "
+        f"{when.hour:02d}:{when.minute:02d}:{when.second:02d} {sign}{hours:02d}{mins:02d}"
+    )
 
 
 def flags_value(flags: Iterable[str]) -> list[Atom]:
