@@ -6,6 +6,7 @@ import tracemalloc
 
 import pytest
 
+from posthouse.protocols.errors import UsageError
 from posthouse.protocols.imap import commands
 from posthouse.protocols.imap.reader import (
     NEED_DATA,
@@ -66,10 +67,10 @@ def test_the_rfc_3501_sample_session_parses() -> None:
 def test_a_synchronising_literal_asks_for_a_continuation_before_its_octets() -> None:
     reader = CommandReader()
     reader.feed(b"a1 LOGIN {5}\r\n")
-    assert reader.next_event() == ContinuationRequest("a1")
+    assert reader.next_event() == ContinuationRequest("a1", "LOGIN")
     assert reader.next_event() is NEED_DATA
     reader.feed(b"alice {6}\r\n")
-    assert reader.next_event() == ContinuationRequest("a1")
+    assert reader.next_event() == ContinuationRequest("a1", "LOGIN")
     reader.feed(b"secret\r\n")
     command = reader.next_event()
     assert isinstance(command, commands.Command)
@@ -127,7 +128,7 @@ def test_an_append_over_the_message_limit_is_refused_before_it_is_read() -> None
     assert event.response.status == "NO" and str(event.response.code) == "TOOBIG"
     assert reader.buffered == 0
     reader.feed(b"A003 APPEND saved-messages (\\Seen) {1000}\r\n")
-    assert reader.next_event() == ContinuationRequest("A003")
+    assert reader.next_event() == ContinuationRequest("A003", "APPEND")
 
 
 def test_a_non_synchronising_literal_over_the_limit_is_bad_and_skipped() -> None:
@@ -349,3 +350,20 @@ def test_reset_drops_a_partial_command_and_its_literal() -> None:
     event = reader.next_event()
     # "x" is read as a new command line, not as the rest of the dropped literal
     assert isinstance(event, Refused) and event.response.tag == "x"
+
+
+def test_the_engine_may_decline_a_synchronising_literal() -> None:
+    reader = CommandReader()
+    reader.feed(b"a APPEND nosuchbox {300}\r\n")
+    assert reader.next_event() == ContinuationRequest("a", "APPEND")
+    reader.decline_literal()  # the engine answers "a NO [TRYCREATE] ..." instead of "+"
+    reader.feed(b"b NOOP\r\n")
+    event = reader.next_event()
+    assert isinstance(event, commands.Command) and event.tag == "b"
+    with pytest.raises(UsageError):
+        reader.decline_literal()
+
+
+def test_continuation_requests_name_the_command() -> None:
+    events = read_all(b"a UID SEARCH TEXT {1}\r\nx\r\n")
+    assert events[0] == ContinuationRequest("a", "SEARCH")

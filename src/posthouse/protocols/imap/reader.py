@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from posthouse.protocols.errors import UsageError
 from posthouse.protocols.imap.commands import Command, parse_after_tag, read_tag
 from posthouse.protocols.imap.cursor import LITERAL_MARKER, TAG_CHARS, Cursor, Literal, ParseLimits
 from posthouse.protocols.imap.errors import CommandError
@@ -61,9 +62,16 @@ class ReaderLimits:
 
 @dataclass(frozen=True)
 class ContinuationRequest:
-    """Send a command continuation request (``+``): a synchronising literal follows."""
+    """Send a command continuation request (``+``): a synchronising literal follows.
+
+    ``name`` is the command's (upper-case) name.  Instead of sending ``+`` the engine
+    may refuse the literal with `CommandReader.decline_literal` (RFC 3501 §7.5: the
+    client then sends nothing more of that command), e.g. an APPEND to a mailbox that
+    does not exist (NO [TRYCREATE]).
+    """
 
     tag: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,14 @@ class CommandReader:
         self._skip = 0
         self._abandoned = False
         self._queued.clear()
+
+    def decline_literal(self) -> None:
+        """Do not read the synchronising literal just announced: the engine answers the
+        `ContinuationRequest` with a tagged NO or BAD instead of ``+``."""
+        if self._literal is None or not self._literal.synchronizing:
+            raise UsageError("decline_literal() without a pending synchronising literal")
+        self._literal = None
+        self._reset()
 
     def take_buffered(self) -> bytes:
         """Remove and return every unconsumed octet (after STARTTLS or COMPRESS the
@@ -296,7 +312,7 @@ class CommandReader:
             self._size += marker.size
         self._literal = marker
         if marker.synchronizing:
-            return ContinuationRequest(tag or "*")
+            return ContinuationRequest(tag or "*", _name_of(head))
         return None
 
     def _read_literal(self) -> bool:
@@ -369,6 +385,13 @@ def _tag_of(line: bytes) -> str | None:
     if end == 0 or (end < len(line) and line[end] != 0x20):
         return None
     return line[:end].decode("ascii")
+
+
+def _name_of(line: bytes) -> str:
+    """The upper-case command name after the tag (and UID), for a continuation request."""
+    words = line.split(b" ", 3)
+    index = 2 if len(words) > 2 and words[1].upper() == b"UID" else 1
+    return words[index].decode("ascii", "replace").upper() if len(words) > index else ""
 
 
 def _marker(line: bytes, *, quoted_state_known: bool = True) -> _Marker | None:
