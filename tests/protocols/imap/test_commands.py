@@ -275,3 +275,9 @@ def test_sort_and_thread() -> None:
 
 def test_compress() -> None:
     assert parse(b"a COMPRESS DEFLATE").arguments == commands.Compress("DEFLATE")
+
+
+def test_rfc_4466_parameter_lists_are_never_empty() -> None:
+    assert refusal(b"a SELECT INBOX ()").response.status == "BAD"
+    assert refusal(b"a FETCH 1 (FLAGS) ()").response.status == "BAD"
+    assert refusal(b"a SELECT INBOX (CONDSTORE )").response.status == "BAD"

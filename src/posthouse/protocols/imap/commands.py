@@ -386,9 +386,7 @@ def _select(cursor: Cursor) -> Arguments:
     if cursor.take(b" "):  # RFC 4466 §2.1 select-params
         cursor.open_list()
         first = True
-        while cursor.peek() != 0x29:
-            if not first:
-                cursor.sp()
+        while first or cursor.take(b" "):  # RFC 4466 §2: at least one
             first = False
             param = cursor.atom("a SELECT parameter").upper()
             if param == "CONDSTORE":
@@ -567,9 +565,7 @@ def _fetch(cursor: Cursor) -> Arguments:
     if cursor.take(b" "):  # RFC 4466 §2.4 fetch-modifiers
         cursor.open_list()
         first = True
-        while cursor.peek() != 0x29:
-            if not first:
-                cursor.sp()
+        while first or cursor.take(b" "):  # RFC 4466 §2: at least one
             first = False
             modifier = cursor.atom("a FETCH modifier").upper()
             if modifier == "CHANGEDSINCE":
