@@ -245,7 +245,7 @@ def _other_key(name: str, cursor: Cursor, charset: str) -> Key:
             return keyword if name == "KEYWORD" else Not(keyword)
         case "LARGER" | "SMALLER":
             cursor.sp()
-            return Size(name == "LARGER", cursor.number())
+            return Size(name == "LARGER", cursor.number(limit=2**63 - 1))  # RFC 9051 number64
         case "BODY":
             cursor.sp()
             return Body(_search_string(cursor, charset))
