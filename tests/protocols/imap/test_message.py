@@ -364,3 +364,26 @@ def test_header_fields_match_names_case_insensitively() -> None:
     )
     assert sections.header_fields(header, ["from", "X-LONG"], exclude=True) == b"To: c\r\n\r\n"
     assert sections.header_fields(header, ["Nothing"], exclude=False) == b"\r\n"
+
+
+names = (
+    st.text(alphabet='abc XYZ.,;:"\\()<>@', max_size=12)
+    .map(str.strip)
+    .filter(lambda n: "  " not in n)
+)
+locals_ = st.from_regex(r"[a-z0-9][a-z0-9.+_-]{0,8}[a-z0-9]", fullmatch=True).filter(
+    lambda text: ".." not in text
+)
+domains = st.from_regex(r"[a-z0-9]{1,6}(\.[a-z]{2,4}){0,2}", fullmatch=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(names, locals_, domains), min_size=1, max_size=4))
+def test_addresses_agree_with_formataddr(entries: list[tuple[str, str, str]]) -> None:
+    from email.utils import formataddr
+
+    header = ", ".join(formataddr((name, f"{local}@{domain}")) for name, local, domain in entries)
+    found = envelope.parse_address_list(header.encode())
+    assert [(a.name, a.mailbox, a.host) for a in found] == [
+        (name.encode() or None, local.encode(), domain.encode()) for name, local, domain in entries
+    ]
