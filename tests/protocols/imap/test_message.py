@@ -387,3 +387,28 @@ def test_addresses_agree_with_formataddr(entries: list[tuple[str, str, str]]) ->
     assert [(a.name, a.mailbox, a.host) for a in found] == [
         (name.encode() or None, local.encode(), domain.encode()) for name, local, domain in entries
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"=?",
+                b"?=",
+                b"?q?",
+                b"?b?",
+                b"utf-8",
+                b"bogus",
+                b"=C3=A9",
+                b"w6k=",
+                b" ",
+                b"\xff",
+                b"x",
+            ]
+        ),
+        max_size=12,
+    ).map(b"".join)
+)
+def test_header_decoding_never_raises(raw: bytes) -> None:
+    assert isinstance(text.decode_words(raw), str)
