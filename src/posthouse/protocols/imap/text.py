@@ -10,6 +10,7 @@ as UTF-8 with replacement rather than skipped, so a search still finds the ASCII
 from __future__ import annotations
 
 import codecs
+from email.errors import HeaderParseError
 from email.header import decode_header
 from typing import Final
 
@@ -41,8 +42,8 @@ def decode_words(raw: bytes) -> str:
         return text
     try:
         pieces = decode_header(text)
-    except (ValueError, LookupError, AssertionError):
-        return text
+    except (ValueError, LookupError, AssertionError, HeaderParseError):
+        return text  # a malformed encoded word is searched as it is written
     return "".join(
         piece if isinstance(piece, str) else _charset_decode(piece, charset)
         for piece, charset in pieces
