@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from posthouse.protocols.imap import thread
 from posthouse.protocols.imap.commands import SortCriterion
@@ -167,3 +169,32 @@ def test_format_threads_rfc_5256_example() -> None:
     dummy.add(node(5))
     dummy.add(node(8))
     assert thread.format_threads([dummy], lambda m: m.seq) == "((5)(8))"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "Fri,",
+                " 31",
+                " Dec",
+                " 9999",
+                " 0000",
+                " 23:59:59",
+                " 99:99:99",
+                " -1200",
+                " +9999",
+                " GMT",
+                " 1",
+                "x",
+                ",",
+            ]
+        ),
+        max_size=8,
+    ).map("".join)
+)
+def test_any_date_header_sorts_and_threads(date: str) -> None:
+    messages = [msg(1, {"Date": date, "Subject": "s"}), msg(2, {"Subject": "Re: s"})]
+    assert len(sort_messages(messages, [SortCriterion("DATE")])) == 2
+    assert thread.format_threads(thread.references(messages), lambda m: m.seq)
