@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from posthouse.protocols.imap import commands
+from posthouse.protocols.imap import arguments, commands
 from posthouse.protocols.imap.fetchatt import FetchItem, FetchRequest, Section
 from tests.protocols.imap.reading import read_all
 from tests.protocols.imap.test_commands import parse, refusal
@@ -12,7 +12,7 @@ from tests.protocols.imap.test_commands import parse, refusal
 
 def request(attributes: bytes) -> FetchRequest:
     command = parse(b"a FETCH 1 " + attributes)
-    assert isinstance(command.arguments, commands.Fetch)
+    assert isinstance(command.arguments, arguments.Fetch)
     return command.arguments.request
 
 
@@ -62,7 +62,7 @@ def test_attributes(text: bytes, item: FetchItem, name: str) -> None:
     events = read_all(b"a FETCH 1 (UID " + text + b")\r\n")
     command = events[-1]
     assert isinstance(command, commands.Command), command
-    assert isinstance(command.arguments, commands.Fetch)
+    assert isinstance(command.arguments, arguments.Fetch)
     assert command.arguments.request.items == (FetchItem("UID"), item)
     assert item.response_name() == name
 

@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from posthouse.protocols.errors import UsageError
-from posthouse.protocols.imap import commands
+from posthouse.protocols.imap import arguments, commands
 from posthouse.protocols.imap.reader import (
     NEED_DATA,
     TOO_LONG,
@@ -42,10 +42,10 @@ def test_the_rfc_3501_sample_session_parses() -> None:
     ]
     login, select, full, header, store, _ = events
     assert isinstance(login, commands.Command)
-    assert login.arguments == commands.Login("mrc", "secret")
+    assert login.arguments == arguments.Login("mrc", "secret")
     assert isinstance(select, commands.Command)
-    assert select.arguments == commands.Select("INBOX")
-    assert isinstance(full, commands.Command) and isinstance(full.arguments, commands.Fetch)
+    assert select.arguments == arguments.Select("INBOX")
+    assert isinstance(full, commands.Command) and isinstance(full.arguments, arguments.Fetch)
     assert [i.name for i in full.arguments.request.items] == [
         "FLAGS",
         "INTERNALDATE",
@@ -53,10 +53,10 @@ def test_the_rfc_3501_sample_session_parses() -> None:
         "ENVELOPE",
         "BODY",
     ]
-    assert isinstance(header, commands.Command) and isinstance(header.arguments, commands.Fetch)
+    assert isinstance(header, commands.Command) and isinstance(header.arguments, arguments.Fetch)
     assert header.arguments.request.items[0].response_name() == "BODY[HEADER]"
     assert isinstance(store, commands.Command)
-    assert store.arguments == commands.Store(
+    assert store.arguments == arguments.Store(
         store.arguments.numbers,
         "add",
         False,
@@ -74,7 +74,7 @@ def test_a_synchronising_literal_asks_for_a_continuation_before_its_octets() -> 
     reader.feed(b"secret\r\n")
     command = reader.next_event()
     assert isinstance(command, commands.Command)
-    assert command.arguments == commands.Login("alice", "secret")
+    assert command.arguments == arguments.Login("alice", "secret")
 
 
 def test_literal_plus_and_literal8_need_no_continuation() -> None:
@@ -86,8 +86,8 @@ def test_literal_plus_and_literal8_need_no_continuation() -> None:
     assert len(events) == 2
     login, append = events
     assert isinstance(login, commands.Command)
-    assert login.arguments == commands.Login("FRED FOOBAR", "fat man")
-    assert isinstance(append, commands.Command) and isinstance(append.arguments, commands.Append)
+    assert login.arguments == arguments.Login("FRED FOOBAR", "fat man")
+    assert isinstance(append, commands.Command) and isinstance(append.arguments, arguments.Append)
     assert append.arguments.messages[0].data == b"\x00\x01\r\n"
     assert append.arguments.messages[0].binary
 
@@ -95,14 +95,14 @@ def test_literal_plus_and_literal8_need_no_continuation() -> None:
 def test_a_literal_marker_inside_a_quoted_string_is_text() -> None:
     events = read_all(b'a1 LOGIN "x" "{5}"\r\na2 NOOP\r\n')
     assert isinstance(events[0], commands.Command)
-    assert events[0].arguments == commands.Login("x", "{5}")
+    assert events[0].arguments == arguments.Login("x", "{5}")
     assert isinstance(events[1], commands.Command) and events[1].name == "NOOP"
 
 
 def test_escaped_quotes_do_not_end_the_quoted_string() -> None:
     events = read_all(b'a1 LOGIN "a\\"b" "{5}\\\\"\r\n')
     assert isinstance(events[0], commands.Command)
-    assert events[0].arguments == commands.Login('a"b', "{5}\\")
+    assert events[0].arguments == arguments.Login('a"b', "{5}\\")
 
 
 def test_a_synchronising_literal_over_the_limit_is_refused_before_it_is_read() -> None:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posthouse.protocols.imap import response
+from posthouse.protocols.imap import arguments, response
 from posthouse.protocols.imap.response import Atom, Literal, Raw, Status, encode_value
 from tests.protocols.imap.wire import read_whole
 
@@ -181,5 +181,5 @@ def test_internal_date_format() -> None:
     when = dt.datetime(1994, 2, 7, 21, 52, 25, tzinfo=pst)
     events = read_all(f'a APPEND x "{response.date_time(when)}" {{1+}}\r\nm\r\n'.encode())
     command = events[-1]
-    assert isinstance(command, commands.Command) and isinstance(command.arguments, commands.Append)
+    assert isinstance(command, commands.Command) and isinstance(command.arguments, arguments.Append)
     assert command.arguments.messages[0].date == when

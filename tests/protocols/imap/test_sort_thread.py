@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from posthouse.protocols.imap import thread
-from posthouse.protocols.imap.commands import SortCriterion
+from posthouse.protocols.imap.arguments import SortCriterion
 from posthouse.protocols.imap.sort import sort_messages
 from posthouse.protocols.imap.subject import base_subject
 from tests.protocols.imap.views import StoredMessage, simple

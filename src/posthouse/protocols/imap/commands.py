@@ -1,13 +1,14 @@
-"""The command grammar: RFC 3501 §9 commands and their typed arguments.
+"""The command grammar: RFC 3501 §9 commands and the table of their argument parsers.
 
-`parse_command` turns one framed command (see cursor.py) into a `Command`: the tag, the
-upper-case name, whether it came with the UID prefix, and an argument value whose type
-depends on the command.  Covered: every RFC 3501 command, and the command syntax of
-RFC 2971 ID, RFC 3502 MULTIAPPEND, RFC 3691 UNSELECT, RFC 4315 UID EXPUNGE, RFC 4466
-extended SELECT/CREATE/STORE/FETCH/LIST parameters, RFC 4731 ESEARCH RETURN, RFC 4959
-SASL-IR, RFC 4978 COMPRESS, RFC 5161 ENABLE, RFC 5256 SORT/THREAD, RFC 5258
-LIST-EXTENDED, RFC 5819 LIST-STATUS, RFC 6154 SPECIAL-USE, RFC 6851 MOVE, RFC 6855
-UTF8 APPEND, RFC 7162 CONDSTORE/QRESYNC, RFC 2177 IDLE, RFC 2342 NAMESPACE.
+`read_tag` and `parse_after_tag` turn one framed command (see cursor.py) into a
+`Command`: the tag, the upper-case name, whether it came with the UID prefix, and an
+argument value whose type (arguments.py) depends on the command.  Covered: every
+RFC 3501 command, and the command syntax of RFC 2971 ID, RFC 3502 MULTIAPPEND,
+RFC 3691 UNSELECT, RFC 4315 UID EXPUNGE, RFC 4466 extended SELECT/CREATE/STORE/FETCH/
+LIST parameters, RFC 4731 ESEARCH RETURN, RFC 4959 SASL-IR, RFC 4978 COMPRESS,
+RFC 5161 ENABLE, RFC 5256 SORT/THREAD, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
+RFC 6154 SPECIAL-USE, RFC 6851 MOVE, RFC 6855 UTF8 APPEND, RFC 7162 CONDSTORE/QRESYNC,
+RFC 2177 IDLE, RFC 2342 NAMESPACE.
 
 A command the table does not know is a `CommandError` (BAD) like any syntax error; the
 caller answers it for that tag only.  Which commands are legal in which state is the
@@ -19,10 +20,36 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final, Literal
+from dataclasses import dataclass, field
+from typing import Final
 
 from posthouse.protocols.imap import fetchatt, search, seqset
+from posthouse.protocols.imap.arguments import (
+    Append,
+    AppendMessage,
+    Arguments,
+    Authenticate,
+    Compress,
+    Create,
+    Enable,
+    Expunge,
+    Fetch,
+    Id,
+    ListMailboxes,
+    Login,
+    MailboxName,
+    NoArguments,
+    Qresync,
+    Rename,
+    Select,
+    Sort,
+    SortCriterion,
+    Status,
+    Store,
+    StoreMode,
+    Thread,
+    Transfer,
+)
 from posthouse.protocols.imap.cursor import (
     ATOM_CHARS,
     LIST_CHARS,
@@ -59,205 +86,13 @@ _BASE64: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 MODSEQ_MAX: Final = 2**63 - 1  # RFC 7162 §7 mod-sequence-value
 
 
-# ------------------------------------------------------------------ arguments
-
-
-@dataclass(frozen=True)
-class NoArguments:
-    """CAPABILITY, NOOP, LOGOUT, STARTTLS, CHECK, CLOSE, EXPUNGE, UNSELECT, IDLE, NAMESPACE."""
-
-
-@dataclass(frozen=True)
-class Login:
-    user: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"Login(user={self.user!r}, password=<hidden>)"
-
-
-@dataclass(frozen=True)
-class Authenticate:
-    """RFC 3501 §6.2.2; ``initial``: RFC 4959 initial response ("" for "="), else None."""
-
-    mechanism: str
-    initial: str | None = None
-
-
-@dataclass(frozen=True)
-class Enable:
-    capabilities: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Id:
-    """RFC 2971: field/value pairs, or None for NIL."""
-
-    params: tuple[tuple[str, str | None], ...] | None
-
-
-@dataclass(frozen=True)
-class MailboxName:
-    """DELETE, SUBSCRIBE, UNSUBSCRIBE: one mailbox (INBOX in any case becomes "INBOX")."""
-
-    mailbox: str
-
-
-@dataclass(frozen=True)
-class Qresync:
-    """RFC 7162 §3.2.5 QRESYNC select parameter."""
-
-    uidvalidity: int
-    modseq: int
-    known_uids: seqset.SequenceSet | None = None
-    seq_match: tuple[seqset.SequenceSet, seqset.SequenceSet] | None = None
-
-
-@dataclass(frozen=True)
-class Select:
-    """SELECT / EXAMINE with RFC 4466 select-params (CONDSTORE, QRESYNC)."""
-
-    mailbox: str
-    condstore: bool = False
-    qresync: Qresync | None = None
-
-
-@dataclass(frozen=True)
-class Create:
-    mailbox: str
-    special_use: tuple[str, ...] = ()  # RFC 6154 §3 USE (...)
-
-
-@dataclass(frozen=True)
-class Rename:
-    source: str
-    target: str
-
-
-@dataclass(frozen=True)
-class ListMailboxes:
-    """LIST (RFC 3501, RFC 5258 extended, RFC 5819 STATUS) and LSUB."""
-
-    reference: str
-    patterns: tuple[str, ...]
-    selection: frozenset[str] = frozenset()
-    returns: frozenset[str] = frozenset()
-    status_items: tuple[str, ...] = ()
-    extended: bool = False  # selection options, several patterns or RETURN were given
-
-
-@dataclass(frozen=True)
-class Status:
-    mailbox: str
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AppendMessage:
-    flags: tuple[str, ...]
-    date: dt.datetime | None
-    data: bytes
-    binary: bool = False  # sent as literal8 (RFC 3516 §4.4, RFC 6855 UTF8)
-
-    def __repr__(self) -> str:
-        return f"AppendMessage(flags={self.flags!r}, date={self.date!r}, octets={len(self.data)})"
-
-
-@dataclass(frozen=True)
-class Append:
-    """APPEND, with several messages for RFC 3502 MULTIAPPEND."""
-
-    mailbox: str
-    messages: tuple[AppendMessage, ...]
-
-
-@dataclass(frozen=True)
-class Fetch:
-    numbers: seqset.SequenceSet
-    request: fetchatt.FetchRequest
-
-
-StoreMode = Literal["replace", "add", "remove"]
-
-
-@dataclass(frozen=True)
-class Store:
-    numbers: seqset.SequenceSet
-    mode: StoreMode
-    silent: bool
-    flags: tuple[str, ...]
-    unchanged_since: int | None = None  # RFC 7162 §3.1.3
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """COPY and MOVE (RFC 6851)."""
-
-    numbers: seqset.SequenceSet
-    mailbox: str
-
-
-@dataclass(frozen=True)
-class Expunge:
-    """EXPUNGE, or UID EXPUNGE with its UID set (RFC 4315 §2.1)."""
-
-    numbers: seqset.SequenceSet | None = None
-
-
-@dataclass(frozen=True)
-class SortCriterion:
-    key: str
-    reverse: bool = False
-
-
-@dataclass(frozen=True)
-class Sort:
-    criteria: tuple[SortCriterion, ...]
-    search: search.SearchRequest
-
-
-@dataclass(frozen=True)
-class Thread:
-    algorithm: str
-    search: search.SearchRequest
-
-
-@dataclass(frozen=True)
-class Compress:
-    mechanism: str
-
-
-Arguments = (
-    NoArguments
-    | Login
-    | Authenticate
-    | Enable
-    | Id
-    | MailboxName
-    | Select
-    | Create
-    | Rename
-    | ListMailboxes
-    | Status
-    | Append
-    | search.SearchRequest
-    | Fetch
-    | Store
-    | Transfer
-    | Expunge
-    | Sort
-    | Thread
-    | Compress
-)
-
-
 @dataclass(frozen=True)
 class Command:
     """One parsed command."""
 
     tag: str
     name: str
-    arguments: Arguments = NoArguments()
+    arguments: Arguments = field(default_factory=NoArguments)
     uid: bool = False
 
 

@@ -12,7 +12,7 @@ import datetime as dt
 import functools
 from collections.abc import Iterable, Sequence
 
-from posthouse.protocols.imap.commands import SortCriterion
+from posthouse.protocols.imap.arguments import SortCriterion
 from posthouse.protocols.imap.envelope import Address, parse_address_list
 from posthouse.protocols.imap.search import sent_date
 from posthouse.protocols.imap.subject import base_subject
