@@ -183,3 +183,19 @@ def test_internal_date_format() -> None:
     command = events[-1]
     assert isinstance(command, commands.Command) and isinstance(command.arguments, arguments.Append)
     assert command.arguments.messages[0].date == when
+
+
+def test_search_and_vanished_data() -> None:
+    # RFC 3501 §7.2.5 and RFC 7162 §3.1.5 / §3.2.10 examples
+    assert response.search_data([2, 84, 882]).to_bytes() == b"* SEARCH 2 84 882\r\n"
+    assert response.search_data([]).to_bytes() == b"* SEARCH\r\n"
+    assert response.search_data(
+        [2, 5, 6, 7, 11, 12, 18, 19, 20, 23], modseq=917162500
+    ).to_bytes() == (b"* SEARCH 2 5 6 7 11 12 18 19 20 23 (MODSEQ 917162500)\r\n")
+    assert response.search_data([], modseq=5).to_bytes() == b"* SEARCH\r\n"
+    assert response.vanished([41, 43, 44, 45, 46], earlier=True).to_bytes() == (
+        b"* VANISHED (EARLIER) 41,43:46\r\n"
+    )
+    assert response.vanished([405, 407], earlier=False).to_bytes() == b"* VANISHED 405,407\r\n"
+    with pytest.raises(ValueError):
+        response.vanished([], earlier=False)

@@ -335,6 +335,27 @@ def flags_value(flags: Iterable[str]) -> list[Atom]:
     return [Atom(flag) for flag in flags]
 
 
+def search_data(numbers: Iterable[int], *, modseq: int | None = None) -> Data:
+    """``* SEARCH 2 84 882`` (RFC 3501 §7.2.5), with RFC 7162 §3.1.5 ``(MODSEQ n)``
+    when the search used MODSEQ and found something."""
+    values: list[object] = [Atom("SEARCH"), *numbers]
+    if modseq is not None and len(values) > 1:
+        values.append([Atom("MODSEQ"), modseq])
+    return Data(tuple(values))
+
+
+def vanished(uids: Iterable[int], *, earlier: bool) -> Data:
+    """RFC 7162 §3.2.10 ``* VANISHED [(EARLIER)] uid-set`` (``uids`` must not be empty)."""
+    uid_set = seqset.format_numbers(uids)
+    if not uid_set:
+        raise ValueError("VANISHED needs at least one UID")
+    values: list[object] = [Atom("VANISHED")]
+    if earlier:
+        values.append([Atom("EARLIER")])
+    values.append(Atom(uid_set))
+    return Data(tuple(values))
+
+
 def esearch(
     tag: str | None, *, uid: bool, results: Sequence[tuple[str, int | Sequence[int]]]
 ) -> Data:
