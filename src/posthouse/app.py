@@ -23,6 +23,7 @@ import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
@@ -54,9 +55,12 @@ from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import RemoteTransport
 from posthouse.mta.user_files import CheckedFiles, IdentityResolver
+from posthouse.protocols.imap import engine as imap_engine
+from posthouse.protocols.imap.reader import ReaderLimits
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines, Peer
+from posthouse.server.imap.session import IMAPServices, IMAPSession
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import (
     BindError,
@@ -72,9 +76,13 @@ from posthouse.server.records import ConnectionRecord, ConnectionRegistry, remov
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.server.supervisor import run_workers
 from posthouse.server.tls import TLSConfigError, server_context
+from posthouse.store.fs.backend import FsBackend
+from posthouse.store.fs.layout import FsLayout
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.policy import CyrusAccess
+from posthouse.store.service import MailStore
 
 log = logging.getLogger("posthouse")
 
@@ -425,6 +433,56 @@ def _smtp_refusal(reason: str) -> bytes:
     return smtp_engine.refusal(reason).to_bytes()
 
 
+def _imap_refusal(reason: str) -> bytes:
+    return imap_engine.refusal(reason).to_bytes()
+
+
+def mail_store_for(settings: Settings) -> MailStore:
+    """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
+    imap = settings.config.imap
+    data_dir = settings.paths.data_dir
+
+    def pick(value: str, default: Path) -> Path:
+        path = Path(value) if value else default
+        return path if path.is_absolute() else data_dir / path
+
+    partition = pick(imap.partition_default, data_dir / "imap" / "spool")
+    layout = FsLayout(
+        pick(imap.configdirectory, data_dir / "imap"),
+        {imap.defaultpartition: partition},
+        default_partition=imap.defaultpartition,
+    )
+    return MailStore(
+        FsBackend(layout),
+        access=CyrusAccess(admins=frozenset(imap.admins.split())),
+        default_partition=imap.defaultpartition,
+        max_message_size=imap.maxmessagesize,
+    )
+
+
+def imap_settings_for(
+    app: Application, tls: ssl.SSLContext | None
+) -> Callable[[Connection], imap_engine.IMAPSettings]:
+    """Per-connection IMAP engine settings."""
+    config = app.settings.config
+    imap = config.imap
+    limits = ReaderLimits(append=imap.maxmessagesize)
+
+    def settings_for(connection: Connection) -> imap_engine.IMAPSettings:
+        secure = connection.tls_active
+        return imap_engine.IMAPSettings(
+            hostname=config.server.hostname,
+            tls_active=secure,
+            starttls_available=tls is not None and not secure,
+            plaintext_login_allowed=imap.allowplaintext or connection.peer.is_loopback,
+            max_commands=imap.max_commands,
+            max_errors=imap.max_errors,
+            reader=limits,
+        )
+
+    return settings_for
+
+
 def _pop3_refusal(reason: str) -> bytes:
     return pop3_engine.refusal(reason).to_bytes()
 
@@ -524,10 +582,27 @@ async def serve_forever(
         tls_context=tls_context,
         local_domains=app.local_domains.__contains__,
     )
+    mail_store = mail_store_for(app.settings)
+    imap_services = IMAPServices(
+        hostname=config.server.hostname,
+        credentials=app.credentials,
+        store=mail_store,
+        tls_context=tls_context,
+        local_domains=app.local_domains.__contains__,
+    )
+    imap_deadlines = Deadlines(
+        command_timeout=config.imap.command_timeout_seconds,
+        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
+    )
     for listener, sock in sockets:
-        implicit = tls_context if listener.protocol in ("smtps", "pop3s") else None
+        implicit = tls_context if listener.protocol in ("smtps", "pop3s", "imaps") else None
         handler: SessionHandler
-        if listener.protocol in ("pop3", "pop3s"):
+        if listener.protocol in ("imap", "imaps"):
+            imap_for = imap_settings_for(app, None if implicit else tls_context)
+            handler = _serve(IMAPSession, imap_services, imap_for, group.stopping)
+            refusal = _imap_refusal
+            idle, deadlines = config.imap.timeout * 60.0, imap_deadlines
+        elif listener.protocol in ("pop3", "pop3s"):
             pop3_for = pop3_settings_for(app, None if implicit else tls_context)
             handler = _serve(POP3Session, pop3_services, pop3_for, group.stopping)
             refusal = _pop3_refusal
@@ -561,6 +636,7 @@ async def serve_forever(
     log.info("shutting down: finishing sessions in flight")
     await group.shutdown(config.server.shutdown_grace_seconds)
     await scheduler.stop()
+    await mail_store.backend.close()
     await app.transport.agent.close_idle()
     scheduler_task.cancel()
     stats_task.cancel()

@@ -307,6 +307,11 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         self.selected = mailbox
         self._state = State.SELECTED
 
+    def use_condstore(self) -> None:
+        """RFC 7162 §3.1: a CONDSTORE-aware command (SELECT (CONDSTORE), CHANGEDSINCE,
+        UNCHANGEDSINCE, SEARCH MODSEQ) turns CONDSTORE on for the rest of the session."""
+        self._enabled.add("CONDSTORE")
+
     def unselect(self) -> None:
         """Leave the selected state (CLOSE, UNSELECT, a failed SELECT)."""
         self.selected = None
