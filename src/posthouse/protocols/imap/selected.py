@@ -145,24 +145,30 @@ class SelectedMailbox:
         out: list[Data] = []
         if expunges_allowed and self._gone:
             gone = sorted(self._gone)
-            if self.qresync:
-                out.append(response.vanished(gone, earlier=False))
-            else:
-                for uid in reversed(gone):
+            told = self.uids[: self._told_count]
+            # Messages that came and went before the client heard of them are dropped
+            # silently; they sit after every told one, so told numbers are unaffected.
+            told_gone = [
+                u
+                for u in gone
+                if bisect.bisect_left(told, u) < len(told)
+                and told[bisect.bisect_left(told, u)] == u
+            ]
+            if told_gone and self.qresync:
+                out.append(response.vanished(told_gone, earlier=False))
+            elif told_gone:
+                for uid in reversed(told_gone):  # highest first: every number stays valid
                     seq = self.seq_of(uid)
                     assert seq is not None
                     out.append(response.data(seq, Atom("EXPUNGE")))
-            keep = [u for u in self.uids if u not in self._gone]
-            self.uids = keep
+            self.uids = [u for u in self.uids if u not in self._gone]
             for uid in gone:
                 self.recent.discard(uid)
                 self.known_flags.pop(uid, None)
             self._gone.clear()
-            self._told_count = len(self.uids)
-            self._told_recent = len(self.recent)
-        if len(self.uids) > self._told_count or (
-            len(self.uids) != self._told_count and not self._gone
-        ):
+            self._told_count -= len(told_gone)
+            self._told_recent = min(self._told_recent, len(self.recent))
+        if len(self.uids) != self._told_count:
             out.append(response.data(len(self.uids), Atom("EXISTS")))
             self._told_count = len(self.uids)
             if len(self.recent) != self._told_recent:
