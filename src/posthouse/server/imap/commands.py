@@ -35,7 +35,7 @@ from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import MailboxStatus
-from posthouse.store.errors import StoreError, StoreUnavailable
+from posthouse.store.errors import InvalidName, StoreError, StoreUnavailable
 from posthouse.store.service import UserSession
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class CommandRunner:
         except StoreUnavailable as error:
             log.error("imap: %s %s: store unavailable: %s", self.user.user, command.name, error)
             outcome = store_error_status(error)
-        except StoreError as error:
+        except (StoreError, InvalidName) as error:
             outcome = store_error_status(error, target=target)
         except OSError as error:
             log.error("imap: %s %s: I/O error: %s", self.engine.user, command.name, error)

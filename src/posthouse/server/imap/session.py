@@ -43,9 +43,7 @@ from posthouse.server.connection import Connection
 from posthouse.server.imap.commands import CommandRunner
 from posthouse.server.imap.outcome import store_error_status
 from posthouse.server.session import SessionDriver, Unit
-from posthouse.store.errors import (
-    StoreError,
-)
+from posthouse.store.errors import InvalidName, StoreError
 from posthouse.store.service import MailStore, OpenMailbox, UserSession
 
 log = logging.getLogger("posthouse.imap")
@@ -156,7 +154,7 @@ class IMAPSession:
         user = result.user or name
         try:
             self.user = self.services.store.session(user)
-        except StoreError as error:
+        except (StoreError, InvalidName) as error:
             outcome = store_error_status(error)
             self.engine.reject_login(outcome.text, outcome.code)
             return
