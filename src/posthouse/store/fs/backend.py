@@ -274,8 +274,9 @@ class FsBackend:
         bodystructure: bytes | None = None,
         header: bytes | None = None,
     ) -> None:
-        index = self._index(mailbox_id)
-        await self._run(index.store_cache, uid, envelope, bodystructure, header)
+        await self._run(
+            lambda: self._index(mailbox_id).store_cache(uid, envelope, bodystructure, header)
+        )
 
     def open_message(self, mailbox_id: str, uid: int) -> BinaryIO:
         return self._index(mailbox_id).open_message(uid)
