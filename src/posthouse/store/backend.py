@@ -1,0 +1,368 @@
+"""The narrow interface every IMAP store backend implements, and the values it trades in.
+
+A backend stores; it enforces no policy.  Names, rights and quotas are checked once, above
+it, by :class:`posthouse.store.service.MailStore`.  Two backends are planned: the file system
+one (:mod:`posthouse.store.fs`, message files plus SQLite indexes) and later PostgreSQL
+(``../shared/SCALE-OUT.md``).  The semantics are chosen so both can give them:
+
+* **Mailboxes** are addressed by name in the mailboxes list and by ``MailboxRecord.id``
+  (stable across renames) for everything about their messages.  A deleted mailbox's id raises
+  :class:`~posthouse.store.errors.MailboxNotFound`.
+* **UIDs and MODSEQs are allocated inside the transaction that makes the messages visible**
+  (``UPDATE mailbox SET last_uid = last_uid + n ... RETURNING`` in PostgreSQL; the mailbox
+  index's write lock here), so they become visible in ascending order and are never reused.
+  A call returns only after that transaction is durable (RFC 3501 §6.3.11: the OK of APPEND).
+* **Per-user seen state**: message operations take a :class:`Viewer`.  When its
+  ``private_seen`` is set, that user's own seen set (kept per mailbox, as UID ranges) stands
+  in for the shared ``\\Seen`` flag, as Cyrus keeps seen state for shared mailboxes; the
+  owner uses the flag.  \\Recent is per user too (Cyrus's "recent UID" mark).
+* **CONDSTORE/QRESYNC** (RFC 7162): every change gets a MODSEQ above the mailbox's previous
+  HIGHESTMODSEQ; expunges leave tombstones so :meth:`changes_since` can report VANISHED.
+  A change of a user's private seen set raises the MODSEQ that user sees on every message of
+  the mailbox (a superset of what changed, which RFC 7162 allows).
+* **Change notification after commit**: :meth:`change_token` is a cheap counter that changes
+  whenever a transaction on the mailbox commits, in any process (or on any node);
+  :meth:`wait_for_change` waits until it differs from a token.  It only says "look again":
+  the waiter then asks :meth:`changes_since`.
+* **Bodies** are bytes the caller hands over with CRLF line ends; :meth:`open_message` streams
+  them back.  ENVELOPE, BODYSTRUCTURE and the header section are cached as opaque blobs the
+  caller computed (the store does not parse mail).
+* **Quota usage** is counted per quota root in the same call as the change (bytes, each copy
+  counted); limits are enforced by the service.
+
+All methods are coroutines except :meth:`change_token` (a memory read) and
+:meth:`open_message` (returns a blocking file object, for a thread).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import BinaryIO, NamedTuple, Protocol
+
+from posthouse.store.uidset import UidSet
+
+__all__ = [
+    "SYSTEM_FLAGS",
+    "AppendResult",
+    "Changes",
+    "CopyResult",
+    "ExpungeResult",
+    "FlagChange",
+    "FlagMode",
+    "MailStoreBackend",
+    "MailboxRecord",
+    "MailboxSnapshot",
+    "MailboxStatus",
+    "MessageMeta",
+    "NewMailbox",
+    "NewMessage",
+    "QuotaUsage",
+    "StoreResult",
+    "Viewer",
+]
+
+#: RFC 3501 §2.3.2 system flags a message keeps (``\\Recent`` is per session, not stored).
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at a mailbox, and whether \\Seen is that user's private seen set."""
+
+    user: str
+    private_seen: bool = False
+
+
+@dataclass(frozen=True)
+class NewMailbox:
+    """What :meth:`MailStoreBackend.create_mailbox` needs; the backend adds id and uidvalidity."""
+
+    name: str
+    partition: str
+    acl: str
+    quota_root: str | None = None
+    special_use: str = ""  # RFC 6154 attribute, e.g. "\\Sent"
+
+
+@dataclass(frozen=True)
+class MailboxRecord:
+    """One entry of the mailboxes list (chapter 12.5.5)."""
+
+    id: str
+    name: str
+    partition: str
+    acl: str
+    quota_root: str | None
+    uidvalidity: int
+    created_at: float
+    special_use: str = ""
+
+
+@dataclass(frozen=True)
+class MailboxStatus:
+    """The counters of one mailbox (RFC 3501 §6.3.10 STATUS, RFC 7162 HIGHESTMODSEQ).
+
+    ``unseen`` and ``recent`` are for the :class:`Viewer` asked about.
+    """
+
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    unseen: int
+    recent: int
+    size: int
+
+
+@dataclass(frozen=True)
+class MailboxSnapshot:
+    """What SELECT/EXAMINE needs: the status plus every UID in order and the keywords in use.
+
+    ``first_unseen`` is a UID (0: none); ``recent_after``: messages with a larger UID are
+    \\Recent for the user (Cyrus's per-user recent UID).
+    """
+
+    status: MailboxStatus
+    uids: Sequence[int]
+    keywords: tuple[str, ...]
+    first_unseen: int
+    recent_after: int
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A message to append: RFC 5322 bytes with CRLF line ends and its metadata."""
+
+    content: bytes
+    internal_date: datetime
+    flags: frozenset[str] = frozenset()
+    envelope: bytes | None = None
+    bodystructure: bytes | None = None
+    header: bytes | None = None
+
+
+class MessageMeta(NamedTuple):
+    """One message's metadata.  The cached blobs are None unless asked for (or not cached).
+
+    The internal date is kept as its two parts (seconds since the epoch and the zone's offset
+    in minutes), which is cheap for 100,000 rows; :attr:`internal_date` builds the datetime.
+    """
+
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internal_time: int
+    zone_minutes: int
+    size: int
+    envelope: bytes | None = None
+    bodystructure: bytes | None = None
+    header: bytes | None = None
+
+    @property
+    def internal_date(self) -> datetime:
+        return datetime.fromtimestamp(
+            self.internal_time, timezone(timedelta(minutes=self.zone_minutes))
+        )
+
+
+class FlagMode(enum.Enum):
+    """RFC 3501 §6.4.6: FLAGS, +FLAGS, -FLAGS."""
+
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class FlagChange:
+    mode: FlagMode
+    flags: frozenset[str]
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    """``changed``: the messages whose flags changed, as they are now.  ``failed``: UIDs
+    left alone because their MODSEQ exceeded UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED)."""
+
+    changed: tuple[MessageMeta, ...]
+    failed: UidSet = field(default_factory=UidSet)
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """RFC 4315 APPENDUID data: the mailbox's UIDVALIDITY and the UIDs given, in order."""
+
+    uidvalidity: int
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    """RFC 4315 COPYUID data: source UIDs and the new UIDs, pairwise in the same order."""
+
+    uidvalidity: int
+    source_uids: tuple[int, ...]
+    target_uids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ExpungeResult:
+    uids: UidSet
+    modseq: int
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed after a MODSEQ (RFC 7162 CHANGEDSINCE and QRESYNC VANISHED)."""
+
+    highestmodseq: int
+    changed: tuple[MessageMeta, ...]
+    vanished: UidSet
+
+
+@dataclass(frozen=True)
+class QuotaUsage:
+    """A quota root (RFC 9208 STORAGE): ``limit_kb`` None when no limit is set."""
+
+    root: str
+    limit_kb: int | None
+    used_bytes: int
+
+
+class MailStoreBackend(Protocol):
+    """See the module docstring for the semantics every implementation keeps."""
+
+    # -- the mailboxes list --
+
+    async def create_mailbox(self, spec: NewMailbox) -> MailboxRecord:
+        """Create an empty mailbox; :class:`MailboxExists` if the name is taken."""
+        ...
+
+    async def get_mailbox(self, name: str) -> MailboxRecord | None: ...
+
+    async def list_mailboxes(self, prefix: str = "") -> list[MailboxRecord]:
+        """The records whose names start with ``prefix``, sorted by name."""
+        ...
+
+    async def delete_mailboxes(self, names: Sequence[str]) -> list[MailboxRecord]:
+        """Delete these mailboxes (those that exist) with their messages; returns them."""
+        ...
+
+    async def rename_mailbox(self, old: str, new: str) -> list[tuple[str, str]]:
+        """Rename ``old`` and every inferior of it in one transaction; returns the pairs.
+
+        :class:`MailboxExists` if any target name is taken, :class:`MailboxNotFound` if
+        ``old`` does not exist.
+        """
+        ...
+
+    async def set_acl(self, name: str, acl: str) -> MailboxRecord: ...
+
+    async def set_quota_root(self, name: str, root: str | None) -> MailboxRecord: ...
+
+    # -- messages --
+
+    async def status(self, mailbox_id: str, *, viewer: Viewer) -> MailboxStatus: ...
+
+    async def snapshot(self, mailbox_id: str, *, viewer: Viewer) -> MailboxSnapshot: ...
+
+    async def claim_recent(self, mailbox_id: str, user: str, up_to: int) -> int:
+        """Record that ``user`` has been shown the UIDs up to ``up_to`` as \\Recent (a session
+        claims what its snapshot showed); returns the old mark."""
+        ...
+
+    async def append(self, mailbox_id: str, messages: Sequence[NewMessage]) -> AppendResult:
+        """Add the messages in one transaction (MULTIAPPEND is all or nothing)."""
+        ...
+
+    async def fetch(
+        self,
+        mailbox_id: str,
+        uids: UidSet,
+        *,
+        viewer: Viewer,
+        cached: bool = False,
+    ) -> list[MessageMeta]:
+        """Metadata of the messages in ``uids`` that exist, by UID."""
+        ...
+
+    async def search_headers(
+        self, mailbox_id: str, uids: UidSet, field: str, needle: bytes
+    ) -> tuple[UidSet, UidSet]:
+        """RFC 3501 §6.4.4 ``HEADER field string`` over the cached header sections: the UIDs
+        whose ``field`` contains ``needle`` (ASCII case-insensitive substring of the raw,
+        unfolded value), and the UIDs with no cached header (the caller reads those)."""
+        ...
+
+    async def read_message(self, mailbox_id: str, uid: int) -> bytes: ...
+
+    async def store_cache(
+        self,
+        mailbox_id: str,
+        uid: int,
+        *,
+        envelope: bytes | None = None,
+        bodystructure: bytes | None = None,
+        header: bytes | None = None,
+    ) -> None:
+        """Remember blobs computed after the append (a message delivered without them, or
+        after ``reconstruct``); None leaves a blob as it is.  No MODSEQ changes: the blobs
+        are derived from the message, which never changes."""
+        ...
+
+    def open_message(self, mailbox_id: str, uid: int) -> BinaryIO:
+        """The message's bytes as a blocking file object (read it in a thread)."""
+        ...
+
+    async def store_flags(
+        self,
+        mailbox_id: str,
+        uids: UidSet,
+        change: FlagChange,
+        *,
+        viewer: Viewer,
+        unchanged_since: int | None = None,
+    ) -> StoreResult: ...
+
+    async def expunge(self, mailbox_id: str, uids: UidSet | None = None) -> ExpungeResult:
+        """Remove the messages flagged \\Deleted (only those in ``uids`` when given)."""
+        ...
+
+    async def copy(
+        self, source_id: str, uids: UidSet, target_id: str, *, move: bool = False
+    ) -> CopyResult:
+        """Copy (or move: copy, then expunge from the source) keeping flags and dates."""
+        ...
+
+    async def changes_since(self, mailbox_id: str, modseq: int, *, viewer: Viewer) -> Changes: ...
+
+    # -- per user --
+
+    async def subscriptions(self, user: str) -> frozenset[str]: ...
+
+    async def set_subscribed(self, user: str, name: str, subscribed: bool) -> None: ...
+
+    # -- quota roots --
+
+    async def quota(self, root: str) -> QuotaUsage | None: ...
+
+    async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
+        """Create or change a quota root (its usage is recomputed from its mailboxes)."""
+        ...
+
+    async def remove_quota(self, root: str) -> None: ...
+
+    # -- change notification --
+
+    def change_token(self, mailbox_id: str) -> int: ...
+
+    async def wait_for_change(self, mailbox_id: str, token: int, timeout: float) -> int:
+        """Wait until the mailbox's change token differs from ``token`` (or ``timeout``
+        seconds passed); returns the current token."""
+        ...
+
+    async def close(self) -> None: ...

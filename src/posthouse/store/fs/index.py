@@ -1,0 +1,595 @@
+"""One mailbox's folder: its message files (``UID.``) and its index (``index.db``).
+
+The index holds what Cyrus splits over cyrus.header, cyrus.index, cyrus.cache and
+cyrus.seen: the mailbox's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count and bytes;
+per message its UID, MODSEQ, flags and keywords, internal date and size; the cached
+ENVELOPE/BODYSTRUCTURE/header blobs (a separate table, so flag scans stay small); tombstones
+of expunged UIDs (QRESYNC); each user's private seen set and recent mark.
+
+**Durable before visible.**  An append writes each message to a temporary file in the
+mailbox folder and ``fdatasync``\\ s it *before* taking the index's write lock.  Under the lock
+it reads UIDNEXT, renames the files to ``UID.``, ``fsync``\\ s the folder once, inserts the rows
+and commits (``synchronous=FULL``).  So the index never names a file that a crash could
+lose; a crash before the commit leaves at most files without rows, which the next append
+renames over (UIDNEXT did not move) or ``reconstruct`` reclaims.
+
+**Group commit.**  Appends to one mailbox from several threads of a process queue up; the
+thread that gets the commit lock takes every queued append and commits them together (one
+folder ``fsync``, one index commit); the others find theirs done.  Between processes the
+index's write lock (``BEGIN IMMEDIATE``) serialises, so UIDs are increasing and distinct.
+
+Expunge commits first and unlinks the files afterwards (a crash leaves orphans, never a row
+without its file).  A deleted mailbox is marked in its index before its files go, so a
+writer in another process that still holds it open fails cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sqlite3
+import threading
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from posthouse.durable import sync_directory
+from posthouse.store.backend import (
+    AppendResult,
+    Changes,
+    ExpungeResult,
+    FlagChange,
+    MailboxSnapshot,
+    MailboxStatus,
+    MessageMeta,
+    NewMessage,
+    StoreResult,
+    Viewer,
+)
+from posthouse.store.content import header_contains
+from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError
+from posthouse.store.flags import (
+    DELETED_BIT,
+    SEEN_BIT,
+    apply_bit,
+    apply_change,
+    split_flags,
+)
+from posthouse.store.fs.index_schema import create_schema
+from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
+from posthouse.store.fs.metacache import MetadataCache, meta_of_row
+from posthouse.store.fs.sqlite import Database
+from posthouse.store.uidset import MAX_UID, UidSet
+
+__all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
+
+MAX_KEYWORDS = 256
+_WRITE_CHUNK = 1 << 20
+SEEN_FLAG = frozenset({"\\Seen"})
+
+
+@dataclass
+class _State:
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A message whose bytes are durable in a temporary file of the mailbox folder."""
+
+    temp: Path
+    size: int
+    internal_date: datetime
+    flags: frozenset[str]
+    envelope: bytes | None
+    bodystructure: bytes | None
+    header: bytes | None
+
+
+@dataclass
+class _Request:
+    messages: Sequence[PreparedMessage]
+    done: bool = False
+    result: AppendResult | None = None
+    error: BaseException | None = None
+    renamed: int = 0
+
+
+@dataclass
+class _Seen:
+    uids: UidSet = field(default_factory=UidSet)
+    recent_uid: int = 0
+    modseq: int = 0
+
+
+def _to_columns(when: datetime) -> tuple[int, int]:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    offset = when.utcoffset() or timedelta(0)
+    return int(when.timestamp()), int(offset.total_seconds() // 60)
+
+
+class MailboxIndex:
+    """One mailbox folder and its index, shared by the threads of a process."""
+
+    def __init__(
+        self, directory: Path, mailbox_id: str, metadata: MetadataCache | None = None
+    ) -> None:
+        self.dir = directory
+        self.mailbox_id = mailbox_id
+        self.metadata = metadata
+        self.db = Database(directory / "index.db", schema=create_schema)
+        self._commit_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Request] = []
+        self.batches = 0  # commits made by this process (group-commit statistics)
+
+    # -- creation and removal --
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        mailbox_id: str,
+        uidvalidity: int,
+        metadata: MetadataCache | None = None,
+    ) -> MailboxIndex:
+        fresh_parent = not directory.parent.exists()
+        directory.mkdir(mode=0o700, parents=True)
+        index = cls(directory, mailbox_id, metadata)
+        with index.db.write() as conn:
+            conn.execute(
+                "INSERT INTO state VALUES (1, ?, ?, 1, 1, 0, 0, 0)", (mailbox_id, uidvalidity)
+            )
+        sync_directory(directory)
+        sync_directory(directory.parent)
+        if fresh_parent:
+            sync_directory(directory.parent.parent)
+        return index
+
+    def mark_deleted(self) -> None:
+        with self.db.write() as conn:
+            conn.execute("UPDATE state SET deleted = 1")
+
+    def remove_files(self) -> None:
+        """Unlink the folder's files and the folder (after :meth:`mark_deleted`)."""
+        self.db.close()
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.dir):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+            os.rmdir(self.dir)
+            sync_directory(self.dir.parent)
+
+    # -- reading --
+
+    def _state(self, conn: sqlite3.Connection) -> _State:
+        row = conn.execute(
+            "SELECT uidvalidity, uidnext, highestmodseq, messages, bytes, deleted FROM state"
+        ).fetchone()
+        if row is None or row[5]:
+            raise MailboxNotFound("the mailbox has been deleted")
+        return _State(*row[:5])
+
+    @staticmethod
+    def _seen(conn: sqlite3.Connection, user: str) -> _Seen:
+        row = conn.execute(
+            "SELECT uids, recent_uid, modseq FROM seen WHERE user = ?", (user,)
+        ).fetchone()
+        return _Seen(UidSet.parse(row[0]), row[1], row[2]) if row else _Seen()
+
+    @staticmethod
+    def _put_seen(conn: sqlite3.Connection, user: str, seen: _Seen) -> None:
+        conn.execute(
+            "INSERT INTO seen VALUES (?, ?, ?, ?) ON CONFLICT(user) DO UPDATE SET"
+            " uids = excluded.uids, recent_uid = excluded.recent_uid, modseq = excluded.modseq",
+            (user, str(seen.uids), seen.recent_uid, seen.modseq),
+        )
+
+    def _status(self, conn: sqlite3.Connection, viewer: Viewer) -> tuple[MailboxStatus, _Seen]:
+        state = self._state(conn)
+        seen = self._seen(conn, viewer.user)
+        if viewer.private_seen:
+            seen_count = sum(
+                conn.execute(
+                    "SELECT count(*) FROM messages WHERE uid BETWEEN ? AND ?", (low, high)
+                ).fetchone()[0]
+                for low, high in seen.uids.ranges
+            )
+            unseen = state.messages - seen_count
+        else:
+            unseen = conn.execute(
+                "SELECT count(*) FROM messages WHERE sysflags & ? = 0", (SEEN_BIT,)
+            ).fetchone()[0]
+        recent = conn.execute(
+            "SELECT count(*) FROM messages WHERE uid > ?", (seen.recent_uid,)
+        ).fetchone()[0]
+        status = MailboxStatus(
+            uidvalidity=state.uidvalidity,
+            uidnext=state.uidnext,
+            highestmodseq=state.highestmodseq,
+            messages=state.messages,
+            unseen=unseen,
+            recent=recent,
+            size=state.bytes,
+        )
+        return status, seen
+
+    def status(self, viewer: Viewer) -> MailboxStatus:
+        with self.db.read() as conn:
+            return self._status(conn, viewer)[0]
+
+    def snapshot(self, viewer: Viewer) -> MailboxSnapshot:
+        with self.db.read() as conn:
+            status, seen = self._status(conn, viewer)
+            uids = array(
+                "L", (row[0] for row in conn.execute("SELECT uid FROM messages ORDER BY uid"))
+            )
+            keywords = tuple(row[0] for row in conn.execute("SELECT name FROM keywords"))
+            if viewer.private_seen:
+                first_unseen = next((uid for uid in uids if uid not in seen.uids), 0)
+            else:
+                row = conn.execute(
+                    "SELECT min(uid) FROM messages WHERE sysflags & ? = 0", (SEEN_BIT,)
+                ).fetchone()
+                first_unseen = row[0] or 0
+        return MailboxSnapshot(status, uids, keywords, first_unseen, seen.recent_uid)
+
+    def claim_recent(self, user: str, up_to: int) -> int:
+        with self.db.write() as conn:
+            self._state(conn)
+            seen = self._seen(conn, user)
+            before = seen.recent_uid
+            if up_to > before:
+                seen.recent_uid = up_to
+                self._put_seen(conn, user, seen)
+        return before
+
+    def _rows(
+        self,
+        conn: sqlite3.Connection,
+        uids: UidSet,
+        viewer: Viewer,
+        cached: bool,
+        state: _State | None = None,
+    ) -> list[MessageMeta]:
+        """The metadata of ``uids``: the hot path of ``FETCH 1:* (UID FLAGS)``.  With the
+        ``state`` of a read transaction, big mailboxes are served from the process's copy."""
+        seen = self._seen(conn, viewer.user) if viewer.private_seen else None
+        if state is not None and self.metadata is not None and not cached:
+            copy = self.metadata.fetch(
+                self.mailbox_id, conn, state.highestmodseq, state.messages, uids
+            )
+            if copy is not None:
+                return copy if seen is None else _with_private_seen(copy, seen)
+        if cached:
+            sql = (
+                "SELECT m.uid, m.modseq, m.sysflags, m.keywords, m.idate, m.tzmin, m.size,"
+                " c.envelope, c.bodystructure, c.header FROM messages m"
+                " LEFT JOIN cache c ON c.uid = m.uid WHERE m.uid BETWEEN ? AND ? ORDER BY m.uid"
+            )
+        else:
+            sql = (
+                "SELECT uid, modseq, sysflags, keywords, idate, tzmin, size FROM messages"
+                " WHERE uid BETWEEN ? AND ? ORDER BY uid"
+            )
+        result: list[MessageMeta] = []
+        for low, high in uids.ranges:
+            result += map(meta_of_row, conn.execute(sql, (low, high)))
+        return result if seen is None else _with_private_seen(result, seen)
+
+    def search_headers(self, uids: UidSet, field: str, needle: bytes) -> tuple[UidSet, UidSet]:
+        lowered = needle.lower()
+        matches: list[int] = []
+        uncached: list[int] = []
+        with self.db.read() as conn:
+            self._state(conn)
+            for low, high in uids.ranges:
+                uncached += [
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT m.uid FROM messages m LEFT JOIN cache c ON c.uid = m.uid"
+                        " WHERE m.uid BETWEEN ? AND ? AND c.header IS NULL",
+                        (low, high),
+                    )
+                ]
+                # SQLite narrows the rows down in C; Python checks the field exactly.
+                for uid, header in conn.execute(
+                    "SELECT uid, header FROM cache WHERE uid BETWEEN ? AND ?"
+                    " AND instr(lower(header), ?) > 0",
+                    (low, high, lowered),
+                ):
+                    if header_contains(header, field, lowered):
+                        matches.append(uid)
+        return UidSet.of(matches), UidSet.of(uncached)
+
+    def fetch(self, uids: UidSet, viewer: Viewer, cached: bool) -> list[MessageMeta]:
+        with self.db.read() as conn:
+            state = self._state(conn)
+            return self._rows(conn, uids, viewer, cached, state)
+
+    def store_cache(
+        self, uid: int, envelope: bytes | None, bodystructure: bytes | None, header: bytes | None
+    ) -> None:
+        with self.db.write() as conn:
+            self._state(conn)
+            if not conn.execute("SELECT 1 FROM messages WHERE uid = ?", (uid,)).fetchone():
+                raise MessageNotFound(f"no message with UID {uid}")
+            conn.execute(
+                "INSERT INTO cache VALUES (?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET"
+                " envelope = coalesce(excluded.envelope, envelope),"
+                " bodystructure = coalesce(excluded.bodystructure, bodystructure),"
+                " header = coalesce(excluded.header, header)",
+                (uid, envelope, bodystructure, header),
+            )
+
+    def open_message(self, uid: int) -> BinaryIO:
+        with self.db.read() as conn:
+            self._state(conn)
+            exists = conn.execute("SELECT 1 FROM messages WHERE uid = ?", (uid,)).fetchone()
+        if not exists:
+            raise MessageNotFound(f"no message with UID {uid}")
+        try:
+            return open(self.dir / message_file_name(uid), "rb")
+        except FileNotFoundError:
+            raise MessageNotFound(f"message file of UID {uid} is missing") from None
+
+    def changes_since(self, modseq: int, viewer: Viewer) -> Changes:
+        with self.db.read() as conn:
+            state = self._state(conn)
+            seen = self._seen(conn, viewer.user) if viewer.private_seen else None
+            if seen is not None and seen.modseq > modseq:
+                uids = UidSet([(1, MAX_UID)])
+            else:
+                uids = UidSet.of(
+                    row[0]
+                    for row in conn.execute("SELECT uid FROM messages WHERE modseq > ?", (modseq,))
+                )
+            changed = self._rows(conn, uids, viewer, cached=False)
+            vanished = UidSet.of(
+                row[0]
+                for row in conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (modseq,))
+            )
+        return Changes(state.highestmodseq, tuple(changed), vanished)
+
+    # -- appending --
+
+    def prepare(self, message: NewMessage, *, sync: bool = True) -> PreparedMessage:
+        """Write ``message`` to a temporary file in the folder and make its bytes durable
+        (unless ``sync`` is False: then the caller runs :func:`sync_file` on it before
+        :meth:`commit`)."""
+        temp = self.dir / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise MailboxNotFound("the mailbox has been deleted") from None
+        try:
+            view = memoryview(message.content)
+            while view:
+                written = os.write(fd, view[:_WRITE_CHUNK])
+                view = view[written:]
+            if sync:
+                os.fdatasync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise
+        os.close(fd)
+        return self._prepared(temp, len(message.content), message)
+
+    def prepare_copy(self, source: Path, meta: MessageMeta) -> PreparedMessage:
+        """A copy of an already durable message file (fetched with its cached blobs): a hard
+        link, or a copy of the bytes across devices."""
+        temp = self.dir / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
+        copy = NewMessage(
+            b"", meta.internal_date, meta.flags, meta.envelope, meta.bodystructure, meta.header
+        )
+        try:
+            os.link(source, temp)
+        except OSError:
+            return self.prepare(replace(copy, content=source.read_bytes()))
+        return self._prepared(temp, meta.size, copy)
+
+    @staticmethod
+    def _prepared(temp: Path, size: int, message: NewMessage) -> PreparedMessage:
+        return PreparedMessage(
+            temp,
+            size,
+            message.internal_date,
+            message.flags,
+            message.envelope,
+            message.bodystructure,
+            message.header,
+        )
+
+    def commit(self, messages: Sequence[PreparedMessage]) -> AppendResult:
+        """Make prepared messages visible, batched with concurrent callers (group commit)."""
+        request = _Request(messages)
+        with self._pending_lock:
+            self._pending.append(request)
+        with self._commit_lock:
+            if not request.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                try:
+                    self._commit_batch(batch)
+                except BaseException as exc:
+                    for other in batch:
+                        other.error = exc
+                finally:
+                    for other in batch:
+                        other.done = True
+        if request.error is not None:
+            for message in messages[request.renamed :]:
+                with contextlib.suppress(OSError):
+                    os.unlink(message.temp)
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _commit_batch(self, batch: list[_Request]) -> None:
+        with self.db.write() as conn:
+            state = self._state(conn)
+            uid, modseq = state.uidnext, state.highestmodseq
+            rows, cache_rows, keywords, added_bytes = [], [], set(), 0
+            for request in batch:
+                modseq += 1
+                uids = []
+                for message in request.messages:
+                    mask, words = split_flags(message.flags)
+                    keywords.update(words)
+                    idate, tzmin = _to_columns(message.internal_date)
+                    os.rename(message.temp, self.dir / message_file_name(uid))
+                    request.renamed += 1
+                    rows.append((uid, modseq, mask, " ".join(words), idate, tzmin, message.size))
+                    if message.envelope or message.bodystructure or message.header:
+                        cache_rows.append(
+                            (uid, message.envelope, message.bodystructure, message.header)
+                        )
+                    added_bytes += message.size
+                    uids.append(uid)
+                    uid += 1
+                request.result = AppendResult(state.uidvalidity, tuple(uids), modseq)
+            if uid - 1 > MAX_UID:
+                raise StoreError("the mailbox has used up its UIDs", temporary=False)
+            self._add_keywords(conn, keywords)
+            sync_directory(self.dir)  # the new names are durable before the rows commit
+            conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT INTO cache VALUES (?, ?, ?, ?)", cache_rows)
+            conn.execute(
+                "UPDATE state SET uidnext = ?, highestmodseq = ?, messages = messages + ?,"
+                " bytes = bytes + ?",
+                (uid, modseq, len(rows), added_bytes),
+            )
+        self.batches += 1
+
+    @staticmethod
+    def _add_keywords(conn: sqlite3.Connection, keywords: Iterable[str]) -> None:
+        new = [
+            k
+            for k in keywords
+            if not conn.execute("SELECT 1 FROM keywords WHERE name = ?", (k,)).fetchone()
+        ]
+        if new:
+            count = conn.execute("SELECT count(*) FROM keywords").fetchone()[0]
+            if count + len(new) > MAX_KEYWORDS:
+                raise StoreError(f"a mailbox holds at most {MAX_KEYWORDS} keywords")
+            conn.executemany("INSERT OR IGNORE INTO keywords VALUES (?)", [(k,) for k in new])
+
+    # -- changing --
+
+    def store_flags(
+        self, uids: UidSet, change: FlagChange, viewer: Viewer, unchanged_since: int | None
+    ) -> StoreResult:
+        mask, words = split_flags(change.flags)
+        seen_bit = mask & SEEN_BIT if viewer.private_seen else 0
+        if viewer.private_seen:
+            mask &= ~SEEN_BIT
+        with self.db.write() as conn:
+            state = self._state(conn)
+            seen = self._seen(conn, viewer.user)
+            modseq = state.highestmodseq + 1
+            self._add_keywords(conn, words)
+            updates: list[tuple[int, str, int, int]] = []
+            seen_add: list[int] = []
+            seen_remove: list[int] = []
+            failed: list[int] = []
+            changed_uids: list[int] = []
+            for low, high in uids.ranges:
+                for uid, row_modseq, old_mask, old_words in conn.execute(
+                    "SELECT uid, modseq, sysflags, keywords FROM messages"
+                    " WHERE uid BETWEEN ? AND ?",
+                    (low, high),
+                ).fetchall():
+                    effective = max(row_modseq, seen.modseq) if viewer.private_seen else row_modseq
+                    if unchanged_since is not None and effective > unchanged_since:
+                        failed.append(uid)
+                        continue
+                    new_mask, new_words = apply_change(
+                        change.mode, old_mask, old_words, mask, words
+                    )
+                    if viewer.private_seen:
+                        new_mask = (new_mask & ~SEEN_BIT) | (old_mask & SEEN_BIT)
+                        was_seen = uid in seen.uids
+                        now_seen = apply_bit(change.mode, was_seen, bool(seen_bit))
+                        if now_seen != was_seen:
+                            (seen_add if now_seen else seen_remove).append(uid)
+                            changed_uids.append(uid)
+                    if (new_mask, new_words) != (old_mask, old_words):
+                        updates.append((modseq, new_words, new_mask, uid))
+                        changed_uids.append(uid)
+            if updates:
+                conn.executemany(
+                    "UPDATE messages SET modseq = ?, keywords = ?, sysflags = ? WHERE uid = ?",
+                    updates,
+                )
+            if seen_add or seen_remove:
+                seen.uids = seen.uids.union(UidSet.of(seen_add)).difference(UidSet.of(seen_remove))
+                seen.modseq = modseq
+                self._put_seen(conn, viewer.user, seen)
+            if changed_uids:
+                conn.execute("UPDATE state SET highestmodseq = ?", (modseq,))
+            changed = self._rows(conn, UidSet.of(changed_uids), viewer, cached=False)
+        return StoreResult(tuple(changed), UidSet.of(failed))
+
+    def expunge(
+        self, uids: UidSet | None, *, deleted_only: bool = True
+    ) -> tuple[ExpungeResult, int]:
+        """Remove messages (those flagged \\Deleted unless ``deleted_only`` is False, and in
+        ``uids`` if given); returns the result and the bytes freed."""
+        with self.db.write() as conn:
+            state = self._state(conn)
+            modseq = state.highestmodseq + 1
+            sql = "SELECT uid, size FROM messages"
+            if deleted_only:
+                sql += f" WHERE sysflags & {DELETED_BIT}"
+            candidates = conn.execute(sql).fetchall()
+            gone = [(uid, size) for uid, size in candidates if uids is None or uid in uids]
+            if gone:
+                conn.executemany("DELETE FROM messages WHERE uid = ?", [(u,) for u, _ in gone])
+                conn.executemany("DELETE FROM cache WHERE uid = ?", [(u,) for u, _ in gone])
+                conn.executemany(
+                    "INSERT OR REPLACE INTO expunged VALUES (?, ?)", [(u, modseq) for u, _ in gone]
+                )
+                conn.execute(
+                    "UPDATE state SET highestmodseq = ?, messages = messages - ?,"
+                    " bytes = bytes - ?",
+                    (modseq, len(gone), sum(size for _, size in gone)),
+                )
+            else:
+                modseq = state.highestmodseq
+        for uid, _ in gone:  # after the commit: a crash leaves orphan files, not dangling rows
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.dir / message_file_name(uid))
+        return ExpungeResult(UidSet.of(u for u, _ in gone), modseq), sum(s for _, s in gone)
+
+    def message_path(self, uid: int) -> Path:
+        return self.dir / message_file_name(uid)
+
+
+def _with_private_seen(metas: list[MessageMeta], seen: _Seen) -> list[MessageMeta]:
+    """The metadata as a user with private seen state sees it (module docstring of
+    :mod:`posthouse.store.backend`: \\Seen from the user's set, MODSEQ at least its change)."""
+    result = []
+    for meta in metas:
+        flags = meta.flags | SEEN_FLAG if meta.uid in seen.uids else meta.flags - SEEN_FLAG
+        result.append(meta._replace(flags=flags, modseq=max(meta.modseq, seen.modseq)))
+    return result
+
+
+def sync_file(path: Path) -> None:
+    """``fdatasync`` a file written by :meth:`MailboxIndex.prepare` with ``sync=False``."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)

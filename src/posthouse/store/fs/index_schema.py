@@ -1,0 +1,67 @@
+"""The tables of a mailbox's ``index.db`` (what Cyrus splits over cyrus.header, cyrus.index,
+cyrus.cache and cyrus.seen), versioned with ``PRAGMA user_version``.
+
+``state`` (one row): the mailbox's id, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count,
+bytes, and the mark a deletion leaves.  ``messages``: per UID its MODSEQ, system flags (bit
+mask), keywords, internal date (seconds and zone offset) and size.  ``cache``: the ENVELOPE,
+BODYSTRUCTURE and header blobs, apart so flag scans stay small.  ``expunged``: tombstones
+(UID, MODSEQ) for QRESYNC.  ``seen``: each user's private seen UIDs, recent mark and the
+MODSEQ of their last change.  ``keywords``: the keywords in use (FLAGS, PERMANENTFLAGS).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from posthouse.store.errors import StoreError
+
+__all__ = ["INDEX_VERSION", "create_schema"]
+
+INDEX_VERSION = 1
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE IF NOT EXISTS state (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            mailbox_id TEXT NOT NULL,
+            uidvalidity INTEGER NOT NULL,
+            uidnext INTEGER NOT NULL,
+            highestmodseq INTEGER NOT NULL,
+            messages INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            deleted INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE IF NOT EXISTS messages (
+            uid INTEGER PRIMARY KEY,
+            modseq INTEGER NOT NULL,
+            sysflags INTEGER NOT NULL,
+            keywords TEXT NOT NULL,
+            idate INTEGER NOT NULL,
+            tzmin INTEGER NOT NULL,
+            size INTEGER NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS messages_modseq ON messages (modseq);
+        CREATE TABLE IF NOT EXISTS cache (
+            uid INTEGER PRIMARY KEY,
+            envelope BLOB,
+            bodystructure BLOB,
+            header BLOB
+        );
+        CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
+        CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
+        CREATE TABLE IF NOT EXISTS seen (
+            user TEXT PRIMARY KEY,
+            uids TEXT NOT NULL DEFAULT '',
+            recent_uid INTEGER NOT NULL DEFAULT 0,
+            modseq INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS keywords (name TEXT PRIMARY KEY COLLATE NOCASE) WITHOUT ROWID;
+        """
+    )
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        conn.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+    elif version != INDEX_VERSION:
+        raise StoreError(f"mailbox index format {version} is not {INDEX_VERSION}", temporary=False)

@@ -1,0 +1,119 @@
+"""An in-process copy of big mailboxes' message metadata, kept valid by HIGHESTMODSEQ.
+
+``FETCH 1:* (UID FLAGS)`` on a 100,000-message mailbox reads every row of its index; a
+client (or imaptest, or a sync tool) asks that again and again.  Every committed change to a
+mailbox's messages raises its HIGHESTMODSEQ (appends, flag changes, expunges, private seen
+changes), so a copy taken at HIGHESTMODSEQ *m* is exact for as long as the index still says
+*m*, in whatever process the changes were made.  When the index has moved on, the copy
+catches up with the rows whose MODSEQ is above *m* and the tombstones above *m*: the
+CONDSTORE/QRESYNC machinery read from the other side.
+
+Only mailboxes of :data:`MIN_MESSAGES` or more are kept, at most :data:`MAX_MAILBOXES` per
+process (the least recently used is dropped).  The copy is only read and refreshed inside a
+read transaction: a write transaction's uncommitted rows never reach it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from posthouse.store.backend import MessageMeta
+from posthouse.store.flags import FLAG_SETS
+from posthouse.store.uidset import UidSet
+
+__all__ = ["MAX_MAILBOXES", "MIN_MESSAGES", "MetadataCache", "meta_of_row"]
+
+MIN_MESSAGES = 2000
+MAX_MAILBOXES = 16
+ROW_COLUMNS = "uid, modseq, sysflags, keywords, idate, tzmin, size"
+
+
+def meta_of_row(row: tuple[Any, ...]) -> MessageMeta:
+    """A message's metadata, with the shared flags, from a row of ``ROW_COLUMNS`` (and the
+    cached blobs, if the row has them)."""
+    flags = FLAG_SETS[row[2]]
+    if row[3]:
+        flags = flags | frozenset(row[3].split(" "))
+    return MessageMeta(row[0], row[1], flags, *row[4:])
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.modseq = 0
+        self.by_uid: dict[int, MessageMeta] = {}
+        self.uids: list[int] = []
+
+    def refresh(self, conn: sqlite3.Connection, highestmodseq: int) -> None:
+        if self.modseq == highestmodseq:
+            return
+        if self.modseq == 0:
+            rows = conn.execute(f"SELECT {ROW_COLUMNS} FROM messages ORDER BY uid")
+            self.by_uid = {row[0]: meta_of_row(row) for row in rows}
+            self.uids = list(self.by_uid)
+        else:
+            changed = conn.execute(
+                f"SELECT {ROW_COLUMNS} FROM messages WHERE modseq > ?", (self.modseq,)
+            ).fetchall()
+            gone = conn.execute(
+                "SELECT uid FROM expunged WHERE modseq > ?", (self.modseq,)
+            ).fetchall()
+            known = len(self.by_uid)
+            for row in changed:
+                self.by_uid[row[0]] = meta_of_row(row)
+            for (uid,) in gone:
+                self.by_uid.pop(uid, None)
+            if gone or len(self.by_uid) != known:
+                self.uids = sorted(self.by_uid)
+        self.modseq = highestmodseq
+
+    def select(self, uids: UidSet) -> list[MessageMeta]:
+        result: list[MessageMeta] = []
+        by_uid, sorted_uids = self.by_uid, self.uids
+        for low, high in uids.ranges:
+            start = bisect.bisect_left(sorted_uids, low)
+            end = bisect.bisect_right(sorted_uids, high)
+            result.extend(by_uid[uid] for uid in sorted_uids[start:end])
+        return result
+
+
+class MetadataCache:
+    """The copies one process keeps (see the module docstring)."""
+
+    def __init__(self, *, max_mailboxes: int = MAX_MAILBOXES, min_messages: int = MIN_MESSAGES):
+        self.max_mailboxes = max_mailboxes
+        self.min_messages = min_messages
+        self._lock = threading.Lock()
+        self._mailboxes: OrderedDict[str, _Mailbox] = OrderedDict()
+
+    def fetch(
+        self,
+        mailbox_id: str,
+        conn: sqlite3.Connection,
+        highestmodseq: int,
+        messages: int,
+        uids: UidSet,
+    ) -> list[MessageMeta] | None:
+        """The metadata of ``uids`` (shared flags) from the copy, brought up to
+        ``highestmodseq`` first; None for a mailbox too small to keep.  Call inside a read
+        transaction of the mailbox's index."""
+        if messages < self.min_messages:
+            return None
+        with self._lock:
+            entry = self._mailboxes.get(mailbox_id)
+            if entry is None:
+                entry = self._mailboxes[mailbox_id] = _Mailbox()
+            self._mailboxes.move_to_end(mailbox_id)
+            while len(self._mailboxes) > self.max_mailboxes:
+                self._mailboxes.popitem(last=False)
+        with entry.lock:
+            entry.refresh(conn, highestmodseq)
+            return entry.select(uids)
+
+    def forget(self, mailbox_id: str) -> None:
+        with self._lock:
+            self._mailboxes.pop(mailbox_id, None)

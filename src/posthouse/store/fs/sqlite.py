@@ -1,0 +1,99 @@
+"""One SQLite database used by many threads of a process and by many processes.
+
+Every database of the file-system store (the mailboxes list, each mailbox's index, the
+quota roots) is opened the same way: write-ahead log (readers never wait for the writer),
+``synchronous=FULL`` (a commit returns after the log is on disk, so a commit is durable
+before anything is acknowledged), a busy timeout (a writer in another process is waited
+for, not failed on).  :meth:`Database.write` holds the database's write lock from the start
+(``BEGIN IMMEDIATE``): that is the cross-process lock the store relies on.  Within a process
+one connection is shared under a mutex; after ``fork`` the child opens its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from posthouse.store.errors import StoreUnavailable
+
+__all__ = ["BUSY_TIMEOUT", "Database"]
+
+BUSY_TIMEOUT = 60.0
+
+
+class Database:
+    """A lazily opened, fork-aware, mutex-guarded SQLite connection."""
+
+    def __init__(self, path: Path, *, schema: Callable[[sqlite3.Connection], None]) -> None:
+        self.path = path
+        self._schema = schema
+        self._mutex = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=BUSY_TIMEOUT,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+                self._schema(conn)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several statements."""
+        with self._mutex:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the write lock from its start; durable when the
+        block ends without an exception, rolled back otherwise."""
+        with self._mutex:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot lock {self.path}: {exc}") from exc
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise StoreUnavailable(f"cannot update {self.path}: {exc}") from exc
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreUnavailable(f"cannot commit to {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None

@@ -1,0 +1,55 @@
+"""The in-process copy of a mailbox's metadata stays exact while another process changes the
+mailbox: after every kind of change, a fetch through the copy equals a fetch from the index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posthouse.store.backend import FlagChange, FlagMode, Viewer
+from posthouse.store.fs.backend import FsBackend
+from posthouse.store.fs.metacache import MetadataCache
+from posthouse.store.uidset import UidSet
+from tests.store.imap_helpers import layout, message, open_store, run
+
+EVERYTHING = UidSet([(1, 10_000)])
+
+
+def test_the_copy_follows_every_change_made_by_another_process(tmp_path: Path) -> None:
+    store = open_store(tmp_path)  # "the other process": makes the changes
+    run(store.create_user("hansen"))
+    cached = FsBackend(layout(tmp_path))
+    cached.metadata = MetadataCache(min_messages=1)
+    plain = FsBackend(layout(tmp_path))
+    plain.metadata = MetadataCache(min_messages=10**9)  # never copies: reads the index
+    record = run(plain.get_mailbox("user.hansen"))
+    assert record is not None
+    owner, fred = Viewer("hansen"), Viewer("fred", private_seen=True)
+    other = store.backend
+
+    def same() -> None:
+        for viewer in (owner, fred):
+            for uids in (EVERYTHING, UidSet.of([2, 3, 7, 40])):
+                got = run(cached.fetch(record.id, uids, viewer=viewer))
+                assert got == run(plain.fetch(record.id, uids, viewer=viewer))
+
+    run(other.append(record.id, [message(n) for n in range(1, 11)]))
+    same()  # first load
+    run(other.append(record.id, [message(11)]))
+    same()  # appended
+    add = FlagChange(FlagMode.ADD, frozenset({"\\Flagged", "$Work"}))
+    run(other.store_flags(record.id, UidSet.of([2, 3]), add, viewer=owner))
+    same()  # flags
+    seen = FlagChange(FlagMode.ADD, frozenset({"\\Seen"}))
+    run(other.store_flags(record.id, UidSet.of([3, 7]), seen, viewer=fred))
+    same()  # fred's private seen state
+    delete = FlagChange(FlagMode.ADD, frozenset({"\\Deleted"}))
+    run(other.store_flags(record.id, UidSet.of([1, 7, 11]), delete, viewer=owner))
+    run(other.expunge(record.id))
+    same()  # expunged
+    run(other.append(record.id, [message(12)]))
+    run(other.store_flags(record.id, UidSet.of([12]), delete, viewer=owner))
+    run(other.expunge(record.id))
+    same()  # appended and expunged between two looks
+    assert [m.uid for m in run(cached.fetch(record.id, EVERYTHING, viewer=owner))] == [
+        2, 3, 4, 5, 6, 8, 9, 10,
+    ]  # fmt: skip
