@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from posthouse.config.schema import Config, Paths, Settings
+from posthouse.mta.rewrite import masquerade_domain
 
 DEFAULTS_SOURCE = "(built-in defaults)"
 
@@ -225,6 +226,7 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "mail.forwarding",
             "a forwarding mode other than 'none' needs relay_host",
         )
+    _check_addressing(config, source, locator)
     _check_abuse_limits(config, source, locator)
     if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
@@ -235,6 +237,34 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "aliases.default_user",
             "aliases.default_user must name an unprivileged account (e.g. nobody)",
         )
+
+
+RELAY_PROTOCOLS = ("smtp", "esmtp")
+
+
+def _check_addressing(config: Config, source: str, locator: _Locator) -> None:
+    """Masquerading needs a domain to masquerade as; a gateway relay is reached by SMTP."""
+    mail = config.mail
+    if mail.masquerade and not masquerade_domain(
+        config.server.hostname, mail.top_domain, mail.local_domains, mail.masquerade_as
+    ):
+        raise _fail(
+            source,
+            locator,
+            "mail.masquerade",
+            "masquerade = true needs a domain to masquerade as: set mail.masquerade_as or "
+            f"mail.top_domain (server.hostname {config.server.hostname!r} has no domain)",
+        )
+    for index, gateway in enumerate(config.pseudodomain):
+        if gateway.routing == "relay" and gateway.relay_protocol.lower() not in RELAY_PROTOCOLS:
+            raise _fail(
+                source,
+                locator,
+                f"pseudodomain[{index}].relay_protocol",
+                f"pseudodomain[{index}].relay_protocol {gateway.relay_protocol!r}: posthouse "
+                'reaches a relay host over SMTP only (use "smtp", or routing = "direct" '
+                "with a transport program for the protocol)",
+            )
 
 
 MAX_AUTH_FAILURES = 100  # per window: the shared tables keep one time per failure

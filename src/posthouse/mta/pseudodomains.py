@@ -311,6 +311,25 @@ class AddressMapper:
         found = self._match(domain)
         return found[0] if found else None
 
+    def canonical(self, address: str) -> str:
+        """*address* with a pseudodomain alias (or the unqualified ``node.DNET`` form)
+        replaced by the pseudodomain's own name, so the next gateway need not know the
+        aliases (12.2.3.2); any other address unchanged.
+
+        >>> m = AddressMapper([Pseudodomain("decnet", "DNET", ("DECNET",), "big.com")])
+        >>> m.canonical("smith@VAXA.decnet"), m.canonical("joe@example.org")
+        ('smith@VAXA.DNET.big.com', 'joe@example.org')
+        """
+        local, at, domain = address.rpartition("@")
+        if not at:
+            return address
+        found = self._match(domain)
+        if found is None:
+            return address
+        pd, labels = found
+        canonical = f"{local}@{'.'.join(labels)}.{pd.suffix}"
+        return address if canonical.lower() == address.rstrip(".").lower() else canonical
+
     # -- Internet -> native -------------------------------------------------------------
 
     def to_native(self, address: str) -> NativeAddress | None:
