@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from posthouse.config.schema import Config, Paths, Settings
+from posthouse.mta.pseudodomains import RELAY_PROTOCOLS
 from posthouse.mta.rewrite import masquerade_domain
 
 DEFAULTS_SOURCE = "(built-in defaults)"
@@ -237,9 +238,6 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "aliases.default_user",
             "aliases.default_user must name an unprivileged account (e.g. nobody)",
         )
-
-
-RELAY_PROTOCOLS = ("smtp", "esmtp")
 
 
 def _check_addressing(config: Config, source: str, locator: _Locator) -> None:

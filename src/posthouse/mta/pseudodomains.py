@@ -95,6 +95,7 @@ from posthouse.mta.address import unquote_local
 
 __all__ = [
     "DEFAULT_NAMES",
+    "RELAY_PROTOCOLS",
     "AddressError",
     "AddressMapper",
     "NativeAddress",
@@ -108,6 +109,9 @@ Protocol = Literal["decnet", "decnet-osi", "uucp", "mts", "x25"]
 Routing = Literal["direct", "relay", "internet"]
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+#: How a gateway's relay host is reached (the worksheet's "Relay's protocol"): posthouse
+#: speaks SMTP only, so a relay that needs another protocol is refused, never ignored.
+RELAY_PROTOCOLS: tuple[str, ...] = ("smtp", "esmtp")
 ROUTINGS: tuple[str, ...] = get_args(Routing)
 
 #: The pseudodomain name used when a ``Pseudodomain`` is given no ``name``.
