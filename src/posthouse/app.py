@@ -30,7 +30,7 @@ from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.load import ConfigError, load_settings, located_error
 from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.agents.mbox import MailboxWriter
@@ -76,6 +76,7 @@ from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.mounts import read_mounts, spool_problem
 
 log = logging.getLogger("posthouse")
 
@@ -120,6 +121,18 @@ def prepare_data_dir(settings: Settings) -> None:
     paths.queue_dir.mkdir(parents=True, exist_ok=True, mode=0o775)
     paths.spool_dir.mkdir(parents=True, exist_ok=True)
     paths.proc_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_mailbox_directory(settings: Settings) -> None:
+    """An NFS client's spool must be its mailbox server's export (12.3.1 step 4; see
+    :mod:`posthouse.store.mbox.mounts`): ConfigError, naming ``mailbox_server``, if not."""
+    mail = settings.config.mail
+    if mail.mailbox_directory != "nfs-client":
+        return
+    spool = settings.paths.spool_dir.resolve()
+    problem = spool_problem(spool, mail.mailbox_server, read_mounts())
+    if problem is not None:
+        raise located_error(settings.source, "mail.mailbox_server", problem)
 
 
 def local_domains_of(settings: Settings) -> LocalDomains:
@@ -278,6 +291,7 @@ def build_application(
     that they share them."""
     config = settings.config
     paths = settings.paths
+    check_mailbox_directory(settings)
     prepare_data_dir(settings)
     users = UserDirectory(
         UserDatabase(paths.users_db),
@@ -651,7 +665,9 @@ class SystemProblem(StartupError):
 
 
 def check_startup(settings: Settings) -> None:
-    """What ``load_settings`` cannot check: the TLS certificate and key load together."""
+    """What ``load_settings`` cannot check: the TLS certificate and key load together, and
+    an NFS client's mailbox directory is its server's."""
+    check_mailbox_directory(settings)
     tls = settings.config.tls
     if tls.cert_file:
         try:

@@ -6,6 +6,7 @@ local, and native DECnet addresses typed on a client reaching the gateway's tran
 
 from __future__ import annotations
 
+import os
 import re
 import smtplib
 import subprocess
@@ -118,6 +119,33 @@ def test_masquerading_with_no_domain_refuses_to_start(tmp_path: Path, ca: trustm
     line = next(n for n, text in enumerate(config.read_text().splitlines(), 1)
                 if text.startswith("masquerade ="))  # fmt: skip
     assert f"{config}:{line}: masquerade = true needs a domain to masquerade as" in done.stderr
+
+
+def test_an_nfs_client_whose_spool_is_not_the_servers_refuses_to_start(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    # 12.3.1 step 4: NFS Client, Mailbox Server mailhub, Lock Files.  The spool here is a
+    # plain local directory, so delivering into it would hide mail from the other hosts.
+    config = write_config(tmp_path, ca, mail={
+        "mailbox_directory": "nfs-client", "mailbox_server": "mailhub.nyc.dec.com",
+        "locking": "lockfile"})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "posthouse", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 78, done.stderr
+    line = next(n for n, text in enumerate(config.read_text().splitlines(), 1)
+                if text.startswith("mailbox_server ="))  # fmt: skip
+    assert f"{config}:{line}: the mailbox directory " in done.stderr
+    assert "is not mounted from the mailbox server mailhub.nyc.dec.com" in done.stderr
+    # The command-line sendmail, which delivers too, refuses the same way.
+    env = dict(os.environ, POSTHOUSE_CONFIG=str(config))
+    sent = subprocess.run(
+        [sys.executable, "-m", "posthouse", "sendmail", "alice"], input="Subject: x\n\nx\n",
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert sent.returncode == 78
+    assert "is not mounted from the mailbox server" in sent.stderr
 
 
 def test_forwarding_local_sends_an_unknown_users_mail_to_the_hub(server_factory: Factory) -> None:

@@ -192,7 +192,11 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
         from posthouse.cli.newaliases import rebuild
 
         return rebuild(settings)
-    app = build_application(settings)
+    try:
+        app = build_application(settings)
+    except ConfigError as exc:
+        print(f"sendmail: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     try:
         match options.mode:
             case "v":

@@ -228,6 +228,7 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "a forwarding mode other than 'none' needs relay_host",
         )
     _check_addressing(config, source, locator)
+    _check_mailbox_server(config, source, locator)
     _check_abuse_limits(config, source, locator)
     if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
@@ -263,6 +264,37 @@ def _check_addressing(config: Config, source: str, locator: _Locator) -> None:
                 'reaches a relay host over SMTP only (use "smtp", or routing = "direct" '
                 "with a transport program for the protocol)",
             )
+
+
+def _check_mailbox_server(config: Config, source: str, locator: _Locator) -> None:
+    """The Mailbox Setup dialog (12.3.1 step 4): an NFS client names its mailbox server,
+    and only an NFS client has one."""
+    mail = config.mail
+    if mail.mailbox_directory == "nfs-client" and not mail.mailbox_server:
+        raise _fail(
+            source,
+            locator,
+            "mail.mailbox_directory",
+            "mailbox_directory = 'nfs-client' needs mail.mailbox_server (the system "
+            "exporting the mailbox directory)",
+        )
+    if mail.mailbox_server and mail.mailbox_directory != "nfs-client":
+        raise _fail(
+            source,
+            locator,
+            "mail.mailbox_server",
+            "mail.mailbox_server is only used with mailbox_directory = 'nfs-client'",
+        )
+
+
+def located_error(source: str, dotted: str, message: str) -> ConfigError:
+    """A problem with option ``dotted`` found after loading (e.g. against the running
+    system), located in the file ``source`` as the loader locates its own."""
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return _fail(source, _Locator(text), dotted, message)
 
 
 MAX_AUTH_FAILURES = 100  # per window: the shared tables keep one time per failure
