@@ -605,19 +605,22 @@ _pseudodomain = st.builds(
 def worksheet_configs(draw: st.DrawFn) -> Config:
     role = draw(st.sampled_from(get_args(Role)))
     forwarding = draw(st.sampled_from(get_args(Forwarding)))
+    directory = draw(st.sampled_from(get_args(MailboxDirectory)))
     mail = MailSection(
         role=role,
         mail_server=draw(_text.filter(bool)) if role == "client" else draw(_text),
         top_domain=draw(_text),
         local_domains=draw(_names),
         host_aliases=draw(_names),
-        mailbox_directory=draw(st.sampled_from(get_args(MailboxDirectory))),
-        mailbox_server=draw(_text),
+        mailbox_directory=directory,
+        # Only an NFS client has (and needs) a mailbox server.
+        mailbox_server=draw(_text.filter(bool)) if directory == "nfs-client" else "",
         locking=draw(st.sampled_from(get_args(Locking))),
         forwarding=forwarding,
         relay_host=draw(_text.filter(bool)) if forwarding != "none" else draw(_text),
         stale_lock_seconds=draw(st.floats(min_value=0, allow_nan=False)),
         masquerade=draw(st.booleans()),
+        masquerade_as=draw(_text),
     )
     return Config(
         mail=mail,

@@ -76,7 +76,7 @@ path = "/run/posthouse/lmtp"
         ('[mail]\nrole = "client"\n', 2, "needs mail.mail_server"),
         ('[server\nhostname = "x"\n', 1, "TOML syntax error"),
         ("[server]\nworkers = 0\n", 2, "at least 1"),
-        ('[mail]\nmailbox_directory = "nfs-client"\n', 2, "needs mail.mailbox_server"),
+        ('[mail]\nmailbox_directory = "nfs-client"\n', 2, "needs the mailbox server"),
         ('[mail]\nmailbox_server = "hub"\n', 2, "only used with mailbox_directory = 'nfs-client'"),
         (
             '[server]\nhostname = "localhost"\n[mail]\nlocal_domains = []\nmasquerade = true\n',

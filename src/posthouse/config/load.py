@@ -275,8 +275,8 @@ def _check_mailbox_server(config: Config, source: str, locator: _Locator) -> Non
             source,
             locator,
             "mail.mailbox_directory",
-            "mailbox_directory = 'nfs-client' needs mail.mailbox_server (the system "
-            "exporting the mailbox directory)",
+            "mailbox_directory = 'nfs-client' needs the mailbox server: set "
+            "mail.mailbox_server (the system exporting the mailbox directory)",
         )
     if mail.mailbox_server and mail.mailbox_directory != "nfs-client":
         raise _fail(

@@ -139,7 +139,7 @@ def masquerade_domain(
     >>> masquerade_domain("localhost", "", ())
     ''
     """
-    if explicit.strip():
+    if _norm_domain(explicit):
         return _norm_domain(explicit)
     host, top = _norm_domain(hostname), _norm_domain(top_domain)
     enclosing = [
