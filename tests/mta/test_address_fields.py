@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from posthouse.mta.address_fields import (
     MAX_HEADER_SECTION,
@@ -118,3 +120,58 @@ def test_an_oversized_header_section_passes_unchanged() -> None:
     big = b"From: joe\r\n" + b"X: " + b"y" * MAX_HEADER_SECTION + b"\r\n"
     assert filtered.feed(big) == big
     assert filtered.feed(b"\r\nbody") == b"\r\nbody"
+
+
+# -- properties --------------------------------------------------------------------------
+
+_atom = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~", min_size=1,
+                max_size=8)  # fmt: skip
+_local = st.lists(_atom, min_size=1, max_size=3).map(".".join)
+_domain = st.lists(st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True), min_size=1, max_size=3).map(
+    ".".join
+)
+_phrase_word = st.one_of(
+    st.from_regex(r"[A-Za-z]{1,8}", fullmatch=True),
+    st.from_regex(r'"[A-Za-z ,:;<>@()]{0,8}"', fullmatch=True),
+    st.from_regex(r"=\?utf-8\?q\?[A-Za-z=0-9]{1,8}\?=", fullmatch=True),
+)
+
+
+@st.composite
+def mailboxes(draw: st.DrawFn) -> tuple[str, str]:
+    """(how a mailbox is written, its addr-spec): bare, name-addr, with comments."""
+    local = draw(_local)
+    domain = draw(st.one_of(st.none(), _domain))
+    spec = local if domain is None else f"{local}@{domain}"
+    style = draw(st.sampled_from(["bare", "angle", "named", "comment"]))
+    if style == "bare":
+        return spec, spec
+    if style == "angle":
+        return f"<{spec}>", spec
+    if style == "comment":
+        return f"{spec} (a (nested) comment)", spec
+    name = " ".join(draw(st.lists(_phrase_word, min_size=1, max_size=3)))
+    return f"{name} <{spec}>", spec
+
+
+@given(st.lists(mailboxes(), min_size=1, max_size=4), st.booleans())
+def test_every_written_mailbox_is_found_and_rewritten_in_place(
+    boxes: list[tuple[str, str]], grouped: bool
+) -> None:
+    written = ",\r\n\t".join(text for text, _ in boxes)
+    value = f" Team: {written};" if grouped else f" {written}"
+    specs = [spec for _, spec in boxes]
+    assert addr_specs(value) == specs
+    out = rewrite_address_list(value, qualify)
+    assert addr_specs(out) == [qualify(spec) for spec in specs]
+    # Only the addr-specs changed: put the old ones back and the value is what it was.
+    restored = out
+    for spec in specs:
+        if qualify(spec) != spec:
+            restored = restored.replace(qualify(spec), spec, 1)
+    assert restored == value
+
+
+@given(st.binary(max_size=300))
+def test_an_unchanging_rewrite_keeps_any_header_section(header: bytes) -> None:
+    assert rewrite_header_section(header, {"from": str, "to": str}) == header
