@@ -454,3 +454,13 @@ def test_arbitrary_text_maps_or_fails_cleanly(text: str) -> None:
     if found is not None:
         assert found.pseudodomain in ALL and found.protocol == found.pseudodomain.protocol
         assert found.native and found.next_hop
+
+
+def test_pseudodomain_aliases_become_the_canonical_name() -> None:
+    mapper = AddressMapper([Pseudodomain("decnet", "DNET", ("DECNET", "DN"), top_domain="big.com")])
+    assert mapper.canonical("smith@VAXA.DECNET.big.com") == "smith@VAXA.DNET.big.com"
+    assert mapper.canonical("smith@vaxa.dn") == "smith@vaxa.DNET.big.com"
+    assert mapper.canonical("smith@VAXA.DNET") == "smith@VAXA.DNET.big.com"
+    assert mapper.canonical("smith@vaxa.dnet.big.com") == "smith@vaxa.dnet.big.com"
+    assert mapper.canonical("joe@example.org") == "joe@example.org"
+    assert mapper.canonical("postmaster") == "postmaster"

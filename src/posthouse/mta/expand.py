@@ -155,13 +155,18 @@ class Expander:
         files: FileSource,
         max_depth: int = 20,
         default_domain: str = "",
+        relay_unknown_to: str | None = None,
     ) -> None:
+        """``relay_unknown_to``: with ``forwarding = local`` ("forward all mail, including
+        local domain mail", 12.2.3.2) the domain at which a name that is neither an alias
+        nor a user here is handed to the relay, instead of being refused as unknown."""
         self._lookup_alias = lookup_alias
         self._is_local_domain = is_local_domain
         self._user_exists = user_exists
         self._files = files
         self._max_depth = max_depth
         self._default_domain = default_domain.lower()
+        self._relay_unknown_to = relay_unknown_to
 
     # -- public API -----------------------------------------------------------------
 
@@ -212,7 +217,7 @@ class Expander:
         key = normalize_local(local)
         if not bypass and self._lookup_alias(key) is not None:
             return True
-        return self._user_exists(key)
+        return self._user_exists(key) or self._relay_unknown_to is not None
 
     # -- expansion ------------------------------------------------------------------
 
@@ -275,7 +280,7 @@ class Expander:
             self._alias(entry, key, domain or ctx.domain, targets, ctx, run)
             return
         if not self._user_exists(key):
-            run.fail(entry, "User unknown", permanent=True)
+            self._unknown(entry, local, run, ctx)
             return
         self._forward(entry, key, ctx, run)
 
@@ -283,7 +288,15 @@ class Expander:
         if self._user_exists(user):
             run.deliver(LocalMailbox(user), ctx)
         else:
+            self._unknown(entry, user, run, ctx)
+
+    def _unknown(self, entry: str, local: str, run: _Run, ctx: _Context) -> None:
+        """A name that is no alias and no user here: the relay's (``relay_unknown_to``)
+        or "User unknown"."""
+        if self._relay_unknown_to is None:
             run.fail(entry, "User unknown", permanent=True)
+        else:
+            run.deliver(RemoteAddress(join_address(local, self._relay_unknown_to)), ctx)
 
     def _deeper(self, entry: str, ctx: _Context, run: _Run) -> bool:
         if ctx.depth >= self._max_depth:

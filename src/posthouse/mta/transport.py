@@ -5,8 +5,10 @@
 through its routing (``direct``: the configured transport program, run by the
 pipe agent; ``relay``: SMTP to the relay host; ``internet``: DNS decides);
 any other domain goes where ``routing.route`` says (static route, mail
-server, relay, or the domain's MX hosts).  The sender is masqueraded
-(12.1.2) and mapped to its Internet form on the way out.
+server, relay, or the domain's MX hosts); a pseudodomain alias leaves in the
+pseudodomain's own name.  The sender is mapped to its Internet form and
+masqueraded (12.1.2) on the way out, by the host's
+:class:`~posthouse.mta.rewrite.AddressRewriter`.
 
 Delivery batches run in worker threads while the agent is asyncio code:
 ``deliver`` submits the agent's coroutine to the server's event loop (bound
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from posthouse.mta.address import split_address
 from posthouse.mta.agents.smtp import OutboundMessage, RecipientResult, SMTPClientAgent
 from posthouse.mta.pseudodomains import AddressError, AddressMapper, NativeAddress
-from posthouse.mta.rewrite import MasqueradeSettings, masquerade_sender
+from posthouse.mta.rewrite import AddressRewriter, MasqueradeSettings
 from posthouse.mta.routing import NextHop, RoutingSettings, parse_host_spec, route
 
 
@@ -65,6 +67,7 @@ class RemoteTransport:
         masquerade: MasqueradeSettings | None,
         local_domains: Sequence[str],
         default_domain: str,
+        hostname: str = "",
     ) -> None:
         self.agent = agent
         self.routing = routing
@@ -72,6 +75,9 @@ class RemoteTransport:
         self.masquerade = masquerade
         self.local_domains = tuple(local_domains)
         self.default_domain = default_domain
+        self.rewriter = AddressRewriter(
+            hostname or default_domain, mapper, masquerade, self.local_domains
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -95,12 +101,12 @@ class RemoteTransport:
                 case "relay":
                     host, port, use_mx = parse_host_spec(pseudo.relay_host)
                     relay = NextHop(host, port, use_mx, f"{pseudo.name} relay")
-                    return SMTPRoute(relay, address)
+                    return SMTPRoute(relay, self.mapper.canonical(address))
         local, domain = split_address(address)
         hop = route(domain or self.default_domain, self.routing)
         if hop is None:
             return LocalRoute(local)
-        return SMTPRoute(hop, address)
+        return SMTPRoute(hop, self.mapper.canonical(address))
 
     async def _deliver_spread(
         self, hop: NextHop, messages: Sequence[OutboundMessage]
@@ -111,17 +117,7 @@ class RemoteTransport:
 
     def outbound_sender(self, sender: str) -> str:
         """The envelope sender as it leaves: Internet form, masqueraded."""
-        if not sender:
-            return sender
-        try:
-            sender = self.mapper.to_internet(sender)
-        except AddressError:
-            return sender
-        if self.masquerade is None:
-            return sender
-        return masquerade_sender(
-            sender, self.masquerade, local_domains=self.local_domains, mapper=self.mapper
-        )
+        return self.rewriter.outbound_sender(sender)
 
     def deliver(
         self, hop: NextHop, messages: Sequence[OutboundMessage]
