@@ -193,3 +193,38 @@ def test_delay_warning_is_sent_once_after_the_configured_time(world: World) -> N
     assert b"Action: delayed" in warning
     assert b"Final-Recipient: rfc822; bob@example.test" in warning
     assert world.store.load(queue_id).extra["warned"] == "1"
+
+
+def test_list_members_go_out_with_the_owner_sender_and_their_bounces_go_to_the_owner(
+    world: World,
+) -> None:
+    """sendmail's owner-LIST rule (12.9): the list's copy has envelope sender owner-LIST, so
+    its Return-Path and the DSN for a member that fails name the owner, not the author."""
+    world.aliases["proj"] = ("alice", "broken", "ghost")
+    world.aliases["owner-proj"] = ("bob",)
+    world.aliases["broken"] = (f'|{sys.executable} -c "import sys; sys.exit(1)"',)
+    world.aliases["author"] = ("postmaster",)
+    queue_id = world.queue("author@example.test", ["proj@example.test"])
+    (outcome,) = world.delivery.run_batch([queue_id])
+    assert outcome.finished and not outcome.bounced  # nothing of the author's failed
+    (copy,) = outcome.created
+    copy_outcome, *_ = world.delivery.run_batch([copy])
+    assert copy_outcome.finished and len(copy_outcome.bounced) == 2
+    (delivered,) = world.mailbox("alice")
+    assert delivered.startswith(b"Return-Path: <owner-proj@example.test>\n")
+    (dsn_id,) = copy_outcome.created
+    world.delivery.run_batch([dsn_id])
+    (dsn,) = world.mailbox("bob")  # the owner is told, the author is not
+    assert b"To: <owner-proj@example.test>" in dsn
+    assert b"Status: 5.3.0" in dsn and b"User unknown" in dsn
+    assert world.mailbox("postmaster") == []
+
+
+def test_a_null_sender_message_keeps_its_null_sender_through_an_owned_list(world: World) -> None:
+    world.aliases["proj"] = ("alice",)
+    world.aliases["owner-proj"] = ("bob",)
+    queue_id = world.queue("", ["proj@example.test"])
+    (outcome,) = world.delivery.run_batch([queue_id])
+    assert outcome.finished and outcome.created == []
+    (delivered,) = world.mailbox("alice")
+    assert delivered.startswith(b"Return-Path: <>\n")

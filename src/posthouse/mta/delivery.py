@@ -59,6 +59,7 @@ log = logging.getLogger("posthouse.mta.delivery")
 T = TypeVar("T")
 
 SMALL_MESSAGE = 64 * 1024  # read whole before sending over SMTP; larger ones are streamed
+COPY_CHUNK = 256 * 1024  # a list owner's copy of a message is written in chunks this size
 ACTIVE = ("pending", "deferred")
 
 
@@ -210,32 +211,84 @@ class QueueDelivery:
                 continue
             result = self.expander.expand(rcpt.address)
             work.changed = True
+            retried = any(not error.permanent for error in result.errors)
+            owned: dict[str, list[RecipientState]] = {}  # by owner-LIST sender
             for delivery in result.deliveries:
                 if reached and (rcpt.address, legacy_token(delivery.destination)) in reached:
                     continue  # an older version delivered it (or gave up on it) already
-                expanded.append(RecipientState.expanded(delivery.destination, rcpt.address))
+                state = RecipientState.expanded(delivery.destination, rcpt.address)
+                owner = self._owner(work.envelope, delivery.sender)
+                if owner is None:
+                    expanded.append(state)
+                elif not retried:  # else split when the expansion is whole (no duplicates)
+                    owned.setdefault(owner, []).append(state)
             for error in result.errors:
                 if error.permanent:
-                    expanded.append(
-                        RecipientState(
-                            address=error.address,
-                            original=rcpt.address,
-                            status="failed",
-                            last_error=f"5.1.1 {error.message}",
-                        )
+                    failed = RecipientState(
+                        address=error.address,
+                        original=rcpt.address,
+                        status="failed",
+                        last_error=f"5.1.1 {error.message}",
                     )
-                else:
-                    # Stays unexpanded so the next attempt expands it again.
-                    rcpt.status = "deferred"
-                    rcpt.attempts += 1
-                    rcpt.last_error = f"4.3.0 {error.message}"
-                    rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
-                    expanded.append(rcpt)
+                    owner = self._owner(work.envelope, error.sender)
+                    if owner is None:
+                        expanded.append(failed)
+                    elif not retried:
+                        owned.setdefault(owner, []).append(failed)
+            if retried or not self._split(work, owned):
+                # Stays unexpanded so the next attempt expands it again.
+                message = next((e.message for e in result.errors if not e.permanent), "")
+                rcpt.status = "deferred"
+                rcpt.attempts += 1
+                rcpt.last_error = f"4.3.0 {message or 'cannot queue the list owner copy'}"
+                rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
+                expanded.append(rcpt)
         # Each destination once per message, whichever recipient led to it (sendmail's rule).
         unique: dict[tuple[str, str, bool], RecipientState] = {}
         for rcpt in expanded:
             unique.setdefault((rcpt.kind, rcpt.address, rcpt.original is None), rcpt)
         work.envelope.recipients = list(unique.values())
+
+    @staticmethod
+    def _owner(envelope: Envelope, sender: str | None) -> str | None:
+        """The owner-LIST sender destinations of a list go out with, if not the envelope's.
+        A message with the null sender keeps it: no DSN may be sent about it (RFC 5321
+        §4.5.5), and the owner would get them."""
+        if sender is None or not envelope.sender or sender == envelope.sender:
+            return None
+        return sender
+
+    def _split(self, work: _Work, owned: dict[str, list[RecipientState]]) -> bool:
+        """Queue a copy of the message for each owner-LIST sender with that list's
+        destinations (sendmail's rule: its failures and DSNs go to the owner, and so does
+        its Return-Path); False when one could not be queued."""
+        envelope = work.envelope
+        for sender, recipients in owned.items():
+            extra = {k: v for k, v in envelope.extra.items() if k != "warned"}
+            message = self.store.new_message(
+                sender,
+                recipients,
+                client_address=envelope.client_address,
+                helo=envelope.helo,
+                auth_user=envelope.auth_user,
+                body=envelope.body,
+                smtputf8=envelope.smtputf8,
+                protocol=envelope.protocol,
+                extra=extra,
+                received_at=envelope.received_at,
+            )
+            try:
+                with self._open_data(envelope.queue_id) as data:
+                    while chunk := data.read(COPY_CHUNK):
+                        message.write(chunk)
+                queue_id = message.commit_blocking()
+            except OSError as exc:
+                message.abort()
+                log.warning("%s: cannot queue the copy for %s: %s", envelope.queue_id, sender, exc)
+                return False
+            log.info("%s: clone %s for list owner sender <%s>", envelope.queue_id, queue_id, sender)
+            work.outcome.created.append(queue_id)
+        return True
 
     # -- delivery ----------------------------------------------------------------------
 
