@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
+from posthouse.mta.dns import Resolver
 from posthouse.mta.expand import Expander
+from posthouse.mta.pseudodomains import AddressMapper
 from posthouse.mta.queue.store import QueueStore
+from posthouse.mta.routing import RoutingSettings
+from posthouse.mta.transport import RemoteTransport
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
+from tests.mta.smtp_sink import FakeDNS
 
 
 class Clock:
@@ -228,3 +234,33 @@ def test_a_null_sender_message_keeps_its_null_sender_through_an_owned_list(world
     assert outcome.finished and outcome.created == []
     (delivered,) = world.mailbox("alice")
     assert delivered.startswith(b"Return-Path: <>\n")
+
+
+def test_two_destinations_ending_in_one_mailbox_get_one_copy_and_both_settle(
+    world: World,
+) -> None:
+    """A remote address that routes back to this host (a host name that is not a mail
+    domain) and the local mailbox it names are one mailbox: one copy, both recipients done."""
+    transport = RemoteTransport(
+        agent=SMTPClientAgent(hostname="mail.example.test", resolver=Resolver(FakeDNS())),
+        routing=RoutingSettings(
+            local_domains=frozenset({"example.test"}),
+            host_names=frozenset({"mail.example.test"}),
+        ),
+        mapper=AddressMapper([]),
+        masquerade=None,
+        local_domains=["example.test"],
+        default_domain="example.test",
+    )
+    delivery = QueueDelivery(
+        store=world.store,
+        expander=world.expander,
+        mailboxes=MailboxSettings(world.spool, LockSettings(LockMethod.LOCKFILE, timeout=0.2)),
+        retry=RetryPolicy(),
+        transport=transport,
+        clock=world.clock,
+    )
+    queue_id = world.queue("s@remote.test", ["alice@example.test", "alice@mail.example.test"])
+    (outcome,) = delivery.run_batch([queue_id])
+    assert outcome.finished and not outcome.failures
+    assert len(world.mailbox("alice")) == 1

@@ -83,7 +83,7 @@ class MailboxSettings:
     spool_dir: Path
     locking: LockSettings
     owner_of: Callable[[str], tuple[int, int] | None] = lambda _user: None
-    trusted_uids: tuple[int, ...] = ()  # owners accepted besides the user (mbox.append_messages)
+    trusted_uids: tuple[int, ...] = ()  # owners accepted besides the user (store.mbox.append)
 
 
 @dataclass
@@ -112,11 +112,12 @@ class _Work:
 
 @dataclass
 class _Planned:
-    """One transaction of a batch: the message and, by agent recipient, its queue state."""
+    """One transaction of a batch: the message and, by agent recipient, the queue entries
+    that led to it (two destinations may end in the same mailbox or address)."""
 
     work: _Work
     transaction: Transaction[Any]
-    states: dict[Any, RecipientState] = field(default_factory=dict)
+    states: dict[Any, list[RecipientState]] = field(default_factory=dict)
 
 
 async def _commit_all(transactions: list[Transaction[Any]]) -> list[list[RecipientResult[Any]]]:
@@ -325,7 +326,7 @@ class QueueDelivery:
                     planned.transaction.body(self._body(work))
                     transactions[key] = planned
                 planned.transaction.add_recipient(target)
-                planned.states[target] = rcpt
+                planned.states.setdefault(target, []).append(rcpt)
         if not transactions:
             return
         planned_list = list(transactions.values())
@@ -333,8 +334,8 @@ class QueueDelivery:
         for planned, outcome in zip(planned_list, results, strict=True):
             for result in outcome:
                 mailer, relay = mailer_of(result.recipient)
-                rcpt = planned.states[result.recipient]
-                self._settle(planned.work, rcpt, result.error, now, mailer=mailer, relay=relay)
+                for rcpt in planned.states[result.recipient]:  # each destination gets one copy
+                    self._settle(planned.work, rcpt, result.error, now, mailer=mailer, relay=relay)
 
     def _agent_for(self, target: Target) -> DeliveryAgent[Any]:
         if isinstance(target, SpoolMailbox):
