@@ -247,7 +247,7 @@ class DirectDelivery:
                 smtp.add_recipient(SMTPRecipient(remote.hop, remote.wire_address))
             smtp.body(body)
             commits.append(self._commit(smtp, plan.remote, envelope, len(content)))
-        results = await asyncio.gather(*commits)
+        results = [await commits[0]] if len(commits) == 1 else await asyncio.gather(*commits)
         return [failure for part in results for failure in part]
 
     async def _commit(

@@ -665,12 +665,9 @@ class SMTPTransaction(TransactionBase[SMTPRecipient]):
         by_hop: dict[NextHop, list[SMTPRecipient]] = {}
         for recipient in self.recipients:
             by_hop.setdefault(recipient.hop, []).append(recipient)
-        parts = await asyncio.gather(
-            *(
-                self._send(hop, recipients, body.open, body.content)
-                for hop, recipients in by_hop.items()
-            )
-        )
+        sends = [self._send(hop, rcpts, body.open, body.content) for hop, rcpts in by_hop.items()]
+        # One hop (the common case) is awaited in place: no task in between.
+        parts = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
         outcome = {(r.recipient.hop, r.recipient.address): r for part in parts for r in part}
         return [outcome[(r.hop, r.address)] for r in self.recipients]
 
