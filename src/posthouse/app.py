@@ -386,6 +386,7 @@ def build_application(
         warn_after=config.queue.delay_warning_seconds,
         runner=local_runner or DirectRunner(identity_resolver(settings)),
         local_mail=local_mail,
+        mbox=writer,
     )
     policy = RecipientPolicy(
         local_domains=domains,

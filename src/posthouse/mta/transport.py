@@ -1,4 +1,4 @@
-"""Where a remote destination goes, and the blocking bridge to the SMTP client agent.
+"""Where a remote destination goes, and the blocking bridge to the delivery agents.
 
 ``RemoteTransport.plan`` decides for one address: a gateway pseudodomain
 (DECnet, DECnet/OSI, UUCP, MTS, X.25) is mapped to its native form and sent
@@ -10,23 +10,27 @@ pseudodomain's own name.  The sender is mapped to its Internet form and
 masqueraded (12.1.2) on the way out, by the host's
 :class:`~posthouse.mta.rewrite.AddressRewriter`.
 
-Delivery batches run in worker threads while the agent is asyncio code:
-``deliver`` submits the agent's coroutine to the server's event loop (bound
-with ``bind_loop``) and waits; command-line queue runs, which have no loop,
-run it on a private one.
+Queue delivery batches run in worker threads while the delivery agents
+(:mod:`posthouse.mta.agents.transaction`) are asyncio code: ``run`` submits a
+batch's coroutine to the server's event loop (bound with ``bind_loop``) and
+waits; command-line queue runs, which have no loop, run it on a private one
+that keeps the SMTP agent's connections for the length of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from posthouse.mta.address import split_address
-from posthouse.mta.agents.smtp import OutboundMessage, RecipientResult, SMTPClientAgent
+from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.pseudodomains import AddressError, AddressMapper, NativeAddress
 from posthouse.mta.rewrite import AddressRewriter, MasqueradeSettings
 from posthouse.mta.routing import NextHop, RoutingSettings, parse_host_spec, route
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ Route = SMTPRoute | PipeRoute | LocalRoute
 
 
 class RemoteTransport:
-    """Plans remote destinations and delivers them with the SMTP agent."""
+    """Plans remote destinations; runs queue runs' deliveries on the right event loop."""
 
     def __init__(
         self,
@@ -108,39 +112,26 @@ class RemoteTransport:
             return LocalRoute(local)
         return SMTPRoute(hop, self.mapper.canonical(address))
 
-    async def _deliver_spread(
-        self, hop: NextHop, messages: Sequence[OutboundMessage]
-    ) -> dict[str, list[RecipientResult]]:
-        connections = max(1, min(self.agent.max_connections, len(messages)))
-        groups = [messages[index::connections] for index in range(connections)]
-        return await _gather_results(self.agent, hop, [g for g in groups if g])
-
     def outbound_sender(self, sender: str) -> str:
         """The envelope sender as it leaves: Internet form, masqueraded."""
         return self.rewriter.outbound_sender(sender)
 
-    def deliver(
-        self, hop: NextHop, messages: Sequence[OutboundMessage]
-    ) -> dict[str, list[RecipientResult]]:
-        """Deliver over SMTP, blocking the calling (worker) thread.
-
-        The messages are spread over up to the per-destination connection limit, each
-        connection carrying several messages in turn.
-        """
-        coroutine = self._deliver_spread(hop, messages)
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` (deliveries), blocking the calling (worker) thread: on the
+        server's loop when one is bound, else on a private one."""
         loop = self._loop
         if loop is not None and loop.is_running():
             return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
-        return asyncio.run(coroutine)
+        return asyncio.run(self._privately(coroutine))
 
-
-async def _gather_results(
-    agent: SMTPClientAgent, hop: NextHop, groups: list[Sequence[OutboundMessage]]
-) -> dict[str, list[RecipientResult]]:
-    results: dict[str, list[RecipientResult]] = {}
-    for part in await asyncio.gather(*(agent.deliver(hop, group) for group in groups)):
-        results.update(part)
-    return results
+    async def _privately(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """A private loop's run: connections to a hop are reused while it lasts."""
+        self.agent.keep_connections(asyncio.get_running_loop())
+        try:
+            return await coroutine
+        finally:
+            await self.agent.close_idle()
+            self.agent.keep_connections(None)
 
 
 __all__ = ["AddressError", "LocalRoute", "PipeRoute", "RemoteTransport", "Route", "SMTPRoute"]
