@@ -95,6 +95,8 @@ class CommandRunner:
             outcome = unexpected(f"{command.name} of {self.engine.user}")
         if outcome is None:
             outcome = Outcome("OK", f"{command.name} completed")
+        elif outcome.code == response.NOPERM:  # 12.5.4: protection failures at WARNING
+            log.warning("imap: %s %s refused: %s", self.engine.user, command.name, outcome.text)
         await self.session.look()
         self.engine.finish(outcome.status, outcome.text, outcome.code)
 
@@ -155,12 +157,11 @@ class CommandRunner:
         qresync = arguments.qresync
         if qresync is not None and qresync.uidvalidity == status.uidvalidity:
             changes = await self.user.changes_since(mailbox, qresync.modseq)
-            known = (
-                set(qresync.known_uids.select_uids(snapshot.uids))
-                if qresync.known_uids is not None
-                else None
-            )
-            vanished = [u for u in changes.vanished if known is None or u in known]
+            known = qresync.known_uids
+            largest = max([*changes.vanished, *snapshot.uids], default=0)
+            vanished = [
+                u for u in changes.vanished if known is None or known.contains(u, largest)
+            ]
             if vanished:
                 engine.untagged(response.vanished(vanished, earlier=True))
             for meta in changes.changed:

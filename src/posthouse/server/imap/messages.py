@@ -20,7 +20,7 @@ from posthouse.protocols.imap.fetchatt import FetchItem, FetchRequest
 from posthouse.protocols.imap.response import Atom, Code
 from posthouse.protocols.imap.selected import SelectedMailbox
 from posthouse.server.imap.outcome import Outcome
-from posthouse.server.imap.views import StoredMessage, fetch_items, needs_cache
+from posthouse.server.imap.views import StoredMessage, fetch_items, missing_blobs, needs_cache
 from posthouse.store.backend import FlagChange, FlagMode, MessageMeta
 from posthouse.store.service import OpenMailbox, UserSession
 from posthouse.store.uidset import UidSet
@@ -260,9 +260,13 @@ class MessageCommands:
                 if not any(i.name == "FLAGS" for i in items) and changed:
                     items.append(FetchItem("FLAGS"))
         full = FetchRequest(tuple(items), request.changed_since, request.vanished)
+        cache_wanted = needs_cache(full)
         for message in messages:
             values = await fetch_items(message, full, load=self._load, condstore=engine.condstore)
             engine.send_raw(response.fetch(message.seq, values, utf8=engine.utf8).to_bytes())
+            blobs = missing_blobs(message) if cache_wanted else None
+            if blobs is not None:  # the next FETCH of it needs no parse
+                await user.store_cache(mailbox, message.uid, **blobs)
             message.content = None
             await self.session.driver.send_soon()
         return None

@@ -192,12 +192,12 @@ class IMAPSession:
         token = user.change_token(mailbox)
         if token == self.token:
             return
-        self.token = token
         try:
             changes = await user.changes_since(mailbox, self.seen_modseq)
         except StoreError as error:
             log.error("imap: %s: looking at %s failed: %s", user.user, mailbox.name, error)
             return
+        self.token = token  # only now: a look cancelled half-way (IDLE's DONE) is redone
         self.seen_modseq = max(self.seen_modseq, changes.highestmodseq)
         condstore = self.engine.condstore
         selected.changes(

@@ -76,6 +76,20 @@ def prepared(content: bytes, date: dt.datetime, flags: frozenset[str]) -> NewMes
     )
 
 
+def missing_blobs(stored: StoredMessage) -> dict[str, bytes] | None:
+    """The ENVELOPE, BODYSTRUCTURE and header blobs of a loaded message that had none
+    cached (delivered mail), for ``UserSession.store_cache``; None when nothing is missing."""
+    meta = stored.meta
+    if stored.content is None or None not in (meta.envelope, meta.bodystructure):
+        return None
+    content, part = stored.content, stored.part
+    return {
+        "envelope": envelope.envelope_bytes(part),
+        "bodystructure": bodystructure.bodystructure_bytes(content, part),
+        "header": content[part.start : part.body_start],
+    }
+
+
 CONTENT_ITEMS = frozenset(
     {"RFC822", "RFC822.HEADER", "RFC822.TEXT", "BINARY", "BINARY.SIZE", "BODY"}
 )
