@@ -159,9 +159,7 @@ class CommandRunner:
             changes = await self.user.changes_since(mailbox, qresync.modseq)
             known = qresync.known_uids
             largest = max([*changes.vanished, *snapshot.uids], default=0)
-            vanished = [
-                u for u in changes.vanished if known is None or known.contains(u, largest)
-            ]
+            vanished = [u for u in changes.vanished if known is None or known.contains(u, largest)]
             if vanished:
                 engine.untagged(response.vanished(vanished, earlier=True))
             for meta in changes.changed:
