@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.protocols.imap import engine as imap_engine
 from posthouse.server.imap.session import IMAPServices, IMAPSession
 from posthouse.server.imap.views import prepared
-from posthouse.store.backend import FlagChange, FlagMode
+from posthouse.store.backend import FlagChange, FlagMode, NewMessage
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.service import MailStore
@@ -31,7 +34,7 @@ def store_at(root: Path) -> MailStore:
 class Client:
     """A scripted IMAP client over an in-memory connection."""
 
-    def __init__(self, store: MailStore) -> None:
+    def __init__(self, store: MailStore, *, plaintext: bool = True) -> None:
         self.memory = MemoryClient()
         services = IMAPServices(
             hostname="mail.example.test",
@@ -41,7 +44,7 @@ class Client:
             local_domains=lambda domain: domain == "example.test",
         )
         settings = imap_engine.IMAPSettings(
-            hostname="mail.example.test", plaintext_login_allowed=True
+            hostname="mail.example.test", plaintext_login_allowed=plaintext
         )
         self.session = IMAPSession(self.memory.connection, services, settings, asyncio.Event())
         self.task = asyncio.create_task(self.session.run())
@@ -183,3 +186,42 @@ def test_errors_map_to_response_codes(tmp_path: Path) -> None:
         await client.task
 
     scenario(body, tmp_path)
+
+
+def test_delivered_mail_gets_its_envelope_cached_at_the_first_fetch(tmp_path: Path) -> None:
+    async def body(store: MailStore) -> None:
+        now = dt.datetime.now(dt.UTC)
+        await store.deliver("alice", [NewMessage(message("raw"), now)])  # nothing cached
+        client = Client(store)
+        await client.login()
+        await client.command(b"s SELECT INBOX")
+        lines = await client.command(b"f FETCH 1 (ENVELOPE BODYSTRUCTURE)")
+        assert b'"raw"' in lines[0] and b'"TEXT" "PLAIN"' in lines[0]
+        view = store.session("alice")
+        opened = await view.select("INBOX", read_only=True)
+        [meta] = await view.fetch(opened, UidSet.of([1]), cached=True)
+        assert meta.envelope is not None and b'"raw"' in meta.envelope
+        assert meta.bodystructure is not None
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    scenario(body, tmp_path)
+
+
+def test_plaintext_login_is_refused_and_logged_as_a_protection_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(store: MailStore) -> None:
+        client = Client(store, plaintext=False)
+        greeting = await asyncio.wait_for(client.memory.line(), TIMEOUT)
+        assert b"LOGINDISABLED" in greeting
+        lines = await client.command(b"l LOGIN alice secret")
+        assert lines == [
+            b"l NO [PRIVACYREQUIRED] Logins over plain text are disabled: use STARTTLS\r\n"
+        ]
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    with caplog.at_level(logging.WARNING, logger="posthouse.imap"):
+        scenario(body, tmp_path)
+    assert "LOGIN over plain text from [192.0.2.7]:40000 refused" in caplog.text

@@ -98,6 +98,8 @@ def test_logindisabled_over_plain_text() -> None:
     driver.feed(b"c LOGIN joe {6}\r\n")
     out = driver.take()
     assert not out.startswith(b"+") and b"c NO [PRIVACYREQUIRED]" in out
+    refused = [e for e in driver.events if isinstance(e, events.PlaintextLoginRefused)]
+    assert [e.command for e in refused] == ["LOGIN", "LOGIN"]
 
 
 def test_login_with_a_literal_and_the_capabilities_in_the_ok() -> None:

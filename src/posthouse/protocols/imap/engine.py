@@ -48,6 +48,7 @@ from posthouse.protocols.imap.events import (
     IdleStarted,
     LoggedOut,
     LoginAttempt,
+    PlaintextLoginRefused,
     Run,
     StartTLS,
 )
@@ -389,7 +390,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             self._refuse(Status("BAD", self._wrong_state(request.name), request.tag))
         elif request.name in ("LOGIN", "AUTHENTICATE") and not self._login_allowed():
             self._reader.decline_literal()
-            self._refuse(self._privacy_required(request.tag))
+            self._refuse(self._privacy_required(request.tag, request.name))
         else:
             self._out += Continuation().to_bytes()
 
@@ -461,7 +462,8 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
     def _login_allowed(self) -> bool:
         return self._tls_active or self._settings.plaintext_login_allowed
 
-    def _privacy_required(self, tag: str) -> Status:
+    def _privacy_required(self, tag: str, command: str) -> Status:
+        self._events.append(PlaintextLoginRefused(command))
         return Status(
             "NO", "Logins over plain text are disabled: use STARTTLS", tag, Code("PRIVACYREQUIRED")
         )
@@ -534,7 +536,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         arguments = command.arguments
         assert isinstance(arguments, Login)
         if not self._login_allowed():
-            self._refuse(self._privacy_required(command.tag))
+            self._refuse(self._privacy_required(command.tag, command.name))
             return
         self._emit(LoginAttempt(command.tag, "LOGIN", arguments.user, arguments.password))
 
@@ -542,7 +544,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         arguments = command.arguments
         assert isinstance(arguments, Authenticate)
         if not self._login_allowed():
-            self._refuse(self._privacy_required(command.tag))
+            self._refuse(self._privacy_required(command.tag, command.name))
             return
         mechanism = sasl.create(arguments.mechanism.upper())
         if mechanism is None:

@@ -76,6 +76,14 @@ class IdleDone(DecisionEvent):
 
 
 @dataclass(frozen=True)
+class PlaintextLoginRefused(Event):
+    """A LOGIN or AUTHENTICATE over plain text was refused (LOGINDISABLED, RFC 3501
+    §6.2.3): a protection failure the server logs."""
+
+    command: str
+
+
+@dataclass(frozen=True)
 class CompressionStarted(Event):
     """COMPRESS DEFLATE (RFC 4978) is in force from now on, both ways."""
 

@@ -118,6 +118,8 @@ class IMAPSession:
                 await self._stop_idle()
                 await self.look()
                 self.engine.finish("OK", "IDLE terminated")
+            case events.PlaintextLoginRefused(name):  # 12.5.4: protection failures
+                log.warning("imap: %s over plain text from %s refused", name, self.connection.peer)
             case events.CompressionStarted():
                 log.debug("imap: %s compresses", self.connection.peer)
             case events.LoggedOut():
