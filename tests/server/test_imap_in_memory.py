@@ -225,3 +225,24 @@ def test_plaintext_login_is_refused_and_logged_as_a_protection_failure(
     with caplog.at_level(logging.WARNING, logger="posthouse.imap"):
         scenario(body, tmp_path)
     assert "LOGIN over plain text from [192.0.2.7]:40000 refused" in caplog.text
+
+
+def test_a_selected_mailbox_deleted_by_another_session_is_closed(tmp_path: Path) -> None:
+    async def body(store: MailStore) -> None:
+        other = store.session("alice")
+        await other.create("INBOX.doomed")
+        client = Client(store)
+        await client.login()
+        await client.command(b"s SELECT INBOX.doomed")
+        await other.delete("INBOX.doomed")
+        lines = await client.command(b"n NOOP")
+        assert lines == [
+            b"* OK [CLOSED] The selected mailbox was deleted\r\n",
+            b"n OK NOOP completed\r\n",
+        ]
+        lines = await client.command(b"f FETCH 1 FLAGS")
+        assert lines == [b"f BAD FETCH needs a selected mailbox\r\n"]
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    scenario(body, tmp_path)

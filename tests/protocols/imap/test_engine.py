@@ -144,8 +144,10 @@ def test_the_state_table_decides_what_is_legal() -> None:
     out = driver.take()
     assert b"d BAD FETCH needs a selected mailbox" in out
     assert b"e BAD LOGIN is not allowed after logging in" in out
-    driver.feed(b"f SELECT INBOX\r\ng FETCH 1 FLAGS\r\n")
-    assert b"g OK FETCH done" in driver.take()
+    driver.feed(b"f SELECT INBOX\r\ng FETCH 1 FLAGS\r\nh ENABLE CONDSTORE\r\n")
+    out = driver.take()
+    assert b"g OK FETCH done" in out
+    assert b"h BAD ENABLE is only allowed before a mailbox is selected" in out
     assert driver.engine.state is State.SELECTED
     assert "FETCH" in LEGAL[State.SELECTED] and "FETCH" not in LEGAL[State.AUTHENTICATED]
 

@@ -89,7 +89,6 @@ class State(enum.Enum):
 
 _ANY: Final = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _AUTHENTICATED: Final = _ANY | {
-    "ENABLE",  # RFC 5161 §3.1: authenticated state (accepted in selected too, harmlessly)
     "SELECT",
     "EXAMINE",
     "CREATE",
@@ -108,7 +107,7 @@ _AUTHENTICATED: Final = _ANY | {
 #: The state table: the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
 LEGAL: Final[dict[State, frozenset[str]]] = {
     State.NOT_AUTHENTICATED: _ANY | {"STARTTLS", "AUTHENTICATE", "LOGIN"},
-    State.AUTHENTICATED: _AUTHENTICATED,
+    State.AUTHENTICATED: _AUTHENTICATED | {"ENABLE"},  # RFC 5161 §3.1: not once selected
     State.SELECTED: _AUTHENTICATED
     | {
         "CHECK",
@@ -457,6 +456,8 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             return f"{name} needs a selected mailbox"
         if name in LEGAL[State.NOT_AUTHENTICATED]:
             return f"{name} is not allowed after logging in"
+        if name in LEGAL[State.AUTHENTICATED]:
+            return f"{name} is only allowed before a mailbox is selected"
         return f"{name} is not allowed now"
 
     def _login_allowed(self) -> bool:
@@ -519,8 +520,6 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
                 newly.append(name)
         if "QRESYNC" in self._enabled:
             self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3
-            if self.selected is not None:
-                self.selected.qresync = True
         self._out += ("* ENABLED" + "".join(f" {n}" for n in newly) + "\r\n").encode("ascii")
         self._ok(command.tag, "ENABLE completed")
 

@@ -196,7 +196,8 @@ class CommandRunner:
         mailbox = self.session.mailbox
         if mailbox is not None and mailbox.name == name:
             self.engine.unselect()
-            self.session.opened(None)
+            self.session.opened(None)  # RFC 9051 §7.1: [CLOSED], the selection has ended
+            self.engine.untagged(response.Status("OK", "Mailbox deleted", code=Code("CLOSED")))
         return None
 
     async def rename(self, command: Command) -> Outcome | None:

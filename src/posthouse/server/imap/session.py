@@ -37,13 +37,14 @@ from posthouse.protocols.imap.response import (
     CONTACTADMIN,
     UNAVAILABLE,
     Code,
+    Status,
 )
 from posthouse.protocols.imap.selected import FlagUpdate
 from posthouse.server.connection import Connection
 from posthouse.server.imap.commands import CommandRunner
 from posthouse.server.imap.outcome import store_error_status
 from posthouse.server.session import SessionDriver, Unit
-from posthouse.store.errors import InvalidName, StoreError
+from posthouse.store.errors import InvalidName, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore, OpenMailbox, UserSession
 
 log = logging.getLogger("posthouse.imap")
@@ -196,6 +197,14 @@ class IMAPSession:
             return
         try:
             changes = await user.changes_since(mailbox, self.seen_modseq)
+        except MailboxNotFound:  # another session deleted it: the selection ends
+            log.info("imap: %s: the selected %s was deleted", user.user, mailbox.name)
+            self.engine.unselect()
+            self.opened(None)
+            self.engine.untagged(
+                Status("OK", "The selected mailbox was deleted", code=Code("CLOSED"))
+            )
+            return
         except StoreError as error:
             log.error("imap: %s: looking at %s failed: %s", user.user, mailbox.name, error)
             return
