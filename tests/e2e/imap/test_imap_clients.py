@@ -106,6 +106,7 @@ def test_imaplib_every_command(imap_server: Server) -> None:
     ok(client.fetch("1", "(BODY[TEXT])"))
     assert client.store("1", "+FLAGS", r"(\Seen)")[0] == "NO"
     ok(client.select("INBOX"))
+    assert ok(client.check()) == [b"CHECK completed"]
     data = ok(client.fetch("1", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)"))
     text = data[0]
     assert isinstance(text, bytes)
