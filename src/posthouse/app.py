@@ -636,6 +636,8 @@ async def serve_forever(
     )
     imap_deadlines = Deadlines(
         command_timeout=config.imap.command_timeout_seconds,
+        data_timeout=config.imap.command_timeout_seconds,
+        min_rate=config.imap.min_data_rate,
         handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
     )
     for listener, sock in sockets:

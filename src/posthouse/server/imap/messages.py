@@ -166,8 +166,7 @@ class MessageCommands:
             if search.matches(key, message, context):
                 found.append(message)
             elif content:
-                message.content = None
-                message._part = None
+                message.forget_content()
         return found
 
     async def search(self, command: Command) -> None:
@@ -267,7 +266,7 @@ class MessageCommands:
             blobs = missing_blobs(message) if cache_wanted else None
             if blobs is not None:  # the next FETCH of it needs no parse
                 await user.store_cache(mailbox, message.uid, **blobs)
-            message.content = None
+            message.forget_content()
             await self.session.driver.send_soon()
         return None
 

@@ -52,6 +52,11 @@ class StoredMessage:
             self._part = message.parse(self.content)
         return self._part
 
+    def forget_content(self) -> None:
+        """Drop the loaded octets and their parse (memory stays bounded over a mailbox)."""
+        self.content = None
+        self._part = None
+
     def header_values(self, name: str) -> Sequence[str]:
         return text.header_values(self.part, name)
 
