@@ -7,10 +7,11 @@ import base64
 import zlib
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from posthouse.protocols.imap import events
+from posthouse.protocols.imap import events, seqset
 from posthouse.protocols.imap.engine import (
     NEED_DATA,
     PAUSED,
@@ -19,6 +20,7 @@ from posthouse.protocols.imap.engine import (
     IMAPSettings,
     State,
 )
+from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.selected import FlagUpdate, SelectedMailbox
 
 
@@ -281,3 +283,14 @@ def test_whole_and_byte_by_byte_give_the_same_events_and_output(data: bytes, tls
     bytewise = Driver(**options).feed(data, bytewise=True)
     assert whole.events == bytewise.events
     assert whole.output == bytewise.output
+
+
+def test_uid_and_sequence_sets_resolve_against_the_known_uids() -> None:
+    selected = SelectedMailbox(
+        "INBOX", [3, 5, 9, 12], read_only=False, uidvalidity=1, highestmodseq=1, recent_after=0
+    )
+    assert selected.resolve(seqset.parse("4:10,*"), uid=True) == [(2, 5), (3, 9), (4, 12)]
+    assert selected.resolve(seqset.parse("2:3"), uid=False) == [(2, 5), (3, 9)]
+    assert selected.resolve(seqset.parse("100:*"), uid=True) == [(4, 12)]  # RFC 3501 §6.4.8
+    with pytest.raises(CommandError):
+        selected.resolve(seqset.parse("5"), uid=False)  # beyond the count: BAD
