@@ -97,8 +97,8 @@ def test_sendmail_help_is_not_an_unknown_option(capsys: pytest.CaptureFixture[st
 
 
 def test_workers_default_to_one_per_cpu() -> None:
-    from posthouse.app import worker_count
     from posthouse.config.load import parse_config
+    from posthouse.daemon import worker_count
 
     assert parse_config("", "x.toml").server.workers == "auto"
     assert parse_config('[server]\nworkers = "auto"\n', "x.toml").server.workers == "auto"

@@ -23,6 +23,7 @@ from posthouse.admin.errors import (
     NotPermitted,
     translated,
 )
+from posthouse.auth import mail_password
 from posthouse.auth.authenticator import Authenticator, UserDirectory
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import UserDatabase, normalize_name
@@ -139,13 +140,10 @@ def password_kind(files: MailAuthFiles, name: str) -> Literal["mail", "login"]:
 
 def verify_current(files: MailAuthFiles, name: str, current: str) -> None:
     """Check *current* as the password of :func:`password_kind` (:class:`NotPermitted`)."""
-    with translated(), files.open_mailauth() as mailauth:
-        key = normalize_name(name)
-        if mailauth.has(key):
-            ok = mailauth.verify(key, current)
-        else:
-            with UserDatabase(files.users_db) as users:
-                ok = Authenticator(files.directory(users)).verify(key, current)
+    with translated(), files.open_mailauth() as mailauth, UserDatabase(files.users_db) as users:
+        ok = mail_password.verify_current(
+            mailauth, Authenticator(files.directory(users)), name, current
+        )
     if not ok:
         raise NotPermitted("authentication failed")
 
@@ -154,14 +152,13 @@ def set_mail_password(files: MailAuthFiles, name: str, new: str) -> str | None:
     """Set *name*'s mail password, which must differ from the login password it protects.
 
     Returns the account the files were handed to, if any."""
-    if not new:
-        raise InvalidRequest("empty password refused")
-    with translated(), files.open_mailauth() as mailauth:
-        key = normalize_name(name)
-        with UserDatabase(files.users_db) as users:
-            if Authenticator(files.directory(users)).verify(key, new):
-                raise InvalidRequest("the mail password must differ from the login password")
-        mailauth.set_password(key, new)
+    with translated(), files.open_mailauth() as mailauth, UserDatabase(files.users_db) as users:
+        try:
+            mail_password.set_mail_password(
+                mailauth, Authenticator(files.directory(users)), name, new
+            )
+        except mail_password.MailPasswordRefused as exc:
+            raise InvalidRequest(str(exc)) from exc
         return hand_to_daemon(files, mailauth)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from posthouse.admin.data import DEMO_USER, first_run
 from posthouse.admin.errors import AdminError, NotConfigured
-from posthouse.app import (
+from posthouse.daemon import (
     ConfigurationProblem,
     Daemon,
     ListenProblem,

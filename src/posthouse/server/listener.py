@@ -98,15 +98,32 @@ class ListenerGroup:
         self.registry = registry
         self.stopping = asyncio.Event()
         self._servers: list[asyncio.AbstractServer] = []
+        self._specs: dict[int, ServiceSpec] = {}  # by socket file descriptor
         self._sessions: dict[asyncio.Task[None], Connection | None] = {}
 
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def sessions_now(self) -> set[asyncio.Task[None]]:
+        """The sessions running (or starting) now."""
+        return set(self._sessions)
+
+    def replace(self, spec: ServiceSpec) -> None:
+        """Serve new connections on ``spec.sock`` with ``spec`` (a reload); sessions already
+        running keep the handler they started with."""
+        self._specs[spec.sock.fileno()] = spec
+
     async def start(self, spec: ServiceSpec) -> None:
+        key = spec.sock.fileno()
+        self._specs[key] = spec
+
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._sessions[task] = None
             try:
-                await self._run_session(spec, reader, writer, task)
+                await self._run_session(self._specs[key], reader, writer, task)
             finally:
                 self._sessions.pop(task, None)
 
