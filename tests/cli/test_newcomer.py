@@ -15,6 +15,11 @@ from posthouse.cli.main import TOOL_MODULES, build_parser, main
 COMMAND_LINES = [
     ["serve"],
     ["serve", "--workers", "2"],
+    ["start"],
+    ["stop", "--timeout", "5"],
+    ["restart"],
+    ["status"],
+    ["reload"],
     ["user", "add", "kate", "--password-stdin"],
     ["user", "del", "kate"],
     ["user", "list"],

@@ -19,6 +19,8 @@ from typing import Any
 
 from posthouse.admin.data import DEMO_USER, first_run
 from posthouse.admin.errors import AdminError, NotConfigured
+from posthouse.cli.exits import EX_CONFIG
+from posthouse.config.load import ConfigError, load_settings
 from posthouse.daemon import (
     ConfigurationProblem,
     Daemon,
@@ -29,8 +31,6 @@ from posthouse.daemon import (
     run_daemon,
     worker_count,
 )
-from posthouse.cli.exits import EX_CONFIG
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.logsetup import setup_logging
 
 EX_OSERR = 71
