@@ -201,12 +201,12 @@ def reload_daemon(settings: Settings) -> Result:
     return Result(LSB_NOT_PERMITTED if denied else LSB_FAILED, answer.message)
 
 
-def change_own_mail_password(settings: Settings, current: str, new: str) -> str:
+def change_own_mail_password(control_socket: Path, current: str, new: str) -> str:
     """Change the calling user's mail password through the daemon (which knows the caller
     by its uid); returns the daemon's message.  :class:`NotPermitted` for a wrong current
     password or a refused new one, :class:`Unavailable` when no daemon answers."""
     try:
-        answer = request(settings.paths.control_socket, "mailauth", current=current, new=new)
+        answer = request(control_socket, "mailauth", current=current, new=new)
     except ControlError as exc:
         raise Unavailable(f"the mail system is not running ({exc}); ask the administrator") from exc
     if not answer.ok:

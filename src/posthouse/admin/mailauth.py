@@ -57,6 +57,13 @@ class MailAuthFiles:
     system_accounts: bool = False
     system_min_uid: int = 1000
     daemon_account: str = ""  # server.run_as: run as root, the files are handed to it
+    control_socket: Path | None = None  # the daemon's, for users who cannot open the files
+
+    def writable(self) -> bool:
+        """Whether this process may change the files itself (else it asks the daemon)."""
+        return os.geteuid() == 0 or (
+            os.access(self.database, os.R_OK | os.W_OK) and os.access(self.key, os.R_OK)
+        )
 
     def open_mailauth(self) -> MailAuthDatabase:
         return MailAuthDatabase(self.database, self.key)
@@ -76,6 +83,7 @@ def files_of(settings: Settings) -> MailAuthFiles:
         system_accounts=settings.config.users.system_accounts,
         system_min_uid=settings.config.users.system_min_uid,
         daemon_account=settings.config.server.run_as,
+        control_socket=settings.paths.control_socket,
     )
 
 
