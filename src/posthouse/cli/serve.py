@@ -2,13 +2,15 @@
 
 Loads and validates the configuration (a bad file stops start-up with the
 file, the line and the problem), prepares the data directory (on first run
-with a demo user and a default aliases file), binds every listener, drops root
+a default aliases file, and without a configuration file a demo user), binds every
+listener and the control socket, drops root
 privileges (saying so: which account it becomes and that the data directory is
 handed to it), and then serves in this process or in ``--workers N`` forked
 processes sharing the listening sockets (default: ``[server] workers``, ``"auto"``:
-one per CPU).  SIGTERM drains sessions in flight; SIGHUP reloads the
-configuration and the aliases.  The wiring is :mod:`posthouse.app`'s; this
-module parses the command line, prints and chooses the exit status.
+one per CPU).  SIGTERM drains sessions in flight; SIGHUP (or ``posthouse reload``) rebuilds
+the application from the configuration file.  The wiring is :mod:`posthouse.app`'s and the
+daemon's life :mod:`posthouse.daemon`'s; this module parses the command line, prints and
+chooses the exit status.
 """
 
 from __future__ import annotations
