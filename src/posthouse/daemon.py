@@ -339,6 +339,10 @@ class Runtime:
     async def serve(self) -> None:
         """Serve the listeners and the control socket and run deliveries until SIGTERM or
         SIGINT (or ``stop``); SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         remove_stale_records(self.settings.paths.proc_dir)
         for spec in service_specs(self.app, self.sockets, self.scheduler, self.group.stopping):
             await self.group.start(spec)
@@ -349,10 +353,6 @@ class Runtime:
             await control.start()
         scheduler_task = asyncio.create_task(self.scheduler.run())
         stats_task = asyncio.create_task(self._flush_statistics())
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-        loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         await self._stop.wait()
         log.info("shutting down: finishing %d session(s) in flight", self.group.session_count)
         if control is not None:
