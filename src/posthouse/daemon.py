@@ -384,10 +384,13 @@ class Runtime:
             # The pid file, the control socket and the records stay where they are.
             fresh = dataclasses.replace(fresh, paths=old.paths)
         try:
-            setup_logging(fresh.config.server)
             refresh_aliases(fresh)
+        except (AliasSyntaxError, OSError) as exc:
+            log.error("aliases not rebuilt, the previous aliases database stays: %s", exc)
+        try:
+            setup_logging(fresh.config.server)  # a new log file applies; a rotated one reopens
             app = build_for(fresh, self.shared)
-        except (AliasSyntaxError, OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             return self._logged(ReloadResult(False, f"reload failed: {exc}"))
         self._swap(app)
         message = f"configuration reloaded from {fresh.source} (generation {self.generation})"

@@ -273,6 +273,11 @@ def test_ordinary_user_changes_mail_password_and_logs_in_with_apop(
     )
     assert other.returncode == 77, other.stdout + other.stderr
 
+    for command in ("stop", "reload"):  # the daemon's own control is root's
+        refused = ordinary_user.run(server, "posthouse", command)
+        assert refused.returncode == 4, refused.stdout + refused.stderr  # LSB: not permitted
+        assert "permission denied" in refused.stderr
+    assert server.process.poll() is None
     client = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
     try:
         assert b"<" in client.getwelcome()  # the APOP timestamp

@@ -218,7 +218,7 @@ def queue_listing(settings: Settings, *, verbose: bool = False) -> Iterator[str]
     """The queue listing as the daemon produces it (for users who cannot read the queue's
     control files).  :class:`Unavailable` when no daemon answers."""
     try:
-        answer = request(settings.paths.control_socket, "mailq", verbose=verbose)
+        answer = request(settings.paths.control_socket, "mailq", stream=True, verbose=verbose)
     except ControlError as exc:
         raise Unavailable(str(exc)) from exc
     if not answer.ok:

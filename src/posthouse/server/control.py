@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -85,12 +86,15 @@ class Operation:
 
 
 def bind_control_socket(path: Path) -> socket.socket:
-    """Open the control socket at ``path`` (replacing a stale socket file), mode 0666."""
+    """Open the control socket at ``path``, mode 0666: a socket file left there by a daemon
+    that is gone is replaced; one a daemon still listens on is not (``EADDRINUSE``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, 0o755)  # reachable by every user; only the daemon writes in it
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(path.lstat().st_mode):
-            path.unlink()
+            if _answers(path):
+                raise OSError(errno.EADDRINUSE, "a running daemon serves this data directory")
+            path.unlink()  # left by a daemon that is gone
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(str(path))
@@ -101,6 +105,17 @@ def bind_control_socket(path: Path) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def _answers(path: Path) -> bool:
+    """Whether a process listens on the unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(5)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def peer_credentials(sock: socket.socket) -> Caller:
@@ -117,44 +132,68 @@ class ControlServer:
         self.sock = sock
         self.operations = operations
         self._turns = asyncio.Semaphore(MAX_CLIENTS)
-        self._server: asyncio.AbstractServer | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._clients: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(
-            self._serve, sock=self.sock, limit=MAX_REQUEST + 2
-        )
+        self._acceptor = asyncio.create_task(self._accept())
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
+        """Stop accepting; requests being answered get a few seconds, then are cut."""
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            await asyncio.gather(self._acceptor, return_exceptions=True)
+        if self._clients:
+            _done, pending = await asyncio.wait(set(self._clients), timeout=5)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with self._turns:
+    async def _accept(self) -> None:
+        """Accept a connection whenever one of the :data:`MAX_CLIENTS` turns is free (the
+        others wait in the kernel's backlog)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._turns.acquire()
             try:
-                reply = await self._answer(reader, writer)
-                writer.write(reply.header())
-                if reply.lines is not None:
-                    lines = iter(reply.lines)
-                    # Produced in a thread (the queue listing reads files), in pieces.
-                    while chunk := await asyncio.to_thread(_take, lines, LINES_PER_WRITE):
-                        writer.write(
-                            "".join(f"{line}\n" for line in chunk).encode(
-                                "utf-8", "surrogateescape"
-                            )
-                        )
-                        await writer.drain()
-                await writer.drain()
-            except (ConnectionError, TimeoutError):
-                pass
-            finally:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
+                conn, _address = await loop.sock_accept(self.sock)
+            except BaseException:
+                self._turns.release()
+                raise
+            task = asyncio.create_task(self._serve(conn))
+            self._clients.add(task)
+            task.add_done_callback(self._clients.discard)
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Reply:
-        caller = peer_credentials(writer.get_extra_info("socket"))
+    async def _serve(self, conn: socket.socket) -> None:
+        try:
+            caller = peer_credentials(conn)
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=MAX_REQUEST + 2)
+        except BaseException:
+            conn.close()
+            self._turns.release()
+            raise
+        try:
+            reply = await self._answer(caller, reader)
+            writer.write(reply.header())
+            if reply.lines is not None:
+                lines = iter(reply.lines)
+                # Produced in a thread (the queue listing reads files), in pieces.
+                while chunk := await asyncio.to_thread(_take, lines, LINES_PER_WRITE):
+                    writer.write(
+                        "".join(f"{line}\n" for line in chunk).encode("utf-8", "surrogateescape")
+                    )
+                    await writer.drain()
+            await writer.drain()
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            self._turns.release()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(self, caller: Caller, reader: asyncio.StreamReader) -> Reply:
         try:
             line = await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT)
         except ValueError:
@@ -199,33 +238,42 @@ class Answer:
         return str(self.fields.get("message", ""))
 
 
-def request(path: Path, op: str, timeout: float = 60.0, **arguments: Any) -> Answer:
+def request(
+    path: Path, op: str, timeout: float = 60.0, *, stream: bool = False, **arguments: Any
+) -> Answer:
     """Send one request to the daemon's control socket at ``path`` and read the reply.
 
     Raises :class:`ControlError` when no daemon answers there (no socket, nobody listening,
-    a broken reply).  The text lines after the reply are read lazily, as they arrive."""
+    a broken reply).  The text lines after the reply are read with it, or with ``stream``
+    as they arrive (the connection closes when they are read to the end)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
+    reader = None
     try:
         sock.connect(str(path))
         sock.sendall(json.dumps({"op": op, **arguments}).encode("utf-8") + b"\n")
-        stream = sock.makefile("rb")
-        header = stream.readline(MAX_REQUEST)
+        reader = sock.makefile("rb")
+        header = reader.readline(MAX_REQUEST)
         fields = json.loads(header)
     except (OSError, ValueError) as exc:
+        if reader is not None:
+            reader.close()
         sock.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ControlError(f"no answer from the daemon at {path}: {reason}") from exc
     if not isinstance(fields, dict):
+        reader.close()
         sock.close()
         raise ControlError(f"unreadable reply from the daemon at {path}")
 
     def lines() -> Iterator[str]:
         try:
-            for raw in stream:
+            for raw in reader:
                 yield raw.decode("utf-8", "surrogateescape").removesuffix("\n")
         finally:
-            stream.close()
+            reader.close()
             sock.close()
 
-    return Answer(fields, lines())
+    if stream:
+        return Answer(fields, lines())
+    return Answer(fields, iter(list(lines())))
