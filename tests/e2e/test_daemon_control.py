@@ -8,6 +8,7 @@ Real ``posthouse`` processes on loopback; the ordinary user is a real account ma
 
 from __future__ import annotations
 
+import io
 import os
 import poplib
 import pwd
@@ -176,6 +177,57 @@ def test_setup_then_restart_takes_the_new_route(
         stopped = posthouse("stop")
         assert stopped.returncode == 0, stopped.stderr
     assert posthouse("status").returncode == 3
+
+
+def test_interactive_setup_restarts_now_or_at_the_next_boot(
+    server_factory: Callable[..., Server], tmp_path: Path, ca: trustme.CA
+) -> None:
+    """12.3.2 steps 9-10 with the dialogue: "No" keeps the running daemon (the changes wait
+    for the next boot), "Restart" applies them."""
+    from posthouse.cli import setup
+    from tests.cli.test_setup import Script
+
+    hub = server_factory(hostname="hub.other.test", mail={"local_domains": ["other.test"]})
+    home = tmp_path / "client"
+    home.mkdir()
+    config = write_config(home, ca, mail={"trusted_networks": ["127.0.0.0/8"]})
+    env = dict(os.environ, POSTHOUSE_CONFIG=str(config))
+
+    def posthouse(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "posthouse", *args],
+            capture_output=True, text=True, env=env, timeout=180, check=False,
+        )  # fmt: skip
+
+    def interactive(answers: dict[str, list[str]]) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        script = Script({**answers, "Write": ["y"]})
+        argv = ["--config", str(config), "--interactive"]
+        code = setup.main(argv, stdout=out, stderr=err, ask=script)
+        assert code == 0, out.getvalue() + err.getvalue()
+        assert script.asked("Restart the mail daemon now")
+        return out.getvalue()
+
+    started = posthouse("start")
+    try:
+        assert started.returncode == 0, started.stderr
+        pid = re.findall(r"pid (\d+)", started.stdout)[0]
+        answers = {"Role": ["client"], "Mail server": [f"127.0.0.1:{hub.smtp_port}"]}
+        said = interactive({**answers, "Restart": ["n"]})
+        assert "next boot" in said
+        assert f"pid {pid}," in posthouse("status").stdout  # the same daemon, still running
+        log = home / "data" / "posthouse.log"
+        size = log.stat().st_size
+        said = interactive({"Host aliases": ["relay.example.test"], "Restart": ["y"]})
+        assert "restarted" in said
+        assert f"pid {pid}," not in posthouse("status").stdout
+        port = listening_port(log, size)
+        assert port is not None
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail("joe@mail.example.test", ["bob@other.test"], b"Subject: x\r\n\r\ny\r\n")
+        assert hub.wait_for_messages("bob", 1)
+    finally:
+        assert posthouse("stop").returncode == 0
 
 
 # -- ordinary users ----------------------------------------------------------------------------

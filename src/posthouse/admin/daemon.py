@@ -13,7 +13,6 @@ stopped), 1 failed, 4 not permitted, 6 not configured, 7 not running.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -125,28 +124,42 @@ def start_daemon(settings: Settings, *, timeout: float = START_TIMEOUT) -> Resul
     command = [sys.executable, "-m", "posthouse", "serve"]
     if settings.source != DEFAULTS_SOURCE:
         command += ["--config", os.path.abspath(settings.source)]
-    with open(output, "ab") as out:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    pid = _spawn_detached(command, output)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        code = child.poll()
-        if code is not None:
+        ended, wait_status = os.waitpid(pid, os.WNOHANG)
+        if ended:
+            code = os.waitstatus_to_exitcode(wait_status)
             tail = _tail(output)
             status_code = LSB_NOT_CONFIGURED if code == EX_CONFIG else LSB_FAILED
             return Result(status_code, f"posthouse did not start (exit status {code}):\n{tail}")
         status = daemon_status(settings)
-        if status.code == LSB_OK and status.pid == child.pid:
-            return Result(
-                LSB_OK, f"posthouse started (pid {child.pid}); output in {output}", child.pid
-            )
+        if status.code == LSB_OK and status.pid == pid:
+            return Result(LSB_OK, f"posthouse started (pid {pid}); output in {output}", pid)
         time.sleep(0.1)
-    return Result(LSB_FAILED, f"posthouse (pid {child.pid}) did not answer within {timeout:.0f}s")
+    return Result(LSB_FAILED, f"posthouse (pid {pid}) did not answer within {timeout:.0f}s")
+
+
+def _spawn_detached(command: list[str], output: Path) -> int:
+    """Run *command* in a session of its own, standard input from /dev/null and its output
+    appended to *output*; returns its pid (it outlives this process)."""
+    out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        return os.posix_spawn(
+            command[0],
+            command,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, out, 2),
+            ],
+            setsid=True,
+        )
+    finally:
+        os.close(out)
+        os.close(null)
 
 
 def _tail(path: Path, lines: int = 10) -> str:
