@@ -11,10 +11,12 @@ Everything built from the configuration is one :class:`~posthouse.app.Applicatio
 builds a whole new application from it, the same way start-up does, and swaps it in: new
 sessions and new deliveries use it at once, sessions already running finish with the one they
 started with, which is closed after them.  So every option takes effect (routes, role, mail
-server, pseudodomains, aliases, users, TLS certificate, limits...) without dropping a
-connection; the few that cannot change in a running process (:data:`RESTART_ONLY`: the
-listening sockets, the data directory, the account, the worker count, the event loop) are named
-in the reply and the log as needing ``posthouse restart``, and the rest still applies.
+server, pseudodomains, aliases, users, TLS certificate, limits, logging...) without dropping a
+connection.  Listeners are restarted gracefully: a daemon of one process binds the new ones
+and stops accepting on the ones taken out, whose sessions go on.  What cannot change in a
+running process (:data:`RESTART_ONLY`: the data directory, the account, the worker count, the
+event loop; listeners when workers share them or a port needs the root given up) is named in
+the reply and the log as needing ``posthouse restart``, and the rest still applies.
 
 The control socket (:mod:`posthouse.server.control`) serves, beside reload: stop (root),
 status (anyone), a user's own mail password change, and the queue listing for ordinary users.
@@ -69,7 +71,6 @@ from posthouse.server.listener import (
     ServiceSpec,
     SessionHandler,
     bind_socket,
-    socket_port,
 )
 from posthouse.server.pop3 import POP3Services, POP3Session
 from posthouse.server.privileges import PrivilegeError, drop_privileges
@@ -99,7 +100,8 @@ log = logging.getLogger("posthouse")
 
 VERIFIED_LOGIN_SECONDS = 300.0  # a verified password is trusted again for five minutes
 
-#: Options a running daemon cannot change: its sockets, files and processes.
+#: Options a running daemon cannot change: its files and processes (and, with workers or
+#: after root is given up, some listeners: see ``Runtime._rebind``).
 RESTART_ONLY = ("server.data_dir", "server.run_as", "server.workers", "server.event_loop")
 
 
@@ -157,10 +159,15 @@ class Daemon:
 
     def listening(self) -> list[tuple[str, str]]:
         """(protocol, where) of each listener: a socket path or ``address:port``."""
-        return [
-            (listener.protocol, listener.path or f"{listener.address}:{socket_port(sock)}")
-            for listener, sock in self.sockets
-        ]
+        return [(listener.protocol, where(sock)) for listener, sock in self.sockets]
+
+
+def where(sock: socket.socket) -> str:
+    """A listening socket's path, or ``address:port``."""
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        return f"{name[0]}:{name[1]}"
+    return str(name)
 
 
 def prepare_daemon(settings: Settings) -> Daemon:
@@ -320,7 +327,7 @@ class Runtime:
         self.sockets = sockets
         self.shared = shared
         self._control_sock = control
-        self._retiring: set[asyncio.Task[None]] = set()
+        self._retiring: set[asyncio.Task[Any]] = set()  # retiring apps, signalled reloads
         self._stop = asyncio.Event()
         config = app.settings.config
         self.limiter = ConnectionLimiter(
@@ -342,7 +349,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         remove_stale_records(self.settings.paths.proc_dir)
         for spec in service_specs(self.app, self.sockets, self.scheduler, self.group.stopping):
             await self.group.start(spec)
@@ -370,7 +377,12 @@ class Runtime:
     def close(self) -> None:
         self.app.close()
 
-    def reload(self) -> ReloadResult:
+    def _reload_on_signal(self) -> None:
+        task = asyncio.create_task(self.reload())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def reload(self) -> ReloadResult:
         """Re-read the configuration file and swap in an application built from it (see the
         module docstring); on any error the running one stays and the error is logged."""
         old = self.settings
@@ -379,7 +391,7 @@ class Runtime:
             check_startup(fresh)
         except (ConfigError, ConfigurationProblem) as exc:
             return self._logged(ReloadResult(False, f"reload refused: {exc}"))
-        pending = tuple(restart_needed(old.config, fresh.config))
+        pending = restart_needed(old.config, fresh.config)
         if fresh.paths.data_dir != old.paths.data_dir:
             # The pid file, the control socket and the records stay where they are.
             fresh = dataclasses.replace(fresh, paths=old.paths)
@@ -392,15 +404,51 @@ class Runtime:
             app = build_for(fresh, self.shared)
         except (OSError, ValueError) as exc:
             return self._logged(ReloadResult(False, f"reload failed: {exc}"))
-        self._swap(app)
+        sockets = self.sockets
+        if "listener" in pending and self.shared.main_pid == os.getpid():
+            try:
+                sockets = self._rebind(fresh.config.listener)
+                pending.remove("listener")
+            except BindError as exc:
+                log.error("listeners kept as they are: %s", exc)
+        await self._swap(app, sockets)
         message = f"configuration reloaded from {fresh.source} (generation {self.generation})"
         if pending:
             message += "; not applied until a restart: " + ", ".join(pending)
-        return self._logged(ReloadResult(True, message, pending))
+        return self._logged(ReloadResult(True, message, tuple(pending)))
 
-    def _swap(self, app: Application) -> None:
-        """New sessions and deliveries use *app*; the old one closes after the sessions and
-        delivery batches running now."""
+    def _rebind(
+        self, listeners: tuple[ListenerSection, ...]
+    ) -> list[tuple[ListenerSection, socket.socket]]:
+        """The sockets for *listeners*: the bound ones that are still configured, new ones
+        for the rest (:class:`BindError`, with nothing changed, when one cannot be bound:
+        e.g. a privileged port once root is given up).  Only a daemon of one process does
+        this; workers share the sockets their parent bound."""
+        kept = list(self.sockets)
+        result: list[tuple[ListenerSection, socket.socket]] = []
+        opened: list[socket.socket] = []
+        try:
+            for listener in listeners:
+                same = next((pair for pair in kept if pair[0] == listener), None)
+                if same is not None:
+                    kept.remove(same)
+                    result.append(same)
+                    continue
+                sock = bind_socket(listener.address, listener.port, listener.path)
+                opened.append(sock)
+                result.append((listener, sock))
+        except BindError:
+            for sock in opened:
+                sock.close()
+            raise
+        return result
+
+    async def _swap(
+        self, app: Application, sockets: list[tuple[ListenerSection, socket.socket]]
+    ) -> None:
+        """New sessions and deliveries use *app*, new connections *sockets* (listeners no
+        longer in it stop accepting; their sessions go on); the old application closes after
+        the sessions and delivery batches running now."""
         old = self.app
         running = self.group.sessions_now()
         self.app = app
@@ -411,8 +459,19 @@ class Runtime:
         self.limiter.is_exempt = app.policy.is_trusted
         self.scheduler.delivery = app.delivery
         self.scheduler.store = app.queue
-        for spec in service_specs(app, self.sockets, self.scheduler, self.group.stopping):
-            self.group.replace(spec)
+        serving = {sock.fileno() for _listener, sock in self.sockets}
+        for spec in service_specs(app, sockets, self.scheduler, self.group.stopping):
+            if spec.sock.fileno() in serving:
+                self.group.replace(spec)
+            else:
+                await self.group.start(spec)
+                log.info("listening %s on %s", spec.name, where(spec.sock))
+        remaining = {sock.fileno() for _listener, sock in sockets}
+        for listener, sock in self.sockets:
+            if sock.fileno() not in remaining:
+                await self.group.stop_serving(sock)
+                log.info("no longer listening %s", listener.protocol)
+        self.sockets = sockets
         app.transport.bind_loop(asyncio.get_running_loop())
         task = asyncio.create_task(self._retire(old, running))
         self._retiring.add(task)
@@ -468,7 +527,7 @@ class Runtime:
 
     async def _reload(self, _caller: Caller, _request: dict[str, Any]) -> Reply:
         if self.shared.main_pid == os.getpid():
-            result = self.reload()
+            result = await self.reload()
             return Reply(result.ok, result.message, {"restart_needed": result.restart_needed})
         # Workers: check the file here; every worker reloads on the SIGHUP the supervisor
         # forwards to them all.

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.e2e.conftest import Server, wait_until, write_config
+from tests.e2e.conftest import PASSWORD, Server, wait_until, write_config
 
 # -- status, stop ------------------------------------------------------------------------------
 
@@ -119,6 +119,32 @@ def test_reload_names_what_needs_a_restart(server: Server) -> None:
     assert "not applied until a restart: server.workers" in reloaded.stdout.decode()
     log = server.home / "server.log"
     wait_until(lambda: "server.workers" in log.read_text(), what="the log to name it")
+
+
+def test_reload_opens_and_closes_listeners(server: Server) -> None:
+    """A listener taken out stops accepting while its sessions go on; a new one serves."""
+    pop3 = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
+    pop3.user("alice")
+    pop3.pass_(PASSWORD)
+    text = server.config_path.read_text()
+    block = '[[listener]]\nprotocol = "pop3"\nport = 0\n'
+    assert block in text
+    server.config_path.write_text(text.replace(block, block.replace("pop3", "submission")))
+    reloaded = server.cli("reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "restart" not in reloaded.stdout.decode()
+    assert pop3.stat()[0] == 0  # the session on the closed listener goes on
+    pop3.quit()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.ports["pop3"]), timeout=30)
+    log = (server.home / "server.log").read_text()
+    port = int(re.findall(r"listening submission on 127\.0\.0\.1:(\d+)", log)[-1])
+    assert port != server.ports["submission"]
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        assert client.ehlo()[0] == 250
+        assert client.has_extn("auth") or client.has_extn("starttls")
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as client:
+        assert client.noop()[0] == 250  # the listener kept is the same socket
 
 
 # -- setup, then restart -----------------------------------------------------------------------

@@ -97,7 +97,7 @@ class ListenerGroup:
         self.limiter = limiter
         self.registry = registry
         self.stopping = asyncio.Event()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: dict[int, asyncio.AbstractServer] = {}  # by socket file descriptor
         self._specs: dict[int, ServiceSpec] = {}  # by socket file descriptor
         self._sessions: dict[asyncio.Task[None], Connection | None] = {}
 
@@ -132,7 +132,18 @@ class ListenerGroup:
         else:
             # Implicit TLS is started in _run_session, after the connection was admitted.
             server = await asyncio.start_server(on_connect, sock=spec.sock, limit=1 << 20)
-        self._servers.append(server)
+        self._servers[key] = server
+
+    async def stop_serving(self, sock: socket.socket) -> None:
+        """Stop accepting on *sock* and close it (a listener taken out by a reload); its
+        sessions go on."""
+        key = sock.fileno()
+        server = self._servers.pop(key, None)
+        self._specs.pop(key, None)
+        if server is not None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
 
     async def _run_session(
         self,
@@ -175,7 +186,7 @@ class ListenerGroup:
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, let sessions finish what they are doing, then cancel the rest."""
         self.stopping.set()
-        for server in self._servers:
+        for server in self._servers.values():
             server.close()
         for task, connection in list(self._sessions.items()):
             if connection is not None and connection.interruptible:
@@ -186,6 +197,6 @@ class ListenerGroup:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        for server in self._servers:
+        for server in self._servers.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)
