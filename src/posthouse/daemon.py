@@ -76,7 +76,7 @@ from posthouse.server.pop3 import POP3Services, POP3Session
 from posthouse.server.privileges import PrivilegeError, drop_privileges
 from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPSession
-from posthouse.server.supervisor import run_workers
+from posthouse.server.supervisor import WorkerSet, run_workers
 from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.maildrop import Maildrop
 
@@ -216,9 +216,14 @@ class Shared:
     runner: LocalRunner | None
 
 
-def run_daemon(daemon: Daemon, workers: int) -> int:
+def run_daemon(daemon: Daemon, workers: int, *, workers_fixed: bool = False) -> int:
     """Serve until SIGTERM in this process (one worker) or in *workers* forked ones, with
-    the process id in ``Paths.pid_file`` meanwhile."""
+    the process id in ``Paths.pid_file`` meanwhile.
+
+    With workers, a reload that changes the listeners or (unless *workers_fixed*, given on
+    the command line) their number replaces the workers gracefully: the sockets are bound
+    here, new workers start with the new configuration and the old ones finish their
+    sessions."""
     settings = daemon.settings
     pid_file = settings.paths.pid_file
     pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
@@ -230,15 +235,75 @@ def run_daemon(daemon: Daemon, workers: int) -> int:
     )
     notify_systemd(f"READY=1\nMAINPID={os.getpid()}")
 
-    def serve() -> int:
-        return serve_in_process(settings, daemon.sockets, daemon.control, shared)
+    def serve_with(
+        settings: Settings, sockets: list[tuple[ListenerSection, socket.socket]]
+    ) -> Callable[[], int]:
+        return lambda: serve_in_process(settings, sockets, daemon.control, shared)
+
+    current = WorkerSet(workers, serve_with(settings, daemon.sockets))
+    plan = (settings, daemon.sockets)
+
+    def reconfigure() -> WorkerSet | None:
+        nonlocal current, plan
+        old, bound = plan
+        try:
+            fresh = load_settings(config_file(old))
+            check_startup(fresh)
+        except (ConfigError, ConfigurationProblem):
+            return None  # the workers refuse it too, and log why
+        count = current.count if workers_fixed else worker_count(fresh.config.server.workers)
+        if fresh.config.listener == old.config.listener and count == current.count:
+            return None  # the workers reload in place
+        try:
+            sockets = rebind(bound, fresh.config.listener)
+        except BindError as exc:
+            log.error("workers kept as they are: %s", exc)
+            return None
+        for _listener, sock in bound:
+            if all(sock is not kept for _listener, kept in sockets):
+                sock.close()  # the old workers keep their copies until they finish
+        if fresh.paths.data_dir != old.paths.data_dir:
+            fresh = dataclasses.replace(fresh, paths=old.paths)
+        for listener, sock in sockets:
+            log.info("listening %s on %s", listener.protocol, where(sock))
+        plan = (fresh, sockets)
+        current = WorkerSet(count, serve_with(fresh, sockets))
+        return current
 
     try:
-        return serve() if workers <= 1 else run_workers(workers, serve)
+        if workers <= 1:
+            return current.serve()
+        return run_workers(workers, current.serve, reconfigure)
     finally:
         with contextlib.suppress(OSError, ValueError):
             if int(pid_file.read_text()) == os.getpid():
                 pid_file.unlink()
+
+
+def rebind(
+    bound: list[tuple[ListenerSection, socket.socket]], listeners: tuple[ListenerSection, ...]
+) -> list[tuple[ListenerSection, socket.socket]]:
+    """The sockets for *listeners*: the *bound* ones that are still configured, new ones for
+    the rest (:class:`BindError`, with nothing changed, when one cannot be bound: e.g. a
+    privileged port once root is given up)."""
+    kept = list(bound)
+    result: list[tuple[ListenerSection, socket.socket]] = []
+    opened: list[socket.socket] = []
+    try:
+        for listener in listeners:
+            same = next((pair for pair in kept if pair[0] == listener), None)
+            if same is not None:
+                kept.remove(same)
+                result.append(same)
+                continue
+            sock = bind_socket(listener.address, listener.port, listener.path)
+            opened.append(sock)
+            result.append((listener, sock))
+    except BindError:
+        for sock in opened:
+            sock.close()
+        raise
+    return result
 
 
 def notify_systemd(state: str) -> None:
@@ -407,7 +472,7 @@ class Runtime:
         sockets = self.sockets
         if "listener" in pending and self.shared.main_pid == os.getpid():
             try:
-                sockets = self._rebind(fresh.config.listener)
+                sockets = rebind(self.sockets, fresh.config.listener)
                 pending.remove("listener")
             except BindError as exc:
                 log.error("listeners kept as they are: %s", exc)
@@ -416,32 +481,6 @@ class Runtime:
         if pending:
             message += "; not applied until a restart: " + ", ".join(pending)
         return self._logged(ReloadResult(True, message, tuple(pending)))
-
-    def _rebind(
-        self, listeners: tuple[ListenerSection, ...]
-    ) -> list[tuple[ListenerSection, socket.socket]]:
-        """The sockets for *listeners*: the bound ones that are still configured, new ones
-        for the rest (:class:`BindError`, with nothing changed, when one cannot be bound:
-        e.g. a privileged port once root is given up).  Only a daemon of one process does
-        this; workers share the sockets their parent bound."""
-        kept = list(self.sockets)
-        result: list[tuple[ListenerSection, socket.socket]] = []
-        opened: list[socket.socket] = []
-        try:
-            for listener in listeners:
-                same = next((pair for pair in kept if pair[0] == listener), None)
-                if same is not None:
-                    kept.remove(same)
-                    result.append(same)
-                    continue
-                sock = bind_socket(listener.address, listener.port, listener.path)
-                opened.append(sock)
-                result.append((listener, sock))
-        except BindError:
-            for sock in opened:
-                sock.close()
-            raise
-        return result
 
     async def _swap(
         self, app: Application, sockets: list[tuple[ListenerSection, socket.socket]]
@@ -529,16 +568,20 @@ class Runtime:
         if self.shared.main_pid == os.getpid():
             result = await self.reload()
             return Reply(result.ok, result.message, {"restart_needed": result.restart_needed})
-        # Workers: check the file here; every worker reloads on the SIGHUP the supervisor
-        # forwards to them all.
+        # Workers: check the file here; the supervisor then replaces the workers (listeners
+        # or their number changed) or forwards the SIGHUP to every one.
         try:
             fresh = load_settings(config_file(self.settings))
             check_startup(fresh)
         except (ConfigError, ConfigurationProblem) as exc:
             return Reply(False, f"reload refused: {exc}")
         os.kill(self.shared.main_pid, signal.SIGHUP)
-        pending = restart_needed(self.settings.config, fresh.config)
-        message = f"reloading {fresh.source} in every worker"
+        pending = [
+            name
+            for name in restart_needed(self.settings.config, fresh.config)
+            if name not in ("listener", "server.workers")  # new workers apply those
+        ]
+        message = f"reloading {fresh.source} in the workers (see the log)"
         if pending:
             message += "; not applied until a restart: " + ", ".join(pending)
         return Reply(True, message, {"restart_needed": pending})

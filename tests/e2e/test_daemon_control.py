@@ -147,6 +147,43 @@ def test_reload_opens_and_closes_listeners(server: Server) -> None:
         assert client.noop()[0] == 250  # the listener kept is the same socket
 
 
+def test_reload_replaces_workers_gracefully(server_factory: Callable[..., Server]) -> None:
+    """With workers, new listeners or a new number of workers: new workers start with the
+    new configuration, the old ones finish their sessions and end."""
+    server = server_factory(workers=2)
+
+    def workers() -> set[int]:
+        text = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        return {int(pid) for pid in text.read_text().split()}
+
+    wait_until(lambda: len(workers()) == 2, what="two workers")
+    old = workers()
+    busy = smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60)  # a session in flight
+    busy.ehlo()
+    busy.mail("joe@remote.test")
+    busy.rcpt("alice@example.test")
+    text = server.config_path.read_text().replace("workers = 2", "workers = 3")
+    block = '[[listener]]\nprotocol = "pop3"\nport = 0\n'
+    server.config_path.write_text(text.replace(block, block.replace("pop3", "submission")))
+    reloaded = server.cli("reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "restart" not in reloaded.stdout.decode()
+    wait_until(lambda: len(workers() - old) == 3, what="three new workers")
+    code, _ = busy.data(b"Subject: during the change\r\n\r\nfinished\r\n")
+    assert code == 250
+    busy.quit()
+    wait_until(lambda: not (workers() & old), what="the old workers to finish and end")
+    assert b"finished" in server.wait_for_messages("alice", 1)[0]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.ports["pop3"]), timeout=30)
+    log = (server.home / "server.log").read_text()
+    port = int(re.findall(r"listening submission on 127\.0\.0\.1:(\d+)", log)[-1])
+    assert port != server.ports["submission"]
+    for each in (port, server.smtp_port):
+        with smtplib.SMTP("127.0.0.1", each, timeout=30) as client:
+            assert client.ehlo()[0] == 250
+
+
 # -- setup, then restart -----------------------------------------------------------------------
 
 

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return EX_UNAVAILABLE if isinstance(exc, ListenProblem) else EX_OSERR
     announce(daemon, demo_password)
     configured = args.workers if args.workers is not None else settings.config.server.workers
-    return run_daemon(daemon, worker_count(configured))
+    return run_daemon(daemon, worker_count(configured), workers_fixed=args.workers is not None)
 
 
 def announce(daemon: Daemon, password: str | None) -> None:
