@@ -100,8 +100,9 @@ log = logging.getLogger("posthouse")
 
 VERIFIED_LOGIN_SECONDS = 300.0  # a verified password is trusted again for five minutes
 
-#: Options a running daemon cannot change: its files and processes (and, with workers or
-#: after root is given up, some listeners: see ``Runtime._rebind``).
+#: Options only a restart applies: the daemon's files, account and event loop, and the number
+#: of workers of a daemon of one process (a supervisor replaces its workers instead).  Changed
+#: listeners are rebound by a reload (:func:`rebind`) unless a port cannot be bound any more.
 RESTART_ONLY = ("server.data_dir", "server.run_as", "server.workers", "server.event_loop")
 
 
