@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""IMAP side by side: Dovecot (default and high-performance login), Cyrus IMAP 3.6, posthouse.
+
+The same users and mail on every server: ``--clients`` users (the largest client count
+asked for) ``user1..userN`` with password ``pass`` and ``--messages`` messages each (default
+100 of ``--size`` = 5,000 body bytes), then ``imap_load.py``'s imaptest-style session mix
+(login, select, fetch of flags, headers and bodies, store flags, append, expunge, logout) for
+``--duration`` seconds at each client count (default 10 and 50).  The servers:
+
+* ``dovecot``: ``../shared/peers/dovecot.sh`` in maildir format (the format Dovecot is
+  fastest with for this mix; its mbox rewrites the file on every expunge), as configured;
+* ``dovecot-hp``: the same plus Dovecot's documented high-performance login mode
+  (``service imap-login { service_count = 0; process_min_avail = 2 }``), the target;
+* ``cyrus``: ``../shared/peers/cyrus.sh`` (the chapter's own server), mail delivered over
+  its LMTP listener;
+* ``posthouse``: not yet: posthouse has no IMAP server (issue 12 is building it).  Until it
+  has one this script measures the peers only, so the targets are known.
+
+Then the big mailbox: user ``user{N+1}`` gets ``--big`` messages (default 100,000; Dovecot
+only unless ``--big-servers`` names others, as delivering 100,000 messages over Cyrus's LMTP
+takes long) and the script times, on one connection after login, ``SELECT INBOX``,
+``FETCH 1:* (UID FLAGS)`` and ``UID SEARCH HEADER Subject <a word of one message>``, twice
+(cold after the server's start, then warm).
+
+Everything listens on 127.0.0.1, every wait is bounded, the servers are stopped at the end.
+Needs root (the peers' scripts install packages and chown their mail).  Example::
+
+    .venv/bin/python benchmarks/imap_vs_peers.py --clients 10,50 --duration 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from imap_load import IMAPClient, LoadResult, message, run_load, user_names  # noqa: E402
+
+# The peers sit beside the repository: ../shared/peers/ from its root.
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+PASSWORD = "pass"
+HIGH_PERFORMANCE_LOGIN = """
+service imap-login {
+  service_count = 0
+  process_min_avail = 2
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop_pid_file(pid_file: Path, timeout: float = 20.0) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, 15)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, 9)
+
+
+class Server(Protocol):
+    name: str
+    port: int
+
+    def start(self, users: Sequence[str], messages: int, size: int) -> None: ...
+    def add_big_mailbox(self, user: str, count: int, size: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Dovecot:
+    """Dovecot with maildir, optionally in its high-performance login mode."""
+
+    def __init__(self, root: Path, high_performance: bool) -> None:
+        self.name = "dovecot-hp" if high_performance else "dovecot"
+        self.dir = root / self.name
+        self.high_performance = high_performance
+        self.port = free_port()
+
+    def _maildir(self, user: str) -> Path:
+        return self.dir / "mail" / user / "Maildir"
+
+    def _write(self, user: str, count: int, size: int) -> None:
+        maildir = self._maildir(user)
+        for sub in ("cur", "new", "tmp"):
+            (maildir / sub).mkdir(parents=True, exist_ok=True)
+        stamp = int(time.time())
+        for n in range(1, count + 1):
+            (maildir / "cur" / f"{stamp}.M{n}P1.bench:2,").write_bytes(message(user, n, size))
+
+    def start(self, users: Sequence[str], messages: int, size: int) -> None:
+        subprocess.run(
+            ["bash", str(PEERS / "dovecot.sh"), str(self.dir), str(self.port), "0",
+             str(len(users) + 1), "maildir"],
+            check=True, stdout=subprocess.DEVNULL, timeout=300,
+        )  # fmt: skip
+        stop_pid_file(self.dir / "run" / "master.pid")
+        for user in users:
+            self._write(user, messages, size)
+        if self.high_performance:
+            with (self.dir / "dovecot.conf").open("a") as conf:
+                conf.write(HIGH_PERFORMANCE_LOGIN)
+        self._start()
+
+    def _start(self) -> None:
+        subprocess.run(["chown", "-R", "mail:mail", str(self.dir / "mail")], check=True)
+        subprocess.run(["/usr/sbin/dovecot", "-c", str(self.dir / "dovecot.conf")], check=True)
+        wait_for_port(self.port)
+
+    def add_big_mailbox(self, user: str, count: int, size: int) -> None:
+        stop_pid_file(self.dir / "run" / "master.pid")
+        self._write(user, count, size)
+        self._start()
+
+    def stop(self) -> None:
+        stop_pid_file(self.dir / "run" / "master.pid")
+
+
+class Cyrus:
+    """Cyrus IMAP 3.6 from ../shared/peers/cyrus.sh; mail delivered over LMTP."""
+
+    def __init__(self, root: Path) -> None:
+        self.name = "cyrus"
+        self.dir = root / "cyrus"
+        self.port = free_port()
+        self.lmtp = free_port()
+
+    def start(self, users: Sequence[str], messages: int, size: int) -> None:
+        subprocess.run(
+            ["bash", str(PEERS / "cyrus.sh"), str(self.dir), str(self.port), str(free_port()),
+             str(len(users) + 1), str(self.lmtp)],
+            check=True, stdout=subprocess.DEVNULL, timeout=600,
+        )  # fmt: skip
+        wait_for_port(self.port)
+        wait_for_port(self.lmtp)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda u: self._deliver(u, range(1, messages + 1), size), users))
+
+    def _deliver(self, user: str, numbers: Iterable[int], size: int) -> None:
+        lmtp = smtplib.LMTP("127.0.0.1", self.lmtp, timeout=60)
+        try:
+            for n in numbers:
+                lmtp.sendmail("sender@local.test", [user], message(user, n, size))
+        finally:
+            lmtp.quit()
+
+    def add_big_mailbox(self, user: str, count: int, size: int) -> None:
+        chunks = [
+            range(start, min(count, start + 9999) + 1) for start in range(1, count + 1, 10000)
+        ]
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda numbers: self._deliver(user, numbers, size), chunks))
+
+    def stop(self) -> None:
+        stop_pid_file(self.dir / "run" / "master.pid")
+
+
+async def big_mailbox_times(
+    server: Server, user: str, word: str, timeout: float
+) -> dict[str, float]:
+    """Seconds for SELECT, FETCH 1:* (UID FLAGS) and UID SEARCH HEADER Subject WORD."""
+    client = await IMAPClient.connect("127.0.0.1", server.port, timeout)
+    times: dict[str, float] = {}
+    try:
+        await client.command(f'LOGIN {user} "{PASSWORD}"')
+        for name, text in (
+            ("select", "SELECT INBOX"),
+            ("fetch-uid-flags", "FETCH 1:* (UID FLAGS)"),
+            ("uid-search-header", f"UID SEARCH HEADER Subject {word}"),
+        ):
+            started = time.perf_counter()
+            await client.command(text)
+            times[name] = round(time.perf_counter() - started, 3)
+        await client.command("LOGOUT")
+    finally:
+        await client.close()
+    return times
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def table(results: dict[str, dict[int, LoadResult]], reference: str) -> str:
+    lines = [
+        f"{'server':<12} {'clients':>7} {'sessions/s':>10} {'ops/s':>9} {'failed':>6}"
+        f" {'vs ' + reference:>14}"
+    ]
+    for name, by_clients in results.items():
+        for clients, r in sorted(by_clients.items()):
+            ref = results.get(reference, {}).get(clients)
+            against = ratio(r.operations_per_second, ref.operations_per_second) if ref else "-"
+            lines.append(
+                f"{name:<12} {clients:>7} {r.sessions_per_second:>10} {r.operations_per_second:>9}"
+                f" {r.failures:>6} {against:>14}"
+            )
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--servers", default="dovecot,dovecot-hp,cyrus")
+    p.add_argument("--clients", default="10,50", help="client counts, comma-separated")
+    p.add_argument("--messages", type=int, default=100, help="messages per user")
+    p.add_argument("--size", type=int, default=5000, help="body bytes per message")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of load per run")
+    p.add_argument("--big", type=int, default=100_000, help="messages in the big mailbox; 0: none")
+    p.add_argument("--big-servers", default="dovecot-hp", help="servers that get the big mailbox")
+    p.add_argument("--io-timeout", type=float, default=60.0)
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    return p.parse_args(argv)
+
+
+def make_server(name: str, root: Path) -> Server:
+    if name == "dovecot":
+        return Dovecot(root, high_performance=False)
+    if name == "dovecot-hp":
+        return Dovecot(root, high_performance=True)
+    if name == "cyrus":
+        return Cyrus(root)
+    raise SystemExit(f"unknown server {name!r} (dovecot, dovecot-hp, cyrus)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    counts = sorted(int(c) for c in args.clients.split(","))
+    users = user_names("user{}", counts[-1], 1)
+    big_user = f"user{counts[-1] + 1}"
+    root = Path(tempfile.mkdtemp(prefix="imapbench-", dir="/var/tmp"))
+    os.chmod(root, 0o755)
+    results: dict[str, dict[int, LoadResult]] = {}
+    big: dict[str, list[dict[str, float]]] = {}
+    try:
+        for name in args.servers.split(","):
+            server = make_server(name, root)
+            try:
+                server.start(users, args.messages, args.size)
+                for clients in counts:
+                    load = argparse.Namespace(
+                        host="127.0.0.1", port=server.port, password=PASSWORD, size=args.size,
+                        duration=args.duration, io_timeout=args.io_timeout,
+                    )  # fmt: skip
+                    result = asyncio.run(run_load(load, users[:clients]))
+                    results.setdefault(name, {})[clients] = result
+                    print(f"{name} {clients} clients: {json.dumps(result.__dict__)}", flush=True)
+                if args.big and name in args.big_servers.split(","):
+                    server.add_big_mailbox(big_user, args.big, 500)
+                    word = str(args.big // 2)  # the number in one subject
+                    big[name] = [
+                        asyncio.run(big_mailbox_times(server, big_user, word, args.io_timeout * 10))
+                        for _ in range(2)
+                    ]
+                    print(f"{name} big mailbox ({args.big}): cold, warm {big[name]}", flush=True)
+            finally:
+                server.stop()
+        reference = "dovecot-hp" if "dovecot-hp" in results else next(iter(results))
+        print()
+        print(table(results, reference))
+        for name, runs in big.items():
+            print(f"{name} {args.big}-message mailbox, seconds (cold, warm): {runs}")
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "load": {
+                            n: {c: r.__dict__ for c, r in v.items()} for n, v in results.items()
+                        },
+                        "big": big,
+                    },
+                    indent=2,
+                )
+            )
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
