@@ -427,6 +427,11 @@ class Runtime:
         scheduler_task = asyncio.create_task(self.scheduler.run())
         stats_task = asyncio.create_task(self._flush_statistics())
         await self._stop.wait()
+        # Stopping already: a second SIGTERM (an impatient init script) must not kill the
+        # process while it finishes the sessions and closes its files, nor after the loop
+        # (which would reset the handler to the default) has ended.
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         log.info("shutting down: finishing %d session(s) in flight", self.group.session_count)
         if control is not None:
             await control.close()

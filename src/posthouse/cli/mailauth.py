@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import pwd
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -149,7 +151,7 @@ def run_mailauth(
             name = user_name(args.user or current_user())
             handed_to = _change_own(files, name, args.password_stdin, stdin, stdout, prompt)
         else:
-            own = user_name(current_user())
+            own = pwd.getpwuid(os.getuid()).pw_name  # who the daemon will see, not $USER
             if args.user is not None and user_name(args.user) != own:
                 raise NotPermitted("only root may change another user's mail password")
             handed_to = None
