@@ -274,3 +274,33 @@ def test_an_append_literal_is_a_transfer_not_a_command_line(tmp_path: Path) -> N
         await client.task
 
     scenario(body, tmp_path)
+
+
+def test_header_searches_use_the_cached_header_and_body_searches_read_messages(
+    tmp_path: Path,
+) -> None:
+    async def body(store: MailStore) -> None:
+        now = dt.datetime.now(dt.UTC)
+        other = store.session("alice")
+        await other.append("INBOX", [prepared(message(s), now, frozenset()) for s in "xyz"])
+        reads: list[int] = []
+        backend = cast(FsBackend, store.backend)
+        original = backend.read_message
+
+        async def counted(mailbox_id: str, uid: int) -> bytes:
+            reads.append(uid)
+            return await original(mailbox_id, uid)
+
+        backend.read_message = counted  # type: ignore[method-assign]
+        client = Client(store)
+        await client.login()
+        await client.command(b"s SELECT INBOX")
+        assert (await client.command(b"a SEARCH SUBJECT y"))[0] == b"* SEARCH 2\r\n"
+        assert (await client.command(b"b SORT (SUBJECT) UTF-8 ALL"))[0] == b"* SORT 1 2 3\r\n"
+        assert reads == []
+        assert (await client.command(b'c SEARCH BODY "of z"'))[0] == b"* SEARCH 3\r\n"
+        assert reads == [1, 2, 3]
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    scenario(body, tmp_path)

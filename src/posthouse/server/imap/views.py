@@ -47,9 +47,12 @@ class StoredMessage:
 
     @property
     def part(self) -> message.Part:
+        """The parsed message, or only its header when just the cached header section is
+        at hand (enough for header keys: SEARCH HEADER, SORT, THREAD)."""
         if self._part is None:
-            assert self.content is not None, "load the message before parsing it"
-            self._part = message.parse(self.content)
+            source = self.content if self.content is not None else self.meta.header
+            assert source is not None, "load the message (or its cached header) first"
+            self._part = message.parse(source)
         return self._part
 
     def forget_content(self) -> None:
