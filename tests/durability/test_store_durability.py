@@ -300,3 +300,24 @@ def test_threads_may_hold_their_own_syncs(tmp_path: Path, trace: SyscallTrace) -
         hold.release.set()
         worker.join(WAIT_SECONDS)
     assert done.is_set() and trace.index(trace.file_synced(inode_of(path), 3), "the sync") >= 0
+
+
+def test_a_power_cut_keeps_the_files_inode_numbers(tmp_path: Path, trace: SyscallTrace) -> None:
+    """The harness's power cut restores what was durable in the same inodes, as a real one
+    does: the rewrite journal names its mailbox by inode, so recovery after a cut that
+    renumbered the files would wrongly find the mailbox replaced."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    kept = directory / "kept"
+    kept.write_bytes(b"durable\n")
+    # A second name outside keeps the inode alive, so a recreated file cannot get it back.
+    os.link(kept, tmp_path / "elsewhere")
+    inode = inode_of(kept)
+    power = PowerLoss(trace, directory)
+    with open(kept, "ab") as file:
+        file.write(b"never synced\n")
+    (directory / "new").write_bytes(b"never synced either\n")
+    power.cut()
+    assert os.listdir(directory) == ["kept"]
+    assert kept.read_bytes() == b"durable\n"
+    assert inode_of(kept) == inode
