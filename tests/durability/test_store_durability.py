@@ -70,6 +70,21 @@ def test_mbox_append_syncs_the_mailbox_with_all_its_data_and_a_new_one_s_directo
     assert synced < trace.index(lambda c: c.dst == "returned again", "return")
 
 
+def test_mbox_append_into_a_new_spool_directory_syncs_its_parent_too(
+    tmp_path: Path, trace: SyscallTrace
+) -> None:
+    spool = tmp_path / "spool"  # missing: created by the append
+    append_messages(
+        spool / "alice",
+        [MboxMessage("bob@example.org", _message(1), WHEN)],
+        method=LockMethod.LOCKF,
+    )
+    trace.mark("returned")
+    returned = trace.index(lambda c: c.dst == "returned", "return")
+    assert trace.index(trace.dir_synced(spool), "spool directory sync") < returned
+    assert trace.index(trace.dir_synced(tmp_path), "its parent's sync") < returned
+
+
 def test_mailbox_writer_does_not_answer_before_the_mailbox_sync_returns(
     tmp_path: Path, trace: SyscallTrace
 ) -> None:

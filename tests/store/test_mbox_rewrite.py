@@ -135,3 +135,29 @@ def test_a_journal_the_crash_left_unpublished_is_removed_at_the_next_open(spool:
         assert len(drop.messages) == 3  # nothing was deleted: the journal never took effect
     assert sorted(os.listdir(spool.index_dir)) == before
     assert spool.path.read_bytes() == spool.mbox(*contents)
+
+
+class _Crash(BaseException):
+    pass
+
+
+def test_a_journal_of_the_wrong_length_is_discarded_not_applied(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contents = [_message(n, 100) for n in range(1, 4)]
+    spool.deliver(*contents)
+
+    def crash(point: str) -> None:
+        if point == "journal":
+            raise _Crash(point)
+
+    monkeypatch.setattr(mbox_maildrop, "_crash_hook", crash)
+    with pytest.raises(_Crash):
+        _delete(spool, [1])
+    monkeypatch.setattr(mbox_maildrop, "_crash_hook", lambda point: None)
+    journal = spool.index_dir / "alice.rewrite"
+    os.truncate(journal, journal.stat().st_size - 10)  # damaged: shorter than it says
+    with spool.open() as drop:
+        assert len(drop.messages) == 3
+    assert spool.path.read_bytes() == spool.mbox(*contents)
+    assert not journal.exists()
