@@ -116,6 +116,11 @@ def test_clean_stale_removes_every_temporary_file_a_crash_leaves(
     assert sorted(p.name for p in removed) == left
     assert _names(store) == before
     assert store.read_data(kept) == SMALL and "round" not in store.load(kept).extra
+    with store.claim(kept) as envelope:  # the entry is whole: it can be updated again
+        assert envelope is not None
+        envelope.extra["round"] = "3"
+        store.update(envelope)
+    assert store.load(kept).extra == {"round": "3"} and _names(store) == before
 
 
 def test_clean_stale_goes_on_past_young_locked_vanished_and_foreign_files(
@@ -228,6 +233,57 @@ def test_a_commit_the_committer_refuses_leaves_nothing(store: QueueStore, how: s
             msg.commit_blocking()
         else:
             asyncio.run(msg.commit())
+    assert _names(store) == []
+
+
+def test_a_failure_to_remove_the_files_of_a_failed_commit_keeps_its_error(
+    store: QueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msg = store.new_message("alice@example.org", ["bob@example.net"])
+    msg.write(LARGE)
+    monkeypatch.setattr(os, "fdatasync", _fail_with(errno.EIO))
+    monkeypatch.setattr(os, "unlink", _fail_with(errno.EROFS))
+    with pytest.raises(OSError) as failure:
+        msg.commit_blocking()
+    assert failure.value.errno == errno.EIO
+
+
+def test_a_descriptor_that_fails_to_close_after_a_commit_does_not_undo_it(
+    store: QueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() may report an error (EIO on some file systems) after the data was flushed:
+    the message is committed all the same."""
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        real_close(fd)
+        if name.endswith(".qf"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    msg = store.new_message("alice@example.org", ["bob@example.net"])
+    msg.write(SMALL)
+    monkeypatch.setattr(os, "close", close)
+    assert msg.commit_blocking() == msg.queue_id
+    monkeypatch.undo()
+    assert store.read_data(msg.queue_id) == SMALL
+
+
+def test_clean_stale_skips_a_file_another_cleaner_removed_meanwhile(
+    store: QueueStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = store.directory / f"{new_queue_id()}.df.tmp"
+    stale.write_bytes(b"left by a crash")
+    old = time.time() - 3 * 86400
+    os.utime(stale, (old, old))
+    real_flock = fcntl.flock
+
+    def flock(fd: int, operation: int) -> None:
+        stale.unlink()  # the other cleaner wins the race, just before our lock
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    assert store.clean_stale() == []
     assert _names(store) == []
 
 
