@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import stat
 import struct
 import subprocess
@@ -479,3 +480,117 @@ def test_a_forked_child_does_not_inherit_in_process_locks(tmp_path: Path) -> Non
         check=True,
     )
     assert result.stdout.strip() == "0", result.stderr
+
+
+# --- holders in other pid namespaces ---------------------------------------------------------
+
+# Tries the lockf once (it is busy) and prints the holder the timeout names.
+HOLDER_CHECK = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from posthouse.store.mbox.locking import LockMethod, MailboxLockTimeout, locked_mailbox
+
+    try:
+        with locked_mailbox(Path(sys.argv[1]), LockMethod.LOCKF, timeout=0.05):
+            print("got the lock")
+    except MailboxLockTimeout as exc:
+        print(exc.holder)
+    """
+)
+
+# Pid 1 of a new pid namespace: holds the lockf and runs HOLDER_CHECK as its child.
+PID_ONE_HOLDER = textwrap.dedent(
+    """
+    import fcntl, os, subprocess, sys
+    assert os.getpid() == 1
+    fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    check = subprocess.run([sys.executable, "-c", sys.argv[2], sys.argv[1]],
+                           capture_output=True, text=True, check=True)
+    print(check.stdout.strip())
+    """
+)
+
+UNSHARE = shutil.which("unshare")
+
+
+def in_new_pid_namespace(*argv: str) -> list[str]:
+    return [str(UNSHARE), "--pid", "--fork", "--kill-child", *argv]
+
+
+def pid_namespaces_available() -> bool:
+    if sys.platform != "linux" or UNSHARE is None:
+        return False
+    probe = subprocess.run(in_new_pid_namespace("true"), capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+needs_pid_namespaces = pytest.mark.skipif(
+    not pid_namespaces_available(), reason="cannot create pid namespaces (needs root)"
+)
+
+
+@needs_pid_namespaces
+def test_lockf_timeout_names_pid_1_as_the_holder(tmp_path: Path) -> None:
+    box = tmp_path / "alice"
+    result = subprocess.run(
+        in_new_pid_namespace(sys.executable, "-c", PID_ONE_HOLDER, str(box), HOLDER_CHECK),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "1", result.stderr
+
+
+@needs_pid_namespaces
+def test_lockf_timeout_names_no_holder_outside_our_pid_namespace(
+    tmp_path: Path, holders: list[RangeHolder]
+) -> None:
+    # The kernel reports a holder we cannot see (another namespace) as pid 0: unknown.
+    box = tmp_path / "alice"
+    holders.append(RangeHolder(box))
+    result = subprocess.run(
+        in_new_pid_namespace(sys.executable, "-c", HOLDER_CHECK, str(box)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "None", result.stderr
+
+
+# --- a foreign lock file that never ends ------------------------------------------------------
+
+# Under a 1 GiB address-space limit (so a read without a bound fails here, not the machine),
+# times out on a dot-lock that is a symlink to /dev/zero and prints the holder it names.
+ENDLESS_LOCK_CHECK = textwrap.dedent(
+    """
+    import resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    from pathlib import Path
+    from posthouse.store.mbox.locking import LockMethod, MailboxLockTimeout, locked_mailbox
+
+    try:
+        with locked_mailbox(Path(sys.argv[1]), LockMethod.LOCKFILE, timeout=0.05):
+            print("got the lock")
+    except MailboxLockTimeout as exc:
+        print(exc.holder)
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_dot_lock_that_never_ends_is_read_only_in_part(tmp_path: Path) -> None:
+    box = tmp_path / "alice"
+    lockfile_path(box).symlink_to("/dev/zero")
+    result = subprocess.run(
+        [sys.executable, "-c", ENDLESS_LOCK_CHECK, str(box)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "None"), result.stderr
+    assert lockfile_path(box).is_symlink()  # fresh (the link is new): not broken
