@@ -594,3 +594,19 @@ def test_a_dot_lock_that_never_ends_is_read_only_in_part(tmp_path: Path) -> None
     )
     assert (result.returncode, result.stdout.strip()) == (0, "None"), result.stderr
     assert lockfile_path(box).is_symlink()  # fresh (the link is new): not broken
+
+
+def test_a_fifo_planted_as_the_dot_lock_is_a_busy_lock_not_a_hang(tmp_path: Path) -> None:
+    # Anyone who may create files in the spool directory may plant NAME.lock as a FIFO:
+    # reading the holder's pid from it must not block the delivery or the login for ever.
+    box = tmp_path / "alice"
+    os.mkfifo(lockfile_path(box))
+    result = subprocess.run(
+        [sys.executable, "-c", ENDLESS_LOCK_CHECK, str(box)],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the old code never returned: the run fails here instead of hanging
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "None"), result.stderr
+    assert stat.S_ISFIFO(os.lstat(lockfile_path(box)).st_mode)  # fresh: left where it is
