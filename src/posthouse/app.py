@@ -31,7 +31,7 @@ from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.load import ConfigError, load_settings, located_error
 from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.agents.mbox import MailboxWriter
@@ -46,11 +46,12 @@ from posthouse.mta.expand import Expander
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
-from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
+from posthouse.mta.pseudodomains import DEFAULT_NAMES, AddressMapper, Pseudodomain
+from posthouse.mta.pseudodomains import Protocol as GatewayProtocol
 from posthouse.mta.queue.groupcommit import GroupCommitter
 from posthouse.mta.queue.scheduler import DeliveryScheduler
 from posthouse.mta.queue.store import QueueStore
-from posthouse.mta.rewrite import MasqueradeSettings
+from posthouse.mta.rewrite import MasqueradeSettings, masquerade_domain
 from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import RemoteTransport
@@ -81,10 +82,14 @@ from posthouse.store.fs.layout import FsLayout
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.mbox.maildrop import MboxMaildrop
+from posthouse.store.mbox.mounts import read_mounts, spool_problem
 from posthouse.store.policy import CyrusAccess
 from posthouse.store.service import MailStore
 
 log = logging.getLogger("posthouse")
+
+#: The native address syntaxes every host understands (12.1.6), configured or not.
+UNIVERSAL_GATEWAYS: tuple[GatewayProtocol, ...] = ("decnet", "decnet-osi", "uucp")
 
 
 @dataclass
@@ -124,6 +129,18 @@ def prepare_data_dir(settings: Settings) -> None:
     paths.queue_dir.mkdir(parents=True, exist_ok=True, mode=0o775)
     paths.spool_dir.mkdir(parents=True, exist_ok=True)
     paths.proc_dir.mkdir(parents=True, exist_ok=True)
+
+
+def check_mailbox_directory(settings: Settings) -> None:
+    """An NFS client's spool must be its mailbox server's export (12.3.1 step 4; see
+    :mod:`posthouse.store.mbox.mounts`): ConfigError, naming ``mailbox_server``, if not."""
+    mail = settings.config.mail
+    if mail.mailbox_directory != "nfs-client":
+        return
+    spool = settings.paths.spool_dir.resolve()
+    problem = spool_problem(spool, mail.mailbox_server, read_mounts())
+    if problem is not None:
+        raise located_error(settings.source, "mail.mailbox_server", problem)
 
 
 def local_domains_of(settings: Settings) -> LocalDomains:
@@ -170,26 +187,16 @@ def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTranspor
         static_routes={r.domain: r.to for r in config.route},
         host_names=host_names,
     )
-    mapper = AddressMapper(
-        [
-            Pseudodomain(
-                protocol=p.protocol,
-                name=p.name,
-                aliases=p.aliases,
-                # user@host.UUCP has no top domain (RFC 976); the others end in it (12.1.6).
-                top_domain="" if p.protocol == "uucp" else mail.top_domain,
-                routing=p.routing,
-                relay_host=p.relay_host,
-                relay_protocol=p.relay_protocol if p.routing == "relay" else "",
-                transport=p.transport,
-            )
-            for p in config.pseudodomain
-        ]
-    )
+    mapper = gateway_mapper(settings)
     masquerade = None
-    if mail.masquerade and mail.top_domain:
+    if mail.masquerade:
         masquerade = MasqueradeSettings(
-            top_domain=mail.top_domain, exceptions=mail.masquerade_exceptions
+            top_domain=mail.top_domain,
+            domain=masquerade_domain(
+                config.server.hostname, mail.top_domain, mail.local_domains, mail.masquerade_as
+            ),
+            host_names=tuple(host_names),
+            exceptions=mail.masquerade_exceptions,
         )
     agent = SMTPClientAgent(
         hostname=config.server.hostname,
@@ -205,7 +212,38 @@ def build_transport(settings: Settings, domains: LocalDomains) -> RemoteTranspor
         masquerade=masquerade,
         local_domains=mail.local_domains,
         default_domain=default_domain,
+        hostname=config.server.hostname,
     )
+
+
+def gateway_mapper(settings: Settings) -> AddressMapper:
+    """The pseudodomains of the Mail Protocol Worksheet (12.1.6, 12.2.3.2).  Every host
+    knows the DECnet, DECnet/OSI and UUCP syntaxes: a protocol the configuration does not
+    list gets its usual pseudodomain (DNET, DNA, UUCP) routed like any domain -- on a
+    client, to its mail server, whose gateway takes it from there."""
+    mail = settings.config.mail
+    configured = [
+        Pseudodomain(
+            protocol=p.protocol,
+            name=p.name,
+            aliases=p.aliases,
+            # user@host.UUCP has no top domain (RFC 976); the others end in it (12.1.6).
+            top_domain="" if p.protocol == "uucp" else mail.top_domain,
+            routing=p.routing,
+            relay_host=p.relay_host,
+            relay_protocol=p.relay_protocol if p.routing == "relay" else "",
+            transport=p.transport,
+        )
+        for p in settings.config.pseudodomain
+    ]
+    taken = {name for p in configured for name in (p.name.lower(), *map(str.lower, p.aliases))}
+    listed = {p.protocol for p in configured}
+    defaults = [
+        Pseudodomain(protocol, top_domain="" if protocol == "uucp" else mail.top_domain)
+        for protocol in UNIVERSAL_GATEWAYS
+        if protocol not in listed and DEFAULT_NAMES[protocol].lower() not in taken
+    ]
+    return AddressMapper([*configured, *defaults])
 
 
 def login_limiter_for(settings: Settings) -> LoginLimiter:
@@ -261,6 +299,7 @@ def build_application(
     that they share them."""
     config = settings.config
     paths = settings.paths
+    check_mailbox_directory(settings)
     prepare_data_dir(settings)
     users = UserDirectory(
         UserDatabase(paths.users_db),
@@ -286,14 +325,17 @@ def build_application(
             return None
         return Identity.for_user(found.name)
 
+    default_domain = (
+        config.mail.local_domains[0] if config.mail.local_domains else config.server.hostname
+    )
+    forwards_local_mail = config.mail.forwarding == "local" and config.mail.role != "client"
     expander = Expander(
         lookup_alias=aliases.lookup,
         is_local_domain=domains.__contains__,
         user_exists=users.exists,
         files=CheckedFiles(account_of),
-        default_domain=config.mail.local_domains[0]
-        if config.mail.local_domains
-        else config.server.hostname,
+        default_domain=default_domain,
+        relay_unknown_to=default_domain if forwards_local_mail else None,
     )
     committer = GroupCommitter()
     store = QueueStore(paths.queue_dir, committer)
@@ -352,6 +394,7 @@ def build_application(
         warn_after=config.queue.delay_warning_seconds,
         runner=local_runner or DirectRunner(identity_resolver(settings)),
         local_mail=local_mail,
+        mbox=writer,
     )
     policy = RecipientPolicy(
         local_domains=domains,
@@ -426,6 +469,7 @@ def smtp_services_for(
         stats=app.stats,
         max_hops=config.smtp.max_hops,
         credentials=app.credentials,
+        rewriter=app.transport.rewriter,
     )
 
 
@@ -698,7 +742,9 @@ class SystemProblem(StartupError):
 
 
 def check_startup(settings: Settings) -> None:
-    """What ``load_settings`` cannot check: the TLS certificate and key load together."""
+    """What ``load_settings`` cannot check: the TLS certificate and key load together, and
+    an NFS client's mailbox directory is its server's."""
+    check_mailbox_directory(settings)
     tls = settings.config.tls
     if tls.cert_file:
         try:

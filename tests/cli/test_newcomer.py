@@ -25,6 +25,7 @@ COMMAND_LINES = [
     ["mailauth", "-convert"],
     ["mailauth", "kate"],
     ["popcv", "/tmp/POP"],
+    ["mailcv", "-Q", "-f", "jake", "chuck"],
     ["mailusradm", "list"],
     ["mailusradm", "set", "kate", "pop"],
     ["mailq", "-v"],

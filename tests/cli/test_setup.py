@@ -117,7 +117,7 @@ def test_scripted_server_with_gateways(path: Path) -> None:
         "--forwarding=internet",
         "--relay-host=relay.big.com:2525",
         "--pseudodomain=decnet:DNET:relay:gw.big.com",
-        "--relay-protocol=decnet:decnet",
+        "--relay-protocol=decnet:esmtp",
         "--pseudodomain-alias=decnet:DECNET",
         "--node-address=32.958",
         "--pseudodomain=decnet-osi:DNA:direct",
@@ -144,7 +144,7 @@ def test_scripted_server_with_gateways(path: Path) -> None:
         aliases=("DECNET",),
         routing="relay",
         relay_host="gw.big.com",
-        relay_protocol="decnet",
+        relay_protocol="esmtp",
         node_address="32.958",
     )
     assert (osi.name, osi.routing, osi.transport, osi.namespace) == (
@@ -246,6 +246,11 @@ def test_client_without_mail_server_writes_nothing(path: Path) -> None:
         (["--pseudodomain=decnet:DNET", "--node-address=99.1"], "not a DECnet node address"),
         (["--pseudodomain=decnet:DNET", "--pseudodomain=mts:DNET"], "used by both"),
         (["--host-alias=bad_name_.com"], "not a domain name"),
+        (
+            ["--pseudodomain=decnet:DNET:relay:gw.big.com", "--relay-protocol=decnet:decnet"],
+            "relay protocol 'decnet': posthouse reaches a relay over SMTP only",
+        ),
+        (["--masquerade", "--masquerade-as=bad_name_.com"], "not a domain name"),
     ],
 )
 def test_invalid_answers(path: Path, argv: list[str], words: str) -> None:
@@ -383,6 +388,31 @@ def test_interactive_server_reasks_invalid_answers(path: Path) -> None:
     )
 
 
+def test_masquerading_is_offered_to_clients_and_servers(path: Path) -> None:
+    # 12.1.2: a client answers yes and keeps the domain derived from its name.
+    script = Script(
+        {
+            "Role": ["client"],
+            "Mail server": ["nyc.big.com"],
+            "Use domain-based addresses": ["y"],
+            "Masquerade as": [""],
+            "Write this configuration?": ["y"],
+        }
+    )
+    assert run(path, "--interactive", ask=script)[0] == 0
+    mail = load_settings(path).config.mail
+    assert (mail.masquerade, mail.masquerade_as) == (True, "")
+    # A server names its masquerade domain with flags.
+    code, _, err = run(
+        path, "--role=server", "--top-domain=big.com", "--masquerade-as=nyc.big.com", "--yes"
+    )
+    assert (code, err) == (0, "")
+    mail = load_settings(path).config.mail
+    assert (mail.role, mail.masquerade, mail.masquerade_as) == ("server", True, "nyc.big.com")
+    assert run(path, "--no-masquerade", "--yes")[0] == 0
+    assert load_settings(path).config.mail.masquerade is False
+
+
 def test_interactive_shows_current_values_as_defaults(path: Path) -> None:
     assert run(path, "--role=client", "--mail-server=big.com", "--yes")[0] == 0
     script = Script({"Mailbox directory": ["nfs-client"], "Mailbox server": ["hub.big.com"]})
@@ -408,7 +438,7 @@ def test_interactive_end_of_input_aborts(path: Path) -> None:
 
 
 def test_interactive_through_stdin(path: Path) -> None:
-    answers = "client\nbig.com\nlocal\n\n\ny\n"
+    answers = "client\nbig.com\nlocal\n\n\n\ny\n"
     code, out, _ = run(path, "--interactive", stdin=answers)
     assert code == 0, out
     assert "Mail server: " in out
@@ -575,19 +605,22 @@ _pseudodomain = st.builds(
 def worksheet_configs(draw: st.DrawFn) -> Config:
     role = draw(st.sampled_from(get_args(Role)))
     forwarding = draw(st.sampled_from(get_args(Forwarding)))
+    directory = draw(st.sampled_from(get_args(MailboxDirectory)))
     mail = MailSection(
         role=role,
         mail_server=draw(_text.filter(bool)) if role == "client" else draw(_text),
         top_domain=draw(_text),
         local_domains=draw(_names),
         host_aliases=draw(_names),
-        mailbox_directory=draw(st.sampled_from(get_args(MailboxDirectory))),
-        mailbox_server=draw(_text),
+        mailbox_directory=directory,
+        # Only an NFS client has (and needs) a mailbox server.
+        mailbox_server=draw(_text.filter(bool)) if directory == "nfs-client" else "",
         locking=draw(st.sampled_from(get_args(Locking))),
         forwarding=forwarding,
         relay_host=draw(_text.filter(bool)) if forwarding != "none" else draw(_text),
         stale_lock_seconds=draw(st.floats(min_value=0, allow_nan=False)),
         masquerade=draw(st.booleans()),
+        masquerade_as=draw(_text),
     )
     return Config(
         mail=mail,

@@ -76,6 +76,19 @@ path = "/run/posthouse/lmtp"
         ('[mail]\nrole = "client"\n', 2, "needs mail.mail_server"),
         ('[server\nhostname = "x"\n', 1, "TOML syntax error"),
         ("[server]\nworkers = 0\n", 2, "at least 1"),
+        ('[mail]\nmailbox_directory = "nfs-client"\n', 2, "needs the mailbox server"),
+        ('[mail]\nmailbox_server = "hub"\n', 2, "only used with mailbox_directory = 'nfs-client'"),
+        (
+            '[server]\nhostname = "localhost"\n[mail]\nlocal_domains = []\nmasquerade = true\n',
+            5,
+            "masquerade = true needs a domain to masquerade as",
+        ),
+        (
+            '[[pseudodomain]]\nprotocol = "decnet"\nrouting = "relay"\nrelay_host = "gw"\n'
+            'relay_protocol = "decnet"\n',
+            5,
+            "pseudodomain[0].relay_protocol 'decnet': posthouse reaches a relay host over SMTP",
+        ),
     ],
 )
 def test_errors_name_file_line_and_problem(
@@ -96,3 +109,10 @@ def test_unreadable_file(tmp_path: Path) -> None:
 def test_booleans_are_not_integers() -> None:
     with pytest.raises(ConfigError, match="must be an integer"):
         parse_config("[smtp]\nmax_errors = true\n", "x.toml")
+
+
+def test_masquerading_with_a_domain_loads(tmp_path: Path) -> None:
+    text = (
+        '[server]\nhostname = "localhost"\n[mail]\nmasquerade = true\nmasquerade_as = "big.com"\n'
+    )
+    assert load_settings(write(tmp_path, text)).config.mail.masquerade_as == "big.com"

@@ -11,13 +11,19 @@ from pathlib import Path
 
 import pytest
 
+from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
+from posthouse.mta.dns import Resolver
 from posthouse.mta.expand import Expander
+from posthouse.mta.pseudodomains import AddressMapper
 from posthouse.mta.queue.store import QueueStore
+from posthouse.mta.routing import RoutingSettings
+from posthouse.mta.transport import RemoteTransport
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from tests.e2e.conftest import mbox_messages
 from tests.mta.file_sources import NO_FILES, RUN_AS_SELF
+from tests.mta.smtp_sink import FakeDNS
 
 
 class Clock:
@@ -193,3 +199,68 @@ def test_delay_warning_is_sent_once_after_the_configured_time(world: World) -> N
     assert b"Action: delayed" in warning
     assert b"Final-Recipient: rfc822; bob@example.test" in warning
     assert world.store.load(queue_id).extra["warned"] == "1"
+
+
+def test_list_members_go_out_with_the_owner_sender_and_their_bounces_go_to_the_owner(
+    world: World,
+) -> None:
+    """sendmail's owner-LIST rule (12.9): the list's copy has envelope sender owner-LIST, so
+    its Return-Path and the DSN for a member that fails name the owner, not the author."""
+    world.aliases["proj"] = ("alice", "broken", "ghost")
+    world.aliases["owner-proj"] = ("bob",)
+    world.aliases["broken"] = (f'|{sys.executable} -c "import sys; sys.exit(1)"',)
+    world.aliases["author"] = ("postmaster",)
+    queue_id = world.queue("author@example.test", ["proj@example.test"])
+    (outcome,) = world.delivery.run_batch([queue_id])
+    assert outcome.finished and not outcome.bounced  # nothing of the author's failed
+    (copy,) = outcome.created
+    copy_outcome, *_ = world.delivery.run_batch([copy])
+    assert copy_outcome.finished and len(copy_outcome.bounced) == 2
+    (delivered,) = world.mailbox("alice")
+    assert delivered.startswith(b"Return-Path: <owner-proj@example.test>\n")
+    (dsn_id,) = copy_outcome.created
+    world.delivery.run_batch([dsn_id])
+    (dsn,) = world.mailbox("bob")  # the owner is told, the author is not
+    assert b"To: <owner-proj@example.test>" in dsn
+    assert b"Status: 5.3.0" in dsn and b"User unknown" in dsn
+    assert world.mailbox("postmaster") == []
+
+
+def test_a_null_sender_message_keeps_its_null_sender_through_an_owned_list(world: World) -> None:
+    world.aliases["proj"] = ("alice",)
+    world.aliases["owner-proj"] = ("bob",)
+    queue_id = world.queue("", ["proj@example.test"])
+    (outcome,) = world.delivery.run_batch([queue_id])
+    assert outcome.finished and outcome.created == []
+    (delivered,) = world.mailbox("alice")
+    assert delivered.startswith(b"Return-Path: <>\n")
+
+
+def test_two_destinations_ending_in_one_mailbox_get_one_copy_and_both_settle(
+    world: World,
+) -> None:
+    """A remote address that routes back to this host (a host name that is not a mail
+    domain) and the local mailbox it names are one mailbox: one copy, both recipients done."""
+    transport = RemoteTransport(
+        agent=SMTPClientAgent(hostname="mail.example.test", resolver=Resolver(FakeDNS())),
+        routing=RoutingSettings(
+            local_domains=frozenset({"example.test"}),
+            host_names=frozenset({"mail.example.test"}),
+        ),
+        mapper=AddressMapper([]),
+        masquerade=None,
+        local_domains=["example.test"],
+        default_domain="example.test",
+    )
+    delivery = QueueDelivery(
+        store=world.store,
+        expander=world.expander,
+        mailboxes=MailboxSettings(world.spool, LockSettings(LockMethod.LOCKFILE, timeout=0.2)),
+        retry=RetryPolicy(),
+        transport=transport,
+        clock=world.clock,
+    )
+    queue_id = world.queue("s@remote.test", ["alice@example.test", "alice@mail.example.test"])
+    (outcome,) = delivery.run_batch([queue_id])
+    assert outcome.finished and not outcome.failures
+    assert len(world.mailbox("alice")) == 1

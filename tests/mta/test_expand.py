@@ -448,3 +448,25 @@ def test_is_deliverable_reads_nothing() -> None:
     assert not expander.is_deliverable('"|/bin/sh"@example.com')
     assert not expander.is_deliverable("@remote.org")
     assert world.reads == []
+
+
+# -- forwarding = local (12.2.3.2): unknown users go to the relay ----------------------------
+
+
+def test_with_forwarding_local_an_unknown_user_goes_to_the_relay() -> None:
+    world = World(aliases="staff: alice, nobody-here\n")
+    expander = world.expander(relay_unknown_to="big.com")
+    assert destinations(expander.expand("zoe")) == [RemoteAddress("zoe@big.com")]
+    assert destinations(expander.expand("\\zoe")) == [RemoteAddress("zoe@big.com")]
+    assert destinations(expander.expand("staff")) == [
+        LocalMailbox("alice"),
+        RemoteAddress("nobody-here@big.com"),
+    ]
+    assert expander.is_deliverable("zoe@mail.example.com")
+    assert not expander.is_deliverable('"|cmd"@mail.example.com')
+
+
+def test_without_forwarding_local_an_unknown_user_is_refused() -> None:
+    expander = World().expander()
+    assert expander.expand("zoe").errors[0].message == "User unknown"
+    assert not expander.is_deliverable("zoe@mail.example.com")

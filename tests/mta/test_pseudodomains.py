@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from posthouse.mta.pseudodomains import (
@@ -432,10 +432,18 @@ def test_internet_round_trip(internet: str) -> None:
         r"[a-zA-Z0-9]{1,6}(::|!|/)[a-zA-Z0-9!:./]{1,10}(@[a-z.]{1,10})?", fullmatch=True
     )
 )
+@example(".!")  # host.domain!user with an empty host: refused even without pseudodomains
+@example("a.b!joe")
 def test_arbitrary_text_maps_or_fails_cleanly(text: str) -> None:
     """Any text either maps, consistently, or raises AddressError (never anything else)."""
-    # Without pseudodomains nothing is a gateway address: every text is left as it is.
-    assert EMPTY.to_internet(text) == text
+    # Without pseudodomains nothing is a gateway address: a text is left as it is, except
+    # host.domain!user, which is user@host.domain on every host (mailaddr(7)), or refused.
+    try:
+        plain = EMPTY.to_internet(text)
+    except AddressError:
+        assert "!" in text
+    else:
+        assert plain == text or ("!" in text and EMPTY.to_native(plain) is None)
     try:
         internet = MAPPER.to_internet(text)
     except AddressError:
@@ -443,10 +451,14 @@ def test_arbitrary_text_maps_or_fails_cleanly(text: str) -> None:
     else:
         assert MAPPER.to_internet(internet) == internet  # the Internet form is a fixed point
         if internet != text:
-            # What was mapped lands in a pseudodomain and maps back to the same place.
             native = MAPPER.to_native(internet)
-            assert native is not None and native.pseudodomain in ALL
-            assert MAPPER.to_internet(native.native) == internet
+            if native is None:
+                # host.domain!user -> user@host.domain: an Internet address on every host.
+                assert "!" in text and internet == EMPTY.to_internet(text)
+            else:
+                # What was mapped lands in a pseudodomain and maps back to the same place.
+                assert native.pseudodomain in ALL
+                assert MAPPER.to_internet(native.native) == internet
     try:
         found = MAPPER.to_native(text)
     except AddressError:
@@ -454,3 +466,13 @@ def test_arbitrary_text_maps_or_fails_cleanly(text: str) -> None:
     if found is not None:
         assert found.pseudodomain in ALL and found.protocol == found.pseudodomain.protocol
         assert found.native and found.next_hop
+
+
+def test_pseudodomain_aliases_become_the_canonical_name() -> None:
+    mapper = AddressMapper([Pseudodomain("decnet", "DNET", ("DECNET", "DN"), top_domain="big.com")])
+    assert mapper.canonical("smith@VAXA.DECNET.big.com") == "smith@VAXA.DNET.big.com"
+    assert mapper.canonical("smith@vaxa.dn") == "smith@vaxa.DNET.big.com"
+    assert mapper.canonical("smith@VAXA.DNET") == "smith@VAXA.DNET.big.com"
+    assert mapper.canonical("smith@vaxa.dnet.big.com") == "smith@vaxa.dnet.big.com"
+    assert mapper.canonical("joe@example.org") == "joe@example.org"
+    assert mapper.canonical("postmaster") == "postmaster"

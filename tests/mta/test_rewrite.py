@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posthouse.mta import pseudodomains, rewrite
+from posthouse.mta.address_fields import rewrite_header_section
 from posthouse.mta.rewrite import (
     AddressMapper,
     MasqueradeSettings,
@@ -182,3 +183,122 @@ def test_disabled_masquerade_is_identity(case: tuple[str, MasqueradeSettings, li
     address, settings, local_domains = case
     off = MasqueradeSettings(settings.top_domain, enabled=False)
     assert masquerade_sender(address, off, local_domains=local_domains) == address
+
+
+# -- the masquerade domain of this host (12.1.2) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("hostname", "top", "local_domains", "explicit", "expected"),
+    [
+        ("host1.nyc.big.com", "big.com", (), "", "nyc.big.com"),  # the chapter's example
+        ("host1.nyc.big.com", "", (), "", "nyc.big.com"),  # a client has no top domain
+        ("host1.nyc.big.com", "big.com", ("big.com",), "", "big.com"),
+        ("a.host1.nyc.big.com", "big.com", ("nyc.big.com",), "", "nyc.big.com"),
+        ("host1.nyc.big.com", "big.com", (), "Big.COM.", "big.com"),
+        ("mail.example.org", "big.com", (), "", "big.com"),  # outside the top domain
+        ("localhost", "", (), "", ""),
+        ("mail", "", ("example.test",), "", ""),
+    ],
+)
+def test_masquerade_domain(
+    hostname: str, top: str, local_domains: tuple[str, ...], explicit: str, expected: str
+) -> None:
+    assert rewrite.masquerade_domain(hostname, top, local_domains, explicit) == expected
+
+
+HOST1 = MasqueradeSettings(
+    "big.com", domain="nyc.big.com", host_names=("host1.nyc.big.com", "localhost")
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        # 12.1.2 with local_domains = []: the host's own domain, not the top domain.
+        ("joe@host1.nyc.big.com", "joe@nyc.big.com"),
+        ("joe@host2.nyc.big.com", "joe@nyc.big.com"),  # a client of the same domain
+        ("joe@localhost", "joe@nyc.big.com"),  # this host's names, whatever they are
+        ("joe@nyc.big.com", "joe@nyc.big.com"),
+        ("joe@host9.sf.big.com", "joe@big.com"),
+        ("root@host1.nyc.big.com", "root@host1.nyc.big.com"),
+        ("joe@example.org", "joe@example.org"),
+    ],
+)
+def test_masquerading_as_the_hosts_own_domain(address: str, expected: str) -> None:
+    assert masquerade_sender(address, HOST1) == expected
+    assert masquerade_sender(expected, HOST1) == expected  # idempotent
+
+
+def test_a_client_without_a_top_domain_masquerades_within_its_domain() -> None:
+    s = MasqueradeSettings("", domain="nyc.big.com", host_names=("host1.nyc.big.com",))
+    assert masquerade_sender("joe@host1.nyc.big.com", s) == "joe@nyc.big.com"
+    assert masquerade_sender("joe@host9.sf.big.com", s) == "joe@host9.sf.big.com"
+
+
+# -- the rewriting policy: qualification, native forms, masquerading ---------------------
+
+GATEWAYS = AddressMapper(
+    [
+        Pseudodomain("decnet", "DNET", ("DECNET",), top_domain="big.com"),
+        Pseudodomain("decnet-osi", "DNA", top_domain="big.com"),
+        Pseudodomain("uucp"),
+    ]
+)
+REWRITER = rewrite.AddressRewriter("host1.nyc.big.com", GATEWAYS, HOST1)
+PLAIN = rewrite.AddressRewriter("host1.nyc.big.com", GATEWAYS)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("joe", "joe@host1.nyc.big.com"),  # sendmail's $j
+        ("joe@example.org", "joe@example.org"),
+        ("", ""),
+        ("VAXA::SMITH", "SMITH@VAXA.DNET.big.com"),
+        ("SMITH@ACME:.nyc.hub", "SMITH@hub.nyc.ACME.DNA.big.com"),
+        ("uuhost!joe", "joe@uuhost.UUCP"),
+        ("smith@vaxa.decnet", "smith@vaxa.DNET.big.com"),  # an alias: the own name
+    ],
+)
+def test_qualify(address: str, expected: str) -> None:
+    assert REWRITER.qualify(address) == expected
+
+
+def test_outbound_sender_is_internet_form_and_masqueraded() -> None:
+    assert REWRITER.outbound_sender("joe@host1.nyc.big.com") == "joe@nyc.big.com"
+    assert REWRITER.outbound_sender("VAXA::SMITH") == "SMITH@VAXA.DNET.big.com"
+    assert REWRITER.outbound_sender("") == ""
+    assert PLAIN.outbound_sender("joe@host1.nyc.big.com") == "joe@host1.nyc.big.com"
+
+
+def header(rewriter: rewrite.AddressRewriter, text: str, *, qualify: bool = True) -> str:
+    raw = text.encode()
+    return rewrite_header_section(raw, rewriter.header_rewrites(qualify=qualify)).decode()
+
+
+def test_sender_fields_are_qualified_and_masqueraded() -> None:
+    out = header(REWRITER, "From: Joe <joe>\r\nSender: joe@host1.nyc.big.com\r\nReply-To: ann\r\n")
+    assert (
+        out
+        == "From: Joe <joe@nyc.big.com>\r\nSender: joe@nyc.big.com\r\nReply-To: ann@nyc.big.com\r\n"
+    )
+
+
+def test_recipient_fields_are_qualified_not_masqueraded() -> None:
+    out = header(REWRITER, "To: bob, carl@host1.nyc.big.com\r\nCc: VAXA::SMITH\r\nBcc: root\r\n")
+    assert out == (
+        "To: bob@nyc.big.com, carl@host1.nyc.big.com\r\n"
+        "Cc: SMITH@VAXA.DNET.big.com\r\nBcc: root@host1.nyc.big.com\r\n"
+    )
+
+
+def test_without_masquerading_bare_names_get_the_host_name() -> None:
+    assert header(PLAIN, "From: joe\r\nTo: bob\r\n") == (
+        "From: joe@host1.nyc.big.com\r\nTo: bob@host1.nyc.big.com\r\n"
+    )
+
+
+def test_mail_from_elsewhere_keeps_its_bare_names() -> None:
+    out = header(REWRITER, "From: joe\r\nTo: VAXA::SMITH\r\n", qualify=False)
+    assert out == "From: joe\r\nTo: SMITH@VAXA.DNET.big.com\r\n"

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from posthouse.protocols.pop3 import engine, events
-from posthouse.protocols.pop3.commands import State
+from posthouse.protocols.pop3.engine import State
 from tests.protocols.pop3_driver import STAMP, Driver, apop_digest, fresh, settings
 
 

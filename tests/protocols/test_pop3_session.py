@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posthouse.protocols.errors import UsageError
-from posthouse.protocols.pop3 import commands, engine, events
-from posthouse.protocols.pop3.commands import State
+from posthouse.protocols.pop3 import engine, events
+from posthouse.protocols.pop3.engine import State
 from posthouse.protocols.pop3.maildrop import valid_uid
 from tests.protocols.pop3_driver import (
     HOST,
@@ -56,7 +56,7 @@ def test_greeting_with_apop_timestamp() -> None:
 def test_table_covers_every_handler() -> None:
     from posthouse.protocols.pop3.engine import _HANDLERS
 
-    assert set(_HANDLERS) == commands.KNOWN == set(SAMPLES)
+    assert set(_HANDLERS) == engine.TABLE.known == set(SAMPLES)
 
 
 @pytest.mark.parametrize("verb", sorted(SAMPLES))
@@ -64,7 +64,7 @@ def test_every_command_in_authorization(verb: str) -> None:
     d = fresh(stls_available=True, apop_timestamp=STAMP)
     d.feed(SAMPLES[verb] + "\r\n")
     out = d.take()
-    if verb in commands.LEGAL[State.AUTHORIZATION]:
+    if verb in engine.TABLE.legal[State.AUTHORIZATION]:
         assert out != "-ERR command not valid in this state\r\n"
     else:
         assert out == "-ERR command not valid in this state\r\n"
@@ -76,7 +76,7 @@ def test_every_command_in_transaction(verb: str) -> None:
     d = logged_in(stls_available=True, apop_timestamp=STAMP)
     d.feed(SAMPLES[verb] + "\r\n")
     out = d.take()
-    if verb in commands.LEGAL[State.TRANSACTION]:
+    if verb in engine.TABLE.legal[State.TRANSACTION]:
         assert out.startswith("+OK"), out
     else:
         assert out == "-ERR command not valid in this state\r\n"
@@ -93,7 +93,7 @@ def test_every_command_after_user(verb: str) -> None:
     d.feed(SAMPLES[verb] + "\r\n")
     out = d.take()
     assert (out == "-ERR command not valid in this state\r\n") == (
-        verb not in commands.LEGAL[State.USER_GIVEN]
+        verb not in engine.TABLE.legal[State.USER_GIVEN]
     )
     if verb == "PASS":
         assert d.events == [events.LoginAttempt("USER", "alice", "secret")]
@@ -102,11 +102,11 @@ def test_every_command_after_user(verb: str) -> None:
 
 
 def test_state_table_shape() -> None:
-    assert commands.LEGAL[State.UPDATE] == frozenset()
-    assert "PASS" not in commands.LEGAL[State.AUTHORIZATION]
-    assert "PASS" in commands.LEGAL[State.USER_GIVEN]
+    assert engine.TABLE.legal[State.UPDATE] == frozenset()
+    assert "PASS" not in engine.TABLE.legal[State.AUTHORIZATION]
+    assert "PASS" in engine.TABLE.legal[State.USER_GIVEN]
     for state in (State.AUTHORIZATION, State.USER_GIVEN, State.TRANSACTION):
-        assert {"CAPA", "QUIT"} <= commands.LEGAL[state]
+        assert {"CAPA", "QUIT"} <= engine.TABLE.legal[state]
 
 
 @pytest.mark.parametrize("line", ["FOO", "XTND XMIT", "LAST", "", "   ", "RETR1", "12 34"])

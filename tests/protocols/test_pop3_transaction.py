@@ -6,7 +6,7 @@ import pytest
 
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.pop3 import engine, events
-from posthouse.protocols.pop3.commands import State
+from posthouse.protocols.pop3.engine import State
 from tests.protocols.pop3_driver import HOST, Driver, logged_in, maildrop, settings
 
 RETR_1 = (

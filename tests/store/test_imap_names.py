@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posthouse.protocols import mutf7
 from posthouse.store.acl import Acl, AclError, parse_rights, rights_for
 from posthouse.store.names import (
     MAX_LEVEL_LENGTH,
@@ -100,37 +99,6 @@ def test_bad_names_under_inbox_are_refused(visible: str) -> None:
 def test_good_names_pass() -> None:
     for name in ("user.hansen.work", "shared.news", "Ünïcode.名前", "a b.c-d"):
         assert check_name(name) == name
-
-
-# -- modified UTF-7 (RFC 3501 §5.1.3) --
-
-
-def test_rfc_3501_example() -> None:
-    wire = "~peter/mail/&U,BTFw-/&ZeVnLIqe-"
-    assert mutf7.decode(wire) == "~peter/mail/台北/日本語"
-    assert mutf7.encode("~peter/mail/台北/日本語") == wire
-
-
-def test_ampersand_and_plain_ascii() -> None:
-    assert mutf7.encode("Tom & Jerry") == "Tom &- Jerry"
-    assert mutf7.decode("Tom &- Jerry") == "Tom & Jerry"
-    assert mutf7.encode("Entwürfe") == "Entw&APw-rfe"
-
-
-@pytest.mark.parametrize(
-    "wire",
-    ["&U,BTFw", "&AGE-", "&U/BTFw-", "&U,BTFw=-", "caf\u00e9", "a\x01", "&Jjo", "&2D0-"],
-)
-def test_invalid_modified_utf7_is_refused(wire: str) -> None:
-    with pytest.raises(mutf7.MUTF7Error):
-        mutf7.decode(wire)
-
-
-@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=40))
-def test_modified_utf7_round_trips(name: str) -> None:
-    wire = mutf7.encode(name)
-    assert wire.isascii()
-    assert mutf7.decode(wire) == name
 
 
 # -- UID sets --

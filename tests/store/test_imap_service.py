@@ -514,3 +514,25 @@ def test_list_with_a_reference_lsub_levels_and_the_delimiter_query(store: MailSt
         assert "shared.gone" not in names(await hansen.list_subscribed("", "*"))
 
     run(main())
+
+
+def test_blobs_computed_later_are_cached_without_changing_modseq(store: MailStore) -> None:
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        await store.deliver("hansen", [message(1)])  # delivered without cached blobs
+        opened = await hansen.select("INBOX")
+        (before,) = await hansen.fetch(opened, UidSet.of([1]), cached=True)
+        assert (before.envelope, before.bodystructure, before.header) == (None, None, None)
+        await hansen.store_cache(opened, 1, envelope=b'("date" "subject")')
+        await hansen.store_cache(opened, 1, header=b"Subject: message 1\r\n\r\n")
+        (after,) = await hansen.fetch(opened, UidSet.of([1]), cached=True)
+        assert after.envelope == b'("date" "subject")'  # kept when only the header came
+        assert after.header == b"Subject: message 1\r\n\r\n"
+        assert after.modseq == before.modseq
+        hits, uncached = await hansen.search_headers(opened, UidSet.of([1]), "subject", b"1")
+        assert (hits, uncached) == (UidSet.of([1]), UidSet())
+        with pytest.raises(MessageNotFound):
+            await hansen.store_cache(opened, 99, header=b"x")
+
+    run(main())

@@ -23,9 +23,10 @@ from posthouse.admin.errors import (
     NotPermitted,
     translated,
 )
+from posthouse.admin.popauth import PopauthError, PopauthRecord, popauth_records
 from posthouse.auth.authenticator import Authenticator, UserDirectory
 from posthouse.auth.mailauth import MailAuthDatabase
-from posthouse.auth.users import UserDatabase, normalize_name
+from posthouse.auth.users import InvalidUserName, UserDatabase, normalize_name
 from posthouse.config.schema import Settings
 
 __all__ = [
@@ -101,7 +102,9 @@ def init_database(files: MailAuthFiles) -> InitResult:
 def import_mail_passwords(
     files: MailAuthFiles, source: Path | Iterable[str], on_skip: OnSkip
 ) -> ImportResult:
-    """Import a popauth text dump (§12.4.2.2): ``user:password`` or ``user password`` lines.
+    """Import Qualcomm's popauth database (§12.4.2.2): its dbm file
+    (:mod:`posthouse.admin.popauth`), or a text dump, ``user:password`` or ``user password``
+    lines.
 
     *source* is a file or the lines themselves; the database must be set up, which is
     checked before any input is read (:class:`NotConfigured`)."""
@@ -114,6 +117,10 @@ def import_mail_passwords(
 
     with translated(), files.open_mailauth() as mailauth:
         mailauth.check()
+        database = popauth_records(source) if isinstance(source, Path) else None
+        if database is not None:
+            counts = _import_records(mailauth, database, on_skip)
+            return ImportResult(counts.imported, counts.skipped, hand_to_daemon(files, mailauth))
         if isinstance(source, Path):
             try:
                 with open(source, encoding="utf-8", errors="surrogateescape") as text:
@@ -123,6 +130,30 @@ def import_mail_passwords(
         else:
             imported = mailauth.import_popauth(source, on_error=report)
         return ImportResult(imported, skipped, hand_to_daemon(files, mailauth))
+
+
+def _import_records(
+    mailauth: MailAuthDatabase, records: Iterable[PopauthRecord], on_skip: OnSkip
+) -> ImportResult:
+    """Store the secrets of a popauth database (:mod:`posthouse.admin.popauth`); a record
+    that cannot be used is reported with its number in the database's order."""
+    imported = skipped = 0
+    try:
+        for number, record in enumerate(records, start=1):
+            try:
+                name = normalize_name(record.user)
+            except InvalidUserName as exc:
+                record = PopauthRecord(record.user, None, str(exc))
+                name = record.user
+            if record.secret is None:
+                skipped += 1
+                on_skip(number, f"{name}: {record.problem}")
+                continue
+            mailauth.set_password(name, record.secret)
+            imported += 1
+    except PopauthError as exc:
+        raise InvalidRequest(f"popauth database: {exc}") from exc
+    return ImportResult(imported, skipped, None)
 
 
 def password_kind(files: MailAuthFiles, name: str) -> Literal["mail", "login"]:

@@ -23,7 +23,8 @@ from typing import Any, Literal, cast
 from posthouse.admin.errors import NotConfigured
 from posthouse.config.schema import Config, MailSection, PseudodomainSection
 from posthouse.mta.pseudodomains import DEFAULT_NAMES as DEFAULT_NAMES  # for the questions
-from posthouse.mta.pseudodomains import AddressMapper, Pseudodomain
+from posthouse.mta.pseudodomains import RELAY_PROTOCOLS, AddressMapper, Pseudodomain
+from posthouse.mta.rewrite import masquerade_domain
 from posthouse.mta.routing import RoutingSettings, parse_host_spec
 
 ROLES: tuple[str, ...] = ("standalone", "client", "server")
@@ -92,6 +93,15 @@ def check_host_spec(value: str) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def check_relay_protocol(value: str) -> str | None:
+    if value.lower() in RELAY_PROTOCOLS:
+        return None
+    return (
+        f"relay protocol {value!r}: posthouse reaches a relay over SMTP only "
+        "(use smtp, or direct routing with a delivery program)"
+    )
 
 
 def check_node_address(value: str) -> str | None:
@@ -212,6 +222,16 @@ def check_config(config: Config) -> list[str]:
         problems.append(f"mailbox server: {check_domain(mail.mailbox_server)}")
     if mail.top_domain and check_domain(mail.top_domain):
         problems.append(f"top domain: {check_domain(mail.top_domain)}")
+    if mail.masquerade_as and check_domain(mail.masquerade_as):
+        problems.append(f"masquerade as: {check_domain(mail.masquerade_as)}")
+    hostname = config.server.hostname
+    if mail.masquerade and not masquerade_domain(
+        hostname, mail.top_domain, mail.local_domains, mail.masquerade_as
+    ):
+        problems.append(
+            f"masquerading needs a domain: the host name {hostname!r} has none; "
+            "give the domain to masquerade as (or a top domain)"
+        )
     for what, names in (("local domain", mail.local_domains), ("host alias", mail.host_aliases)):
         problems.extend(f"{what}: {check_domain(n)}" for n in names if check_domain(n))
     try:
@@ -240,6 +260,8 @@ def check_config(config: Config) -> list[str]:
             problems.append(f"{title}: {check_namespace(entry.namespace)}")
         if entry.routing == "relay" and entry.relay_host and check_host_spec(entry.relay_host):
             problems.append(f"{title} relay host: {check_host_spec(entry.relay_host)}")
+        if entry.routing == "relay" and check_relay_protocol(entry.relay_protocol):
+            problems.append(f"{title}: {check_relay_protocol(entry.relay_protocol)}")
         try:
             gateways.append(
                 Pseudodomain(

@@ -3,13 +3,16 @@
 ::
 
     posthouse mailauth -init              create the database and its key (§12.4.2.1 step 3)
-    posthouse mailauth -convert [FILE]    import a popauth text dump (§12.4.2.2), FILE or stdin
+    posthouse mailauth -convert [FILE]    import qpopper's popauth database (§12.4.2.2): its
+                                          dbm file, or a text dump in FILE or on stdin
     posthouse mailauth [USER] [--password-stdin]
                                           change USER's (default: your own) mail password
 
-``--init`` and ``--convert`` are accepted too.  The import format is one user
-per line, ``user:password`` or ``user password``; ``#`` starts a comment line
-and blank lines are ignored; bad lines are reported and skipped.
+``--init`` and ``--convert`` are accepted too.  FILE may be the popauth database
+itself (``/etc/pop.auth``: ndbm ``.pag``/``.dir`` files or a gdbm file, see
+:mod:`posthouse.admin.popauth`), or a text dump: one user per line,
+``user:password`` or ``user password``; ``#`` starts a comment line and blank
+lines are ignored; bad lines (and unusable records) are reported and skipped.
 
 Changing a mail password (§12.4.4 step 7: "The user can later set a new
 password by issuing the mailauth command without any flags") asks for the
@@ -82,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         const="-",
         default=None,
         metavar="FILE",
-        help="import a popauth text dump from FILE (default: standard input)",
+        help="import qpopper's popauth database FILE (ndbm or gdbm), or a text dump "
+        "from FILE (default: standard input)",
     )
     parser.add_argument("user", metavar="USER", nargs="?", help="whose password (default: you)")
     parser.add_argument(

@@ -22,6 +22,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "sendmail",
     "mailauth",
     "popcv",
+    "mailcv",
     "mailusradm",
     "mailq",
     "mailstats",

@@ -24,12 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from email.parser import BytesHeaderParser
 from email.policy import SMTP as SMTP_POLICY
-from email.utils import formatdate, getaddresses, make_msgid
+from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from posthouse.app import Application, build_application, serve_stdio
 from posthouse.config.load import ConfigError, load_settings
+from posthouse.mta.address_fields import addresses_in, rewrite_header_section
 from posthouse.mta.destinations import (
     FileDestination,
     LocalMailbox,
@@ -37,6 +38,8 @@ from posthouse.mta.destinations import (
     RemoteAddress,
 )
 from posthouse.mta.queue.run import BATCH, QueueRunSummary, Selector, run_queue
+from posthouse.mta.routing import SMTP_PORT
+from posthouse.mta.transport import AddressError, LocalRoute, PipeRoute, SMTPRoute
 
 EX_OK = 0
 EX_USAGE = 64
@@ -189,7 +192,11 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
         from posthouse.cli.newaliases import rebuild
 
         return rebuild(settings)
-    app = build_application(settings)
+    try:
+        app = build_application(settings)
+    except ConfigError as exc:
+        print(f"sendmail: configuration error: {exc}", file=sys.stderr)
+        return EX_CONFIG
     try:
         match options.mode:
             case "v":
@@ -230,7 +237,8 @@ def run_queue_now(app: Application, options: Options) -> int:
 
 
 def verify(app: Application, addresses: list[str]) -> int:
-    """-bv: print how each address resolves, without delivering anything."""
+    """-bv: print how each address resolves, without delivering anything: for each final
+    destination the mailer, host and user, as sendmail's ``-bv`` does."""
     if not addresses:
         print("sendmail: -bv needs at least one address", file=sys.stderr)
         return EX_USAGE
@@ -239,7 +247,7 @@ def verify(app: Application, addresses: list[str]) -> int:
         address = internet_form(app, given)
         expansion = app.expander.expand(address)
         for delivery in expansion.deliveries:
-            print(f"{address}... {describe(delivery.destination)}")
+            print(f"{address}... {describe(app, delivery.destination)}")
         for error in expansion.errors:
             print(f"{error.address}... {error.message}")
             status = EX_NOUSER if error.permanent else EX_TEMPFAIL
@@ -247,14 +255,13 @@ def verify(app: Application, addresses: list[str]) -> int:
 
 
 def internet_form(app: Application, address: str) -> str:
-    """A native gateway address (node::user, host!user) in its pseudodomain form (12.1.6)."""
-    try:
-        return app.transport.mapper.to_internet(address)
-    except ValueError:
-        return address
+    """A native gateway address (node::user, host!user) in its pseudodomain form (12.1.6),
+    a pseudodomain alias in the pseudodomain's own name."""
+    return app.transport.rewriter.internet(address)
 
 
-def describe(destination: object) -> str:
+def describe(app: Application, destination: object) -> str:
+    """sendmail's ``-bv`` line for one destination: ``deliverable: mailer M, host H, user U``."""
     match destination:
         case LocalMailbox(user=user):
             return f"deliverable: mailer local, user {user}"
@@ -263,8 +270,27 @@ def describe(destination: object) -> str:
         case ProgramDestination(command=command):
             return f"deliverable: mailer prog, command {command}"
         case RemoteAddress(address=address):
-            return f"deliverable: mailer relay, address {address}"
+            return _describe_remote(app, address)
     return repr(destination)
+
+
+def _describe_remote(app: Application, address: str) -> str:
+    try:
+        where = app.transport.plan(address)
+    except AddressError as exc:
+        return f"undeliverable: {exc}"
+    match where:
+        case SMTPRoute(hop=hop, address=wire):
+            host = hop.host if hop.use_mx else f"[{hop.host}]"
+            port = "" if hop.port == SMTP_PORT else f":{hop.port}"
+            return f"deliverable: mailer esmtp, host {host}{port}, user {wire}"
+        case PipeRoute(native=native):
+            return (
+                f"deliverable: mailer {native.protocol}, host {native.next_hop}, user {native.user}"
+            )
+        case LocalRoute(user=user):
+            return f"deliverable: mailer local, user {user}"
+    return repr(where)
 
 
 def read_message(stream: BinaryIO, ignore_dots: bool) -> bytes:
@@ -295,12 +321,13 @@ def submit(app: Application, options: Options, stream: BinaryIO) -> int:
     headers = BytesHeaderParser(policy=SMTP_POLICY).parsebytes(header_bytes)
     login = _login_name()
     hostname = app.settings.config.server.hostname
-    sender = options.sender if options.sender is not None else f"{login}@{hostname}"
-    sender = internet_form(app, sender) if sender else sender
+    # sendmail's $j: "-f joe" (and a bare "joe" in the address fields) is joe@this host.
+    rewriter = app.transport.rewriter
+    sender = rewriter.qualify(options.sender if options.sender is not None else login)
     recipients = [internet_form(app, r) for r in options.recipients]
     if options.extract_recipients:
-        fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
-        recipients += [addr for _name, addr in getaddresses(fields) if addr]
+        found = addresses_in(header_bytes, ("to", "cc", "bcc"))
+        recipients += [internet_form(app, address) for address in found]
     if not recipients:
         print("sendmail: no recipients given", file=sys.stderr)
         return EX_USAGE
@@ -323,8 +350,9 @@ def submit(app: Application, options: Options, stream: BinaryIO) -> int:
         f"Received: by {hostname} (posthouse sendmail, from userid {os.getuid()})\r\n"
         f"\tid {int(time.time())}; {formatdate(localtime=True)}\r\n"
     )
-    head = received + "".join(h + "\r\n" for h in added)
-    content = head.encode("utf-8") + header_bytes + b"\r\n" + body
+    head = "".join(h + "\r\n" for h in added).encode("utf-8") + header_bytes
+    head = rewrite_header_section(head, rewriter.header_rewrites(qualify=True))
+    content = received.encode("utf-8") + head + b"\r\n" + body
     incoming = app.queue.new_message(sender, recipients, protocol="local", auth_user=login)
     try:
         incoming.write(content)

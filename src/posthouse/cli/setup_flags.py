@@ -33,6 +33,7 @@ from posthouse.admin.setup_answers import (
     check_namespace,
     check_node_address,
     check_pseudodomain_name,
+    check_relay_protocol,
     default_locking,
     optional_check,
     split_list,
@@ -51,6 +52,9 @@ ANSWER_FLAGS: tuple[str, ...] = (
     "relay_host",
     "host_alias",
     "local_domain",
+    "masquerade",
+    "masquerade_as",
+    "masquerade_exception",
     "pseudodomain",
     "pseudodomain_alias",
     "relay_protocol",
@@ -81,6 +85,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     answers.add_argument(
         "--local-domain", metavar="DOMAIN", action="append", help="local domain (repeatable)"
+    )
+    answers.add_argument(
+        "--masquerade",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="domain-based addresses (12.1.2): user@host.domain leaves as user@domain",
+    )
+    answers.add_argument(
+        "--masquerade-as",
+        metavar="DOMAIN",
+        help="the domain to masquerade as ('' : this host's domain)",
+    )
+    answers.add_argument(
+        "--masquerade-exception",
+        metavar="HOST",
+        action="append",
+        help="host or domain never masqueraded (repeatable; '' for none)",
     )
     answers.add_argument(
         "--pseudodomain",
@@ -185,6 +206,16 @@ def apply_flags(draft: Draft, args: argparse.Namespace) -> None:
         mail["host_aliases"] = _flag_list("--host-alias", args.host_alias, check_domain)
     if args.local_domain is not None:
         mail["local_domains"] = _flag_list("--local-domain", args.local_domain, check_domain)
+    if args.masquerade is not None:
+        mail["masquerade"] = args.masquerade
+    if args.masquerade_as is not None:
+        mail["masquerade_as"] = _checked(
+            "--masquerade-as", args.masquerade_as, optional_check(check_domain)
+        )
+    if args.masquerade_exception is not None:
+        mail["masquerade_exceptions"] = tuple(
+            _flag_list("--masquerade-exception", args.masquerade_exception, check_domain)
+        )
     _apply_pseudodomain_flags(draft, args)
 
 
@@ -221,6 +252,8 @@ def _apply_pseudodomain_flags(draft: Draft, args: argparse.Namespace) -> None:
     for flag, key in (("--relay-protocol", "relay_protocol"), ("--transport", "transport")):
         for spec in getattr(args, key) or ():
             protocol, value = _split_spec(flag, spec)
+            if key == "relay_protocol":
+                _checked(flag, value, check_relay_protocol)
             per_protocol.append((protocol, key, value))
     if args.node_address is not None:
         _checked("--node-address", args.node_address, optional_check(check_node_address))

@@ -30,6 +30,7 @@ from posthouse.admin.setup_answers import (
     check_namespace,
     check_node_address,
     check_pseudodomain_name,
+    check_relay_protocol,
     default_locking,
     each_check,
     split_list,
@@ -163,8 +164,25 @@ def interview(draft: Draft, dialogue: Dialogue, *, had_file: bool) -> None:
         if mail["forwarding"] != "none":
             mail["relay_host"] = dialogue.text("Relay host", mail["relay_host"], check_host_spec)
     mail["host_aliases"] = dialogue.names("Host aliases", mail["host_aliases"], check_domain)
+    _interview_masquerade(mail, dialogue)
     if role == "server":
         _interview_protocols(draft, dialogue)
+
+
+def _interview_masquerade(mail: dict[str, Any], dialogue: Dialogue) -> None:
+    """Domain-based addresses (12.1.2): joe@host1.nyc.big.com leaves as joe@nyc.big.com."""
+    dialogue.say("Domain-based addresses (12.1.2): senders of this host's mail can be")
+    dialogue.say("rewritten from user@host.domain to user@domain (masquerading).")
+    mail["masquerade"] = dialogue.yes_no(
+        "Use domain-based addresses (masquerade)", default=bool(mail["masquerade"])
+    )
+    if mail["masquerade"]:
+        mail["masquerade_as"] = dialogue.text(
+            "Masquerade as (empty: this host's domain, e.g. nyc.big.com for host1.nyc.big.com)",
+            mail["masquerade_as"],
+            check_domain,
+            optional=True,
+        )
 
 
 def _interview_protocols(draft: Draft, dialogue: Dialogue) -> None:
@@ -191,7 +209,7 @@ def _interview_protocol(entry: PseudodomainSection, dialogue: Dialogue) -> Pseud
             f"  {title} relay's host name", entry.relay_host, check_host_spec
         )
         changes["relay_protocol"] = dialogue.text(
-            f"  {title} relay's protocol", entry.relay_protocol or "smtp", check_domain
+            f"  {title} relay's protocol", entry.relay_protocol or "smtp", check_relay_protocol
         )
     if routing == "direct":
         changes["transport"] = dialogue.text(

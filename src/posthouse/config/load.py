@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from posthouse.config.schema import Config, Paths, Settings
+from posthouse.mta.pseudodomains import RELAY_PROTOCOLS
+from posthouse.mta.rewrite import masquerade_domain
 
 DEFAULTS_SOURCE = "(built-in defaults)"
 
@@ -231,6 +233,8 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "mail.forwarding",
             "a forwarding mode other than 'none' needs relay_host",
         )
+    _check_addressing(config, source, locator)
+    _check_mailbox_server(config, source, locator)
     _check_abuse_limits(config, source, locator)
     if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
@@ -241,6 +245,62 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             "aliases.default_user",
             "aliases.default_user must name an unprivileged account (e.g. nobody)",
         )
+
+
+def _check_addressing(config: Config, source: str, locator: _Locator) -> None:
+    """Masquerading needs a domain to masquerade as; a gateway relay is reached by SMTP."""
+    mail = config.mail
+    if mail.masquerade and not masquerade_domain(
+        config.server.hostname, mail.top_domain, mail.local_domains, mail.masquerade_as
+    ):
+        raise _fail(
+            source,
+            locator,
+            "mail.masquerade",
+            "masquerade = true needs a domain to masquerade as: set mail.masquerade_as or "
+            f"mail.top_domain (server.hostname {config.server.hostname!r} has no domain)",
+        )
+    for index, gateway in enumerate(config.pseudodomain):
+        if gateway.routing == "relay" and gateway.relay_protocol.lower() not in RELAY_PROTOCOLS:
+            raise _fail(
+                source,
+                locator,
+                f"pseudodomain[{index}].relay_protocol",
+                f"pseudodomain[{index}].relay_protocol {gateway.relay_protocol!r}: posthouse "
+                'reaches a relay host over SMTP only (use "smtp", or routing = "direct" '
+                "with a transport program for the protocol)",
+            )
+
+
+def _check_mailbox_server(config: Config, source: str, locator: _Locator) -> None:
+    """The Mailbox Setup dialog (12.3.1 step 4): an NFS client names its mailbox server,
+    and only an NFS client has one."""
+    mail = config.mail
+    if mail.mailbox_directory == "nfs-client" and not mail.mailbox_server:
+        raise _fail(
+            source,
+            locator,
+            "mail.mailbox_directory",
+            "mailbox_directory = 'nfs-client' needs the mailbox server: set "
+            "mail.mailbox_server (the system exporting the mailbox directory)",
+        )
+    if mail.mailbox_server and mail.mailbox_directory != "nfs-client":
+        raise _fail(
+            source,
+            locator,
+            "mail.mailbox_server",
+            "mail.mailbox_server is only used with mailbox_directory = 'nfs-client'",
+        )
+
+
+def located_error(source: str, dotted: str, message: str) -> ConfigError:
+    """A problem with option ``dotted`` found after loading (e.g. against the running
+    system), located in the file ``source`` as the loader locates its own."""
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return _fail(source, _Locator(text), dotted, message)
 
 
 MAX_AUTH_FAILURES = 100  # per window: the shared tables keep one time per failure

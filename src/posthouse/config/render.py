@@ -43,6 +43,8 @@ WORKSHEET_KEYS: tuple[str, ...] = (
     "forwarding",
     "relay_host",
     "host_aliases",
+    "masquerade",
+    "masquerade_as",
 )
 
 #: Keys always written in each entry of an array of tables, for readability.
@@ -80,6 +82,8 @@ KEY_COMMENTS: dict[tuple[str, str], str] = {
     ("mail", "forwarding"): "SMTP forwarding to the relay: none, internet, nonlocal or local",
     ("mail", "relay_host"): "the relay for forwarded mail (forwarding other than none)",
     ("mail", "host_aliases"): "other names of this host that mail may be addressed to",
+    ("mail", "masquerade"): "domain-based addresses (12.1.2): user@host.domain -> user@domain",
+    ("mail", "masquerade_as"): "the domain to masquerade as (empty: this host's domain)",
     ("aliases", "default_user"): "account that aliases-file programs and files run as",
     ("pseudodomain", "protocol"): "decnet, decnet-osi, uucp, mts or x25",
     ("pseudodomain", "routing"): "direct, relay or internet",

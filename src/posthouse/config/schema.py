@@ -64,6 +64,10 @@ class MailSection:
     trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     spool_directory: str = ""  # empty: DATA_DIR/spool/mail
     masquerade: bool = False  # 12.1.2 domain-based addresses: user@host.sub.top -> user@sub.top
+    # The domain this host's own addresses become (sendmail's MASQUERADE_AS); empty: the
+    # longest local domain enclosing server.hostname, else the host's own domain
+    # (host1.nyc.big.com -> nyc.big.com), else top_domain.
+    masquerade_as: str = ""
     masquerade_exceptions: tuple[str, ...] = ()
 
 
@@ -205,7 +209,7 @@ class PseudodomainSection:
     aliases: tuple[str, ...] = ()
     routing: Literal["direct", "relay", "internet"] = "internet"
     relay_host: str = ""
-    relay_protocol: str = "smtp"
+    relay_protocol: str = "smtp"  # how the relay is reached: posthouse speaks SMTP only
     transport: str = ""  # routing = direct: program run by the pipe agent
     node_address: str = ""  # DECnet: this machine's address, e.g. "1.2"
     namespace: str = ""  # DECnet/OSI: "namespace:.site.nodename"

@@ -2,10 +2,13 @@
 
 ``QueueDelivery.run_batch`` claims a batch of queued messages, expands each
 envelope recipient once (aliases, ``:include:``, ``~/.forward``) into
-destinations, and hands them to the delivery agents: every message for one
-mbox is appended under a single lock with a single fsync; programs and files
-go to the local runner (as their identity); remote addresses to the SMTP agent,
-grouped by next hop.  The envelope is then
+destinations, finds each destination's agent (:mod:`posthouse.mta.targets`) and
+delivers through the agents' one interface
+(:mod:`posthouse.mta.agents.transaction`): one transaction per message and agent,
+all committed together, so every message for one mbox is appended under a single
+lock with a single fsync, programs and files go to the local runner (as their
+identity), and remote addresses to the SMTP agent, once per next hop.  The
+envelope is then
 rewritten (or removed when nothing is left), so a destination that failed
 temporarily stays queued and is retried, and one that delivered is not
 delivered again.  Blocking work: the scheduler runs batches in a thread.
@@ -19,43 +22,44 @@ again, and destinations it had already reached are not delivered twice.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
+from typing import Any, BinaryIO, Final, TypeVar
 
-from posthouse.mta.address import unquote_local
-from posthouse.mta.agents.local_runner import LocalRunner, PrefixedReader
-from posthouse.mta.agents.smtp import OutboundMessage
-from posthouse.mta.destinations import (
-    LEGACY,
-    Destination,
-    FileDestination,
-    LocalMailbox,
-    ProgramDestination,
-    RemoteAddress,
-    legacy_token,
+from posthouse.mta.agents.local_runner import LocalRunner
+from posthouse.mta.agents.mbox import MailboxWriter, SpoolMailbox
+from posthouse.mta.agents.program import ProgramDelivery
+from posthouse.mta.agents.smtp import SMTPDelivery, SMTPRecipient
+from posthouse.mta.agents.transaction import (
+    DeliveryAgent,
+    MessageBody,
+    MessageEnvelope,
+    RecipientResult,
+    Transaction,
 )
+from posthouse.mta.destinations import LEGACY, legacy_token
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
-from posthouse.mta.local_mail import LocalMail, SpoolMailbox
-from posthouse.mta.logline import delivery_line, relay_name
-from posthouse.mta.pseudodomains import AddressError, NativeAddress
+from posthouse.mta.local_mail import LocalMail
+from posthouse.mta.logline import delivery_line
+from posthouse.mta.pseudodomains import AddressError
 from posthouse.mta.queue.store import Envelope, QueueError, QueueStore, RecipientState
-from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
-from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTPRoute
-from posthouse.store.mbox.append import MboxMessage, append_messages
-from posthouse.store.mbox.locking import LockSettings, MailboxLockTimeout
+from posthouse.mta.targets import Target, Targets, Unroutable, mailer_of
+from posthouse.mta.transport import RemoteTransport
+from posthouse.store.mbox.locking import LockSettings
 
 log = logging.getLogger("posthouse.mta.delivery")
+T = TypeVar("T")
 
 SMALL_MESSAGE = 64 * 1024  # read whole before sending over SMTP; larger ones are streamed
+COPY_CHUNK = 256 * 1024  # a list owner's copy of a message is written in chunks this size
 ACTIVE = ("pending", "deferred")
 
 
@@ -79,7 +83,7 @@ class MailboxSettings:
     spool_dir: Path
     locking: LockSettings
     owner_of: Callable[[str], tuple[int, int] | None] = lambda _user: None
-    trusted_uids: tuple[int, ...] = ()  # owners accepted besides the user (mbox.append_messages)
+    trusted_uids: tuple[int, ...] = ()  # owners accepted besides the user (store.mbox.append)
 
 
 @dataclass
@@ -95,11 +99,29 @@ class DeliveryOutcome:
     created: list[str] = field(default_factory=list)  # new queue entries (DSNs) to deliver
 
 
+_UNREAD: Final = b"\0unread"  # a _Work's content before the queue file was looked at
+
+
 @dataclass
 class _Work:
     envelope: Envelope
     outcome: DeliveryOutcome
     changed: bool = False
+    content: bytes | None = _UNREAD  # the whole message when small (read once per batch)
+
+
+@dataclass
+class _Planned:
+    """One transaction of a batch: the message and, by agent recipient, the queue entries
+    that led to it (two destinations may end in the same mailbox or address)."""
+
+    work: _Work
+    transaction: Transaction[Any]
+    states: dict[Any, list[RecipientState]] = field(default_factory=dict)
+
+
+async def _commit_all(transactions: list[Transaction[Any]]) -> list[list[RecipientResult[Any]]]:
+    return list(await asyncio.gather(*(t.commit() for t in transactions)))
 
 
 class QueueDelivery:
@@ -121,6 +143,7 @@ class QueueDelivery:
         clock: Callable[[], float] = time.time,
         runner: LocalRunner | None = None,
         local_mail: LocalMail | None = None,
+        mbox: MailboxWriter | None = None,
     ) -> None:
         self.store = store
         self.expander = expander
@@ -132,10 +155,21 @@ class QueueDelivery:
         self.on_delay = on_delay
         self.warn_after = warn_after
         self.clock = clock
-        self.runner = runner
         forwarded = transport is not None and transport.forwards_local_mail
         self.local_mail = local_mail or LocalMail(
             mailboxes.spool_dir, transport.default_domain if transport and forwarded else None
+        )
+        self.targets = Targets(self.local_mail, transport, expander.is_local_user)
+        self.mbox = mbox or MailboxWriter(
+            locking=mailboxes.locking,
+            owner_of=lambda path: mailboxes.owner_of(path.name),
+            trusted_uids=mailboxes.trusted_uids,
+        )
+        self.smtp = None
+        if transport is not None:
+            self.smtp = SMTPDelivery(transport.agent, outbound_sender=transport.outbound_sender)
+        self.programs = ProgramDelivery(
+            runner, native_sender=functools.partial(_native_sender, transport)
         )
 
     def run_batch(self, queue_ids: Sequence[str], *, force: bool = False) -> list[DeliveryOutcome]:
@@ -178,32 +212,84 @@ class QueueDelivery:
                 continue
             result = self.expander.expand(rcpt.address)
             work.changed = True
+            retried = any(not error.permanent for error in result.errors)
+            owned: dict[str, list[RecipientState]] = {}  # by owner-LIST sender
             for delivery in result.deliveries:
                 if reached and (rcpt.address, legacy_token(delivery.destination)) in reached:
                     continue  # an older version delivered it (or gave up on it) already
-                expanded.append(RecipientState.expanded(delivery.destination, rcpt.address))
+                state = RecipientState.expanded(delivery.destination, rcpt.address)
+                owner = self._owner(work.envelope, delivery.sender)
+                if owner is None:
+                    expanded.append(state)
+                elif not retried:  # else split when the expansion is whole (no duplicates)
+                    owned.setdefault(owner, []).append(state)
             for error in result.errors:
                 if error.permanent:
-                    expanded.append(
-                        RecipientState(
-                            address=error.address,
-                            original=rcpt.address,
-                            status="failed",
-                            last_error=f"5.1.1 {error.message}",
-                        )
+                    failed = RecipientState(
+                        address=error.address,
+                        original=rcpt.address,
+                        status="failed",
+                        last_error=f"5.1.1 {error.message}",
                     )
-                else:
-                    # Stays unexpanded so the next attempt expands it again.
-                    rcpt.status = "deferred"
-                    rcpt.attempts += 1
-                    rcpt.last_error = f"4.3.0 {error.message}"
-                    rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
-                    expanded.append(rcpt)
+                    owner = self._owner(work.envelope, error.sender)
+                    if owner is None:
+                        expanded.append(failed)
+                    elif not retried:
+                        owned.setdefault(owner, []).append(failed)
+            if retried or not self._split(work, owned):
+                # Stays unexpanded so the next attempt expands it again.
+                message = next((e.message for e in result.errors if not e.permanent), "")
+                rcpt.status = "deferred"
+                rcpt.attempts += 1
+                rcpt.last_error = f"4.3.0 {message or 'cannot queue the list owner copy'}"
+                rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
+                expanded.append(rcpt)
         # Each destination once per message, whichever recipient led to it (sendmail's rule).
         unique: dict[tuple[str, str, bool], RecipientState] = {}
         for rcpt in expanded:
             unique.setdefault((rcpt.kind, rcpt.address, rcpt.original is None), rcpt)
         work.envelope.recipients = list(unique.values())
+
+    @staticmethod
+    def _owner(envelope: Envelope, sender: str | None) -> str | None:
+        """The owner-LIST sender destinations of a list go out with, if not the envelope's.
+        A message with the null sender keeps it: no DSN may be sent about it (RFC 5321
+        §4.5.5), and the owner would get them."""
+        if sender is None or not envelope.sender or sender == envelope.sender:
+            return None
+        return sender
+
+    def _split(self, work: _Work, owned: dict[str, list[RecipientState]]) -> bool:
+        """Queue a copy of the message for each owner-LIST sender with that list's
+        destinations (sendmail's rule: its failures and DSNs go to the owner, and so does
+        its Return-Path); False when one could not be queued."""
+        envelope = work.envelope
+        for sender, recipients in owned.items():
+            extra = {k: v for k, v in envelope.extra.items() if k != "warned"}
+            message = self.store.new_message(
+                sender,
+                recipients,
+                client_address=envelope.client_address,
+                helo=envelope.helo,
+                auth_user=envelope.auth_user,
+                body=envelope.body,
+                smtputf8=envelope.smtputf8,
+                protocol=envelope.protocol,
+                extra=extra,
+                received_at=envelope.received_at,
+            )
+            try:
+                with self._open_data(envelope.queue_id) as data:
+                    while chunk := data.read(COPY_CHUNK):
+                        message.write(chunk)
+                queue_id = message.commit_blocking()
+            except OSError as exc:
+                message.abort()
+                log.warning("%s: cannot queue the copy for %s: %s", envelope.queue_id, sender, exc)
+                return False
+            log.info("%s: clone %s for list owner sender <%s>", envelope.queue_id, queue_id, sender)
+            work.outcome.created.append(queue_id)
+        return True
 
     # -- delivery ----------------------------------------------------------------------
 
@@ -215,204 +301,87 @@ class QueueDelivery:
         )
 
     def _deliver_all(self, works: list[_Work], now: float, *, force: bool) -> None:
-        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
-        smtp_groups: dict[NextHop, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
+        """Every due destination of the batch through its agent: one transaction per
+        message and agent, all committed together (so the mbox agent appends a mailbox's
+        messages under one lock, and the SMTP agent reuses its connections)."""
+        transactions: dict[tuple[int, str], _Planned] = {}
         for work in works:
             for rcpt in work.envelope.recipients:
                 if not self._due(rcpt, now, force):
                     continue
-                target: Destination | SpoolMailbox | None = rcpt.destination()
-                if isinstance(target, LocalMailbox):
-                    target = self._local_target(work, rcpt, target.user, now)
-                    if target is None:
-                        continue  # settled
-                match target:
-                    case SpoolMailbox(user=user, path=path):
-                        mbox_groups[path].append((work, rcpt, user))
-                    case FileDestination(path=file_path, run_as=run_as):
-                        failure = self._append_file(work.envelope, file_path, run_as)
-                        self._settle(work, rcpt, failure, now, mailer="file")
-                    case ProgramDestination(command=command, run_as=run_as):
-                        failure = self._run_program(work.envelope, command, run_as)
-                        self._settle(work, rcpt, failure, now, mailer="prog")
-                    case RemoteAddress(address=address):
-                        self._plan_remote(work, rcpt, address, smtp_groups, mbox_groups, now)
-                    case _:
-                        # A kind that is not a destination: never guessed at
-                        # (RecipientState.destination).
-                        unsafe = MailError(
-                            "5.1.3", f"not a deliverable destination {rcpt.address!r}"
-                        )
-                        self._settle(work, rcpt, unsafe, now, mailer="local")
-        for path, items in mbox_groups.items():
-            outcome = self._append(path, items)
-            for work, rcpt, _user in items:
-                self._settle(work, rcpt, outcome, now, mailer="local")
-        for hop, targets in smtp_groups.items():
-            self._send_smtp(hop, targets, now)
-
-    def _local_target(
-        self, work: _Work, rcpt: RecipientState, user: str, now: float
-    ) -> SpoolMailbox | RemoteAddress | None:
-        """Where local user ``user``'s mail goes (:class:`LocalMail`); None when that failed
-        (settled here)."""
-        try:
-            return self.local_mail.target(user)
-        except MailError as error:
-            self._settle(work, rcpt, error, now, mailer="local")
-            return None
-
-    def _plan_remote(
-        self,
-        work: _Work,
-        rcpt: RecipientState,
-        address: str,
-        smtp_groups: dict[NextHop, list[tuple[_Work, RecipientState, str]]],
-        mbox_groups: dict[Path, list[tuple[_Work, RecipientState, str]]],
-        now: float,
-    ) -> None:
-        if self.transport is None:
-            error = MailError("4.4.1", "no transport for remote recipients on this host")
-            self._settle(work, rcpt, error, now, mailer="smtp")
+                destination = rcpt.destination()
+                if destination is None:  # not a destination: never guessed at
+                    unsafe = MailError("5.1.3", f"not a deliverable destination {rcpt.address!r}")
+                    self._settle(work, rcpt, unsafe, now, mailer="local")
+                    continue
+                target = self.targets.resolve(destination)
+                if isinstance(target, Unroutable):
+                    self._settle(work, rcpt, target.error, now, mailer=target.mailer)
+                    continue
+                agent = self._agent_for(target)
+                key = (id(agent), work.envelope.queue_id)
+                planned = transactions.get(key)
+                if planned is None:
+                    planned = _Planned(work, agent.start(self._message_envelope(work.envelope)))
+                    planned.transaction.body(self._body(work))
+                    transactions[key] = planned
+                planned.transaction.add_recipient(target)
+                planned.states.setdefault(target, []).append(rcpt)
+        if not transactions:
             return
-        try:
-            where = self.transport.plan(address)
-        except AddressError as exc:
-            self._settle(work, rcpt, MailError("5.1.3", str(exc)), now, mailer="smtp")
-            return
-        match where:
-            case SMTPRoute(hop=hop, address=target):
-                smtp_groups[hop].append((work, rcpt, target))
-            case PipeRoute(command=command, native=native):
-                failure = self._run_program(work.envelope, command, "", native=native)
-                self._settle(work, rcpt, failure, now, mailer=native.protocol)
-            case LocalRoute(user=local):
-                user = unquote_local(local).lower()
-                if self.expander.is_local_user(user):
-                    spool = self._local_target(work, rcpt, user, now)
-                    if isinstance(spool, SpoolMailbox):
-                        mbox_groups[spool.path].append((work, rcpt, user))
-                    elif spool is not None:
-                        smtp_error = MailError("5.4.6", f"<{address}>: routing loop")
-                        self._settle(work, rcpt, smtp_error, now, mailer="local")
-                else:
-                    unknown = MailError("5.1.1", f"<{address}>: no such local mailbox")
-                    self._settle(work, rcpt, unknown, now, mailer="local")
+        planned_list = list(transactions.values())
+        results = self._run(_commit_all([p.transaction for p in planned_list]))
+        for planned, outcome in zip(planned_list, results, strict=True):
+            for result in outcome:
+                mailer, relay = mailer_of(result.recipient)
+                for rcpt in planned.states[result.recipient]:  # each destination gets one copy
+                    self._settle(planned.work, rcpt, result.error, now, mailer=mailer, relay=relay)
 
-    def _send_smtp(
-        self, hop: NextHop, targets: list[tuple[_Work, RecipientState, str]], now: float
-    ) -> None:
-        assert self.transport is not None
-        by_message: dict[str, list[tuple[_Work, RecipientState, str]]] = defaultdict(list)
-        for target in targets:
-            by_message[target[0].envelope.queue_id].append(target)
-        messages = []
-        for queue_id, items in by_message.items():
-            envelope = items[0][0].envelope
-            messages.append(
-                OutboundMessage(
-                    queue_id=queue_id,
-                    sender=self.transport.outbound_sender(envelope.sender),
-                    recipients=tuple(address for _w, _r, address in items),
-                    open_data=functools.partial(self.store.open_data, queue_id),
-                    size=envelope.size,
-                    body_8bit=(envelope.body or "").upper() == "8BITMIME",
-                    smtputf8=envelope.smtputf8,
-                    content=self._small_content(envelope),
-                )
-            )
-        results = self.transport.deliver(hop, messages)
-        relay = relay_name(hop)
-        for queue_id, items in by_message.items():
-            outcome = {result.recipient: result.error for result in results.get(queue_id, [])}
-            for work, rcpt, address in items:
-                error = outcome.get(address, MailError("4.3.0", "no result from the SMTP agent"))
-                self._settle(work, rcpt, error, now, mailer="smtp", relay=relay)
+    def _agent_for(self, target: Target) -> DeliveryAgent[Any]:
+        if isinstance(target, SpoolMailbox):
+            return self.mbox
+        if isinstance(target, SMTPRecipient):
+            assert self.smtp is not None  # Targets plans SMTP only with a transport
+            return self.smtp
+        return self.programs
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self.transport is not None:
+            return self.transport.run(coroutine)
+        return asyncio.run(coroutine)
+
+    @staticmethod
+    def _message_envelope(envelope: Envelope) -> MessageEnvelope:
+        return MessageEnvelope(
+            queue_id=envelope.queue_id,
+            sender=envelope.sender,
+            received_at=envelope.received_at,
+            size=envelope.size,
+            body_8bit=(envelope.body or "").upper() == "8BITMIME",
+            smtputf8=envelope.smtputf8,
+        )
+
+    def _body(self, work: _Work) -> MessageBody:
+        if work.content is _UNREAD:
+            work.content = self._small_content(work.envelope)
+        return MessageBody(functools.partial(self._open_data, work.envelope.queue_id), work.content)
+
+    def _open_data(self, queue_id: str) -> BinaryIO:
+        try:
+            return self.store.open_data(queue_id)
+        except QueueError as exc:
+            raise OSError(str(exc)) from exc
 
     def _small_content(self, envelope: Envelope) -> bytes | None:
-        """A small message's data, read here (a worker thread) so the SMTP client need not
-        hand reads to threads; None for large or unreadable ones (the client streams those)."""
+        """A small message's data, read here (a worker thread) so the agents need not hand
+        reads to threads; None for large or unreadable ones (the agents stream those)."""
         if envelope.size > SMALL_MESSAGE:
             return None
         try:
             content = self.store.read_data(envelope.queue_id)
         except (OSError, QueueError):
-            return None  # the client's own read reports it
+            return None  # the agent's own read reports it
         return content if len(content) == envelope.size else None
-
-    def _append(
-        self, path: Path, items: list[tuple[_Work, RecipientState, str]]
-    ) -> MailError | None:
-        settings = self.mailboxes
-        owner = settings.owner_of(items[0][2])
-        with ExitStack() as files:
-            messages = []
-            for work, _rcpt, _user in items:
-                envelope = work.envelope
-                stream = files.enter_context(self.store.open_data(envelope.queue_id))
-                received = datetime.fromtimestamp(envelope.received_at).astimezone()
-                content = PrefixedReader(_return_path(envelope.sender), stream)
-                messages.append(MboxMessage(envelope.sender, content, received))  # type: ignore[arg-type]
-            try:
-                append_messages(
-                    path,
-                    messages,
-                    method=settings.locking.method,
-                    timeout=settings.locking.timeout,
-                    stale_after=settings.locking.stale_after,
-                    owner=owner,
-                    trusted_uids=settings.trusted_uids,
-                )
-            except MailboxLockTimeout as exc:
-                return MailError("4.2.0", f"mailbox {path} is locked: {exc}")
-            except OSError as exc:
-                return MailError("4.2.0", f"cannot write mailbox {path}: {exc.strerror or exc}")
-        return None
-
-    def _run_program(
-        self,
-        envelope: Envelope,
-        command: str,
-        run_as: str,
-        *,
-        native: NativeAddress | None = None,
-    ) -> MailError | None:
-        if self.runner is None:
-            return MailError("4.3.5", "programs are not delivered by this process")
-        env = {"QUEUE_ID": envelope.queue_id}
-        if native is not None:
-            # A gateway transport (12.2.3.2, routing "direct") gets the mapped address.
-            env.update(
-                NATIVE=native.native,
-                NODE=native.next_hop,
-                NATIVE_USER=native.user,
-                PROTOCOL=native.protocol,
-                NATIVE_SENDER=self._native_sender(envelope.sender),
-            )
-        try:
-            with self.store.open_data(envelope.queue_id) as stream:
-                return self.runner.run_program(
-                    command, run_as, stream, sender=envelope.sender, env=env
-                )
-        except (OSError, QueueError) as exc:
-            return MailError("4.3.0", f"cannot read the message for {command!r}: {exc}")
-
-    def _append_file(self, envelope: Envelope, path: str, run_as: str) -> MailError | None:
-        if self.runner is None:
-            return MailError("4.3.5", "files are not written by this process")
-        received = datetime.fromtimestamp(envelope.received_at).astimezone()
-        try:
-            with self.store.open_data(envelope.queue_id) as stream:
-                return self.runner.append_file(
-                    path,
-                    run_as,
-                    _return_path(envelope.sender),
-                    stream,
-                    sender=envelope.sender,
-                    received=received,
-                )
-        except (OSError, QueueError) as exc:
-            return MailError("4.3.0", f"cannot read the message for {path}: {exc}")
 
     def _settle(
         self,
@@ -471,14 +440,6 @@ class QueueDelivery:
         if isinstance(notice, str):
             work.outcome.created.append(notice)
 
-    def _native_sender(self, sender: str) -> str:
-        if self.transport is None or not sender:
-            return sender
-        try:
-            return self.transport.outbound_sender(sender)
-        except AddressError:
-            return sender
-
     def _finish(self, work: _Work, now: float) -> None:
         envelope = work.envelope
         outcome = work.outcome
@@ -527,5 +488,11 @@ def _reopen_legacy(recipients: list[RecipientState]) -> list[RecipientState]:
     return reopened
 
 
-def _return_path(sender: str) -> bytes:
-    return f"Return-Path: <{sender}>\r\n".encode("utf-8", "surrogateescape")
+def _native_sender(transport: RemoteTransport | None, sender: str) -> str:
+    """The sender as a gateway's transport program gets it (``NATIVE_SENDER``)."""
+    if transport is None or not sender:
+        return sender
+    try:
+        return transport.outbound_sender(sender)
+    except AddressError:
+        return sender

@@ -2,13 +2,15 @@
 
 When every recipient of a message expands to plain local mailboxes or to
 remote addresses sent on over SMTP (no programs, files, gateways' transport
-programs or owner-list senders) and the message is still held in memory, the
-session delivers it itself before answering the final dot:
+programs or owner-list senders; :mod:`posthouse.mta.targets` decides, as for the
+queue) and the message is still held in memory, the session delivers it itself,
+through the agents' one interface (:mod:`posthouse.mta.agents.transaction`),
+before answering the final dot:
 
-* local mailboxes: appended through the group-committed ``MailboxWriter``; the
-  reply waits for the fsync of every mailbox;
-* remote addresses (*cut-through* relaying, as Exim calls it): sent to their
-  next hop over a cached connection of the SMTP client agent; the reply waits
+* local mailboxes: one transaction of the mbox agent (group-committed appends,
+  :mod:`posthouse.mta.agents.mbox`); the reply waits for the fsync of every mailbox;
+* remote addresses (*cut-through* relaying, as Exim calls it): one transaction of
+  the SMTP agent, sent to each next hop over a cached connection; the reply waits
   for the next hop's 250, which makes that host responsible for the message.
   By default only next hops the configuration names (static routes, the relay
   host, the mail server, gateway relays) are used this way: mail for a domain
@@ -33,25 +35,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from posthouse.mta.address import unquote_local
-from posthouse.mta.agents.mbox import MailboxWriter
-from posthouse.mta.agents.smtp import DestinationBusy, OutboundMessage
+from posthouse.mta.agents.mbox import MailboxWriter, SpoolMailbox
+from posthouse.mta.agents.smtp import SMTPDelivery, SMTPRecipient
+from posthouse.mta.agents.transaction import (
+    MessageBody,
+    MessageEnvelope,
+    NotAttempted,
+    Transaction,
+)
 from posthouse.mta.destinations import Destination, LocalMailbox, RemoteAddress
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
-from posthouse.mta.local_mail import LocalMail, SpoolMailbox
-from posthouse.mta.logline import delivery_line, relay_name
+from posthouse.mta.local_mail import LocalMail
+from posthouse.mta.logline import delivery_line
 from posthouse.mta.queue.control_file import Envelope, RecipientState
 from posthouse.mta.routing import NextHop
 from posthouse.mta.stats import Statistics
-from posthouse.mta.transport import AddressError, LocalRoute, RemoteTransport, SMTPRoute
-from posthouse.store.mbox.append import MboxMessage
+from posthouse.mta.targets import Targets, mailer_of
+from posthouse.mta.transport import RemoteTransport
 
 log = logging.getLogger("posthouse.mta.direct")
 
@@ -153,6 +159,26 @@ class DirectDelivery:
         self.stats = stats
         self.relay = relay
 
+    @property
+    def relay(self) -> CutThrough | None:
+        return self._relay
+
+    @relay.setter
+    def relay(self, relay: CutThrough | None) -> None:
+        """The targets and the SMTP agent follow the cut-through settings."""
+        self._relay = relay
+        transport = relay.transport if relay is not None else None
+        self._targets = Targets(self.local_mail, transport, self.expander.is_local_user)
+        self._smtp = None
+        if relay is not None:
+            self._smtp = SMTPDelivery(
+                relay.transport.agent,
+                outbound_sender=relay.transport.outbound_sender,
+                wait=relay.slot_wait,
+                timeout=relay.timeout,
+                failing_window=relay.failing_window,
+            )
+
     def plan(self, recipients: list[str]) -> DirectPlan | None:
         """The plan when every recipient ends in destinations handled here, else None."""
         local: dict[str, LocalTarget] = {}
@@ -162,54 +188,19 @@ class DirectDelivery:
             if expansion.errors or not expansion.deliveries:
                 return None
             for delivery in expansion.deliveries:
-                destination = delivery.destination
                 if delivery.sender is not None:
                     return None
-                if isinstance(destination, LocalMailbox):
-                    target = self._local_target(recipient, destination.user)
-                elif isinstance(destination, RemoteAddress):
-                    target = self._remote_target(recipient, destination.address)
-                else:
-                    return None
-                if target is None:
-                    return None
-                if isinstance(target, LocalTarget):
-                    local.setdefault(target.user, target)
-                else:
-                    remote.setdefault(target.address, target)
+                match self._targets.resolve(delivery.destination):
+                    case SpoolMailbox(user=user, path=path):
+                        local.setdefault(user, LocalTarget(recipient, user, path))
+                    case SMTPRecipient(hop=hop, address=address) if self._cut_through(hop):
+                        remote.setdefault(address, RemoteTarget(recipient, address, hop, address))
+                    case _:
+                        return None  # the queue delivers it, or reports why not
         return DirectPlan(tuple(local.values()), tuple(remote.values()))
 
-    def _remote_target(self, recipient: str, address: str) -> RemoteTarget | LocalTarget | None:
-        if self.relay is None:
-            return None
-        try:
-            where = self.relay.transport.plan(address)
-        except AddressError:
-            return None  # the queue reports it
-        match where:
-            case SMTPRoute(hop=hop, address=wire_address) if hop.configured or self.relay.any_hop:
-                return RemoteTarget(recipient, address, hop, wire_address)
-            case LocalRoute(user=local):
-                user = unquote_local(local).lower()
-                if self.expander.is_local_user(user):
-                    return self._local_target(recipient, user, via_relay=False)
-        return None
-
-    def _local_target(
-        self, recipient: str, user: str, *, via_relay: bool = True
-    ) -> LocalTarget | RemoteTarget | None:
-        """Where local user ``user``'s mail goes (:class:`LocalMail`), if delivered here.
-        ``via_relay`` False: the address was routed here, so it is never sent back out."""
-        try:
-            where = self.local_mail.target(user)
-        except MailError:
-            return None  # the queue reports it
-        if isinstance(where, SpoolMailbox):
-            return LocalTarget(recipient, user, where.path)
-        if not via_relay:
-            return None
-        target = self._remote_target(recipient, where.address)
-        return target if isinstance(target, RemoteTarget) else None
+    def _cut_through(self, hop: NextHop) -> bool:
+        return self.relay is not None and (hop.configured or self.relay.any_hop)
 
     async def attempt(
         self, recipients: list[str], envelope: Envelope, content: bytes, retry_at: float
@@ -231,87 +222,61 @@ class DirectDelivery:
     async def deliver(
         self, plan: DirectPlan, envelope: Envelope, content: bytes
     ) -> list[DirectFailure]:
-        """Deliver to every planned destination; returns those that did not take it."""
-        received = datetime.fromtimestamp(envelope.received_at).astimezone()
-        by_hop: dict[NextHop, list[RemoteTarget]] = defaultdict(list)
-        for target in plan.remote:
-            by_hop[target.hop].append(target)
-        results = await asyncio.gather(
-            self._deliver_local(plan.local, envelope, content, received),
-            *(self._relay(hop, targets, envelope, content) for hop, targets in by_hop.items()),
-        )
-        return [failure for part in results for failure in part]
-
-    async def _deliver_local(
-        self,
-        targets: tuple[LocalTarget, ...],
-        envelope: Envelope,
-        content: bytes,
-        received: datetime,
-    ) -> list[DirectFailure]:
-        if not targets:
-            return []
-        prefix = f"Return-Path: <{envelope.sender}>\r\n".encode("utf-8", "surrogateescape")
-        message = MboxMessage(envelope.sender, prefix + content, received)
-        results = await asyncio.gather(
-            *(self.writer.append(target.path, message) for target in targets)
-        )
-        failures = []
-        for target, error in zip(targets, results, strict=True):
-            if error is None:
-                delay = time.time() - envelope.received_at
-                line = delivery_line(envelope.queue_id, target.recipient, delay, "local", "local")
-                log.info("%s, stat=Sent (direct)", line)
-                if self.stats is not None:
-                    self.stats.record_sent("local", len(content))
-            else:
-                log.info(
-                    "%s: to=<%s>, stat=Deferred: %s", envelope.queue_id, target.recipient, error
-                )
-                failures.append(DirectFailure(target.recipient, target.destination, error))
-        return failures
-
-    async def _relay(
-        self, hop: NextHop, targets: list[RemoteTarget], envelope: Envelope, content: bytes
-    ) -> list[DirectFailure]:
-        relay = self.relay
-        assert relay is not None
-        untried = [DirectFailure(t.recipient, t.destination, None) for t in targets]
-        if relay.transport.agent.failing(hop, relay.failing_window):
-            return untried
-        message = OutboundMessage(
+        """Deliver to every planned destination through the mbox and SMTP agents (one
+        transaction each, committed together); returns those that did not take it."""
+        message = MessageEnvelope(
             queue_id=envelope.queue_id,
-            sender=relay.transport.outbound_sender(envelope.sender),
-            recipients=tuple(t.wire_address for t in targets),
-            open_data=_no_file,
+            sender=envelope.sender,
+            received_at=envelope.received_at,
             size=len(content),
             body_8bit=(envelope.body or "").upper() == "8BITMIME",
             smtputf8=envelope.smtputf8,
-            content=content,
         )
-        try:
-            results = await relay.transport.agent.deliver(
-                hop, [message], wait=relay.slot_wait, timeout=relay.timeout
-            )
-        except DestinationBusy:
-            return untried
-        outcome = {r.recipient: r.error for r in results.get(envelope.queue_id, [])}
+        body = MessageBody(_no_file, content)
+        commits = []
+        if plan.local:
+            mbox = self.writer.start(message)
+            for local in plan.local:
+                mbox.add_recipient(SpoolMailbox(local.user, local.path))
+            mbox.body(body)
+            commits.append(self._commit(mbox, plan.local, envelope, len(content)))
+        if plan.remote:
+            assert self._smtp is not None  # planned only with cut-through
+            smtp = self._smtp.start(message)
+            for remote in plan.remote:
+                smtp.add_recipient(SMTPRecipient(remote.hop, remote.wire_address))
+            smtp.body(body)
+            commits.append(self._commit(smtp, plan.remote, envelope, len(content)))
+        results = [await commits[0]] if len(commits) == 1 else await asyncio.gather(*commits)
+        return [failure for part in results for failure in part]
+
+    async def _commit(
+        self,
+        transaction: Transaction[Any],
+        targets: Sequence[LocalTarget | RemoteTarget],
+        envelope: Envelope,
+        size: int,
+    ) -> list[DirectFailure]:
+        results = await transaction.commit()
         failures = []
-        for target in targets:
-            error = outcome.get(target.wire_address, MailError("4.3.0", "no result"))
+        for target, result in zip(targets, results, strict=True):
+            error = result.error
+            mailer, relay = mailer_of(result.recipient)
             delay = time.time() - envelope.received_at
-            line = delivery_line(
-                envelope.queue_id, target.recipient, delay, "smtp", relay_name(hop)
-            )
+            line = delivery_line(envelope.queue_id, target.recipient, delay, mailer, relay)
+            how = "direct" if mailer == "local" else "cut-through"
             if error is None:
-                log.info("%s, stat=Sent (cut-through)", line)
+                log.info("%s, stat=Sent (%s)", line, how)
                 if self.stats is not None:
-                    self.stats.record_sent("smtp", len(content))
+                    self.stats.record_sent(mailer, size)
                 continue
             log.info("%s, stat=%s: %s", line, "Deferred" if error.temporary else "Failed", error)
             if self.stats is not None and not error.temporary:
-                self.stats.record_rejected("smtp")
-            failures.append(DirectFailure(target.recipient, target.destination, error))
+                self.stats.record_rejected(mailer)
+            untried = isinstance(error, NotAttempted)
+            failures.append(
+                DirectFailure(target.recipient, target.destination, None if untried else error)
+            )
         return failures
 
 

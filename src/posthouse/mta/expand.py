@@ -62,11 +62,13 @@ class Delivery:
 
 @dataclass(frozen=True)
 class ExpansionError:
-    """A branch of the expansion that failed; *permanent* False means try again later."""
+    """A branch of the expansion that failed; *permanent* False means try again later.
+    *sender*: the owner-LIST sender in force there, who is told of the failure."""
 
     address: str
     message: str
     permanent: bool
+    sender: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,10 +134,10 @@ class _Run:
         if destination not in self.deliveries:
             self.deliveries[destination] = Delivery(destination, ctx.sender)
 
-    def fail(self, address: str, message: str, *, permanent: bool) -> None:
+    def fail(self, ctx: _Context, address: str, message: str, *, permanent: bool) -> None:
         key = (address, message, permanent)
         if key not in self.errors:
-            self.errors[key] = ExpansionError(address, message, permanent)
+            self.errors[key] = ExpansionError(address, message, permanent, ctx.sender)
 
 
 def _loop_message(chain: tuple[str, ...], repeated: str) -> str:
@@ -155,13 +157,18 @@ class Expander:
         files: FileSource,
         max_depth: int = 20,
         default_domain: str = "",
+        relay_unknown_to: str | None = None,
     ) -> None:
+        """``relay_unknown_to``: with ``forwarding = local`` ("forward all mail, including
+        local domain mail", 12.2.3.2) the domain at which a name that is neither an alias
+        nor a user here is handed to the relay, instead of being refused as unknown."""
         self._lookup_alias = lookup_alias
         self._is_local_domain = is_local_domain
         self._user_exists = user_exists
         self._files = files
         self._max_depth = max_depth
         self._default_domain = default_domain.lower()
+        self._relay_unknown_to = relay_unknown_to
 
     # -- public API -----------------------------------------------------------------
 
@@ -179,7 +186,7 @@ class Expander:
         )
         entry = strip_angle_brackets(address)
         if not entry:
-            run.fail(address, "empty recipient address", permanent=True)
+            run.fail(ctx, address, "empty recipient address", permanent=True)
         else:
             self._entry(entry, ctx, run)
         return Expansion(tuple(run.deliveries.values()), tuple(run.errors.values()))
@@ -212,7 +219,7 @@ class Expander:
         key = normalize_local(local)
         if not bypass and self._lookup_alias(key) is not None:
             return True
-        return self._user_exists(key)
+        return self._user_exists(key) or self._relay_unknown_to is not None
 
     # -- expansion ------------------------------------------------------------------
 
@@ -226,19 +233,19 @@ class Expander:
                 return
         if entry.startswith("|"):
             if not ctx.trusted:
-                run.fail(entry, "cannot mail directly to programs", permanent=True)
+                run.fail(ctx, entry, "cannot mail directly to programs", permanent=True)
             else:
                 run.deliver(ProgramDestination(entry[1:].strip(), ctx.owner, ctx.run_as), ctx)
             return
         if entry.startswith("/"):
             if not ctx.trusted:
-                run.fail(entry, "cannot mail directly to files", permanent=True)
+                run.fail(ctx, entry, "cannot mail directly to files", permanent=True)
             else:
                 run.deliver(FileDestination(entry, ctx.owner, ctx.run_as), ctx)
             return
         if entry[: len(INCLUDE_PREFIX)].lower() == INCLUDE_PREFIX:
             if not ctx.trusted:
-                run.fail(entry, "cannot mail directly to :include: files", permanent=True)
+                run.fail(ctx, entry, "cannot mail directly to :include: files", permanent=True)
             else:
                 self._include(entry, entry[len(INCLUDE_PREFIX) :].strip(), ctx, run)
             return
@@ -247,16 +254,16 @@ class Expander:
         local = unquote_local(written)
         if domain and not self._is_local_domain(domain):
             if not written:  # ""@host is a mailbox (RFC 5321 §4.1.2), @host is not
-                run.fail(entry, "empty local part", permanent=True)
+                run.fail(ctx, entry, "empty local part", permanent=True)
             else:
                 run.deliver(RemoteAddress(join_address(local, domain)), ctx)
             return
         if not local:
-            run.fail(entry, "empty local part", permanent=True)
+            run.fail(ctx, entry, "empty local part", permanent=True)
             return
         if local.startswith(("|", "/", "\\")) or local.lower().startswith(INCLUDE_PREFIX):
             # "|prog"@localhost and friends: never a way to reach a program.
-            run.fail(entry, "invalid local part", permanent=True)
+            run.fail(ctx, entry, "invalid local part", permanent=True)
             return
         key = normalize_local(local)
         if bypass:
@@ -268,14 +275,14 @@ class Expander:
                 # bob's .forward): the mailbox itself.
                 run.deliver(LocalMailbox(key), ctx)
             else:
-                run.fail(entry, _loop_message(ctx.chain, key), permanent=True)
+                run.fail(ctx, entry, _loop_message(ctx.chain, key), permanent=True)
             return
         targets = self._lookup_alias(key)
         if targets is not None:
             self._alias(entry, key, domain or ctx.domain, targets, ctx, run)
             return
         if not self._user_exists(key):
-            run.fail(entry, "User unknown", permanent=True)
+            self._unknown(entry, local, run, ctx)
             return
         self._forward(entry, key, ctx, run)
 
@@ -283,11 +290,20 @@ class Expander:
         if self._user_exists(user):
             run.deliver(LocalMailbox(user), ctx)
         else:
-            run.fail(entry, "User unknown", permanent=True)
+            self._unknown(entry, user, run, ctx)
+
+    def _unknown(self, entry: str, local: str, run: _Run, ctx: _Context) -> None:
+        """A name that is no alias and no user here: the relay's (``relay_unknown_to``)
+        or "User unknown"."""
+        if self._relay_unknown_to is None:
+            run.fail(ctx, entry, "User unknown", permanent=True)
+        else:
+            run.deliver(RemoteAddress(join_address(local, self._relay_unknown_to)), ctx)
 
     def _deeper(self, entry: str, ctx: _Context, run: _Run) -> bool:
         if ctx.depth >= self._max_depth:
             run.fail(
+                ctx,
                 entry,
                 f"aliasing/forwarding nested too deeply (more than {self._max_depth} levels)",
                 permanent=True,
@@ -305,7 +321,7 @@ class Expander:
         run: _Run,
     ) -> None:
         if not targets:
-            run.fail(entry, f"alias {key!r} has no destinations", permanent=True)
+            run.fail(ctx, entry, f"alias {key!r} has no destinations", permanent=True)
             return
         if not self._deeper(entry, ctx, run):
             return
@@ -327,24 +343,26 @@ class Expander:
 
     def _include(self, entry: str, path_text: str, ctx: _Context, run: _Run) -> None:
         if not os.path.isabs(path_text):
-            run.fail(entry, "include file name must be an absolute path", permanent=True)
+            run.fail(ctx, entry, "include file name must be an absolute path", permanent=True)
             return
         path = Path(os.path.normpath(path_text))
         marker = INCLUDE_PREFIX + str(path)
         if marker in ctx.chain:
-            run.fail(entry, _loop_message(ctx.chain, marker), permanent=True)
+            run.fail(ctx, entry, _loop_message(ctx.chain, marker), permanent=True)
             return
         if not self._deeper(entry, ctx, run):
             return
         found = self._files.read_include(path, ctx.run_as)
         if isinstance(found, Refused):
-            run.fail(entry, f"include file {path}: {found.reason}", permanent=not found.temporary)
+            run.fail(
+                ctx, entry, f"include file {path}: {found.reason}", permanent=not found.temporary
+            )
             return
         try:
             targets = parse_address_list(found.text, str(path))
         except AliasSyntaxError as exc:
             # The administrator can fix the file; keep the mail queued meanwhile.
-            run.fail(entry, str(exc), permanent=False)
+            run.fail(ctx, entry, str(exc), permanent=False)
             return
         inner = _Context(
             depth=ctx.depth + 1,
@@ -366,12 +384,12 @@ class Expander:
             run.deliver(LocalMailbox(user), ctx)
             return
         if isinstance(found, Refused):
-            run.fail(entry, f"~{user}/.forward: {found.reason}", permanent=False)
+            run.fail(ctx, entry, f"~{user}/.forward: {found.reason}", permanent=False)
             return
         try:
             targets = parse_address_list(found.text, f"~{user}/.forward")
         except AliasSyntaxError as exc:
-            run.fail(entry, str(exc), permanent=False)
+            run.fail(ctx, entry, str(exc), permanent=False)
             return
         if not targets:
             run.deliver(LocalMailbox(user), ctx)

@@ -1,7 +1,8 @@
 """Where a local user's mail goes: the one decision direct delivery and queue delivery share.
 
 Both :mod:`posthouse.mta.direct` (at intake, while the client waits) and
-:mod:`posthouse.mta.delivery` (queue runs) ask :meth:`LocalMail.target` what to do with a
+:mod:`posthouse.mta.delivery` (queue runs) find their delivery agents through
+:mod:`posthouse.mta.targets`, which asks :meth:`LocalMail.target` what to do with a
 :class:`~posthouse.mta.destinations.LocalMailbox`, so the answer cannot differ between the
 two routes.  Today the answer is the user's spool mailbox (``spool/mail/USER``, named only
 through :func:`~posthouse.mta.agents.mbox.mailbox_path`), or, with ``forwarding = local``
@@ -16,18 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.mta.address import join_address
-from posthouse.mta.agents.mbox import mailbox_path
+from posthouse.mta.agents.mbox import SpoolMailbox, mailbox_path
 from posthouse.mta.destinations import RemoteAddress
 
 __all__ = ["LocalMail", "SpoolMailbox"]
-
-
-@dataclass(frozen=True)
-class SpoolMailbox:
-    """The mbox spool file of local user ``user``."""
-
-    user: str
-    path: Path
 
 
 @dataclass(frozen=True)

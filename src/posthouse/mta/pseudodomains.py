@@ -95,6 +95,7 @@ from posthouse.mta.address import unquote_local
 
 __all__ = [
     "DEFAULT_NAMES",
+    "RELAY_PROTOCOLS",
     "AddressError",
     "AddressMapper",
     "NativeAddress",
@@ -108,6 +109,9 @@ Protocol = Literal["decnet", "decnet-osi", "uucp", "mts", "x25"]
 Routing = Literal["direct", "relay", "internet"]
 
 PROTOCOLS: tuple[str, ...] = get_args(Protocol)
+#: How a gateway's relay host is reached (the worksheet's "Relay's protocol"): posthouse
+#: speaks SMTP only, so a relay that needs another protocol is refused, never ignored.
+RELAY_PROTOCOLS: tuple[str, ...] = ("smtp", "esmtp")
 ROUTINGS: tuple[str, ...] = get_args(Routing)
 
 #: The pseudodomain name used when a ``Pseudodomain`` is given no ``name``.
@@ -310,6 +314,25 @@ class AddressMapper:
         """
         found = self._match(domain)
         return found[0] if found else None
+
+    def canonical(self, address: str) -> str:
+        """*address* with a pseudodomain alias (or the unqualified ``node.DNET`` form)
+        replaced by the pseudodomain's own name, so the next gateway need not know the
+        aliases (12.2.3.2); any other address unchanged.
+
+        >>> m = AddressMapper([Pseudodomain("decnet", "DNET", ("DECNET",), "big.com")])
+        >>> m.canonical("smith@VAXA.decnet"), m.canonical("joe@example.org")
+        ('smith@VAXA.DNET.big.com', 'joe@example.org')
+        """
+        local, at, domain = address.rpartition("@")
+        if not at:
+            return address
+        found = self._match(domain)
+        if found is None:
+            return address
+        pd, labels = found
+        canonical = f"{local}@{'.'.join(labels)}.{pd.suffix}"
+        return address if canonical.lower() == address.rstrip(".").lower() else canonical
 
     # -- Internet -> native -------------------------------------------------------------
 

@@ -1,30 +1,36 @@
-"""Where a remote destination goes, and the blocking bridge to the SMTP client agent.
+"""Where a remote destination goes, and the blocking bridge to the delivery agents.
 
 ``RemoteTransport.plan`` decides for one address: a gateway pseudodomain
 (DECnet, DECnet/OSI, UUCP, MTS, X.25) is mapped to its native form and sent
 through its routing (``direct``: the configured transport program, run by the
 pipe agent; ``relay``: SMTP to the relay host; ``internet``: DNS decides);
 any other domain goes where ``routing.route`` says (static route, mail
-server, relay, or the domain's MX hosts).  The sender is masqueraded
-(12.1.2) and mapped to its Internet form on the way out.
+server, relay, or the domain's MX hosts); a pseudodomain alias leaves in the
+pseudodomain's own name.  The sender is mapped to its Internet form and
+masqueraded (12.1.2) on the way out, by the host's
+:class:`~posthouse.mta.rewrite.AddressRewriter`.
 
-Delivery batches run in worker threads while the agent is asyncio code:
-``deliver`` submits the agent's coroutine to the server's event loop (bound
-with ``bind_loop``) and waits; command-line queue runs, which have no loop,
-run it on a private one.
+Queue delivery batches run in worker threads while the delivery agents
+(:mod:`posthouse.mta.agents.transaction`) are asyncio code: ``run`` submits a
+batch's coroutine to the server's event loop (bound with ``bind_loop``) and
+waits; command-line queue runs, which have no loop, run it on a private one
+that keeps the SMTP agent's connections for the length of the run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from posthouse.mta.address import split_address
-from posthouse.mta.agents.smtp import OutboundMessage, RecipientResult, SMTPClientAgent
+from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.pseudodomains import AddressError, AddressMapper, NativeAddress
-from posthouse.mta.rewrite import MasqueradeSettings, masquerade_sender
+from posthouse.mta.rewrite import AddressRewriter, MasqueradeSettings
 from posthouse.mta.routing import NextHop, RoutingSettings, parse_host_spec, route
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ Route = SMTPRoute | PipeRoute | LocalRoute
 
 
 class RemoteTransport:
-    """Plans remote destinations and delivers them with the SMTP agent."""
+    """Plans remote destinations; runs queue runs' deliveries on the right event loop."""
 
     def __init__(
         self,
@@ -65,6 +71,7 @@ class RemoteTransport:
         masquerade: MasqueradeSettings | None,
         local_domains: Sequence[str],
         default_domain: str,
+        hostname: str = "",
     ) -> None:
         self.agent = agent
         self.routing = routing
@@ -72,6 +79,9 @@ class RemoteTransport:
         self.masquerade = masquerade
         self.local_domains = tuple(local_domains)
         self.default_domain = default_domain
+        self.rewriter = AddressRewriter(
+            hostname or default_domain, mapper, masquerade, self.local_domains
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -95,56 +105,33 @@ class RemoteTransport:
                 case "relay":
                     host, port, use_mx = parse_host_spec(pseudo.relay_host)
                     relay = NextHop(host, port, use_mx, f"{pseudo.name} relay")
-                    return SMTPRoute(relay, address)
+                    return SMTPRoute(relay, self.mapper.canonical(address))
         local, domain = split_address(address)
         hop = route(domain or self.default_domain, self.routing)
         if hop is None:
             return LocalRoute(local)
-        return SMTPRoute(hop, address)
-
-    async def _deliver_spread(
-        self, hop: NextHop, messages: Sequence[OutboundMessage]
-    ) -> dict[str, list[RecipientResult]]:
-        connections = max(1, min(self.agent.max_connections, len(messages)))
-        groups = [messages[index::connections] for index in range(connections)]
-        return await _gather_results(self.agent, hop, [g for g in groups if g])
+        return SMTPRoute(hop, self.mapper.canonical(address))
 
     def outbound_sender(self, sender: str) -> str:
         """The envelope sender as it leaves: Internet form, masqueraded."""
-        if not sender:
-            return sender
-        try:
-            sender = self.mapper.to_internet(sender)
-        except AddressError:
-            return sender
-        if self.masquerade is None:
-            return sender
-        return masquerade_sender(
-            sender, self.masquerade, local_domains=self.local_domains, mapper=self.mapper
-        )
+        return self.rewriter.outbound_sender(sender)
 
-    def deliver(
-        self, hop: NextHop, messages: Sequence[OutboundMessage]
-    ) -> dict[str, list[RecipientResult]]:
-        """Deliver over SMTP, blocking the calling (worker) thread.
-
-        The messages are spread over up to the per-destination connection limit, each
-        connection carrying several messages in turn.
-        """
-        coroutine = self._deliver_spread(hop, messages)
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` (deliveries), blocking the calling (worker) thread: on the
+        server's loop when one is bound, else on a private one."""
         loop = self._loop
         if loop is not None and loop.is_running():
             return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
-        return asyncio.run(coroutine)
+        return asyncio.run(self._privately(coroutine))
 
-
-async def _gather_results(
-    agent: SMTPClientAgent, hop: NextHop, groups: list[Sequence[OutboundMessage]]
-) -> dict[str, list[RecipientResult]]:
-    results: dict[str, list[RecipientResult]] = {}
-    for part in await asyncio.gather(*(agent.deliver(hop, group) for group in groups)):
-        results.update(part)
-    return results
+    async def _privately(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """A private loop's run: connections to a hop are reused while it lasts."""
+        self.agent.keep_connections(asyncio.get_running_loop())
+        try:
+            return await coroutine
+        finally:
+            await self.agent.close_idle()
+            self.agent.keep_connections(None)
 
 
 __all__ = ["AddressError", "LocalRoute", "PipeRoute", "RemoteTransport", "Route", "SMTPRoute"]

@@ -15,17 +15,21 @@
 * ending a session for an `Ending` (too many errors or commands, idle timeout, command
   deadline, server shutdown) with the protocol's last reply.
 
-A protocol engine subclasses it and owns its own state machine: the protocol state, its
-command dispatch, its content (``_step_content``), the answers to its decision events, and
-the *wording* of what the core sends (``_ending_reply``, ``_sasl_*``, ``_refuse``).
+A protocol engine subclasses it and owns its own state machine, in one file (h11's rule):
+the protocol states, their transitions, its `StateTable` of the commands legal in each
+state, its command dispatch, its content (``_step_content``), the answers to its decision
+events, and the *wording* of what the core sends (``_ending_reply``, ``_sasl_*``,
+``_refuse``).
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Generic, Protocol, TypeVar
+from functools import cached_property
+from typing import Final, Generic, Literal, Protocol, TypeVar
 
 from posthouse.protocols import sasl
 from posthouse.protocols.errors import UsageError
@@ -71,6 +75,30 @@ class Limits:
     sasl_line: int  # longest SASL continuation line
     commands: int  # commands per session; then `Ending.TOO_MANY_COMMANDS`
     errors: int  # refusals per session; then `Ending.TOO_MANY_ERRORS`
+
+
+StateT = TypeVar("StateT", bound=enum.Enum)
+
+
+@dataclass(frozen=True)
+class StateTable(Generic[StateT]):
+    """A protocol's table of the commands legal in each of its states.
+
+    The verbs it knows at all are those legal in some state; :meth:`verdict` says how a
+    command line's verb fits the current state, which each protocol words its own way
+    (SMTP: 500 and 503, RFC 5321 §4.2.4 and §4.1.4; POP3: ``-ERR``, RFC 1939 §3).
+    """
+
+    legal: Mapping[StateT, frozenset[str]]
+
+    @cached_property
+    def known(self) -> frozenset[str]:
+        return frozenset().union(*self.legal.values())
+
+    def verdict(self, verb: str, state: StateT) -> Literal["unknown", "out of sequence", "ok"]:
+        if verb not in self.known:
+            return "unknown"
+        return "ok" if verb in self.legal[state] else "out of sequence"
 
 
 class WireReply(Protocol):

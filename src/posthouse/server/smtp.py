@@ -4,7 +4,9 @@ The session owns no protocol logic and no I/O loop: the shared driver (session.p
 feeds the sans-I/O engine and writes its replies, and hands each event to this module,
 which answers the engine's decision events with the recipient policy, the authenticator
 and the queue (direct delivery at intake: ``_deliver_directly``) and streams message data
-into a queue file.
+into a queue file.  On the way, the address fields of the header section go through the
+host's :class:`~posthouse.mta.rewrite.AddressRewriter` (qualified only for this host's
+trusted and authenticated clients); LMTP, final delivery, takes the message as it is.
 
 Faults of the machine never cost the client its connection: a full disk (``ENOSPC``,
 ``EDQUOT``) while the data is spooled discards what was written, reads the rest of the
@@ -28,12 +30,14 @@ from email.utils import format_datetime
 
 from posthouse.auth.authenticator import Authenticator
 from posthouse.auth.credentials import CredentialChecker, LoginResult
+from posthouse.mta.address_fields import HeaderSectionFilter
 from posthouse.mta.direct import Delivered, DirectDelivery, Refused, Requeue
 from posthouse.mta.errors import MailError
 from posthouse.mta.hops import HopCounter
 from posthouse.mta.policy import RecipientPolicy
 from posthouse.mta.queue.scheduler import DeliveryScheduler
 from posthouse.mta.queue.store import IncomingMessage, QueueStore
+from posthouse.mta.rewrite import AddressRewriter
 from posthouse.mta.stats import Statistics
 from posthouse.protocols.engine_base import Ending
 from posthouse.protocols.smtp import engine as smtp_engine
@@ -94,6 +98,7 @@ class SMTPServices:
     stats: Statistics | None = None
     max_hops: int = 50  # Received: fields a message may carry (RFC 5321 §6.3 loop detection)
     credentials: CredentialChecker | None = None  # logins; else the authenticator alone
+    rewriter: AddressRewriter | None = None  # header address rewriting; None: none
 
 
 class SMTPSession:
@@ -117,6 +122,7 @@ class SMTPSession:
         self.incoming: IncomingMessage | None = None
         self.spool_error: OSError | None = None  # the data could not be written
         self.hops = HopCounter()
+        self.header_filter: HeaderSectionFilter | None = None
 
     @property
     def in_transaction(self) -> bool:
@@ -163,8 +169,11 @@ class SMTPSession:
                 self._start_message()
             case events.MessageData():
                 if self.incoming is not None:
+                    data = event.data
+                    if self.header_filter is not None:
+                        data = self.header_filter.feed(data)
                     try:
-                        self.incoming.write(event.data)
+                        self.incoming.write(data)
                     except OSError as exc:
                         self._spool_failed(exc)
                         return
@@ -232,6 +241,13 @@ class SMTPSession:
         self.incoming.write(received)
         self.hops = HopCounter()
         self.hops.feed(received)
+        rewriter = self.services.rewriter
+        self.header_filter = None
+        if rewriter is not None and self.engine.settings.mode != "lmtp":
+            trusted = self.engine.authenticated_as is not None or self.services.policy.is_trusted(
+                self.connection.peer.address
+            )
+            self.header_filter = HeaderSectionFilter(rewriter.header_rewrites(qualify=trusted))
 
     def _mailer_name(self) -> str:
         """The mailstats row for mail received here (sendmail: esmtp, smtp; plus lmtp)."""
@@ -268,6 +284,12 @@ class SMTPSession:
     async def _end_message(self) -> None:
         incoming = self.incoming
         self.incoming = None
+        if incoming is not None and self.header_filter is not None:
+            try:
+                incoming.write(self.header_filter.finish())
+            except OSError as exc:
+                self.incoming = incoming
+                self._spool_failed(exc)
         if self.spool_error is not None:
             self._respond_all(_storage_failure(self.spool_error))
             self._reset()

@@ -300,6 +300,20 @@ class MailStoreBackend(Protocol):
 
     async def read_message(self, mailbox_id: str, uid: int) -> bytes: ...
 
+    async def store_cache(
+        self,
+        mailbox_id: str,
+        uid: int,
+        *,
+        envelope: bytes | None = None,
+        bodystructure: bytes | None = None,
+        header: bytes | None = None,
+    ) -> None:
+        """Remember blobs computed after the append (a message delivered without them, or
+        after ``reconstruct``); None leaves a blob as it is.  No MODSEQ changes: the blobs
+        are derived from the message, which never changes."""
+        ...
+
     def open_message(self, mailbox_id: str, uid: int) -> BinaryIO:
         """The message's bytes as a blocking file object (read it in a thread)."""
         ...

@@ -8,7 +8,7 @@ as ``user.hansen.work`` (where the ACL lets them).  ``INBOX`` is case-insensitiv
 (RFC 3501 §5.1).  Users whose names contain a dot can log in but have no INBOX.
 
 Names are Unicode here.  The wire form (modified UTF-7, RFC 3501 §5.1.3, or UTF-8 where
-UTF8=ACCEPT is enabled) is the protocol's business: see :mod:`posthouse.protocols.mutf7`.
+UTF8=ACCEPT is enabled) is the protocol's business: see :mod:`posthouse.protocols.imap.mutf7`.
 
 :func:`check_name` is the one validation every name passes before it reaches a backend:
 no empty level (so no ``..`` and no leading or trailing dot), no ``/``, no NUL or other

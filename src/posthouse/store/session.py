@@ -323,6 +323,21 @@ class UserSession:
         header, which the caller searches in the message itself)."""
         return await self.backend.search_headers(mailbox.mailbox_id, uids, field, needle)
 
+    async def store_cache(
+        self,
+        mailbox: OpenMailbox,
+        uid: int,
+        *,
+        envelope: bytes | None = None,
+        bodystructure: bytes | None = None,
+        header: bytes | None = None,
+    ) -> None:
+        """Keep the ENVELOPE, BODYSTRUCTURE or header section the engine computed for a
+        message that had none cached, so the next FETCH or SEARCH needs no parse."""
+        await self.backend.store_cache(
+            mailbox.mailbox_id, uid, envelope=envelope, bodystructure=bodystructure, header=header
+        )
+
     async def read_message(self, mailbox: OpenMailbox, uid: int) -> bytes:
         return await self.backend.read_message(mailbox.mailbox_id, uid)
 

@@ -1,5 +1,11 @@
 """The program and file delivery agents: run ``|command`` and append to ``/file`` *as* an identity.
 
+:class:`ProgramDelivery` is their :class:`~posthouse.mta.agents.transaction.DeliveryAgent`
+(recipients: :class:`ProgramCall` and :class:`FileCall`): each recipient is run, one after
+the other in a worker thread, by a :class:`~posthouse.mta.agents.local_runner.LocalRunner`
+(in this process, or in the root helper of a daemon that gave up root), which calls
+:func:`run_program` and :func:`append_to_file` below.
+
 This module owns how a program or file destination is delivered once expansion has
 decided who it runs as (an :class:`~posthouse.mta.identity.Identity`, from
 :mod:`posthouse.mta.trusted_files` for ``.forward``/``:include:`` files, or the aliases
@@ -48,6 +54,7 @@ full disk or a timeout ``4.3.0``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
@@ -59,18 +66,32 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
+from posthouse.mta.agents.transaction import (
+    MessageBody,
+    MessageEnvelope,
+    RecipientResult,
+    TransactionBase,
+)
 from posthouse.mta.errors import MailError
 from posthouse.mta.identity import SHELLS_FILE, Identity, valid_shell
+from posthouse.mta.pseudodomains import NativeAddress
 from posthouse.store.mbox.mboxrd import MboxrdEncoder, mbox_from_line
+
+if TYPE_CHECKING:
+    from posthouse.mta.agents.local_runner import LocalRunner
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PATH",
+    "FileCall",
+    "ProgramCall",
+    "ProgramDelivery",
     "aliases_identity",
     "append_entry",
     "append_to_file",
@@ -87,6 +108,103 @@ _CHUNK = 64 * 1024
 _FIXED_ENV = ("HOME", "USER", "LOGNAME", "SHELL", "PATH", "SENDER")
 
 Message = bytes | BinaryIO
+
+
+@dataclass(frozen=True)
+class ProgramCall:
+    """Run ``command`` as ``run_as`` (a token of :mod:`posthouse.mta.user_files`); ``native``:
+    the mapped address when it is a gateway's transport program (12.2.3.2)."""
+
+    command: str
+    run_as: str
+    native: NativeAddress | None = None
+
+
+@dataclass(frozen=True)
+class FileCall:
+    """Append to the file ``path`` as ``run_as``."""
+
+    path: str
+    run_as: str
+
+
+class ProgramDelivery:
+    """The program and file agent (module docstring); ``runner`` None: this process runs
+    neither (a temporary failure).  ``native_sender``: the sender as a gateway's transport
+    program gets it in ``NATIVE_SENDER``."""
+
+    def __init__(
+        self,
+        runner: LocalRunner | None,
+        *,
+        native_sender: Callable[[str], str] = lambda sender: sender,
+    ) -> None:
+        self.runner = runner
+        self.native_sender = native_sender
+
+    def start(self, envelope: MessageEnvelope) -> ProgramTransaction:
+        return ProgramTransaction(envelope, agent=self)
+
+
+class ProgramTransaction(TransactionBase[ProgramCall | FileCall]):
+    """One message for programs and files, each run in turn."""
+
+    def __init__(self, envelope: MessageEnvelope, *, agent: ProgramDelivery) -> None:
+        super().__init__(envelope)
+        self._agent = agent
+
+    async def commit(self) -> list[RecipientResult[ProgramCall | FileCall]]:
+        body = self._begin_commit()
+        results = []
+        for recipient in self.recipients:
+            error = await asyncio.to_thread(self._run, recipient, body)
+            results.append(RecipientResult(recipient, error))
+        return results
+
+    def _run(self, recipient: ProgramCall | FileCall, body: MessageBody) -> MailError | None:
+        runner = self._agent.runner
+        envelope = self.envelope
+        if runner is None:
+            what = (
+                "programs are not delivered"
+                if isinstance(recipient, ProgramCall)
+                else ("files are not written")
+            )
+            return MailError("4.3.5", f"{what} by this process")
+        name = repr(recipient.command) if isinstance(recipient, ProgramCall) else recipient.path
+        try:
+            with body.open() as stream:  # a real file: the root helper is passed its descriptor
+                if isinstance(recipient, FileCall):
+                    return runner.append_file(
+                        recipient.path,
+                        recipient.run_as,
+                        envelope.return_path,
+                        stream,
+                        sender=envelope.sender,
+                        received=envelope.received,
+                    )
+                return runner.run_program(
+                    recipient.command,
+                    recipient.run_as,
+                    stream,
+                    sender=envelope.sender,
+                    env=self._environment(recipient.native),
+                )
+        except OSError as exc:
+            return MailError("4.3.0", f"cannot read the message for {name}: {exc}")
+
+    def _environment(self, native: NativeAddress | None) -> dict[str, str]:
+        env = {"QUEUE_ID": self.envelope.queue_id}
+        if native is not None:
+            # A gateway transport (12.2.3.2, routing "direct") gets the mapped address.
+            env.update(
+                NATIVE=native.native,
+                NODE=native.next_hop,
+                NATIVE_USER=native.user,
+                PROTOCOL=native.protocol,
+                NATIVE_SENDER=self._agent.native_sender(self.envelope.sender),
+            )
+        return env
 
 
 def aliases_identity(

@@ -1,5 +1,12 @@
 """The SMTP client delivery agent: mail leaves this host (RFC 5321, 3207, 2920, 1870, 6152, 6531).
 
+:class:`SMTPDelivery` is the agent's
+:class:`~posthouse.mta.agents.transaction.DeliveryAgent`: its recipients are
+:class:`SMTPRecipient` (a next hop and the address as sent), and a transaction sends its
+message once per next hop, for all of that hop's recipients, each of which gets the result
+of its own ``RCPT`` (and, if accepted, of the final dot).  Everything below is the client
+it drives.
+
 :meth:`SMTPClientAgent.deliver` takes a :class:`~posthouse.mta.routing.NextHop` and the messages
 for it and returns a result per recipient per message; it never raises (except on
 cancellation, and :class:`DestinationBusy` for a caller that would not wait).  The connection
@@ -97,6 +104,12 @@ from posthouse.mta.agents.smtp_connection import (
     reply_error,
     wire_form,
 )
+from posthouse.mta.agents.transaction import (
+    MessageEnvelope,
+    NotAttempted,
+    RecipientResult,
+    TransactionBase,
+)
 from posthouse.mta.dns import MailHost, Resolver
 from posthouse.mta.errors import MailError
 from posthouse.mta.routing import NextHop
@@ -122,14 +135,6 @@ class OutboundMessage:
 
 class DestinationBusy(Exception):
     """Every connection to the hop stayed in use for longer than the caller would wait."""
-
-
-@dataclass(frozen=True)
-class RecipientResult:
-    """The fate of one recipient: None means the next hop accepted it (250 after DATA)."""
-
-    recipient: str
-    error: MailError | None
 
 
 def _address_ok(address: str) -> bool:
@@ -202,8 +207,9 @@ class SMTPClientAgent:
 
     # -- public ------------------------------------------------------------------------
 
-    def keep_connections(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Cache idle connections for deliveries that run on ``loop`` (the server's)."""
+    def keep_connections(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Cache idle connections for deliveries that run on ``loop`` (the server's, or a
+        command-line queue run's for its duration); None: cache none."""
         self._cache_loop = loop
 
     async def close_idle(self) -> None:
@@ -228,7 +234,7 @@ class SMTPClientAgent:
         *,
         wait: float | None = None,
         timeout: float | None = None,
-    ) -> dict[str, list[RecipientResult]]:
+    ) -> dict[str, list[RecipientResult[str]]]:
         """Deliver ``messages`` to ``hop``; a result for every recipient, keyed by queue id.
 
         ``wait``: give up with :class:`DestinationBusy` if no connection slot for the hop is
@@ -245,7 +251,7 @@ class SMTPClientAgent:
         except Exception as exc:  # never let a bug lose the results
             log.exception("delivery to %s failed unexpectedly", hop.host)
             self._fail_unresolved(pending, MailError("4.3.0", f"internal error: {exc!r}"))
-        out: dict[str, list[RecipientResult]] = {}
+        out: dict[str, list[RecipientResult[str]]] = {}
         for item in pending:
             out[item.message.queue_id] = [
                 RecipientResult(rcpt, item.results.get(rcpt))
@@ -609,6 +615,94 @@ class SMTPClientAgent:
                 return
             if block:
                 await conn.write(block, "message data")
+
+
+@dataclass(frozen=True)
+class SMTPRecipient:
+    """The SMTP agent's recipient: ``address`` (as sent in ``RCPT TO``) at next hop ``hop``."""
+
+    hop: NextHop
+    address: str
+
+
+class SMTPDelivery:
+    """The SMTP :class:`~posthouse.mta.agents.transaction.DeliveryAgent` over ``client``.
+
+    ``outbound_sender``: the envelope sender as it leaves (masquerading, Internet form).
+    ``wait``, ``timeout``: as :meth:`SMTPClientAgent.deliver`'s; a hop whose connections stay
+    busy longer than ``wait`` gets :class:`NotAttempted` results, as does, with
+    ``failing_window``, a hop that found no host to talk to less than that many seconds ago.
+    """
+
+    def __init__(
+        self,
+        client: SMTPClientAgent,
+        *,
+        outbound_sender: Callable[[str], str] = lambda sender: sender,
+        wait: float | None = None,
+        timeout: float | None = None,
+        failing_window: float | None = None,
+    ) -> None:
+        self.client = client
+        self.outbound_sender = outbound_sender
+        self.wait = wait
+        self.timeout = timeout
+        self.failing_window = failing_window
+
+    def start(self, envelope: MessageEnvelope) -> SMTPTransaction:
+        return SMTPTransaction(envelope, agent=self)
+
+
+class SMTPTransaction(TransactionBase[SMTPRecipient]):
+    """One message, sent once to each next hop of its recipients (concurrently)."""
+
+    def __init__(self, envelope: MessageEnvelope, *, agent: SMTPDelivery) -> None:
+        super().__init__(envelope)
+        self._agent = agent
+
+    async def commit(self) -> list[RecipientResult[SMTPRecipient]]:
+        body = self._begin_commit()
+        by_hop: dict[NextHop, list[SMTPRecipient]] = {}
+        for recipient in self.recipients:
+            by_hop.setdefault(recipient.hop, []).append(recipient)
+        sends = [self._send(hop, rcpts, body.open, body.content) for hop, rcpts in by_hop.items()]
+        # One hop (the common case) is awaited in place: no task in between.
+        parts = [await sends[0]] if len(sends) == 1 else await asyncio.gather(*sends)
+        outcome = {(r.recipient.hop, r.recipient.address): r for part in parts for r in part}
+        return [outcome[(r.hop, r.address)] for r in self.recipients]
+
+    async def _send(
+        self,
+        hop: NextHop,
+        recipients: list[SMTPRecipient],
+        open_data: Callable[[], BinaryIO],
+        content: bytes | None,
+    ) -> list[RecipientResult[SMTPRecipient]]:
+        agent = self._agent
+        if agent.failing_window is not None and agent.client.failing(hop, agent.failing_window):
+            skipped = NotAttempted(f"{hop.host} failed recently; left to the queue")
+            return [RecipientResult(r, skipped) for r in recipients]
+        envelope = self.envelope
+        message = OutboundMessage(
+            queue_id=envelope.queue_id,
+            sender=agent.outbound_sender(envelope.sender),
+            recipients=tuple(r.address for r in recipients),
+            open_data=open_data,
+            size=envelope.size,
+            body_8bit=envelope.body_8bit,
+            smtputf8=envelope.smtputf8,
+            content=content,
+        )
+        try:
+            results = await agent.client.deliver(
+                hop, [message], wait=agent.wait, timeout=agent.timeout
+            )
+        except DestinationBusy:
+            busy = NotAttempted(f"every connection to {hop.host} is busy; left to the queue")
+            return [RecipientResult(r, busy) for r in recipients]
+        errors = {result.recipient: result.error for result in results.get(envelope.queue_id, [])}
+        no_result = MailError("4.3.0", "no result from the SMTP agent")
+        return [RecipientResult(r, errors.get(r.address, no_result)) for r in recipients]
 
 
 def _opportunistic_context() -> ssl.SSLContext:

@@ -1,45 +1,18 @@
-"""Command table and argument checks for the POP3 engine.
+"""Command-line splitting and argument checks for the POP3 engine.
 
-Holds the one table of legal commands per session state (RFC 1939 §3-§7,
-RFC 2449 §5, RFC 2595 §4, RFC 5034 §4), command-line splitting, message-number
-parsing and the CAPA response (RFC 2449 §5-§6).
+Holds command-line splitting, message-number and digest parsing and the CAPA response
+(RFC 2449 §5-§6).  Which commands are legal in which state is the state machine's, in
+engine.py.
 """
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
 from typing import Final
 
 from posthouse.protocols.pop3.replies import Reply, err
 from posthouse.protocols.pop3.settings import POP3Settings
-
-
-class State(enum.Enum):
-    """Where the session is (RFC 1939 §3)."""
-
-    AUTHORIZATION = "authorization"
-    USER_GIVEN = "user-given"  # AUTHORIZATION right after a successful USER (RFC 1939 §7)
-    TRANSACTION = "transaction"
-    UPDATE = "update"  # QUIT seen in TRANSACTION; waiting for quit_done (RFC 1939 §6)
-
-
-# RFC 2449 §5: CAPA is valid in every state; QUIT in AUTHORIZATION and TRANSACTION.
-_ANYTIME: Final = frozenset({"CAPA", "QUIT"})
-_LOGIN: Final = frozenset({"USER", "APOP", "AUTH", "STLS"})
-
-# The one table of legal commands per session state.  A known command not
-# listed for the current state is answered "-ERR command not valid in this state".
-LEGAL: Final[dict[State, frozenset[str]]] = {
-    State.AUTHORIZATION: _ANYTIME | _LOGIN,  # RFC 1939 §4, RFC 2595 §4, RFC 5034 §4
-    State.USER_GIVEN: _ANYTIME | _LOGIN | {"PASS"},  # RFC 1939 §7: PASS only after USER
-    State.TRANSACTION: _ANYTIME  # RFC 1939 §5, §7
-    | {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"},
-    State.UPDATE: frozenset(),
-}
-
-KNOWN: Final = frozenset().union(*LEGAL.values())
 
 # Verbs are at most four letters (RFC 1939 §3; RFC 2449 §4 allows extensions up to 40).
 _VERB: Final = re.compile(r"[A-Za-z]{1,40}")
@@ -48,8 +21,6 @@ _DIGEST: Final = re.compile(r"[0-9A-Fa-f]{32}")
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but HT
 
 LINE_TOO_LONG: Final = err("line too long")
-UNKNOWN: Final = err("unknown command")
-WRONG_STATE: Final = err("command not valid in this state")
 NO_SUCH_MESSAGE: Final = err("no such message")
 
 
@@ -98,7 +69,7 @@ def valid_digest(text: str) -> bool:
 
 
 def capabilities(
-    settings: POP3Settings, *, state: State, tls_active: bool, plaintext_ok: bool
+    settings: POP3Settings, *, logged_in: bool, tls_active: bool, plaintext_ok: bool
 ) -> tuple[str, ...]:
     """The CAPA response lines (RFC 2449 §5-§6, RFC 2595 §4, RFC 5034 §3, RFC 3206 §6).
 
@@ -108,7 +79,7 @@ def capabilities(
     caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
     if plaintext_ok:
         caps += ["USER", "SASL PLAIN"]
-    if settings.stls_available and not tls_active and state is not State.TRANSACTION:
+    if settings.stls_available and not tls_active and not logged_in:
         caps.append("STLS")
     if settings.expire is not None:
         caps.append(f"EXPIRE {settings.expire}")

@@ -3,7 +3,7 @@
 `POP3Engine` turns received octets into `events` and queues responses as octets to send.
 This module is the one place that changes the session's state: it interprets command
 lines (RFC 1939 §3-§7, RFC 2449, RFC 2595 §4, RFC 5034 §4) through one dispatch table,
-consulting the table of legal commands per `State` in commands.py; it answers the
+after the table of legal commands per `State` below (``TABLE``); it answers the
 application's decisions (logins, STLS, message retrieval, the UPDATE state) and resets on
 STLS (RFC 2595 §4).  The I/O-facing API, the command-line and SASL reading and the
 session endings are the shared core in ``protocols/engine_base.py``.
@@ -34,6 +34,7 @@ response until `data_to_send`; use it for small messages.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable
 from typing import Final, TypeVar
 
@@ -46,10 +47,11 @@ from posthouse.protocols.engine_base import (
     Limits,
     Phase,
     Signal,
+    StateTable,
 )
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.pop3 import commands, replies
-from posthouse.protocols.pop3.commands import Command, State
+from posthouse.protocols.pop3.commands import Command
 from posthouse.protocols.pop3.content import ContentWriter, ReadyWriter, TopFilter
 from posthouse.protocols.pop3.events import (
     ConnectionLost,
@@ -68,6 +70,7 @@ from posthouse.protocols.pop3.settings import SASL_LINE_LIMIT, POP3Settings
 __all__ = [
     "NEED_DATA",
     "PAUSED",
+    "TABLE",
     "Ending",
     "MaildropInfo",
     "POP3Engine",
@@ -75,6 +78,35 @@ __all__ = [
     "Signal",
     "State",
 ]
+
+
+class State(enum.Enum):
+    """Where the session is (RFC 1939 §3)."""
+
+    AUTHORIZATION = "authorization"
+    USER_GIVEN = "user-given"  # AUTHORIZATION right after a successful USER (RFC 1939 §7)
+    TRANSACTION = "transaction"
+    UPDATE = "update"  # QUIT seen in TRANSACTION; waiting for quit_done (RFC 1939 §6)
+
+
+# RFC 2449 §5: CAPA is valid in every state; QUIT in AUTHORIZATION and TRANSACTION.
+_ANYTIME: Final = frozenset({"CAPA", "QUIT"})
+_LOGIN: Final = frozenset({"USER", "APOP", "AUTH", "STLS"})
+
+# The one table of legal commands per session state.  An unknown verb is answered
+# "-ERR unknown command", a known one not legal in the current state "-ERR command not
+# valid in this state".
+TABLE: Final = StateTable(
+    {
+        State.AUTHORIZATION: _ANYTIME | _LOGIN,  # RFC 1939 §4, RFC 2595 §4, RFC 5034 §4
+        State.USER_GIVEN: _ANYTIME | _LOGIN | {"PASS"},  # RFC 1939 §7: PASS only after USER
+        State.TRANSACTION: _ANYTIME  # RFC 1939 §5, §7
+        | {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"},
+        State.UPDATE: frozenset(),
+    }
+)
+_UNKNOWN: Final = err("unknown command")
+_WRONG_STATE: Final = err("command not valid in this state")
 
 _D = TypeVar("_D", bound=DecisionEvent)
 
@@ -312,10 +344,14 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
             self._forget_user()
         if isinstance(command, Reply):
             self._refuse(command)
-        elif command.verb not in commands.LEGAL[self._state]:
-            self._refuse(commands.WRONG_STATE)
-        else:
-            _HANDLERS[command.verb](self, command)
+            return
+        match TABLE.verdict(command.verb, self._state):
+            case "unknown":
+                self._refuse(_UNKNOWN)
+            case "out of sequence":
+                self._refuse(_WRONG_STATE)
+            case "ok":
+                _HANDLERS[command.verb](self, command)
 
     def _parse(self, line: bytes) -> Command | Reply:
         if len(line) + 2 > self._settings.max_line and line[:5].upper() != b"AUTH ":
@@ -327,9 +363,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
         if commands.has_control_chars(text):
             return _BAD_CHARS
         command = commands.split_command(text)
-        if command is None or command.verb not in commands.KNOWN:
-            return commands.UNKNOWN
-        return command
+        return _UNKNOWN if command is None else command
 
     def _forget_user(self) -> None:
         if self._state is State.USER_GIVEN:
@@ -351,7 +385,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
             return
         lines = commands.capabilities(
             self._settings,
-            state=self._state,
+            logged_in=self._state is State.TRANSACTION,
             tls_active=self._tls_active,
             plaintext_ok=self._plaintext_ok(),
         )
@@ -533,7 +567,7 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
 
 _Handler = Callable[[POP3Engine, Command], None]
 
-# Command dispatch table (legality per state is checked first, in commands.LEGAL).
+# Command dispatch table (legality per state is checked first, in TABLE).
 _HANDLERS: Final[dict[str, _Handler]] = {
     "CAPA": POP3Engine._cmd_capa,
     "QUIT": POP3Engine._cmd_quit,

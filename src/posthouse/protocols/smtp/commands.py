@@ -1,13 +1,12 @@
-"""Command sequencing table and argument checks for the SMTP engine.
+"""Argument checks for the SMTP engine.
 
-Holds the one table of legal commands per session state (RFC 5321 §4.1.4,
-RFC 3030 §2, RFC 4954 §4), the verbs each mode knows, and the pure checks that
-turn MAIL / RCPT / BDAT arguments into an event or a refusal `Reply`.
+Holds the pure checks that turn MAIL / RCPT / BDAT arguments into an event or a refusal
+`Reply`, and the EHLO response.  Which commands are legal when is the state machine's,
+in engine.py.
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
@@ -16,62 +15,6 @@ from posthouse.protocols.smtp import parse
 from posthouse.protocols.smtp.events import MailFrom, RcptTo
 from posthouse.protocols.smtp.replies import Reply
 from posthouse.protocols.smtp.settings import SMTPSettings
-
-
-class Session(enum.Enum):
-    """Where the session is in the command sequence."""
-
-    FRESH = "fresh"  # no HELO/EHLO/LHLO yet
-    READY = "ready"  # greeted, no transaction
-    MAIL = "mail"  # MAIL accepted; RCPT, DATA or BDAT may follow
-    BDAT = "bdat"  # BDAT chunks being received (RFC 3030 §2)
-
-
-_ANYTIME: Final = frozenset(
-    {"NOOP", "RSET", "QUIT", "HELP", "VRFY", "EXPN", "HELO", "EHLO", "LHLO"}
-)
-
-# The one table of legal commands per session state.  A known command not
-# listed for the current state is answered 503 5.5.1.
-LEGAL: Final[dict[Session, frozenset[str]]] = {
-    Session.FRESH: _ANYTIME,
-    Session.READY: _ANYTIME | {"MAIL", "AUTH", "STARTTLS"},
-    Session.MAIL: _ANYTIME | {"RCPT", "DATA", "BDAT"},
-    Session.BDAT: _ANYTIME | {"BDAT"},
-}
-
-_COMMON_VERBS: Final = frozenset(
-    {"MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "HELP", "VRFY", "EXPN", "AUTH"}
-    | {"STARTTLS"}
-)
-# Verbs each mode recognises at all; anything else is 500 5.5.1.
-KNOWN: Final[dict[str, frozenset[str]]] = {
-    "smtp": _COMMON_VERBS | {"HELO", "EHLO"},
-    "submission": _COMMON_VERBS | {"HELO", "EHLO"},
-    "lmtp": _COMMON_VERBS | {"LHLO"},  # RFC 2033 §4.1: LHLO replaces HELO/EHLO
-}
-
-_IN_TXN: Final = "not allowed during a mail transaction"
-# Texts for the 503 replies; anything missing gets "Bad sequence of commands".
-SEQUENCE_TEXT: Final[dict[tuple[str, Session], str]] = {
-    ("MAIL", Session.FRESH): "Send HELO/EHLO first",
-    ("MAIL", Session.MAIL): "Nested MAIL command",
-    ("MAIL", Session.BDAT): "Nested MAIL command",
-    ("RCPT", Session.FRESH): "Need MAIL command",
-    ("RCPT", Session.READY): "Need MAIL command",
-    ("RCPT", Session.BDAT): "RCPT not allowed during BDAT",
-    ("DATA", Session.FRESH): "Need MAIL command",
-    ("DATA", Session.READY): "Need MAIL command",
-    ("DATA", Session.BDAT): "DATA cannot be mixed with BDAT",  # RFC 3030 §2
-    ("BDAT", Session.FRESH): "Need MAIL command",
-    ("BDAT", Session.READY): "Need MAIL command",
-    ("AUTH", Session.FRESH): "Send EHLO first",
-    ("AUTH", Session.MAIL): "AUTH " + _IN_TXN,  # RFC 4954 §4
-    ("AUTH", Session.BDAT): "AUTH " + _IN_TXN,
-    ("STARTTLS", Session.FRESH): "Send EHLO first",
-    ("STARTTLS", Session.MAIL): "STARTTLS " + _IN_TXN,
-    ("STARTTLS", Session.BDAT): "STARTTLS " + _IN_TXN,
-}
 
 # ESMTP parameters we implement (and advertise), per command.
 MAIL_PARAMS: Final = frozenset({"SIZE", "BODY", "SMTPUTF8", "AUTH"})
@@ -82,10 +25,6 @@ _BODY_TYPES: Final = frozenset({"7BIT", "8BITMIME"})  # RFC 6152; BINARYMIME not
 def reply(code: int, enhanced: str | None, text: str) -> Reply:
     """Single-line reply shorthand."""
     return Reply(code, enhanced, (text,))
-
-
-def sequence_error(verb: str, session: Session) -> Reply:
-    return reply(503, "5.5.1", SEQUENCE_TEXT.get((verb, session), "Bad sequence of commands"))
 
 
 LINE_TOO_LONG: Final = reply(500, "5.5.2", "Line too long")  # RFC 5321 §4.5.3.1.9

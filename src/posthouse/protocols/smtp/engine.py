@@ -3,7 +3,8 @@
 `SMTPEngine` turns received octets into `events` and queues replies as octets to send.
 This module is the one place that changes the session's state: it interprets command
 lines (RFC 5321 §4.1.1, RFC 2033, RFC 3030, RFC 3207, RFC 4954) through one dispatch
-table, consulting the table of legal commands per `Session` state in commands.py; it
+table, after the table of legal commands per `Session` state below (``TABLES``, one per
+mode, and the 503 texts); it
 answers the application's decisions (``respond``, ``respond_per_recipient``), resets on
 STARTTLS (RFC 3207 §4.2), enforces the limits that close a session (RFC 5321 §3.8) and
 streams DATA (body.py) and BDAT (RFC 3030) content into a `Transaction`.  The I/O-facing
@@ -14,6 +15,7 @@ belongs to the application, which answers decision events with `SMTPEngine.respo
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -27,11 +29,12 @@ from posthouse.protocols.engine_base import (
     Limits,
     Phase,
     Signal,
+    StateTable,
 )
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.smtp import commands, parse
 from posthouse.protocols.smtp.body import DotReader
-from posthouse.protocols.smtp.commands import Session, reply
+from posthouse.protocols.smtp.commands import reply
 from posthouse.protocols.smtp.events import (
     AuthAttempt,
     DecisionEvent,
@@ -48,7 +51,82 @@ from posthouse.protocols.smtp.replies import Reply
 from posthouse.protocols.smtp.settings import AUTH_LINE_LIMIT, Mode, SMTPSettings
 from posthouse.protocols.smtp.transaction import Transaction
 
-__all__ = ["NEED_DATA", "PAUSED", "Ending", "Mode", "SMTPEngine", "SMTPSettings", "Signal"]
+__all__ = [
+    "NEED_DATA",
+    "PAUSED",
+    "TABLES",
+    "Ending",
+    "Mode",
+    "SMTPEngine",
+    "SMTPSettings",
+    "Session",
+    "Signal",
+]
+
+
+class Session(enum.Enum):
+    """Where the session is in the command sequence."""
+
+    FRESH = "fresh"  # no HELO/EHLO/LHLO yet
+    READY = "ready"  # greeted, no transaction
+    MAIL = "mail"  # MAIL accepted; RCPT, DATA or BDAT may follow
+    BDAT = "bdat"  # BDAT chunks being received (RFC 3030 §2)
+
+
+_ANYTIME: Final = frozenset({"NOOP", "RSET", "QUIT", "HELP", "VRFY", "EXPN"})
+# RFC 2033 §4.1: LHLO replaces HELO/EHLO in LMTP.
+_GREETINGS: Final[dict[Mode, frozenset[str]]] = {
+    "smtp": frozenset({"HELO", "EHLO"}),
+    "submission": frozenset({"HELO", "EHLO"}),
+    "lmtp": frozenset({"LHLO"}),
+}
+
+
+def _table(greetings: frozenset[str]) -> StateTable[Session]:
+    anytime = _ANYTIME | greetings
+    return StateTable(
+        {
+            Session.FRESH: anytime,
+            Session.READY: anytime | {"MAIL", "AUTH", "STARTTLS"},
+            Session.MAIL: anytime | {"RCPT", "DATA", "BDAT"},
+            Session.BDAT: anytime | {"BDAT"},
+        }
+    )
+
+
+# The one table of legal commands per session state, per mode (RFC 5321 §4.1.4, RFC 3030
+# §2, RFC 4954 §4).  An unknown verb is answered 500 5.5.1, a known one not legal in the
+# current state 503 5.5.1.
+TABLES: Final[dict[Mode, StateTable[Session]]] = {
+    mode: _table(greetings) for mode, greetings in _GREETINGS.items()
+}
+
+_IN_TXN: Final = "not allowed during a mail transaction"
+# Texts for the 503 replies; anything missing gets "Bad sequence of commands".
+_SEQUENCE_TEXT: Final[dict[tuple[str, Session], str]] = {
+    ("MAIL", Session.FRESH): "Send HELO/EHLO first",
+    ("MAIL", Session.MAIL): "Nested MAIL command",
+    ("MAIL", Session.BDAT): "Nested MAIL command",
+    ("RCPT", Session.FRESH): "Need MAIL command",
+    ("RCPT", Session.READY): "Need MAIL command",
+    ("RCPT", Session.BDAT): "RCPT not allowed during BDAT",
+    ("DATA", Session.FRESH): "Need MAIL command",
+    ("DATA", Session.READY): "Need MAIL command",
+    ("DATA", Session.BDAT): "DATA cannot be mixed with BDAT",  # RFC 3030 §2
+    ("BDAT", Session.FRESH): "Need MAIL command",
+    ("BDAT", Session.READY): "Need MAIL command",
+    ("AUTH", Session.FRESH): "Send EHLO first",
+    ("AUTH", Session.MAIL): "AUTH " + _IN_TXN,  # RFC 4954 §4
+    ("AUTH", Session.BDAT): "AUTH " + _IN_TXN,
+    ("STARTTLS", Session.FRESH): "Send EHLO first",
+    ("STARTTLS", Session.MAIL): "STARTTLS " + _IN_TXN,
+    ("STARTTLS", Session.BDAT): "STARTTLS " + _IN_TXN,
+}
+
+
+def _sequence_error(verb: str, session: Session) -> Reply:
+    return reply(503, "5.5.1", _SEQUENCE_TEXT.get((verb, session), "Bad sequence of commands"))
+
 
 _OK: Final = reply(250, "2.0.0", "Ok")
 _BAD_CHARS: Final = reply(500, "5.5.2", "Invalid characters in command")
@@ -86,6 +164,7 @@ class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
         limits = Limits(line, line, settings.max_commands, settings.max_errors)
         super().__init__(limits, tls_active=settings.tls_active, decision=DecisionEvent)
         self._settings = settings
+        self._table = TABLES[settings.mode]
         self._session = Session.FRESH
         self._helo_name: str | None = None
         self._esmtp = False
@@ -308,16 +387,18 @@ class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
             self._refuse(reply(500, "5.5.2", "Empty command") if blank else _UNKNOWN)
         elif len(line) + 2 > self._settings.max_command_line and command.verb != "AUTH":
             self._refuse(commands.LINE_TOO_LONG)
-        elif command.verb not in commands.KNOWN[self._settings.mode]:
-            self._refuse(_UNKNOWN)
-        elif command.verb not in commands.LEGAL[self._session]:
-            answer = commands.sequence_error(command.verb, self._session)
-            if command.verb == "BDAT":
-                self._start_chunk(command.arg, reject=answer)  # its octets follow anyway
-            else:
-                self._refuse(answer)
         else:
-            _HANDLERS[command.verb](self, command.verb, command.arg)
+            match self._table.verdict(command.verb, self._session):
+                case "unknown":
+                    self._refuse(_UNKNOWN)
+                case "out of sequence":
+                    answer = _sequence_error(command.verb, self._session)
+                    if command.verb == "BDAT":
+                        self._start_chunk(command.arg, reject=answer)  # its octets follow
+                    else:
+                        self._refuse(answer)
+                case "ok":
+                    _HANDLERS[command.verb](self, command.verb, command.arg)
 
     def _cmd_hello(self, verb: str, arg: str) -> None:
         # RFC 5321 §4.1.1.1: HELO/EHLO SP ( Domain / address-literal )
@@ -377,7 +458,7 @@ class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
         self._send(_OK)  # RFC 5321 §4.1.1.9: any argument is ignored
 
     def _cmd_help(self, verb: str, arg: str) -> None:
-        verbs = " ".join(sorted(commands.KNOWN[self._settings.mode]))
+        verbs = " ".join(sorted(self._table.known))
         self._send(Reply(214, "2.0.0", (f"Commands: {verbs}", "See RFC 5321")))
 
     def _cmd_vrfy(self, verb: str, arg: str) -> None:
@@ -479,7 +560,7 @@ class SMTPEngine(EngineCore[Event, DecisionEvent, Reply]):
 
 _Handler = Callable[[SMTPEngine, str, str], None]
 
-# Command dispatch table (sequencing is checked first, in commands.LEGAL).
+# Command dispatch table (sequencing is checked first, in TABLES).
 _HANDLERS: Final[dict[str, _Handler]] = {
     "HELO": SMTPEngine._cmd_hello,
     "EHLO": SMTPEngine._cmd_hello,

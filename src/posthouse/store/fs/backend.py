@@ -265,6 +265,19 @@ class FsBackend:
     ) -> tuple[UidSet, UidSet]:
         return await self._run(lambda: self._index(mailbox_id).search_headers(uids, field, needle))
 
+    async def store_cache(
+        self,
+        mailbox_id: str,
+        uid: int,
+        *,
+        envelope: bytes | None = None,
+        bodystructure: bytes | None = None,
+        header: bytes | None = None,
+    ) -> None:
+        await self._run(
+            lambda: self._index(mailbox_id).store_cache(uid, envelope, bodystructure, header)
+        )
+
     def open_message(self, mailbox_id: str, uid: int) -> BinaryIO:
         return self._index(mailbox_id).open_message(uid)
 

@@ -316,6 +316,21 @@ class MailboxIndex:
             state = self._state(conn)
             return self._rows(conn, uids, viewer, cached, state)
 
+    def store_cache(
+        self, uid: int, envelope: bytes | None, bodystructure: bytes | None, header: bytes | None
+    ) -> None:
+        with self.db.write() as conn:
+            self._state(conn)
+            if not conn.execute("SELECT 1 FROM messages WHERE uid = ?", (uid,)).fetchone():
+                raise MessageNotFound(f"no message with UID {uid}")
+            conn.execute(
+                "INSERT INTO cache VALUES (?, ?, ?, ?) ON CONFLICT(uid) DO UPDATE SET"
+                " envelope = coalesce(excluded.envelope, envelope),"
+                " bodystructure = coalesce(excluded.bodystructure, bodystructure),"
+                " header = coalesce(excluded.header, header)",
+                (uid, envelope, bodystructure, header),
+            )
+
     def open_message(self, uid: int) -> BinaryIO:
         with self.db.read() as conn:
             self._state(conn)
