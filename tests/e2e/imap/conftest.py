@@ -1,4 +1,5 @@
-"""A real ``posthouse serve`` with IMAP listeners, and the users' INBOXes in its store."""
+"""IMAP end-to-end fixtures: a real ``posthouse serve`` with IMAP listeners, and the users'
+INBOXes in its store."""
 
 from __future__ import annotations
 
