@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -36,6 +37,7 @@ from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
+from posthouse.mta.agents.store import StoreDelivery
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
 from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.mta.bounce import BounceMaker
@@ -62,6 +64,7 @@ from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines, Peer
 from posthouse.server.imap.session import IMAPServices, IMAPSession
+from posthouse.server.imap.views import prepared
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import (
     BindError,
@@ -79,6 +82,7 @@ from posthouse.server.supervisor import run_workers
 from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.layout import FsLayout
+from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.mbox.maildrop import MboxMaildrop
@@ -112,6 +116,8 @@ class Application:
     transport: RemoteTransport
     stats: Statistics
     locking: LockSettings  # how mailboxes are locked: by delivery and the POP3 maildrop alike
+    mail_store: Callable[[], MailStore]  # the IMAP store (12.5), made on first use
+    store_agent: StoreDelivery  # delivery into it: MTA, deliver(8), LMTP, mailcv -I
 
     def close(self) -> None:
         self.committer.close()
@@ -367,11 +373,25 @@ def build_application(
             timeout=config.queue.cut_through_timeout_seconds,
             any_hop=config.queue.cut_through == "all",
         )
+    mail_store = functools.cache(functools.partial(mail_store_for, settings))
+    store_agent = StoreDelivery(mail_store, prepared)
+
+    def uses_store(user: str) -> bool:
+        found = users.get(user)
+        return found is not None and found.service_type.uses_imap_store
+
     local_mail = LocalMail(
-        paths.spool_dir, transport.default_domain if transport.forwards_local_mail else None
+        paths.spool_dir,
+        transport.default_domain if transport.forwards_local_mail else None,
+        uses_store=uses_store,
     )
     direct = DirectDelivery(
-        expander=expander, writer=writer, local_mail=local_mail, stats=stats, relay=relay
+        expander=expander,
+        writer=writer,
+        local_mail=local_mail,
+        stats=stats,
+        relay=relay,
+        store=store_agent,
     )
     delivery = QueueDelivery(
         store=store,
@@ -395,6 +415,7 @@ def build_application(
         runner=local_runner or DirectRunner(identity_resolver(settings)),
         local_mail=local_mail,
         mbox=writer,
+        store_agent=store_agent,
     )
     policy = RecipientPolicy(
         local_domains=domains,
@@ -420,6 +441,8 @@ def build_application(
         transport=transport,
         stats=stats,
         locking=locking,
+        mail_store=mail_store,
+        store_agent=store_agent,
     )
 
 
@@ -572,11 +595,15 @@ def apop_offered(app: Application) -> Callable[[], bool]:
 
 
 def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
-    """The maildrop a POP3 user's mail is in: their mbox spool file (12.4)."""
+    """The maildrop a POP3 user's mail is in: their INBOX in the IMAP store for IMAP-type
+    users (12.5.2), else their mbox spool file (12.4)."""
     settings = app.settings
     pop3_dir = settings.paths.data_dir / "pop3"
 
     def open_maildrop(user: str) -> Maildrop:
+        if app.delivery.local_mail.uses_store(user):  # the MTA's own decision
+            lock = pop3_dir / "locks" / f"{user}.imap"
+            return InboxMaildrop.open(app.mail_store(), user, session_lock=lock)
         return MboxMaildrop.open(
             settings.paths.spool_dir / user,
             user=user,
@@ -626,7 +653,7 @@ async def serve_forever(
         tls_context=tls_context,
         local_domains=app.local_domains.__contains__,
     )
-    mail_store = mail_store_for(app.settings)
+    mail_store = app.mail_store()
     imap_services = IMAPServices(
         hostname=config.server.hostname,
         credentials=app.credentials,

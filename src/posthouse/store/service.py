@@ -41,6 +41,7 @@ from posthouse.store.errors import (
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
     SEPARATOR,
+    InvalidName,
     UserView,
     check_name,
     check_user_name,
@@ -142,7 +143,10 @@ class MailStore:
         inbox = user_inbox(user)
         record = None
         if folder:
-            target = await self.backend.get_mailbox(check_name(inbox + SEPARATOR + folder))
+            try:
+                target = await self.backend.get_mailbox(check_name(inbox + SEPARATOR + folder))
+            except InvalidName:  # not a mailbox name: the INBOX, as for a missing folder
+                target = None
             if target is not None and "p" in self.rights(ANONYMOUS, target):
                 record = target
         if record is None:
