@@ -374,7 +374,7 @@ def build_application(
             any_hop=config.queue.cut_through == "all",
         )
     mail_store = functools.cache(functools.partial(mail_store_for, settings))
-    store_agent = StoreDelivery(mail_store, prepared)
+    store_agent = store_delivery_for(mail_store)
 
     def uses_store(user: str) -> bool:
         found = users.get(user)
@@ -525,6 +525,12 @@ def mail_store_for(settings: Settings) -> MailStore:
         default_partition=imap.defaultpartition,
         max_message_size=imap.maxmessagesize,
     )
+
+
+def store_delivery_for(store: Callable[[], MailStore], poster: str = "anonymous") -> StoreDelivery:
+    """The store delivery agent, with the caches built by the IMAP server's own function;
+    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``)."""
+    return StoreDelivery(store, prepared, poster=poster)
 
 
 def imap_settings_for(

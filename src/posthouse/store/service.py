@@ -132,13 +132,19 @@ class MailStore:
         return [r.name for r in deleted]
 
     async def deliver(
-        self, user: str, messages: Sequence[NewMessage], *, folder: str | None = None
+        self,
+        user: str,
+        messages: Sequence[NewMessage],
+        *,
+        folder: str | None = None,
+        poster: str = ANONYMOUS,
     ) -> AppendResult:
         """Local delivery into ``user``'s INBOX (the MTA's agent and ``deliver`` call this).
 
         With ``folder`` (``user+folder@domain``, ``deliver -m folder``) the message goes to
         ``INBOX.folder`` when that mailbox lets the delivery system post to it (the ``p``
-        right of ``anonymous``, chapter 12.5.7), else to the INBOX, as Cyrus's deliver does.
+        right of ``poster``: ``anonymous`` unless ``deliver -a`` names who posts, chapter
+        12.5.7), else to the INBOX, as Cyrus's deliver does.
         """
         inbox = user_inbox(user)
         record = None
@@ -147,7 +153,7 @@ class MailStore:
                 target = await self.backend.get_mailbox(check_name(inbox + SEPARATOR + folder))
             except InvalidName:  # not a mailbox name: the INBOX, as for a missing folder
                 target = None
-            if target is not None and "p" in self.rights(ANONYMOUS, target):
+            if target is not None and "p" in self.rights(poster, target):
                 record = target
         if record is None:
             record = await self.backend.get_mailbox(inbox)

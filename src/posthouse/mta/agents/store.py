@@ -31,6 +31,7 @@ from posthouse.mta.agents.transaction import (
     TransactionBase,
 )
 from posthouse.mta.errors import MailError
+from posthouse.store.acl import ANONYMOUS
 from posthouse.store.backend import NewMessage
 from posthouse.store.content import to_crlf
 from posthouse.store.errors import (
@@ -80,11 +81,15 @@ def store_error(user: str, exc: Exception) -> MailError:
 
 class StoreDelivery:
     """The store delivery agent (module docstring).  ``store`` gives the process's one
-    :class:`MailStore` (made on first use)."""
+    :class:`MailStore` (made on first use); ``poster`` is whose ``p`` right lets mail into
+    a folder (``anonymous``: the MTA; ``deliver -a USER`` names a user)."""
 
-    def __init__(self, store: Callable[[], MailStore], prepare: Prepare) -> None:
+    def __init__(
+        self, store: Callable[[], MailStore], prepare: Prepare, *, poster: str = ANONYMOUS
+    ) -> None:
         self._store = store
         self._prepare = prepare
+        self._poster = poster
 
     def start(self, envelope: MessageEnvelope) -> StoreTransaction:
         return StoreTransaction(envelope, agent=self)
@@ -108,7 +113,7 @@ class StoreDelivery:
     async def deliver(self, box: StoreMailbox, message: NewMessage) -> MailError | None:
         """Append ``message`` durably to ``box``; None on success, else the error."""
         try:
-            await self._store().deliver(box.user, [message], folder=box.folder)
+            await self._store().deliver(box.user, [message], folder=box.folder, poster=self._poster)
         except Exception as exc:  # every failure is a result, never an exception
             return store_error(box.user, exc)
         return None
