@@ -356,11 +356,7 @@ def build_application(
     stats = Statistics(paths.stats_file)
     transport = build_transport(settings, domains)
     daemon_uids = daemon_account_uids(config.server.run_as)
-    locking = LockSettings(
-        LockMethod(config.mail.locking),
-        timeout=config.mail.lock_timeout_seconds,
-        stale_after=config.mail.stale_lock_seconds,
-    )
+    locking = lock_settings_for(settings)
     writer = MailboxWriter(
         locking=locking,
         owner_of=lambda path: owner_of(path.name),
@@ -502,6 +498,16 @@ def _smtp_refusal(reason: str) -> bytes:
 
 def _imap_refusal(reason: str) -> bytes:
     return imap_engine.refusal(reason).to_bytes()
+
+
+def lock_settings_for(settings: Settings) -> LockSettings:
+    """How mailboxes are locked: by delivery, the POP3 maildrop and the conversion tools."""
+    mail = settings.config.mail
+    return LockSettings(
+        LockMethod(mail.locking),
+        timeout=mail.lock_timeout_seconds,
+        stale_after=mail.stale_lock_seconds,
+    )
 
 
 def mail_store_for(settings: Settings) -> MailStore:
