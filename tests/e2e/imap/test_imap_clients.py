@@ -16,7 +16,8 @@ from pathlib import Path
 import imapclient
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Server
+from tests.e2e.conftest import PASSWORD, Server, wait_until
+from tests.e2e.test_pop3 import set_type
 
 MESSAGE = (
     b"From: Alice Example <alice@example.test>\r\n"
@@ -105,6 +106,7 @@ def test_imaplib_every_command(imap_server: Server) -> None:
     ok(client.fetch("1", "(BODY[TEXT])"))
     assert client.store("1", "+FLAGS", r"(\Seen)")[0] == "NO"
     ok(client.select("INBOX"))
+    assert ok(client.check()) == [b"CHECK completed"]
     data = ok(client.fetch("1", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)"))
     text = data[0]
     assert isinstance(text, bytes)
@@ -388,3 +390,31 @@ def test_store_racing_expunge_from_another_session(imap_server: Server) -> None:
     assert ok(storer.search(None, "ALL")) == [b""]
     storer.logout()
     expunger.logout()
+
+
+def imap_login(server: Server, user: str, password: str) -> tuple[str, bytes]:
+    client = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
+    try:
+        typ, data = client._simple_command("LOGIN", user, password)
+        return typ, data[0]  # type: ignore[return-value]
+    finally:
+        client.shutdown()
+
+
+def test_service_types_pick_the_imap_password(imap_server: Server) -> None:
+    """12.5.2: IMAP and "IMAP with mail password" exactly as POP3 uses them."""
+    set_type(imap_server, "alice", "imap-mailpass", "mail-only-secret")
+    assert imap_login(imap_server, "alice", "mail-only-secret")[0] == "OK"
+    typ, text = imap_login(imap_server, "alice", PASSWORD)
+    assert typ == "NO" and b"[AUTHENTICATIONFAILED]" in text
+    set_type(imap_server, "bob", "pop")
+    typ, text = imap_login(imap_server, "bob", PASSWORD)
+    assert typ == "NO" and b"not enabled for IMAP" in text
+    set_type(imap_server, "carol", "imap")
+    assert imap_login(imap_server, "carol", PASSWORD)[0] == "OK"
+    log = imap_server.home / "server.log"
+    wait_until(
+        lambda: "NOTICE imap: carol logged in from 127.0.0.1" in log.read_text(),
+        30,
+        "the login logged at NOTICE",
+    )

@@ -7,18 +7,20 @@ import base64
 import zlib
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from posthouse.protocols.imap import events
+from posthouse.protocols.imap import events, seqset
 from posthouse.protocols.imap.engine import (
-    LEGAL,
     NEED_DATA,
     PAUSED,
+    TABLE,
     IMAPEngine,
     IMAPSettings,
     State,
 )
+from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.selected import FlagUpdate, SelectedMailbox
 
 
@@ -98,6 +100,8 @@ def test_logindisabled_over_plain_text() -> None:
     driver.feed(b"c LOGIN joe {6}\r\n")
     out = driver.take()
     assert not out.startswith(b"+") and b"c NO [PRIVACYREQUIRED]" in out
+    refused = [e for e in driver.events if isinstance(e, events.PlaintextLoginRefused)]
+    assert [e.command for e in refused] == ["LOGIN", "LOGIN"]
 
 
 def test_login_with_a_literal_and_the_capabilities_in_the_ok() -> None:
@@ -142,10 +146,13 @@ def test_the_state_table_decides_what_is_legal() -> None:
     out = driver.take()
     assert b"d BAD FETCH needs a selected mailbox" in out
     assert b"e BAD LOGIN is not allowed after logging in" in out
-    driver.feed(b"f SELECT INBOX\r\ng FETCH 1 FLAGS\r\n")
-    assert b"g OK FETCH done" in driver.take()
+    driver.feed(b"f SELECT INBOX\r\ng FETCH 1 FLAGS\r\nh ENABLE CONDSTORE\r\n")
+    out = driver.take()
+    assert b"g OK FETCH done" in out
+    assert b"h BAD ENABLE is only allowed before a mailbox is selected" in out
     assert driver.engine.state is State.SELECTED
-    assert "FETCH" in LEGAL[State.SELECTED] and "FETCH" not in LEGAL[State.AUTHENTICATED]
+    assert TABLE.verdict("FETCH", State.SELECTED) == "ok"
+    assert TABLE.verdict("FETCH", State.AUTHENTICATED) == "out of sequence"
 
 
 def test_a_literal_of_a_command_not_legal_now_is_declined() -> None:
@@ -276,3 +283,14 @@ def test_whole_and_byte_by_byte_give_the_same_events_and_output(data: bytes, tls
     bytewise = Driver(**options).feed(data, bytewise=True)
     assert whole.events == bytewise.events
     assert whole.output == bytewise.output
+
+
+def test_uid_and_sequence_sets_resolve_against_the_known_uids() -> None:
+    selected = SelectedMailbox(
+        "INBOX", [3, 5, 9, 12], read_only=False, uidvalidity=1, highestmodseq=1, recent_after=0
+    )
+    assert selected.resolve(seqset.parse("4:10,*"), uid=True) == [(2, 5), (3, 9), (4, 12)]
+    assert selected.resolve(seqset.parse("2:3"), uid=False) == [(2, 5), (3, 9)]
+    assert selected.resolve(seqset.parse("100:*"), uid=True) == [(4, 12)]  # RFC 3501 §6.4.8
+    with pytest.raises(CommandError):
+        selected.resolve(seqset.parse("5"), uid=False)  # beyond the count: BAD

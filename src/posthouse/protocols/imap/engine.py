@@ -1,7 +1,7 @@
 """The IMAP4rev1 server engine: the protocol's state machine (sans-I/O).
 
 `IMAPEngine` turns received octets into `events` and queues responses as octets.  It is
-the one place that changes the session's state, and `LEGAL` is the one table of which
+the one place that changes the session's state, and `TABLE` is the one table of which
 command is legal in which state (RFC 3501 §3, §6).  Commands are framed and parsed by
 `CommandReader` (reader.py), which shares the core's input buffer so that the SASL
 exchange and the TLS reset of ``engine_base.EngineCore`` see the same octets.
@@ -34,6 +34,7 @@ from posthouse.protocols.engine_base import (
     Limits,
     Phase,
     Signal,
+    StateTable,
 )
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.imap import reader as imap_reader
@@ -46,8 +47,10 @@ from posthouse.protocols.imap.events import (
     Event,
     IdleDone,
     IdleStarted,
+    LiteralAccepted,
     LoggedOut,
     LoginAttempt,
+    PlaintextLoginRefused,
     Run,
     StartTLS,
 )
@@ -64,9 +67,9 @@ from posthouse.protocols.imap.response import (
 from posthouse.protocols.imap.selected import SelectedMailbox
 
 __all__ = [
-    "LEGAL",
     "NEED_DATA",
     "PAUSED",
+    "TABLE",
     "Ending",
     "IMAPEngine",
     "IMAPSettings",
@@ -88,7 +91,6 @@ class State(enum.Enum):
 
 _ANY: Final = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _AUTHENTICATED: Final = _ANY | {
-    "ENABLE",  # RFC 5161 §3.1: authenticated state (accepted in selected too, harmlessly)
     "SELECT",
     "EXAMINE",
     "CREATE",
@@ -104,26 +106,29 @@ _AUTHENTICATED: Final = _ANY | {
     "IDLE",
     "COMPRESS",
 }
-#: The state table: the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
-LEGAL: Final[dict[State, frozenset[str]]] = {
-    State.NOT_AUTHENTICATED: _ANY | {"STARTTLS", "AUTHENTICATE", "LOGIN"},
-    State.AUTHENTICATED: _AUTHENTICATED,
-    State.SELECTED: _AUTHENTICATED
-    | {
-        "CHECK",
-        "CLOSE",
-        "UNSELECT",
-        "EXPUNGE",
-        "SEARCH",
-        "FETCH",
-        "STORE",
-        "COPY",
-        "MOVE",
-        "SORT",
-        "THREAD",
-    },
-    State.LOGOUT: frozenset(),
-}
+#: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
+#: Commands the grammar does not know never get here: the reader answers them BAD.
+TABLE: Final = StateTable(
+    {
+        State.NOT_AUTHENTICATED: _ANY | {"STARTTLS", "AUTHENTICATE", "LOGIN"},
+        State.AUTHENTICATED: _AUTHENTICATED | {"ENABLE"},  # RFC 5161 §3.1: not once selected
+        State.SELECTED: _AUTHENTICATED
+        | {
+            "CHECK",
+            "CLOSE",
+            "UNSELECT",
+            "EXPUNGE",
+            "SEARCH",
+            "FETCH",
+            "STORE",
+            "COPY",
+            "MOVE",
+            "SORT",
+            "THREAD",
+        },
+        State.LOGOUT: frozenset(),
+    }
+)
 #: RFC 3501 §7.4.1: commands during (and in answer to) which no EXPUNGE may be sent.
 _SEQUENCE_COMMANDS: Final = frozenset({"FETCH", "STORE", "SEARCH", "SORT", "THREAD", "COPY"})
 _ENABLEABLE: Final = ("CONDSTORE", "QRESYNC", "UTF8=ACCEPT")
@@ -384,14 +389,15 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         return True
 
     def _continuation(self, request: ContinuationRequest) -> None:
-        if request.name not in LEGAL[self._state]:
+        if TABLE.verdict(request.name, self._state) != "ok":
             self._reader.decline_literal()
             self._refuse(Status("BAD", self._wrong_state(request.name), request.tag))
         elif request.name in ("LOGIN", "AUTHENTICATE") and not self._login_allowed():
             self._reader.decline_literal()
-            self._refuse(self._privacy_required(request.tag))
+            self._refuse(self._privacy_required(request.tag, request.name))
         else:
             self._out += Continuation().to_bytes()
+            self._events.append(LiteralAccepted(request.tag, request.name))
 
     def _line_too_long(self) -> None:  # the reader answers over-long lines itself
         raise AssertionError("unreachable: the command reader frames IMAP lines")
@@ -452,16 +458,19 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
     def _wrong_state(self, name: str) -> str:
         if self._state is State.NOT_AUTHENTICATED:
             return f"{name} is not allowed before logging in"
-        if self._state is State.AUTHENTICATED and name in LEGAL[State.SELECTED]:
+        if self._state is State.AUTHENTICATED and name in TABLE.legal[State.SELECTED]:
             return f"{name} needs a selected mailbox"
-        if name in LEGAL[State.NOT_AUTHENTICATED]:
+        if name in TABLE.legal[State.NOT_AUTHENTICATED]:
             return f"{name} is not allowed after logging in"
+        if name in TABLE.legal[State.AUTHENTICATED]:
+            return f"{name} is only allowed before a mailbox is selected"
         return f"{name} is not allowed now"
 
     def _login_allowed(self) -> bool:
         return self._tls_active or self._settings.plaintext_login_allowed
 
-    def _privacy_required(self, tag: str) -> Status:
+    def _privacy_required(self, tag: str, command: str) -> Status:
+        self._events.append(PlaintextLoginRefused(command))
         return Status(
             "NO", "Logins over plain text are disabled: use STARTTLS", tag, Code("PRIVACYREQUIRED")
         )
@@ -471,7 +480,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
 
     def _command(self, command: Command) -> None:
         name, tag = command.name, command.tag
-        if name not in LEGAL[self._state]:
+        if TABLE.verdict(name, self._state) != "ok":
             self._refuse(Status("BAD", self._wrong_state(name), tag))
             return
         handler = _ENGINE_COMMANDS.get(name)
@@ -517,8 +526,6 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
                 newly.append(name)
         if "QRESYNC" in self._enabled:
             self._enabled.add("CONDSTORE")  # RFC 7162 §3.2.3
-            if self.selected is not None:
-                self.selected.qresync = True
         self._out += ("* ENABLED" + "".join(f" {n}" for n in newly) + "\r\n").encode("ascii")
         self._ok(command.tag, "ENABLE completed")
 
@@ -534,7 +541,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         arguments = command.arguments
         assert isinstance(arguments, Login)
         if not self._login_allowed():
-            self._refuse(self._privacy_required(command.tag))
+            self._refuse(self._privacy_required(command.tag, command.name))
             return
         self._emit(LoginAttempt(command.tag, "LOGIN", arguments.user, arguments.password))
 
@@ -542,7 +549,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         arguments = command.arguments
         assert isinstance(arguments, Authenticate)
         if not self._login_allowed():
-            self._refuse(self._privacy_required(command.tag))
+            self._refuse(self._privacy_required(command.tag, command.name))
             return
         mechanism = sasl.create(arguments.mechanism.upper())
         if mechanism is None:

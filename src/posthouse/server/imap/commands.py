@@ -35,7 +35,7 @@ from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import MailboxStatus
-from posthouse.store.errors import StoreError, StoreUnavailable
+from posthouse.store.errors import InvalidName, StoreError, StoreUnavailable
 from posthouse.store.service import UserSession
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class CommandRunner:
         except StoreUnavailable as error:
             log.error("imap: %s %s: store unavailable: %s", self.user.user, command.name, error)
             outcome = store_error_status(error)
-        except StoreError as error:
+        except (StoreError, InvalidName) as error:
             outcome = store_error_status(error, target=target)
         except OSError as error:
             log.error("imap: %s %s: I/O error: %s", self.engine.user, command.name, error)
@@ -95,6 +95,8 @@ class CommandRunner:
             outcome = unexpected(f"{command.name} of {self.engine.user}")
         if outcome is None:
             outcome = Outcome("OK", f"{command.name} completed")
+        elif outcome.code == response.NOPERM:  # 12.5.4: protection failures at WARNING
+            log.warning("imap: %s %s refused: %s", self.engine.user, command.name, outcome.text)
         await self.session.look()
         self.engine.finish(outcome.status, outcome.text, outcome.code)
 
@@ -155,12 +157,9 @@ class CommandRunner:
         qresync = arguments.qresync
         if qresync is not None and qresync.uidvalidity == status.uidvalidity:
             changes = await self.user.changes_since(mailbox, qresync.modseq)
-            known = (
-                set(qresync.known_uids.select_uids(snapshot.uids))
-                if qresync.known_uids is not None
-                else None
-            )
-            vanished = [u for u in changes.vanished if known is None or u in known]
+            known = qresync.known_uids
+            largest = max([*changes.vanished, *snapshot.uids], default=0)
+            vanished = [u for u in changes.vanished if known is None or known.contains(u, largest)]
             if vanished:
                 engine.untagged(response.vanished(vanished, earlier=True))
             for meta in changes.changed:
@@ -197,7 +196,8 @@ class CommandRunner:
         mailbox = self.session.mailbox
         if mailbox is not None and mailbox.name == name:
             self.engine.unselect()
-            self.session.opened(None)
+            self.session.opened(None)  # RFC 9051 §7.1: [CLOSED], the selection has ended
+            self.engine.untagged(response.Status("OK", "Mailbox deleted", code=Code("CLOSED")))
         return None
 
     async def rename(self, command: Command) -> Outcome | None:

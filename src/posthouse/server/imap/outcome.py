@@ -49,7 +49,7 @@ class Outcome(Exception):
         self.code = code
 
 
-def store_error_status(error: StoreError, *, target: bool = False) -> Outcome:
+def store_error_status(error: StoreError | InvalidName, *, target: bool = False) -> Outcome:
     """The response to a store error; ``target``: the mailbox was a COPY/APPEND target
     (RFC 3501 §6.3.11: NO [TRYCREATE] when it does not exist)."""
     text = str(error) or type(error).__name__
@@ -69,7 +69,8 @@ def store_error_status(error: StoreError, *, target: bool = False) -> Outcome:
             return Outcome("NO", text, Code("CANNOT"))
         case StoreUnavailable():
             return Outcome("NO", "The mail store is not available now, try again", UNAVAILABLE)
-    return Outcome("NO", text, UNAVAILABLE if error.temporary else LIMIT)
+    temporary = isinstance(error, StoreError) and error.temporary
+    return Outcome("NO", text, UNAVAILABLE if temporary else LIMIT)
 
 
 def command_error(error: CommandError) -> Outcome:

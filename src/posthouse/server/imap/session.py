@@ -37,15 +37,14 @@ from posthouse.protocols.imap.response import (
     CONTACTADMIN,
     UNAVAILABLE,
     Code,
+    Status,
 )
 from posthouse.protocols.imap.selected import FlagUpdate
 from posthouse.server.connection import Connection
 from posthouse.server.imap.commands import CommandRunner
 from posthouse.server.imap.outcome import store_error_status
 from posthouse.server.session import SessionDriver, Unit
-from posthouse.store.errors import (
-    StoreError,
-)
+from posthouse.store.errors import InvalidName, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore, OpenMailbox, UserSession
 
 log = logging.getLogger("posthouse.imap")
@@ -100,7 +99,8 @@ class IMAPSession:
         return False  # between commands an IMAP session may always be told BYE
 
     def unit(self, event: events.Event) -> Unit:
-        return Unit.DONE
+        """A literal's octets are a transfer (``min_data_rate``), a command a unit."""
+        return Unit.TRANSFER if isinstance(event, events.LiteralAccepted) else Unit.DONE
 
     def ended(self, why: Ending) -> None:
         if why in (Ending.DEADLINE, Ending.IDLE):
@@ -120,6 +120,10 @@ class IMAPSession:
                 await self._stop_idle()
                 await self.look()
                 self.engine.finish("OK", "IDLE terminated")
+            case events.PlaintextLoginRefused(name):  # 12.5.4: protection failures
+                log.warning("imap: %s over plain text from %s refused", name, self.connection.peer)
+            case events.LiteralAccepted():
+                pass  # the deadline of a transfer applies (``unit``)
             case events.CompressionStarted():
                 log.debug("imap: %s compresses", self.connection.peer)
             case events.LoggedOut():
@@ -156,7 +160,7 @@ class IMAPSession:
         user = result.user or name
         try:
             self.user = self.services.store.session(user)
-        except StoreError as error:
+        except (StoreError, InvalidName) as error:
             outcome = store_error_status(error)
             self.engine.reject_login(outcome.text, outcome.code)
             return
@@ -194,12 +198,20 @@ class IMAPSession:
         token = user.change_token(mailbox)
         if token == self.token:
             return
-        self.token = token
         try:
             changes = await user.changes_since(mailbox, self.seen_modseq)
+        except MailboxNotFound:  # another session deleted it: the selection ends
+            log.info("imap: %s: the selected %s was deleted", user.user, mailbox.name)
+            self.engine.unselect()
+            self.opened(None)
+            self.engine.untagged(
+                Status("OK", "The selected mailbox was deleted", code=Code("CLOSED"))
+            )
+            return
         except StoreError as error:
             log.error("imap: %s: looking at %s failed: %s", user.user, mailbox.name, error)
             return
+        self.token = token  # only now: a look cancelled half-way (IDLE's DONE) is redone
         self.seen_modseq = max(self.seen_modseq, changes.highestmodseq)
         condstore = self.engine.condstore
         selected.changes(

@@ -47,10 +47,18 @@ class StoredMessage:
 
     @property
     def part(self) -> message.Part:
+        """The parsed message, or only its header when just the cached header section is
+        at hand (enough for header keys: SEARCH HEADER, SORT, THREAD)."""
         if self._part is None:
-            assert self.content is not None, "load the message before parsing it"
-            self._part = message.parse(self.content)
+            source = self.content if self.content is not None else self.meta.header
+            assert source is not None, "load the message (or its cached header) first"
+            self._part = message.parse(source)
         return self._part
+
+    def forget_content(self) -> None:
+        """Drop the loaded octets and their parse (memory stays bounded over a mailbox)."""
+        self.content = None
+        self._part = None
 
     def header_values(self, name: str) -> Sequence[str]:
         return text.header_values(self.part, name)
@@ -74,6 +82,20 @@ def prepared(content: bytes, date: dt.datetime, flags: frozenset[str]) -> NewMes
         bodystructure=bodystructure.bodystructure_bytes(content, part),
         header=content[part.start : part.body_start],
     )
+
+
+def missing_blobs(stored: StoredMessage) -> dict[str, bytes] | None:
+    """The ENVELOPE, BODYSTRUCTURE and header blobs of a loaded message that had none
+    cached (delivered mail), for ``UserSession.store_cache``; None when nothing is missing."""
+    meta = stored.meta
+    if stored.content is None or None not in (meta.envelope, meta.bodystructure):
+        return None
+    content, part = stored.content, stored.part
+    return {
+        "envelope": envelope.envelope_bytes(part),
+        "bodystructure": bodystructure.bodystructure_bytes(content, part),
+        "header": content[part.start : part.body_start],
+    }
 
 
 CONTENT_ITEMS = frozenset(
