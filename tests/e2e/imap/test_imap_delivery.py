@@ -323,3 +323,16 @@ def test_kill_9_during_smtp_delivery_to_store_users_loses_nothing_acknowledged(
         assert fetch_all(restarted, "alice")  # the restarted server serves the same INBOX
     finally:
         restarted.stop(signal.SIGKILL)
+
+
+def test_a_large_message_goes_through_the_queue_into_the_store(
+    imap_factory: Callable[..., Server],
+) -> None:
+    server = imap_factory()
+    set_imap(server, "alice")
+    body = "\r\n".join(f"line {n:06d} " + "x" * 60 for n in range(4000))  # ~280 KB: queued
+    send(server, ["alice@example.test"], body)
+    wait_until(lambda: len(fetch_all(server, "alice")) == 1, 120, "the queued delivery")
+    [(_, stored)] = fetch_all(server, "alice")
+    assert stored.endswith(body.encode() + b"\r\n")
+    assert server.messages("alice") == []
