@@ -276,7 +276,7 @@ def test_an_append_literal_is_a_transfer_not_a_command_line(tmp_path: Path) -> N
     scenario(body, tmp_path)
 
 
-def test_header_searches_use_the_cached_header_and_body_searches_read_messages(
+def test_header_searches_and_fetches_use_the_cached_header_others_read_messages(
     tmp_path: Path,
 ) -> None:
     async def body(store: MailStore) -> None:
@@ -297,9 +297,16 @@ def test_header_searches_use_the_cached_header_and_body_searches_read_messages(
         await client.command(b"s SELECT INBOX")
         assert (await client.command(b"a SEARCH SUBJECT y"))[0] == b"* SEARCH 2\r\n"
         assert (await client.command(b"b SORT (SUBJECT) UTF-8 ALL"))[0] == b"* SORT 1 2 3\r\n"
+        lines = await client.command(b"h FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert lines[:2] == [
+            b"* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {14}\r\n",
+            b"Subject: y\r\n",
+        ]
         assert reads == []
         assert (await client.command(b'c SEARCH BODY "of z"'))[0] == b"* SEARCH 3\r\n"
         assert reads == [1, 2, 3]
+        lines = await client.command(b"t FETCH 2 (BODY.PEEK[HEADER] BODY.PEEK[TEXT])")
+        assert b"body of y" in b"".join(lines) and reads == [1, 2, 3, 2]
         await client.command(b"z LOGOUT")
         await client.task
 

@@ -153,7 +153,7 @@ class MessageCommands:
         found: list[StoredMessage] = []
         for message in messages:
             if content or (header and message.meta.header is None):
-                message.content = await self._load(message.uid)
+                message.use_content(await self._load(message.uid))
             if search.matches(key, message, context):
                 found.append(message)
             if not headers:
