@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import pytest
 
 from posthouse.app import mail_store_for
 from posthouse.auth.users import UserDatabase
+from posthouse.cli.mailcv import run_mailcv
 from posthouse.config.load import load_settings
 from posthouse.store.mbox.entry_state import from_line_date, status_flags
 from posthouse.store.mbox.locking import LockMethod, locked_mailbox
@@ -135,3 +138,26 @@ def test_status_fields_become_flags_and_leave_the_message() -> None:
     assert (fresh.flags, fresh.old) == (frozenset(), False)
     assert status_flags(b"Status: O\r\n\r\n").flags == frozenset()
     assert status_flags(b"Status: O\r\n\r\n").old
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_mailcv_imap_shows_a_progress_bar_on_a_terminal(config: Path, tmp_path: Path) -> None:
+    assert tool(config, "mailusradm", "set", "jake", "imap").returncode == 0
+    spool = tmp_path / "jake"
+    entry = b"From a@b Mon Mar  2 09:15:00 2026\nSubject: x\n\nbody\n\n"
+    spool.write_bytes(entry * 450)  # three batches
+    args = argparse.Namespace(input=str(spool), imap=True, mh_pop=False, newname=None)
+    terminal, out = Terminal(), io.StringIO()
+    assert run_mailcv(load_settings(config), args, stdout=out, stderr=terminal) == 0
+    frames = terminal.getvalue().split("\r")[1:]
+    assert [frame.split("] ")[1].strip() for frame in frames] == [
+        "200/450 messages",
+        "400/450 messages",
+        "450/450 messages",
+    ]
+    assert frames[-1].startswith("[" + "#" * 40 + "]")
+    assert "450 messages appended" in out.getvalue()
