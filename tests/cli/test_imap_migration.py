@@ -161,3 +161,25 @@ def test_mailcv_imap_shows_a_progress_bar_on_a_terminal(config: Path, tmp_path: 
     ]
     assert frames[-1].startswith("[" + "#" * 40 + "]")
     assert "450 messages appended" in out.getvalue()
+
+
+def test_mailusradm_sets_the_chapters_privileges_on_the_new_mailboxes(config: Path) -> None:
+    done = tool(config, "mailusradm", "set", "jake", "imap", "--rights", "lrs")
+    assert done.returncode == 0, done.stderr
+    store = mail_store_for(load_settings(config))
+
+    async def acls() -> list[str]:
+        try:
+            records = await store.backend.list_mailboxes("user.jake")
+            return [r.acl for r in records]
+        finally:
+            await store.backend.close()
+
+    assert set(asyncio.run(acls())) == {"jake\tlrs\t"}
+    with UserDatabase(load_settings(config).paths.users_db) as users:
+        users.add("kim", "pw-of-kim")
+    done = tool(config, "mailusradm", "set", "kim", "imap", "--rights", "lrz")
+    assert done.returncode == 64, done.stderr
+    assert "unknown right 'z'" in done.stderr
+    listed = tool(config, "mailusradm", "list", "kim")
+    assert "unix" in listed.stdout  # the type did not change without the INBOX

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from posthouse.admin.errors import InvalidRequest, NotFound, StorageFailure
 from posthouse.app import mail_store_for
 from posthouse.config.schema import Settings
+from posthouse.store.acl import ALL_RIGHTS, AclError, format_rights
 from posthouse.store.errors import InvalidName, MailboxExists, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore
 
@@ -31,7 +32,7 @@ def store_errors(user: str) -> Iterator[None]:
     """The store's errors inside the block as :class:`~posthouse.admin.errors.AdminError`."""
     try:
         yield
-    except InvalidName as exc:
+    except (InvalidName, AclError) as exc:
         raise InvalidRequest(f"{user}: {exc}") from exc
     except MailboxNotFound as exc:
         raise NotFound(f"{user}: {exc}") from exc
@@ -53,12 +54,15 @@ def run_with_store(settings: Settings, work: Callable[[MailStore], Coroutine[Any
     return asyncio.run(main())
 
 
-def ensure_inbox(settings: Settings, user: str) -> bool:
-    """Create ``user``'s INBOX (and Sent, Drafts, Trash, Junk); False if it existed."""
+def ensure_inbox(settings: Settings, user: str, rights: str = "all") -> bool:
+    """Create ``user``'s INBOX (and Sent, Drafts, Trash, Junk) with ``rights`` for the user
+    (``all``, or ACL letters such as ``lrswipkxte``); False if it existed (its ACL is then
+    left as it is)."""
+    letters = format_rights(ALL_RIGHTS) if rights == "all" else rights
 
     async def create(store: MailStore) -> bool:
         try:
-            await store.create_user(user)
+            await store.create_user(user, rights=letters)
         except MailboxExists:
             return False
         return True

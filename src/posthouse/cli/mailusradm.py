@@ -17,7 +17,8 @@ for one twice, as the window's "Enter an alternate password" step does; with
 there is one already.  A system account (when
 ``system_accounts`` is on) not yet in the database gets a password-less entry
 recording its type.  A user who becomes imap or imap-mailpass gets their INBOX in the
-IMAP store, with Sent, Drafts, Trash and Junk (12.5.2), before the type changes; a user
+IMAP store, with Sent, Drafts, Trash and Junk (12.5.2), before the type changes, the user
+holding ``--rights`` on them (step 8: "in most cases ... All", the default); a user
 who stops being IMAP type keeps those mailboxes (new mail goes to the spool mailbox;
 ``posthouse mailcv -I`` moves spool mail the other way).
 
@@ -65,6 +66,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     setting.add_argument("user", metavar="USER")
     setting.add_argument("service_type", metavar="TYPE", choices=_TYPES, help=", ".join(_TYPES))
     setting.add_argument(
+        "--rights",
+        default="all",
+        metavar="RIGHTS",
+        help="imap types: the user's rights on the new INBOX, 'all' (default) or ACL "
+        "letters such as lrswipkxte (12.5.2 step 8)",
+    )
+    setting.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the mail password, if one is needed, from standard input",
@@ -80,7 +88,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"posthouse mailusradm: {exc}", file=sys.stderr)
         return EX_CONFIG
     return run_mailusradm(
-        files_of(settings), args, create_inbox=functools.partial(ensure_inbox, settings)
+        files_of(settings),
+        args,
+        create_inbox=functools.partial(
+            ensure_inbox, settings, rights=getattr(args, "rights", "all")
+        ),
     )
 
 

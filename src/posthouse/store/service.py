@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from posthouse.store.acl import ANONYMOUS
+from posthouse.store.acl import ANONYMOUS, format_rights, parse_rights
 from posthouse.store.backend import (
     AppendResult,
     MailboxRecord,
@@ -101,11 +101,13 @@ class MailStore:
 
     # -- users --
 
-    async def create_user(self, user: str) -> MailboxRecord:
+    async def create_user(self, user: str, *, rights: str = OWNER_ACL_RIGHTS) -> MailboxRecord:
         """Create ``user``'s INBOX, the SPECIAL-USE folders, and subscribe the user to them
-        (chapter 12.5.6; what ``mailusradm`` calls when a user becomes IMAP type)."""
+        (chapter 12.5.6; what ``mailusradm`` calls when a user becomes IMAP type).  ``rights``:
+        the user's own rights on them (12.5.2 step 8, "in most cases ... All");
+        :class:`~posthouse.store.acl.AclError` for a letter that is no right."""
         inbox = user_inbox(user)
-        acl = f"{user}\t{OWNER_ACL_RIGHTS}\t"
+        acl = f"{user}\t{format_rights(parse_rights(rights))}\t"
         record = await self.backend.create_mailbox(NewMailbox(inbox, self.default_partition, acl))
         await self.backend.set_subscribed(user, inbox, True)
         for folder, special_use in DEFAULT_FOLDERS:
