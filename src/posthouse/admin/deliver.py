@@ -17,6 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from posthouse.admin.mailstore import as_store_owner
 from posthouse.app import mail_store_for, store_delivery_for
 from posthouse.config.schema import Settings
 from posthouse.mta.agents.store import StoreMailbox
@@ -47,7 +48,8 @@ def deliver_message(settings: Settings, request: DeliverRequest) -> list[Deliver
     """Deliver the message to every user of the request (module docstring)."""
     users = [user.lower() for user in request.users]
     try:
-        return asyncio.run(_deliver(settings, request, users))
+        with as_store_owner(settings):
+            return asyncio.run(_deliver(settings, request, users))
     except (StoreError, OSError, sqlite3.Error) as exc:
         error = MailError("4.3.0", f"the IMAP store cannot be opened: {exc}")
         return [DeliverResult(user, error) for user in users]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from posthouse.store.acl import ALL_RIGHTS, AclError, format_rights
 from posthouse.store.errors import InvalidName, MailboxExists, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore
 
-__all__ = ["ensure_inbox", "run_with_store", "store_errors"]
+__all__ = ["as_store_owner", "ensure_inbox", "run_with_store", "store_errors"]
 
 T = TypeVar("T")
 
@@ -40,9 +41,31 @@ def store_errors(user: str) -> Iterator[None]:
         raise StorageFailure(f"IMAP store: {exc}") from exc
 
 
+@contextlib.contextmanager
+def as_store_owner(settings: Settings) -> Iterator[None]:
+    """Inside the block, a tool started as root acts as the account that owns the data
+    directory (the daemon's ``run_as`` once it has started), so that every file it creates
+    in the store stays writable by the daemon, as Cyrus's tools switch to the ``cyrus``
+    user.  Files opened before the block (a locked spool file) stay usable."""
+    try:
+        owner = os.stat(settings.paths.data_dir)
+    except OSError:
+        owner = None
+    if os.geteuid() != 0 or owner is None or owner.st_uid == 0:
+        yield
+        return
+    os.setegid(owner.st_gid)
+    os.seteuid(owner.st_uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
 def run_with_store(settings: Settings, work: Callable[[MailStore], Coroutine[Any, Any, T]]) -> T:
     """Open the configuration's store, run ``work`` on it, close it (raises the store's
-    errors; wrap the call in :func:`store_errors`)."""
+    errors; wrap the call in :func:`store_errors`), as the store's owner."""
 
     async def main() -> T:
         store = mail_store_for(settings)
@@ -51,7 +74,8 @@ def run_with_store(settings: Settings, work: Callable[[MailStore], Coroutine[Any
         finally:
             await store.backend.close()
 
-    return asyncio.run(main())
+    with as_store_owner(settings):
+        return asyncio.run(main())
 
 
 def ensure_inbox(settings: Settings, user: str, rights: str = "all") -> bool:
