@@ -38,6 +38,9 @@ Factory = Callable[..., Server]
 # -- a terminal driven with tmux ---------------------------------------------------------------
 
 
+EXITED = re.compile(r"\[exited (\d+)\]")
+
+
 class Terminal:
     """One program in a tmux pane of 200x50: questions read from the screen, answers typed."""
 
@@ -68,8 +71,16 @@ class Terminal:
         return lines
 
     def _wait(self, found: Callable[[list[str]], bool], what: str) -> list[str]:
+        def done() -> bool:
+            lines = self.lines()
+            if found(lines):
+                return True
+            if any(EXITED.match(line) for line in lines):
+                raise AssertionError(f"the program ended before {what}")
+            return False
+
         try:
-            wait_until(lambda: found(self.lines()), timeout=60, what=what)
+            wait_until(done, timeout=60, what=what)
         except AssertionError as exc:
             raise AssertionError(
                 f"{exc}; the terminal shows:\n" + "\n".join(self.lines())
@@ -96,9 +107,14 @@ class Terminal:
         return lines[-1]
 
     def exit_status(self) -> int:
-        lines = self._wait(lambda ls: any(re.match(r"\[exited \d+\]", ln) for ln in ls), "exit")
-        found = next(m for ln in lines if (m := re.match(r"\[exited (\d+)\]", ln)))
-        return int(found.group(1))
+        statuses: list[int] = []
+
+        def ended() -> bool:
+            statuses[:] = [int(m.group(1)) for ln in self.lines() if (m := EXITED.match(ln))]
+            return bool(statuses)
+
+        wait_until(ended, timeout=60, what="the program to end")
+        return statuses[0]
 
     def transcript(self) -> str:
         return "\n".join(self.lines())
@@ -356,3 +372,35 @@ def test_server_setup_delivers_its_domain_and_gateways_decnet(
     wait_until(lambda: recorded.exists() and recorded.read_text().strip() != "",
                what="the DECnet delivery program to run")  # fmt: skip
     assert recorded.read_text().split() == ["vaxa::SMITH", "alice@big.com"]
+
+
+# -- 12.3.1 on a new system: Restart starts the daemon ---------------------------------------
+
+
+def test_first_setup_of_a_standalone_host_starts_the_daemon(
+    server_factory: Factory, daemons: Callable[..., Daemon], terminals: Callable[..., Terminal]
+) -> None:
+    """No daemon runs yet: the last question is still the chapter's, and Restart starts it
+    ("you are informed that the sendmail daemon has been started")."""
+    relay = server_factory(hostname="relay.other.test", mail={"local_domains": ["other.test"]})
+    host = daemons("host3", "host3.big.com", {"trusted_networks": ["127.0.0.0/8"]})
+    assert host.posthouse("status").returncode == 3  # not running
+
+    setup = host.setup(terminals)
+    setup.answer("Role of this system", "standalone")
+    setup.answer("Local mail domains", "big.com")
+    setup.answer("Mailbox directory", "")
+    setup.answer("Locking", "")
+    setup.answer("Forward SMTP mail to a relay", "internet")
+    setup.answer("Relay host", f"127.0.0.1:{relay.smtp_port}")
+    setup.answer("Host aliases", "-")
+    setup.answer("Use domain-based addresses", "n")
+    setup.answer("Write this configuration?", "y")
+    line = setup.answer("Start the mail daemon now", "y")
+    assert "next boot" in line
+    assert setup.exit_status() == 0, setup.transcript()
+    assert "has been started" in setup.transcript()
+
+    send(host.smtp_port(0), "joe@host3.big.com", ["alice@big.com", "bob@other.test"], "first")
+    assert b"first" in host_messages(host, "alice", 1)[0]
+    assert b"first" in relay.wait_for_messages("bob", 1)[0]
