@@ -276,6 +276,38 @@ def test_standalone_becomes_a_client_and_mail_goes_to_its_mail_server(
     assert len(host_messages(host, "alice", 1)) == 1  # nothing more delivered on the client
 
 
+def test_a_client_given_another_mail_server_uses_it_after_the_restart(
+    server_factory: Factory, daemons: Callable[..., Daemon], terminals: Callable[..., Terminal]
+) -> None:
+    """Issue 11's report: after "yes", mail still went to the old mail server."""
+    old_hub = server_factory(hostname="old.example.test", mail={"role": "server"})
+    new_hub = server_factory(hostname="new.example.test", mail={"role": "server"})
+    host = daemons("host4", "host4.example.test", {
+        "role": "client", "mail_server": f"127.0.0.1:{old_hub.smtp_port}",
+        "trusted_networks": ["127.0.0.0/8"],
+    })  # fmt: skip
+    port = host.start()
+    send(port, "joe@host4.example.test", ["carol@example.test"], "to the old server")
+    assert b"to the old server" in old_hub.wait_for_messages("carol", 1)[0]
+    old_pid = host.pid()
+
+    size = host.log_size()
+    setup = host.setup(terminals)
+    assert "[client]" in setup.answer("Role of this system", "")
+    line = setup.answer("Mail server", f"127.0.0.1:{new_hub.smtp_port}")
+    assert f"[127.0.0.1:{old_hub.smtp_port}]" in line
+    setup.answer("Mailbox directory", "")
+    setup.answer("Locking", "")
+    setup.answer("Host aliases", "")
+    setup.answer("Use domain-based addresses", "")
+    setup.answer("Write this configuration?", "y")
+    restarted(setup, host, old_pid)
+
+    send(host.smtp_port(size), "joe@host4.example.test", ["carol@example.test"], "to the new")
+    assert b"to the new" in new_hub.wait_for_messages("carol", 1)[0]
+    assert len(old_hub.messages("carol")) == 1
+
+
 # -- 12.3.1: client -> standalone with a relay -----------------------------------------------
 
 
