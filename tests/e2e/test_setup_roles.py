@@ -349,6 +349,37 @@ def test_client_becomes_standalone_delivering_locally_and_relaying_the_rest(
     assert len(hub.messages("alice")) == 1  # the hub did not get the local user's copy
 
 
+def test_a_restart_into_an_unmounted_nfs_mailbox_keeps_the_running_daemon(
+    daemons: Callable[..., Daemon], terminals: Callable[..., Terminal]
+) -> None:
+    """12.3.1 step 4 answered before the mailbox directory is mounted: the new daemon could
+    not start, so Restart must not stop the working one; the answers stay written, to apply
+    once the mount is there (at the next boot)."""
+    host = daemons("host5", "host5.example.test", {"trusted_networks": ["127.0.0.0/8"]})
+    port = host.start()
+    old_pid = host.pid()
+
+    setup = host.setup(terminals)
+    setup.answer("Role of this system", "standalone")
+    setup.answer("Local mail domains", "")
+    setup.answer("Mailbox directory", "nfs-client")
+    setup.answer("Mailbox server", "nfs.example.test")
+    assert "[lockfile]" in setup.answer("Locking", "")  # the worksheet's rule for NFS
+    setup.answer("Forward SMTP mail to a relay", "none")
+    setup.answer("Host aliases", "")
+    setup.answer("Use domain-based addresses", "n")
+    setup.answer("Write this configuration?", "y")
+    setup.answer("Restart the mail daemon now", "y")
+    assert setup.exit_status() == 69, setup.transcript()  # written, not restarted
+    assert host.pid() == old_pid, setup.transcript()
+    send(port, "joe@host5.example.test", ["alice@example.test"], "still served")
+    assert b"still served" in host_messages(host, "alice", 1)[0]
+    shown = setup.transcript()
+    assert "not mounted from the mailbox server nfs.example.test" in shown
+    assert "keeps the old configuration" in shown
+    assert 'mailbox_directory = "nfs-client"' in host.config.read_text()
+
+
 # -- 12.3.3: a server with a DECnet gateway ---------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.admin.errors import NotPermitted, StorageFailure, Unavailable
+from posthouse.app import mailbox_directory_problem
 from posthouse.config.load import DEFAULTS_SOURCE
 from posthouse.config.schema import Settings
 from posthouse.server.control import ControlError, request
@@ -198,7 +199,17 @@ def stop_daemon(settings: Settings, *, timeout: float | None = None) -> Result:
 
 
 def restart_daemon(settings: Settings, *, timeout: float | None = None) -> Result:
-    """Stop the daemon (waiting for it) and start it again with the configuration file."""
+    """Stop the daemon (waiting for it) and start it again with the configuration file.
+
+    A configuration the new daemon would refuse (an NFS client's mailbox directory not
+    mounted from its mailbox server) does not stop the running one."""
+    problem = mailbox_directory_problem(settings)
+    if problem is not None:
+        return Result(
+            LSB_NOT_CONFIGURED,
+            f"not restarted, the new configuration cannot start: {problem}; "
+            "the running daemon keeps the old configuration",
+        )
     stopped = stop_daemon(settings, timeout=timeout)
     if stopped.code != LSB_OK:
         return stopped
