@@ -1,7 +1,9 @@
 """``posthouse setup`` for each role of the chapter (12.3.1 standalone, 12.3.2 client, 12.3.3
 server with its DECnet gateway), answered as an administrator does at a real terminal (tmux),
 ending with the chapter's last question answered "Restart" (12.3.1 step 8); then mail sent
-through the restarted daemon takes the new route.
+through the restarted daemon takes the new route.  On a new system the same question starts
+the daemon; a Restart into a configuration that cannot start (an NFS client's mailbox
+directory not mounted) leaves the running daemon serving.
 
 Each daemon is started with ``posthouse start`` as the chapter's init script would; the other
 instances (a mail server, a relay) are ``posthouse serve`` processes of the e2e fixtures.

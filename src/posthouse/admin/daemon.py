@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posthouse.admin.errors import NotPermitted, StorageFailure, Unavailable
-from posthouse.app import mailbox_directory_problem
 from posthouse.config.load import DEFAULTS_SOURCE
 from posthouse.config.schema import Settings
 from posthouse.server.control import ControlError, request
@@ -203,6 +202,9 @@ def restart_daemon(settings: Settings, *, timeout: float | None = None) -> Resul
 
     A configuration the new daemon would refuse (an NFS client's mailbox directory not
     mounted from its mailbox server) does not stop the running one."""
+    # Imported here: mailq and the other light commands use this module without the server.
+    from posthouse.app import mailbox_directory_problem
+
     problem = mailbox_directory_problem(settings)
     if problem is not None:
         return Result(
