@@ -18,7 +18,8 @@ import pwd
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
@@ -30,6 +31,7 @@ from posthouse.config.schema import ListenerSection, Settings
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
 from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
+from posthouse.mta.agents.store import StoreDelivery
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
@@ -49,16 +51,24 @@ from posthouse.mta.routing import RoutingSettings
 from posthouse.mta.stats import Statistics
 from posthouse.mta.transport import RemoteTransport
 from posthouse.mta.user_files import CheckedFiles, IdentityResolver
+from posthouse.protocols.imap import engine as imap_engine
+from posthouse.protocols.imap.reader import ReaderLimits
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Peer
+from posthouse.server.imap.views import prepared
 from posthouse.server.pop3 import apop_timestamp
 from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
+from posthouse.store.fs.backend import FsBackend
+from posthouse.store.fs.layout import FsLayout
+from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.mbox.maildrop import MboxMaildrop
 from posthouse.store.mbox.mounts import read_mounts, spool_problem
+from posthouse.store.policy import CyrusAccess
+from posthouse.store.service import MailStore
 
 log = logging.getLogger("posthouse")
 
@@ -86,6 +96,20 @@ class Application:
     transport: RemoteTransport
     stats: Statistics
     locking: LockSettings  # how mailboxes are locked: by delivery and the POP3 maildrop alike
+    _mail_store: MailStore | None = field(default=None, init=False, repr=False)
+
+    @property
+    def mail_store(self) -> MailStore:
+        """The IMAP mail store (12.5), opened on first use: tools that never touch it
+        (sendmail, mailq) open none of its files."""
+        if self._mail_store is None:
+            self._mail_store = mail_store_for(self.settings)
+        return self._mail_store
+
+    async def close_mail_store(self) -> None:
+        store, self._mail_store = self._mail_store, None
+        if store is not None:
+            await store.backend.close()
 
     def close(self) -> None:
         self.committer.close()
@@ -328,11 +352,7 @@ def build_application(
     stats = Statistics(paths.stats_file)
     transport = build_transport(settings, domains)
     daemon_uids = daemon_account_uids(config.server.run_as)
-    locking = LockSettings(
-        LockMethod(config.mail.locking),
-        timeout=config.mail.lock_timeout_seconds,
-        stale_after=config.mail.stale_lock_seconds,
-    )
+    locking = lock_settings_for(settings)
     writer = MailboxWriter(
         locking=locking,
         owner_of=lambda path: owner_of(path.name),
@@ -345,11 +365,28 @@ def build_application(
             timeout=config.queue.cut_through_timeout_seconds,
             any_hop=config.queue.cut_through == "all",
         )
+
+    def mail_store() -> MailStore:  # the application's, opened on first delivery into it
+        return application.mail_store
+
+    store_agent = store_delivery_for(mail_store)
+
+    def uses_store(user: str) -> bool:
+        found = users.get(user)
+        return found is not None and found.service_type.uses_imap_store
+
     local_mail = LocalMail(
-        paths.spool_dir, transport.default_domain if transport.forwards_local_mail else None
+        paths.spool_dir,
+        transport.default_domain if transport.forwards_local_mail else None,
+        uses_store=uses_store,
     )
     direct = DirectDelivery(
-        expander=expander, writer=writer, local_mail=local_mail, stats=stats, relay=relay
+        expander=expander,
+        writer=writer,
+        local_mail=local_mail,
+        stats=stats,
+        relay=relay,
+        store=store_agent,
     )
     delivery = QueueDelivery(
         store=store,
@@ -373,6 +410,7 @@ def build_application(
         runner=local_runner or DirectRunner(identity_resolver(settings)),
         local_mail=local_mail,
         mbox=writer,
+        store_agent=store_agent,
     )
     policy = RecipientPolicy(
         local_domains=domains,
@@ -381,7 +419,7 @@ def build_application(
     )
     mailauth = MailAuthDatabase(paths.mailauth_db, paths.mailauth_key)
     credentials = CredentialChecker(users, authenticator, mailauth)
-    return Application(
+    application = Application(
         settings=settings,
         users=users,
         authenticator=authenticator,
@@ -399,6 +437,7 @@ def build_application(
         stats=stats,
         locking=locking,
     )
+    return application
 
 
 def engine_settings(
@@ -451,6 +490,68 @@ def smtp_services_for(
     )
 
 
+def lock_settings_for(settings: Settings) -> LockSettings:
+    """How mailboxes are locked: by delivery, the POP3 maildrop and the conversion tools."""
+    mail = settings.config.mail
+    return LockSettings(
+        LockMethod(mail.locking),
+        timeout=mail.lock_timeout_seconds,
+        stale_after=mail.stale_lock_seconds,
+    )
+
+
+def mail_store_for(settings: Settings) -> MailStore:
+    """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
+    imap = settings.config.imap
+    data_dir = settings.paths.data_dir
+
+    def pick(value: str, default: Path) -> Path:
+        path = Path(value) if value else default
+        return path if path.is_absolute() else data_dir / path
+
+    partition = pick(imap.partition_default, data_dir / "imap" / "spool")
+    layout = FsLayout(
+        pick(imap.configdirectory, data_dir / "imap"),
+        {imap.defaultpartition: partition},
+        default_partition=imap.defaultpartition,
+    )
+    return MailStore(
+        FsBackend(layout),
+        access=CyrusAccess(admins=frozenset(imap.admins.split())),
+        default_partition=imap.defaultpartition,
+        max_message_size=imap.maxmessagesize,
+    )
+
+
+def store_delivery_for(store: Callable[[], MailStore], poster: str = "anonymous") -> StoreDelivery:
+    """The store delivery agent, with the caches built by the IMAP server's own function;
+    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``)."""
+    return StoreDelivery(store, prepared, poster=poster)
+
+
+def imap_settings_for(
+    app: Application, tls: ssl.SSLContext | None
+) -> Callable[[Connection], imap_engine.IMAPSettings]:
+    """Per-connection IMAP engine settings."""
+    config = app.settings.config
+    imap = config.imap
+    limits = ReaderLimits(append=imap.maxmessagesize)
+
+    def settings_for(connection: Connection) -> imap_engine.IMAPSettings:
+        secure = connection.tls_active
+        return imap_engine.IMAPSettings(
+            hostname=config.server.hostname,
+            tls_active=secure,
+            starttls_available=tls is not None and not secure,
+            plaintext_login_allowed=imap.allowplaintext or connection.peer.is_loopback,
+            max_commands=imap.max_commands,
+            max_errors=imap.max_errors,
+            reader=limits,
+        )
+
+    return settings_for
+
+
 def pop3_settings_for(
     app: Application, tls: ssl.SSLContext | None
 ) -> Callable[[Connection], pop3_engine.POP3Settings]:
@@ -492,11 +593,15 @@ def apop_offered(app: Application) -> Callable[[], bool]:
 
 
 def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
-    """The maildrop a POP3 user's mail is in: their mbox spool file (12.4)."""
+    """The maildrop a POP3 user's mail is in: their INBOX in the IMAP store for IMAP-type
+    users (12.5.2), else their mbox spool file (12.4)."""
     settings = app.settings
     pop3_dir = settings.paths.data_dir / "pop3"
 
     def open_maildrop(user: str) -> Maildrop:
+        if app.delivery.local_mail.uses_store(user):  # the MTA's own decision
+            lock = pop3_dir / "locks" / f"{user}.imap"
+            return InboxMaildrop.open(app.mail_store, user, session_lock=lock)
         return MboxMaildrop.open(
             settings.paths.spool_dir / user,
             user=user,

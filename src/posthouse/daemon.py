@@ -44,6 +44,7 @@ from posthouse.app import (
     check_mailbox_directory,
     engine_settings,
     identity_resolver,
+    imap_settings_for,
     login_limiter_for,
     open_maildrop_for,
     pop3_settings_for,
@@ -61,10 +62,12 @@ from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.mta.queue.listing import list_queue
 from posthouse.mta.queue.scheduler import DeliveryScheduler
 from posthouse.mta.stats import Statistics
+from posthouse.protocols.imap import engine as imap_engine
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines
 from posthouse.server.control import Caller, ControlServer, Operation, Reply, bind_control_socket
+from posthouse.server.imap.session import IMAPServices, IMAPSession
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import (
     BindError,
@@ -440,6 +443,7 @@ class Runtime:
             await control.close()
         await self.group.shutdown(self.settings.config.server.shutdown_grace_seconds)
         await self.scheduler.stop()
+        await self.app.close_mail_store()
         await self.app.transport.agent.close_idle()
         scheduler_task.cancel()
         stats_task.cancel()
@@ -529,6 +533,7 @@ class Runtime:
         if sessions:
             await asyncio.wait(sessions)
         await self.scheduler.settle()
+        await app.close_mail_store()
         await app.transport.agent.close_idle()
         await asyncio.to_thread(app.stats.flush)
         app.close()
@@ -667,11 +672,29 @@ def service_specs(
         tls_context=tls_context,
         local_domains=app.local_domains.__contains__,
     )
+    imap_deadlines = Deadlines(
+        command_timeout=config.imap.command_timeout_seconds,
+        data_timeout=config.imap.command_timeout_seconds,
+        min_rate=config.imap.min_data_rate,
+        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
+    )
     specs = []
     for listener, sock in sockets:
-        implicit = tls_context if listener.protocol in ("smtps", "pop3s") else None
+        implicit = tls_context if listener.protocol in ("smtps", "pop3s", "imaps") else None
         handler: SessionHandler
-        if listener.protocol in ("pop3", "pop3s"):
+        if listener.protocol in ("imap", "imaps"):
+            imap_services = IMAPServices(
+                hostname=config.server.hostname,
+                credentials=app.credentials,
+                store=app.mail_store,
+                tls_context=tls_context,
+                local_domains=app.local_domains.__contains__,
+            )
+            imap_for = imap_settings_for(app, None if implicit else tls_context)
+            handler = _serve(IMAPSession, imap_services, imap_for, stopping)
+            refusal = _imap_refusal
+            idle, deadlines = config.imap.timeout * 60.0, imap_deadlines
+        elif listener.protocol in ("pop3", "pop3s"):
             pop3_for = pop3_settings_for(app, None if implicit else tls_context)
             handler = _serve(POP3Session, pop3_services, pop3_for, stopping)
             refusal = _pop3_refusal
@@ -697,6 +720,10 @@ def service_specs(
 
 def _smtp_refusal(reason: str) -> bytes:
     return smtp_engine.refusal(reason).to_bytes()
+
+
+def _imap_refusal(reason: str) -> bytes:
+    return imap_engine.refusal(reason).to_bytes()
 
 
 def _pop3_refusal(reason: str) -> bytes:

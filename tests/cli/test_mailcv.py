@@ -113,7 +113,7 @@ def test_a_locked_mailbox_gets_nothing_and_a_reason(config: Path, tmp_path: Path
     ("argv", "status", "words"),
     [
         (["-Q", "-f", "nobody"], 66, "no such MH folder"),
-        (["-f", "jake"], 64, "only -Q"),
+        (["-f", "jake"], 64, "give -Q -f INPUT"),
         (["-Q", "-f", "jake", "../escape"], 64, "cannot be a mailbox name"),
         (["-Q", "-f", "jake/1"], 64, "not an MH folder"),
     ],

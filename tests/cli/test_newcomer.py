@@ -31,6 +31,8 @@ COMMAND_LINES = [
     ["mailauth", "kate"],
     ["popcv", "/tmp/POP"],
     ["mailcv", "-Q", "-f", "jake", "chuck"],
+    ["mailcv", "-I", "-f", "jake", "business"],
+    ["deliver", "-m", "work", "-f", "a@b.test", "jake"],
     ["mailusradm", "list"],
     ["mailusradm", "set", "kate", "pop"],
     ["mailq", "-v"],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.mta.agents.mbox import MailboxWriter
+from posthouse.mta.agents.mbox import MailboxWriter, SpoolMailbox
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.destinations import RemoteAddress
 from posthouse.mta.direct import CutThrough, DirectDelivery, LocalTarget
@@ -77,8 +77,8 @@ def test_plan_covers_local_mailboxes_and_smtp_hops_once_each(tmp_path: Path) -> 
     plan = d.plan(["team@here.test", "alice@here.test", "carol@there.test"])
     assert plan is not None
     assert plan.local == (
-        LocalTarget("team@here.test", "alice", tmp_path / "alice"),
-        LocalTarget("team@here.test", "bob", tmp_path / "bob"),
+        LocalTarget("team@here.test", "alice", SpoolMailbox("alice", tmp_path / "alice")),
+        LocalTarget("team@here.test", "bob", SpoolMailbox("bob", tmp_path / "bob")),
     )
     assert [(t.recipient, t.address, t.hop.port) for t in plan.remote] == [
         ("team@here.test", "carol@there.test", 2525)

@@ -10,15 +10,20 @@ password it prints, and ``postmaster: demo``; a configured server gets no user a
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
 import secrets
 
 from posthouse.admin.errors import NotConfigured, StorageFailure
-from posthouse.app import prepare_data_dir, refresh_aliases
+from posthouse.app import mail_store_for, prepare_data_dir, refresh_aliases
 from posthouse.auth.users import UserDatabase
 from posthouse.config.load import DEFAULTS_SOURCE
 from posthouse.config.schema import Settings
 from posthouse.mta.aliases import AliasSyntaxError
+from posthouse.server.imap.views import prepared
+from posthouse.store.errors import StoreError
+from posthouse.store.names import user_inbox
 
 __all__ = ["DEMO_USER", "first_run"]
 
@@ -30,6 +35,34 @@ postmaster: {postmaster}
 MAILER-DAEMON: postmaster
 abuse: postmaster
 """
+
+
+WELCOME = (
+    "From: posthouse <postmaster@localhost>\r\n"
+    "To: demo\r\n"
+    "Subject: Welcome to posthouse\r\n"
+    "\r\n"
+    "This message is in your INBOX in the IMAP mail store; read it with any IMAP client.\r\n"
+)
+
+
+def _demo_inbox(settings: Settings) -> None:
+    """Give the demo user an INBOX in the IMAP store (with a welcome message) once."""
+    store = mail_store_for(settings)
+
+    async def create() -> None:
+        try:
+            if await store.backend.get_mailbox(user_inbox(DEMO_USER)) is None:
+                await store.create_user(DEMO_USER)
+                now = dt.datetime.now(dt.UTC).astimezone()
+                await store.deliver(DEMO_USER, [prepared(WELCOME.encode(), now, frozenset())])
+        finally:
+            await store.backend.close()
+
+    try:
+        asyncio.run(create())
+    except (StoreError, OSError) as exc:
+        raise StorageFailure(f"cannot create the demo user's IMAP INBOX: {exc}") from exc
 
 
 def first_run(settings: Settings) -> str | None:
@@ -68,5 +101,6 @@ def _first_run(settings: Settings) -> str | None:
         )
     refresh_aliases(settings)
     if secret_file.exists():
+        _demo_inbox(settings)
         return secret_file.read_text(encoding="utf-8").strip()
     return None

@@ -7,6 +7,7 @@ them is the front end's business.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,10 +115,17 @@ class ServiceTypeChange:
     service_type: ServiceType
     mail_password_set: bool  # the mail password given was needed and stored
     handed_to: str | None  # the account the mailauth files now belong to, if handed over
+    inbox_created: bool = False  # became IMAP type and the store had no INBOX for the user
+    left_imap: bool = False  # was IMAP type: the store's mailboxes are kept as they are
 
 
 def set_service_type(
-    files: MailAuthFiles, name: str, service_type: ServiceType, mail_password: str | None = None
+    files: MailAuthFiles,
+    name: str,
+    service_type: ServiceType,
+    mail_password: str | None = None,
+    *,
+    create_inbox: Callable[[str], bool] | None = None,
 ) -> ServiceTypeChange:
     """Change *name*'s mail service type.
 
@@ -125,10 +133,17 @@ def set_service_type(
     (replacing the one there is); a type that needs one the user lacks
     (:func:`mail_password_needed`) is refused without it (:class:`InvalidRequest`).  A system
     account (``system_accounts``) not yet in the database gets a password-less entry
-    recording its type."""
+    recording its type.
+
+    A user who becomes IMAP type gets their INBOX with Sent, Drafts, Trash and Junk
+    (chapter 12.5.2, 12.5.6) through ``create_inbox`` (True: created, False: there already)
+    *before* the type changes, so mail never goes to a store without the user's INBOX.
+    A user who stops being IMAP type keeps their mailboxes in the store untouched: new mail
+    goes to the spool mailbox again, and nothing already delivered is deleted."""
     with translated(), files.open_mailauth() as mailauth, UserDatabase(files.users_db) as db:
         key = normalize_name(name)
-        if files.directory(db).get(key) is None:
+        found = files.directory(db).get(key)
+        if found is None:
             raise NotFound(f"no such user: {key}")
         password_set = False
         if _missing_mail_password(mailauth, key, service_type) and not mail_password:
@@ -136,8 +151,14 @@ def set_service_type(
         if mail_password and service_type.uses_mail_password:
             mailauth.set_password(key, mail_password)  # a new one replaces the old one
             password_set = True
+        created = False
+        if service_type.uses_imap_store and create_inbox is not None:
+            created = create_inbox(key)
         if db.get(key) is None:  # a system account: record its type in the database
             db.add(key, None, service_type)
         else:
             db.set_service_type(key, service_type)
-        return ServiceTypeChange(key, service_type, password_set, hand_to_daemon(files, mailauth))
+        left = found.service_type.uses_imap_store and not service_type.uses_imap_store
+        return ServiceTypeChange(
+            key, service_type, password_set, hand_to_daemon(files, mailauth), created, left
+        )

@@ -16,7 +16,11 @@ for one twice, as the window's "Enter an alternate password" step does; with
 ``--password-stdin`` it reads one line instead, which replaces the user's mail password if
 there is one already.  A system account (when
 ``system_accounts`` is on) not yet in the database gets a password-less entry
-recording its type.
+recording its type.  A user who becomes imap or imap-mailpass gets their INBOX in the
+IMAP store, with Sent, Drafts, Trash and Junk (12.5.2), before the type changes, the user
+holding ``--rights`` on them (step 8: "in most cases ... All", the default); a user
+who stops being IMAP type keeps those mailboxes (new mail goes to the spool mailbox;
+``posthouse mailcv -I`` moves spool mail the other way).
 
 Exit codes follow sysexits: 0 ok, 64 usage, 67 no such user, 74 I/O error,
 78 mailauth database not initialised (needed for the mail-password types).
@@ -25,22 +29,25 @@ Exit codes follow sysexits: 0 ok, 64 usage, 67 no such user, 74 I/O error,
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from posthouse.admin import users as admin
 from posthouse.admin.errors import AdminError
+from posthouse.admin.mailauth import files_of
+from posthouse.admin.mailstore import ensure_inbox
 from posthouse.admin.users import ServiceType, UserEntry
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
 from posthouse.cli.mailauth import (
     MailAuthFiles,
     Prompt,
     announce_handover,
-    mailauth_files,
     read_new_password,
 )
-from posthouse.config.load import ConfigError
+from posthouse.config.load import ConfigError, load_settings
 
 __all__ = ["add_parser", "format_table", "run_mailusradm"]
 
@@ -59,6 +66,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     setting.add_argument("user", metavar="USER")
     setting.add_argument("service_type", metavar="TYPE", choices=_TYPES, help=", ".join(_TYPES))
     setting.add_argument(
+        "--rights",
+        default="all",
+        metavar="RIGHTS",
+        help="imap types: the user's rights on the new INBOX, 'all' (default) or ACL "
+        "letters such as lrswipkxte (12.5.2 step 8)",
+    )
+    setting.add_argument(
         "--password-stdin",
         action="store_true",
         help="read the mail password, if one is needed, from standard input",
@@ -69,11 +83,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
     try:
-        files = mailauth_files(args.config)
+        settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"posthouse mailusradm: {exc}", file=sys.stderr)
         return EX_CONFIG
-    return run_mailusradm(files, args)
+    return run_mailusradm(
+        files_of(settings),
+        args,
+        create_inbox=functools.partial(
+            ensure_inbox, settings, rights=getattr(args, "rights", "all")
+        ),
+    )
 
 
 def run_mailusradm(
@@ -84,6 +104,7 @@ def run_mailusradm(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     prompt: Prompt = getpass.getpass,
+    create_inbox: Callable[[str], bool] | None = None,
 ) -> int:
     """Run the parsed ``mailusradm`` action against *files*."""
     stdin = sys.stdin if stdin is None else stdin
@@ -101,12 +122,21 @@ def run_mailusradm(
             password = read_new_password(
                 args.password_stdin, stdin, prompt, admin.user_name(args.user)
             )
-        change = admin.set_service_type(files, args.user, service_type, password)
+        change = admin.set_service_type(
+            files, args.user, service_type, password, create_inbox=create_inbox
+        )
     except AdminError as exc:
         return report(TOOL, exc, stderr)
     if change.mail_password_set:
         print(f"mail password set for {change.name}", file=stdout)
+    if change.inbox_created:
+        print(f"{change.name}: IMAP INBOX created (with Sent, Drafts, Trash, Junk)", file=stdout)
     print(f"{change.name}: mail service type is now {service_type.value}", file=stdout)
+    if change.left_imap:
+        print(
+            f"{change.name}: new mail goes to the spool mailbox; the IMAP mailboxes are kept",
+            file=stdout,
+        )
     announce_handover(change.handed_to, stdout)
     return EX_OK
 

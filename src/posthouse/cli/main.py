@@ -29,6 +29,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailauth",
     "popcv",
     "mailcv",
+    "deliver",
     "mailusradm",
     "mailq",
     "mailstats",
@@ -93,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return sendmail(arguments[at + 1 :], default_config=leading.config)
     parser = build_parser(requested_tool(arguments))
-    args = parser.parse_args(arguments)
+    args, unrecognized = parser.parse_known_args(arguments)
+    if unrecognized:  # a tool may ask for its own status (deliver: sysexits EX_USAGE)
+        parser.print_usage(sys.stderr)
+        message = f"posthouse: error: unrecognized arguments: {' '.join(unrecognized)}\n"
+        parser.exit(getattr(args, "usage_status", 2), message)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -121,7 +121,7 @@ def _build(cls: type[Any], raw: Any, prefix: str, source: str, locator: _Locator
     if not isinstance(raw, dict):
         raise _fail(source, locator, prefix, f"[{name}] must be a table")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {_key(f) for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in known:
             dotted = f"{prefix}.{key}" if prefix else key
@@ -129,11 +129,17 @@ def _build(cls: type[Any], raw: Any, prefix: str, source: str, locator: _Locator
             raise _fail(source, locator, dotted, f"unknown option '{dotted}' (known: {choices})")
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
-        if f.name not in raw:
+        key = _key(f)
+        if key not in raw:
             continue
-        dotted = f"{prefix}.{f.name}" if prefix else f.name
-        values[f.name] = _convert(hints[f.name], raw[f.name], dotted, source, locator)
+        dotted = f"{prefix}.{key}" if prefix else key
+        values[f.name] = _convert(hints[f.name], raw[key], dotted, source, locator)
     return cls(**values)
+
+
+def _key(f: dataclasses.Field[Any]) -> str:
+    """An option's name in the file: the field's, or its ``key`` (imapd.conf's dashes)."""
+    return str(f.metadata.get("key", f.name))
 
 
 def _convert(hint: Any, value: Any, dotted: str, source: str, locator: _Locator) -> Any:
@@ -202,7 +208,7 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
             raise _fail(
                 source, locator, f"{where}.path", "unix socket paths are for LMTP listeners only"
             )
-        needs_tls = listener.protocol in ("smtps", "pop3s")
+        needs_tls = listener.protocol in ("smtps", "pop3s", "imaps")
         if needs_tls and not (config.tls.cert_file and config.tls.key_file):
             raise _fail(
                 source,
@@ -309,12 +315,21 @@ def _check_abuse_limits(config: Config, source: str, locator: _Locator) -> None:
         "smtp.auth_failure_window_seconds": config.smtp.auth_failure_window_seconds,
         "smtp.auth_hash_threads": config.smtp.auth_hash_threads,
         "pop3.command_timeout_seconds": config.pop3.command_timeout_seconds,
+        "imap.command_timeout_seconds": config.imap.command_timeout_seconds,
+        "imap.timeout": config.imap.timeout,
+        "imap.maxmessagesize": config.imap.maxmessagesize,
+        "imap.max_errors": config.imap.max_errors,
+        "imap.max_commands": config.imap.max_commands,
     }
     for dotted, value in positive.items():
         if not value > 0:
             raise _fail(source, locator, dotted, f"'{dotted}' must be greater than 0")
-    if config.smtp.min_data_rate < 0:
-        raise _fail(source, locator, "smtp.min_data_rate", "'smtp.min_data_rate' must be >= 0")
+    for dotted, rate in (
+        ("smtp.min_data_rate", config.smtp.min_data_rate),
+        ("imap.min_data_rate", config.imap.min_data_rate),
+    ):
+        if rate < 0:
+            raise _fail(source, locator, dotted, f"'{dotted}' must be >= 0")
     for key in ("auth_failures_per_client", "auth_failures_per_user"):
         value = getattr(config.smtp, key)
         if not 1 <= value <= MAX_AUTH_FAILURES:

@@ -25,7 +25,7 @@ Role = Literal["standalone", "client", "server"]
 MailboxDirectory = Literal["local", "nfs-client", "nfs-server", "server"]
 Locking = Literal["lockf", "lockfile", "both"]
 Forwarding = Literal["none", "internet", "nonlocal", "local"]
-ListenerProtocol = Literal["smtp", "submission", "smtps", "lmtp", "pop3", "pop3s"]
+ListenerProtocol = Literal["smtp", "submission", "smtps", "lmtp", "pop3", "pop3s", "imap", "imaps"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,26 @@ class POP3Section:
 
 
 @dataclass(frozen=True)
+class IMAPSection:
+    """The IMAP server and its mail store (12.5), with imapd.conf's option names.
+
+    ``partition-default`` is written with its dash, as in imapd.conf."""
+
+    configdirectory: str = ""  # the store's mailboxes list, indexes of users; default DATA/imap
+    partition_default: str = field(default="", metadata={"key": "partition-default"})
+    defaultpartition: str = "default"
+    admins: str = ""  # space-separated user names (imapd.conf admins)
+    quotawarn: int = 90  # percent of a quota root that draws a warning
+    allowplaintext: bool = False  # LOGIN/AUTHENTICATE without TLS (always from loopback)
+    maxmessagesize: int = 64 * 1024 * 1024  # one APPEND message (APPENDLIMIT), octets
+    timeout: int = 30  # minutes: the autologout timer (RFC 3501 §5.4: at least 30)
+    max_errors: int = 50
+    max_commands: int = 1_000_000
+    command_timeout_seconds: float = 60.0  # a command line, first byte to end
+    min_data_rate: float = 1024.0  # octets/s a literal (APPEND) must keep up after the timeout
+
+
+@dataclass(frozen=True)
 class ListenerSection:
     """One ``[[listener]]`` table."""
 
@@ -201,6 +221,7 @@ def default_listeners() -> tuple[ListenerSection, ...]:
     return (
         ListenerSection(protocol="smtp", address="127.0.0.1", port=2525),
         ListenerSection(protocol="pop3", address="127.0.0.1", port=1110),
+        ListenerSection(protocol="imap", address="127.0.0.1", port=1143),
     )
 
 
@@ -212,6 +233,7 @@ class Config:
     mail: MailSection = field(default_factory=MailSection)
     smtp: SMTPSection = field(default_factory=SMTPSection)
     pop3: POP3Section = field(default_factory=POP3Section)
+    imap: IMAPSection = field(default_factory=IMAPSection)
     listener: tuple[ListenerSection, ...] = field(default_factory=default_listeners)
     tls: TLSSection = field(default_factory=TLSSection)
     aliases: AliasesSection = field(default_factory=AliasesSection)

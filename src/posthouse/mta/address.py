@@ -41,6 +41,18 @@ def normalize_local(local: str) -> str:
     return local.lower()
 
 
+DETAIL_DELIMITER = "+"  # user+detail: the detail names a folder of user's mailbox (12.5.7)
+
+
+def split_detail(local: str) -> tuple[str, str | None]:
+    """``("user", "detail")`` for ``user+detail`` (the first ``+``), else ``(local, None)``;
+    the detail keeps its case (IMAP folder names are case-sensitive)."""
+    user, plus, detail = local.partition(DETAIL_DELIMITER)
+    if not plus or not user or not detail:
+        return local, None
+    return user, detail
+
+
 def strip_angle_brackets(addr: str) -> str:
     """Remove one pair of surrounding ``<...>`` (as found in SMTP paths), plus whitespace."""
     addr = addr.strip()

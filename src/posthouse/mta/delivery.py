@@ -36,6 +36,7 @@ from posthouse.mta.agents.local_runner import LocalRunner
 from posthouse.mta.agents.mbox import MailboxWriter, SpoolMailbox
 from posthouse.mta.agents.program import ProgramDelivery
 from posthouse.mta.agents.smtp import SMTPDelivery, SMTPRecipient
+from posthouse.mta.agents.store import StoreDelivery, StoreMailbox
 from posthouse.mta.agents.transaction import (
     DeliveryAgent,
     MessageBody,
@@ -144,6 +145,7 @@ class QueueDelivery:
         runner: LocalRunner | None = None,
         local_mail: LocalMail | None = None,
         mbox: MailboxWriter | None = None,
+        store_agent: StoreDelivery | None = None,
     ) -> None:
         self.store = store
         self.expander = expander
@@ -165,6 +167,7 @@ class QueueDelivery:
             owner_of=lambda path: mailboxes.owner_of(path.name),
             trusted_uids=mailboxes.trusted_uids,
         )
+        self.store_agent = store_agent
         self.smtp = None
         if transport is not None:
             self.smtp = SMTPDelivery(transport.agent, outbound_sender=transport.outbound_sender)
@@ -319,6 +322,10 @@ class QueueDelivery:
                     self._settle(work, rcpt, target.error, now, mailer=target.mailer)
                     continue
                 agent = self._agent_for(target)
+                if agent is None:
+                    unavailable = MailError("4.3.0", "no IMAP mail store on this host")
+                    self._settle(work, rcpt, unavailable, now, mailer="local")
+                    continue
                 key = (id(agent), work.envelope.queue_id)
                 planned = transactions.get(key)
                 if planned is None:
@@ -337,9 +344,11 @@ class QueueDelivery:
                 for rcpt in planned.states[result.recipient]:  # each destination gets one copy
                     self._settle(planned.work, rcpt, result.error, now, mailer=mailer, relay=relay)
 
-    def _agent_for(self, target: Target) -> DeliveryAgent[Any]:
+    def _agent_for(self, target: Target) -> DeliveryAgent[Any] | None:
         if isinstance(target, SpoolMailbox):
             return self.mbox
+        if isinstance(target, StoreMailbox):
+            return self.store_agent
         if isinstance(target, SMTPRecipient):
             assert self.smtp is not None  # Targets plans SMTP only with a transport
             return self.smtp

@@ -8,7 +8,9 @@ through the agents' one interface (:mod:`posthouse.mta.agents.transaction`),
 before answering the final dot:
 
 * local mailboxes: one transaction of the mbox agent (group-committed appends,
-  :mod:`posthouse.mta.agents.mbox`); the reply waits for the fsync of every mailbox;
+  :mod:`posthouse.mta.agents.mbox`) for spool files, one of the store agent
+  (:mod:`posthouse.mta.agents.store`) for IMAP-type users; the reply waits for the fsync
+  of every mailbox (and the store's index commit);
 * remote addresses (*cut-through* relaying, as Exim calls it): one transaction of
   the SMTP agent, sent to each next hop over a cached connection; the reply waits
   for the next hop's 250, which makes that host responsible for the message.
@@ -37,11 +39,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 
+from posthouse.mta.address import DETAIL_DELIMITER
 from posthouse.mta.agents.mbox import MailboxWriter, SpoolMailbox
 from posthouse.mta.agents.smtp import SMTPDelivery, SMTPRecipient
+from posthouse.mta.agents.store import StoreDelivery, StoreMailbox
 from posthouse.mta.agents.transaction import (
     MessageBody,
     MessageEnvelope,
@@ -64,16 +67,23 @@ log = logging.getLogger("posthouse.mta.direct")
 
 @dataclass(frozen=True)
 class LocalTarget:
-    """Envelope recipient ``recipient`` ends in the spool mailbox ``path`` of local user
-    ``user``."""
+    """Envelope recipient ``recipient`` ends in ``mailbox`` (a spool file or the store) of
+    local user ``user``."""
 
     recipient: str
     user: str
-    path: Path
+    mailbox: SpoolMailbox | StoreMailbox
 
     @property
     def destination(self) -> Destination:
         return LocalMailbox(self.user)
+
+
+def _local_user(mailbox: SpoolMailbox | StoreMailbox) -> str:
+    """The local mailbox name a target stands for (``user+folder`` for a store folder)."""
+    if isinstance(mailbox, StoreMailbox) and mailbox.folder is not None:
+        return mailbox.user + DETAIL_DELIMITER + mailbox.folder
+    return mailbox.user
 
 
 @dataclass(frozen=True)
@@ -152,9 +162,11 @@ class DirectDelivery:
         local_mail: LocalMail,
         stats: Statistics | None = None,
         relay: CutThrough | None = None,
+        store: StoreDelivery | None = None,
     ) -> None:
         self.expander = expander
         self.writer = writer
+        self.store = store
         self.local_mail = local_mail
         self.stats = stats
         self.relay = relay
@@ -181,7 +193,7 @@ class DirectDelivery:
 
     def plan(self, recipients: list[str]) -> DirectPlan | None:
         """The plan when every recipient ends in destinations handled here, else None."""
-        local: dict[str, LocalTarget] = {}
+        local: dict[SpoolMailbox | StoreMailbox, LocalTarget] = {}
         remote: dict[str, RemoteTarget] = {}
         for recipient in recipients:
             expansion = self.expander.expand(recipient)
@@ -191,8 +203,10 @@ class DirectDelivery:
                 if delivery.sender is not None:
                     return None
                 match self._targets.resolve(delivery.destination):
-                    case SpoolMailbox(user=user, path=path):
-                        local.setdefault(user, LocalTarget(recipient, user, path))
+                    case SpoolMailbox() as box:
+                        local.setdefault(box, LocalTarget(recipient, box.user, box))
+                    case StoreMailbox() as box if self.store is not None:
+                        local.setdefault(box, LocalTarget(recipient, _local_user(box), box))
                     case SMTPRecipient(hop=hop, address=address) if self._cut_through(hop):
                         remote.setdefault(address, RemoteTarget(recipient, address, hop, address))
                     case _:
@@ -234,12 +248,16 @@ class DirectDelivery:
         )
         body = MessageBody(_no_file, content)
         commits = []
-        if plan.local:
-            mbox = self.writer.start(message)
-            for local in plan.local:
-                mbox.add_recipient(SpoolMailbox(local.user, local.path))
-            mbox.body(body)
-            commits.append(self._commit(mbox, plan.local, envelope, len(content)))
+        spool = [t for t in plan.local if isinstance(t.mailbox, SpoolMailbox)]
+        stored = [t for t in plan.local if isinstance(t.mailbox, StoreMailbox)]
+        for agent, targets in ((self.writer, spool), (self.store, stored)):
+            if targets:
+                assert agent is not None  # store targets are planned only with the agent
+                local_transaction: Transaction[Any] = agent.start(message)
+                for local in targets:
+                    local_transaction.add_recipient(local.mailbox)
+                local_transaction.body(body)
+                commits.append(self._commit(local_transaction, targets, envelope, len(content)))
         if plan.remote:
             assert self._smtp is not None  # planned only with cut-through
             smtp = self._smtp.start(message)

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Protocol
 
 from posthouse.mta.address import (
+    DETAIL_DELIMITER,
     join_address,
     normalize_local,
     split_address,
+    split_detail,
     strip_angle_brackets,
     unquote_local,
 )
@@ -219,7 +221,11 @@ class Expander:
         key = normalize_local(local)
         if not bypass and self._lookup_alias(key) is not None:
             return True
-        return self._user_exists(key) or self._relay_unknown_to is not None
+        return (
+            self._user_exists(key)
+            or self._detailed_user(local) is not None
+            or self._relay_unknown_to is not None
+        )
 
     # -- expansion ------------------------------------------------------------------
 
@@ -282,9 +288,23 @@ class Expander:
             self._alias(entry, key, domain or ctx.domain, targets, ctx, run)
             return
         if not self._user_exists(key):
-            self._unknown(entry, local, run, ctx)
+            detailed = self._detailed_user(local)
+            if detailed is not None:
+                run.deliver(LocalMailbox(detailed), ctx)
+            else:
+                self._unknown(entry, local, run, ctx)
             return
         self._forward(entry, key, ctx, run)
+
+    def _detailed_user(self, local: str) -> str | None:
+        """``user+detail`` of an existing user (no alias of that name): the mailbox
+        ``user+detail``, whose detail names a folder of the user's mailbox (delivered as
+        it is, without the user's ``.forward``); else None."""
+        user, detail = split_detail(local)
+        key = normalize_local(user)
+        if detail is None or not self._user_exists(key):
+            return None
+        return key + DETAIL_DELIMITER + detail
 
     def _mailbox(self, entry: str, user: str, run: _Run, ctx: _Context) -> None:
         if self._user_exists(user):

@@ -5,7 +5,8 @@ one into an agent's recipient (:data:`Target`), the same way for direct delivery
 (:mod:`posthouse.mta.direct`) and for queue runs (:mod:`posthouse.mta.delivery`):
 
 * a local user's mailbox: wherever :class:`~posthouse.mta.local_mail.LocalMail` says (the
-  spool mailbox, :class:`~posthouse.mta.agents.mbox.SpoolMailbox`, or with ``forwarding =
+  spool mailbox, :class:`~posthouse.mta.agents.mbox.SpoolMailbox`; the user's mailbox in
+  the IMAP store, :class:`~posthouse.mta.agents.store.StoreMailbox`; or with ``forwarding =
   local`` the relay, planned as a remote address);
 * a remote address: where :meth:`~posthouse.mta.transport.RemoteTransport.plan` says (SMTP to
   a next hop, :class:`~posthouse.mta.agents.smtp.SMTPRecipient`; a gateway's transport
@@ -26,6 +27,7 @@ from posthouse.mta.address import unquote_local
 from posthouse.mta.agents.mbox import SpoolMailbox
 from posthouse.mta.agents.program import FileCall, ProgramCall
 from posthouse.mta.agents.smtp import SMTPRecipient
+from posthouse.mta.agents.store import StoreMailbox
 from posthouse.mta.destinations import (
     Destination,
     FileDestination,
@@ -41,7 +43,7 @@ from posthouse.mta.transport import LocalRoute, PipeRoute, RemoteTransport, SMTP
 
 __all__ = ["Target", "Targets", "Unroutable", "mailer_of"]
 
-Target = SpoolMailbox | SMTPRecipient | ProgramCall | FileCall
+Target = SpoolMailbox | StoreMailbox | SMTPRecipient | ProgramCall | FileCall
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Unroutable:
 def mailer_of(target: Target) -> tuple[str, str]:
     """The mailer and relay of a log line for ``target`` (sendmail's names)."""
     match target:
-        case SpoolMailbox():
+        case SpoolMailbox() | StoreMailbox():
             return "local", "localhost"
         case SMTPRecipient(hop=hop):
             return "smtp", relay_name(hop)
@@ -89,7 +91,7 @@ class Targets:
             where = self.local_mail.target(user)
         except MailError as error:
             return Unroutable(error, "local")
-        if isinstance(where, SpoolMailbox):
+        if isinstance(where, SpoolMailbox | StoreMailbox):
             return where
         if not via_relay:  # routed here, and from here to the relay: a loop
             return Unroutable(MailError("5.4.6", f"<{address}>: routing loop"), "local")

@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from posthouse.store.acl import ANONYMOUS
+from posthouse.store.acl import ANONYMOUS, format_rights, parse_rights
 from posthouse.store.backend import (
     AppendResult,
     MailboxRecord,
@@ -41,6 +41,7 @@ from posthouse.store.errors import (
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
     SEPARATOR,
+    InvalidName,
     UserView,
     check_name,
     check_user_name,
@@ -100,11 +101,13 @@ class MailStore:
 
     # -- users --
 
-    async def create_user(self, user: str) -> MailboxRecord:
+    async def create_user(self, user: str, *, rights: str = OWNER_ACL_RIGHTS) -> MailboxRecord:
         """Create ``user``'s INBOX, the SPECIAL-USE folders, and subscribe the user to them
-        (chapter 12.5.6; what ``mailusradm`` calls when a user becomes IMAP type)."""
+        (chapter 12.5.6; what ``mailusradm`` calls when a user becomes IMAP type).  ``rights``:
+        the user's own rights on them (12.5.2 step 8, "in most cases ... All");
+        :class:`~posthouse.store.acl.AclError` for a letter that is no right."""
         inbox = user_inbox(user)
-        acl = f"{user}\t{OWNER_ACL_RIGHTS}\t"
+        acl = f"{user}\t{format_rights(parse_rights(rights))}\t"
         record = await self.backend.create_mailbox(NewMailbox(inbox, self.default_partition, acl))
         await self.backend.set_subscribed(user, inbox, True)
         for folder, special_use in DEFAULT_FOLDERS:
@@ -131,19 +134,28 @@ class MailStore:
         return [r.name for r in deleted]
 
     async def deliver(
-        self, user: str, messages: Sequence[NewMessage], *, folder: str | None = None
+        self,
+        user: str,
+        messages: Sequence[NewMessage],
+        *,
+        folder: str | None = None,
+        poster: str = ANONYMOUS,
     ) -> AppendResult:
         """Local delivery into ``user``'s INBOX (the MTA's agent and ``deliver`` call this).
 
         With ``folder`` (``user+folder@domain``, ``deliver -m folder``) the message goes to
         ``INBOX.folder`` when that mailbox lets the delivery system post to it (the ``p``
-        right of ``anonymous``, chapter 12.5.7), else to the INBOX, as Cyrus's deliver does.
+        right of ``poster``: ``anonymous`` unless ``deliver -a`` names who posts, chapter
+        12.5.7), else to the INBOX, as Cyrus's deliver does.
         """
         inbox = user_inbox(user)
         record = None
         if folder:
-            target = await self.backend.get_mailbox(check_name(inbox + SEPARATOR + folder))
-            if target is not None and "p" in self.rights(ANONYMOUS, target):
+            try:
+                target = await self.backend.get_mailbox(check_name(inbox + SEPARATOR + folder))
+            except InvalidName:  # not a mailbox name: the INBOX, as for a missing folder
+                target = None
+            if target is not None and "p" in self.rights(poster, target):
                 record = target
         if record is None:
             record = await self.backend.get_mailbox(inbox)

@@ -233,11 +233,23 @@ def _process_lock(path: Path, deadline: float) -> Iterator[None]:
 
 
 def _read_pid(lock: Path) -> int | None:
+    """The pid written in a dot-lock, if it is a regular file holding one.
+
+    Anyone who may create files in the spool directory may plant ``NAME.lock``: it is
+    opened without following a symlink and without blocking (a FIFO would otherwise hang
+    the delivery or login that reads it), and only a regular file is read."""
     try:
-        with open(lock, "rb") as f:
-            text = f.read(64).decode("ascii", "replace").strip()
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 64).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     try:
         pid = int(text.split()[0]) if text else 0
     except ValueError:

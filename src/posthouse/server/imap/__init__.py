@@ -1,0 +1,1 @@
+"""The IMAP server: the session (session.py), its command groups and their helpers."""
