@@ -129,14 +129,18 @@ def prepare_data_dir(settings: Settings) -> None:
     paths.proc_dir.mkdir(parents=True, exist_ok=True)
 
 
-def check_mailbox_directory(settings: Settings) -> None:
-    """An NFS client's spool must be its mailbox server's export (12.3.1 step 4; see
-    :mod:`posthouse.store.mbox.mounts`): ConfigError, naming ``mailbox_server``, if not."""
+def mailbox_directory_problem(settings: Settings) -> str | None:
+    """What is wrong with an NFS client's spool, which must be its mailbox server's export
+    (12.3.1 step 4; see :mod:`posthouse.store.mbox.mounts`); None if nothing."""
     mail = settings.config.mail
     if mail.mailbox_directory != "nfs-client":
-        return
-    spool = settings.paths.spool_dir.resolve()
-    problem = spool_problem(spool, mail.mailbox_server, read_mounts())
+        return None
+    return spool_problem(settings.paths.spool_dir.resolve(), mail.mailbox_server, read_mounts())
+
+
+def check_mailbox_directory(settings: Settings) -> None:
+    """:func:`mailbox_directory_problem` as a ConfigError naming ``mailbox_server``."""
+    problem = mailbox_directory_problem(settings)
     if problem is not None:
         raise located_error(settings.source, "mail.mailbox_server", problem)
 

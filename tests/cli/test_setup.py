@@ -465,6 +465,18 @@ def test_stale_pid_file_is_not_a_running_daemon(path: Path) -> None:
     assert "No running daemon found" in out
 
 
+def test_interactive_without_a_daemon_asks_to_start_it_and_enter_does_not(path: Path) -> None:
+    """12.3.1 step 8 on a new system: the last question is still asked; No is the default."""
+    _with_data_dir(path)
+    script = Script({"Role": ["client"], "Mail server": ["big.com"], "Write": ["y"]})
+    code, out, err = run(path, "--interactive", ask=script)
+    assert (code, err) == (0, "")
+    [asked] = script.asked("Start the mail daemon now")
+    assert asked.rstrip().endswith("[y/N]")
+    assert "Not started" in out and "posthouse start" in out
+    assert not (path.parent / "data" / "posthouse.pid").exists()
+
+
 # -- render_config ---------------------------------------------------------------------------
 
 HAND_MADE = [

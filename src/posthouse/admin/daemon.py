@@ -30,6 +30,9 @@ __all__ = [
     "LSB_NOT_PERMITTED",
     "LSB_NOT_RUNNING",
     "LSB_OK",
+    "STATUS_DEAD_WITH_PID_FILE",
+    "STATUS_NOT_RUNNING",
+    "STATUS_UNKNOWN",
     "Result",
     "change_own_mail_password",
     "daemon_status",
@@ -195,7 +198,20 @@ def stop_daemon(settings: Settings, *, timeout: float | None = None) -> Result:
 
 
 def restart_daemon(settings: Settings, *, timeout: float | None = None) -> Result:
-    """Stop the daemon (waiting for it) and start it again with the configuration file."""
+    """Stop the daemon (waiting for it) and start it again with the configuration file.
+
+    A configuration the new daemon would refuse (an NFS client's mailbox directory not
+    mounted from its mailbox server) does not stop the running one."""
+    # Imported here: mailq and the other light commands use this module without the server.
+    from posthouse.app import mailbox_directory_problem
+
+    problem = mailbox_directory_problem(settings)
+    if problem is not None:
+        return Result(
+            LSB_NOT_CONFIGURED,
+            f"not restarted, the new configuration cannot start: {problem}; "
+            "the running daemon keeps the old configuration",
+        )
     stopped = stop_daemon(settings, timeout=timeout)
     if stopped.code != LSB_OK:
         return stopped

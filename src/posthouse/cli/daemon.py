@@ -4,7 +4,8 @@
 
     posthouse start      start ``posthouse serve`` in the background; wait until it answers
     posthouse stop       stop it, waiting while it finishes the sessions in flight
-    posthouse restart    stop, then start (a new configuration file applies as a whole)
+    posthouse restart    stop, then start (a new configuration file applies as a whole; one
+                         whose NFS mailbox directory is not mounted leaves it running)
     posthouse status     say whether it runs
     posthouse reload     re-read the configuration (as SIGHUP does); says what needs a restart
 

@@ -45,7 +45,9 @@ difference from the current file, asks ``Write this configuration? [y/N]`` (not 
 ``FILE.bak``, and, as the chapter's last step (12.3.1 step 8), asks whether to restart a
 running daemon now or let the changes apply at the next boot; the restart stops the daemon
 (letting sessions finish) and starts it with the new file, as ``posthouse restart`` does.
-In scripted mode it restarts unless ``--no-restart``.
+When no daemon runs, the interactive question is whether to start it now (the chapter's
+Restart starts sendmail), No being the default.  In scripted mode it restarts a running
+daemon unless ``--no-restart``, and never starts one.
 
 Exit status: 0 done (or nothing to change), 1 declined or aborted, 64 usage error, 69 the
 file was written but the daemon did not restart, 73 the file cannot be written, 78 invalid
@@ -69,7 +71,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from posthouse.admin.daemon import LSB_OK, daemon_status, restart_daemon
+from posthouse.admin.daemon import (
+    LSB_OK,
+    STATUS_DEAD_WITH_PID_FILE,
+    STATUS_NOT_RUNNING,
+    daemon_status,
+    restart_daemon,
+    start_daemon,
+)
 from posthouse.admin.errors import AdminError, NotConfigured
 from posthouse.admin.setup import (
     InvalidConfiguration,
@@ -300,30 +309,37 @@ def _offer_restart(
     apply at the next boot."""
     settings = settings_of(new, path)
     running = daemon_status(settings)
-    if running.code != LSB_OK:
+    if running.code == LSB_OK:
+        later = f"the running daemon (pid {running.pid}) keeps the old configuration until "
+        later += "the next boot or `posthouse restart`."
+        question, verb = "Restart", "restarted"
+    elif interactive and running.code in (STATUS_NOT_RUNNING, STATUS_DEAD_WITH_PID_FILE):
+        # On a new system the chapter's Restart starts the daemon; an Enter does not.
+        later = "the configuration applies when the daemon starts (at the next boot or "
+        later += "`posthouse start`)."
+        question, verb = "Start", "started"
+    else:
         dialogue.say("No running daemon found; the configuration applies when it starts.")
         return EX_OK
-    later = f"the running daemon (pid {running.pid}) keeps the old configuration until "
-    later += "the next boot or `posthouse restart`."
     if args.no_restart:
-        dialogue.say(f"Not restarted: {later}")
+        dialogue.say(f"Not {verb}: {later}")
         return EX_OK
     if interactive:
         try:
-            restart = dialogue.yes_no(
-                "Restart the mail daemon now to apply the changes (No: at the next boot)?",
-                default=True,
+            accepted = dialogue.yes_no(
+                f"{question} the mail daemon now to apply the changes (No: at the next boot)?",
+                default=verb == "restarted",
             )
         except (EOFError, KeyboardInterrupt):
-            restart = False
-        if not restart:
-            dialogue.say(f"Not restarted: {later}")
+            accepted = False
+        if not accepted:
+            dialogue.say(f"Not {verb}: {later}")
             return EX_OK
-    result = restart_daemon(settings)
+    result = restart_daemon(settings) if verb == "restarted" else start_daemon(settings)
     if result.code != LSB_OK:
-        err.write(f"setup: restart failed: {result.message}\n")
+        err.write(f"setup: {question.lower()} failed: {result.message}\n")
         return EX_RESTART_FAILED
-    dialogue.say(f"The mail daemon has been restarted with {path}: {result.message}.")
+    dialogue.say(f"The mail daemon has been {verb} with {path}: {result.message}.")
     return EX_OK
 
 
