@@ -1,10 +1,9 @@
 """The one place where concrete classes are wired together.
 
 ``build_application(settings)`` turns a loaded configuration into the objects
-every entry point needs (users, aliases, queue, delivery, policy); the daemon
-adds listeners and the scheduler with ``serve_forever``.  The daemon's life is
-here too: ``prepare_daemon`` (root helper, listeners bound, root given up),
-``run_daemon`` (worker processes, pid file), ``reload`` (SIGHUP); and
+every entry point needs (users, aliases, queue, delivery, policy), and the
+protocol services and settings sessions are made with; the daemon's life (listeners,
+workers, reload by rebuilding the application) is :mod:`posthouse.daemon`'s.
 ``serve_stdio`` runs one SMTP session on standard input and output
 (``sendmail -bs``).  Nothing registers itself at import time and there are no
 module-level singletons.
@@ -13,31 +12,26 @@ module-level singletons.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import pwd
-import signal
-import socket
 import ssl
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
-from posthouse.config.load import ConfigError, load_settings, located_error
+from posthouse.config.load import located_error
 from posthouse.config.schema import ListenerSection, Settings
-from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
+from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
 from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
 from posthouse.mta.aliasdb import AliasDatabase, build_alias_database
-from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
@@ -60,23 +54,10 @@ from posthouse.protocols.imap import engine as imap_engine
 from posthouse.protocols.imap.reader import ReaderLimits
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.smtp import engine as smtp_engine
-from posthouse.server.connection import Connection, Deadlines, Peer
-from posthouse.server.imap.session import IMAPServices, IMAPSession
-from posthouse.server.limits import ConnectionLimiter
-from posthouse.server.listener import (
-    BindError,
-    ListenerGroup,
-    ServiceSpec,
-    SessionHandler,
-    bind_socket,
-    socket_port,
-)
-from posthouse.server.pop3 import POP3Services, POP3Session, apop_timestamp
-from posthouse.server.privileges import PrivilegeError, drop_privileges
-from posthouse.server.records import ConnectionRecord, ConnectionRegistry, remove_stale_records
+from posthouse.server.connection import Connection, Peer
+from posthouse.server.pop3 import apop_timestamp
+from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
-from posthouse.server.supervisor import run_workers
-from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.maildrop import Maildrop
@@ -473,14 +454,6 @@ def smtp_services_for(
     )
 
 
-def _smtp_refusal(reason: str) -> bytes:
-    return smtp_engine.refusal(reason).to_bytes()
-
-
-def _imap_refusal(reason: str) -> bytes:
-    return imap_engine.refusal(reason).to_bytes()
-
-
 def mail_store_for(settings: Settings) -> MailStore:
     """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
     imap = settings.config.imap
@@ -525,10 +498,6 @@ def imap_settings_for(
         )
 
     return settings_for
-
-
-def _pop3_refusal(reason: str) -> bytes:
-    return pop3_engine.refusal(reason).to_bytes()
 
 
 def pop3_settings_for(
@@ -588,273 +557,6 @@ def open_maildrop_for(app: Application) -> Callable[[str], Maildrop]:
     return open_maildrop
 
 
-async def serve_forever(
-    app: Application,
-    sockets: list[tuple[ListenerSection, socket.socket]],
-    *,
-    on_reload: Callable[[], None] | None = None,
-) -> None:
-    """Serve the listeners and run deliveries until SIGTERM/SIGINT; SIGHUP calls on_reload."""
-    config = app.settings.config
-    tls_context: ssl.SSLContext | None = None
-    if config.tls.cert_file:
-        tls_context = server_context(config.tls.cert_file, config.tls.key_file)
-    remove_stale_records(app.settings.paths.proc_dir)
-    limiter = ConnectionLimiter(
-        config.smtp.max_connections,
-        config.smtp.max_connections_per_client,
-        exempt=app.policy.is_trusted,  # smtpd_client_event_limit_exceptions = $mynetworks
-    )
-    smtp_deadlines = Deadlines(
-        command_timeout=config.smtp.command_timeout_seconds,
-        data_timeout=config.smtp.data_timeout_seconds,
-        min_rate=config.smtp.min_data_rate,
-        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
-    )
-    pop3_deadlines = Deadlines(
-        command_timeout=config.pop3.command_timeout_seconds,
-        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
-    )
-    registry = ConnectionRegistry(app.settings.paths.proc_dir)
-    group = ListenerGroup(limiter, registry)
-    scheduler = DeliveryScheduler(app.delivery, app.queue)
-    smtp_services = smtp_services_for(app, scheduler, tls_context)
-    pop3_services = POP3Services(
-        hostname=config.server.hostname,
-        credentials=app.credentials,
-        open_maildrop=open_maildrop_for(app),
-        tls_context=tls_context,
-        local_domains=app.local_domains.__contains__,
-    )
-    mail_store = mail_store_for(app.settings)
-    imap_services = IMAPServices(
-        hostname=config.server.hostname,
-        credentials=app.credentials,
-        store=mail_store,
-        tls_context=tls_context,
-        local_domains=app.local_domains.__contains__,
-    )
-    imap_deadlines = Deadlines(
-        command_timeout=config.imap.command_timeout_seconds,
-        handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
-    )
-    for listener, sock in sockets:
-        implicit = tls_context if listener.protocol in ("smtps", "pop3s", "imaps") else None
-        handler: SessionHandler
-        if listener.protocol in ("imap", "imaps"):
-            imap_for = imap_settings_for(app, None if implicit else tls_context)
-            handler = _serve(IMAPSession, imap_services, imap_for, group.stopping)
-            refusal = _imap_refusal
-            idle, deadlines = config.imap.timeout * 60.0, imap_deadlines
-        elif listener.protocol in ("pop3", "pop3s"):
-            pop3_for = pop3_settings_for(app, None if implicit else tls_context)
-            handler = _serve(POP3Session, pop3_services, pop3_for, group.stopping)
-            refusal = _pop3_refusal
-            idle, deadlines = config.pop3.idle_timeout_seconds, pop3_deadlines
-        else:
-            smtp_for = engine_settings(app, listener, tls_context is not None and not implicit)
-            handler = _serve(SMTPSession, smtp_services, smtp_for, group.stopping)
-            refusal = _smtp_refusal
-            idle, deadlines = config.smtp.idle_timeout_seconds, smtp_deadlines
-        await group.start(
-            ServiceSpec(
-                name=listener.protocol,
-                sock=sock,
-                handler=handler,
-                idle_timeout=idle,
-                refusal=refusal,
-                implicit_tls=implicit,
-                deadlines=deadlines,
-            )
-        )
-    app.transport.bind_loop(asyncio.get_running_loop())
-    scheduler_task = asyncio.create_task(scheduler.run())
-    stats_task = asyncio.create_task(_flush_statistics(app.stats))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    if on_reload is not None:
-        loop.add_signal_handler(signal.SIGHUP, on_reload)
-    await stop.wait()
-    log.info("shutting down: finishing sessions in flight")
-    await group.shutdown(config.server.shutdown_grace_seconds)
-    await scheduler.stop()
-    await mail_store.backend.close()
-    await app.transport.agent.close_idle()
-    scheduler_task.cancel()
-    stats_task.cancel()
-    await asyncio.gather(scheduler_task, stats_task, return_exceptions=True)
-    app.stats.flush()
-    registry.close()
-    log.info("stopped")
-
-
-class _Session(Protocol):
-    async def run(self) -> None: ...
-
-
-_Services = TypeVar("_Services")
-_EngineSettings = TypeVar("_EngineSettings")
-
-
-def _serve(
-    session: Callable[[Connection, _Services, _EngineSettings, asyncio.Event], _Session],
-    services: _Services,
-    settings_for: Callable[[Connection], _EngineSettings],
-    stopping: asyncio.Event,
-) -> SessionHandler:
-    """The handler that runs a protocol's session on each admitted connection."""
-
-    async def handler(connection: Connection) -> None:
-        await session(connection, services, settings_for(connection), stopping).run()
-
-    return handler
-
-
-async def _flush_statistics(stats: Statistics, interval: float = 1.0) -> None:
-    """Write the mailstats counters at least once a second (off the event loop)."""
-    while True:
-        await asyncio.sleep(interval)
-        if stats.pending_events:
-            await asyncio.to_thread(stats.flush)
-
-
-# -- the daemon's life ------------------------------------------------------------------------
-
-VERIFIED_LOGIN_SECONDS = 300.0  # a verified password is trusted again for five minutes
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why."""
-
-
-class ConfigurationProblem(StartupError):
-    """The configuration (or a file it names, such as the TLS certificate) is unusable."""
-
-
-class ListenProblem(StartupError):
-    """A listener's address cannot be bound."""
-
-
-class SystemProblem(StartupError):
-    """The account to run as, or the data directory, cannot be used."""
-
-
-def check_startup(settings: Settings) -> None:
-    """What ``load_settings`` cannot check: the TLS certificate and key load together, and
-    an NFS client's mailbox directory is its server's."""
-    check_mailbox_directory(settings)
-    tls = settings.config.tls
-    if tls.cert_file:
-        try:
-            server_context(tls.cert_file, tls.key_file)
-        except TLSConfigError as exc:
-            raise ConfigurationProblem(str(exc)) from exc
-
-
-@dataclass
-class Daemon:
-    """A daemon ready to serve: its listeners bound and root given up."""
-
-    settings: Settings
-    sockets: list[tuple[ListenerSection, socket.socket]]
-    runner: LocalRunner | None  # the root helper, when started as root
-    switched_to: str | None  # the account it became, when started as root
-
-    def listening(self) -> list[tuple[str, str]]:
-        """(protocol, where) of each listener: a socket path or ``address:port``."""
-        return [
-            (listener.protocol, listener.path or f"{listener.address}:{socket_port(sock)}")
-            for listener, sock in self.sockets
-        ]
-
-
-def prepare_daemon(settings: Settings) -> Daemon:
-    """Bind every listener and, started as root, become ``server.run_as``.
-
-    Started as root with an account to drop to, programs and files are run by a helper
-    that keeps root (never the daemon's account, which holds the keys; see local_runner),
-    and the data directory is handed to that account."""
-    run_as = settings.config.server.run_as
-    runner: LocalRunner | None = None
-    if os.geteuid() == 0 and run_as:
-        runner = start_helper(DirectRunner(identity_resolver(settings)))
-    try:
-        sockets = [
-            (item, bind_socket(item.address, item.port, item.path))
-            for item in settings.config.listener
-        ]
-    except BindError as exc:
-        raise ListenProblem(str(exc)) from exc
-    try:
-        switched_to = drop_privileges(run_as, [settings.paths.data_dir])
-    except (PrivilegeError, OSError) as exc:
-        raise SystemProblem(str(exc)) from exc
-    return Daemon(settings, sockets, runner, switched_to)
-
-
-def worker_count(configured: int | str) -> int:
-    """Worker processes to run: ``configured``, or one per CPU for ``"auto"`` (nginx's)."""
-    return configured if isinstance(configured, int) else os.cpu_count() or 1
-
-
-def run_daemon(daemon: Daemon, workers: int) -> int:
-    """Serve until SIGTERM in this process (one worker) or in *workers* forked ones, with
-    the process id in ``Paths.pid_file`` meanwhile."""
-    settings = daemon.settings
-    pid_file = settings.paths.pid_file
-    pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
-    # Made here, before the fork: all workers share them.
-    verified_logins = VerifiedCache(ttl=VERIFIED_LOGIN_SECONDS)
-    login_limiter = login_limiter_for(settings)
-
-    def serve() -> int:
-        return serve_in_process(
-            settings, daemon.sockets, verified_logins, login_limiter, daemon.runner
-        )
-
-    try:
-        return serve() if workers <= 1 else run_workers(workers, serve)
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            if int(pid_file.read_text()) == os.getpid():
-                pid_file.unlink()
-
-
-def serve_in_process(
-    settings: Settings,
-    sockets: list[tuple[ListenerSection, socket.socket]],
-    verified_logins: VerifiedCache | None = None,
-    login_limiter: LoginLimiter | None = None,
-    runner: LocalRunner | None = None,
-) -> int:
-    """One worker: build the application and serve the listeners until SIGTERM."""
-    app = build_application(
-        settings,
-        verified_logins=verified_logins,
-        login_limiter=login_limiter,
-        local_runner=runner,
-    )
-    try:
-        run_loop(settings, serve_forever(app, sockets, on_reload=lambda: reload(app)))
-    finally:
-        app.close()
-        for handler in logging.getLogger().handlers:
-            handler.flush()  # a worker ends with os._exit: no line may stay queued
-    return 0
-
-
-def run_loop(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
-    """Run the daemon's coroutine on the configured event loop."""
-    if settings.config.server.event_loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main)
-    else:
-        asyncio.run(main)
-
-
 def refresh_aliases(settings: Settings) -> None:
     """Rebuild the aliases database when the aliases file is newer (or it is missing)."""
     paths = settings.paths
@@ -864,25 +566,6 @@ def refresh_aliases(settings: Settings) -> None:
     if not db.exists() or db.stat().st_mtime_ns < paths.aliases_file.stat().st_mtime_ns:
         count = build_alias_database(paths.aliases_file, db)
         log.info("aliases: %d entries from %s", count, paths.aliases_file)
-
-
-def reload(app: Application) -> None:
-    """SIGHUP: re-read the configuration and the aliases; keep the old ones on error."""
-    try:
-        fresh = load_settings(None if app.settings.source.startswith("(") else app.settings.source)
-    except ConfigError as exc:
-        log.error("reload refused, keeping the running configuration: %s", exc)
-        return
-    mail = fresh.config.mail
-    app.local_domains.replace(
-        [fresh.config.server.hostname, "localhost", *mail.local_domains, *mail.host_aliases]
-    )
-    app.policy.set_trusted_networks(mail.trusted_networks)
-    try:
-        refresh_aliases(fresh)
-    except (AliasSyntaxError, OSError) as exc:
-        log.error("aliases not rebuilt: %s", exc)
-    log.info("configuration reloaded from %s", fresh.source)
 
 
 async def serve_stdio(app: Application) -> None:

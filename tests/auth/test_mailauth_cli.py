@@ -261,6 +261,18 @@ def test_mailusradm_set_apop_needs_a_recoverable_secret(run: Run) -> None:
         assert db.apop_secret("bob") == "bob-apop"
 
 
+def test_mailusradm_set_password_stdin_replaces_the_mail_password(run: Run) -> None:
+    run.mailauth("-init")
+    stdin = io.StringIO("first-mail\n")
+    assert run.mailusradm("set", "alice", "pop-mailpass", "--password-stdin", stdin=stdin) == 0
+    stdin = io.StringIO("second-mail\n")
+    assert run.mailusradm("set", "alice", "apop-mailpass", "--password-stdin", stdin=stdin) == 0
+    with run.db() as db:
+        assert db.verify("alice", "second-mail")
+        assert not db.verify("alice", "first-mail")
+        assert db.apop_secret("alice") == "second-mail"
+
+
 def test_mailusradm_set_errors(run: Run) -> None:
     run.mailauth("-init")
     assert run.mailusradm("set", "nobody", "pop") == 67

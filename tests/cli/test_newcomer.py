@@ -15,6 +15,11 @@ from posthouse.cli.main import TOOL_MODULES, build_parser, main
 COMMAND_LINES = [
     ["serve"],
     ["serve", "--workers", "2"],
+    ["start"],
+    ["stop", "--timeout", "5"],
+    ["restart"],
+    ["status"],
+    ["reload"],
     ["user", "add", "kate", "--password-stdin"],
     ["user", "del", "kate"],
     ["user", "list"],
@@ -98,8 +103,8 @@ def test_sendmail_help_is_not_an_unknown_option(capsys: pytest.CaptureFixture[st
 
 
 def test_workers_default_to_one_per_cpu() -> None:
-    from posthouse.app import worker_count
     from posthouse.config.load import parse_config
+    from posthouse.daemon import worker_count
 
     assert parse_config("", "x.toml").server.workers == "auto"
     assert parse_config('[server]\nworkers = "auto"\n', "x.toml").server.workers == "auto"

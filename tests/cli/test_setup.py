@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import get_args
 
@@ -125,7 +123,7 @@ def test_scripted_server_with_gateways(path: Path) -> None:
         "--namespace=ACME:.nyc.hub",
         "--pseudodomain=uucp:",
         "--yes",
-        "--no-reload",
+        "--no-restart",
     )
     assert (code, err) == (0, "")
     config = load_settings(path).config
@@ -445,87 +443,14 @@ def test_interactive_through_stdin(path: Path) -> None:
     assert load_settings(path).config.mail.mail_server == "big.com"
 
 
-# -- reloading the daemon --------------------------------------------------------------------
-
-CHILD = """
-import os, signal, sys
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGUSR1})
-with open(sys.argv[1] + ".new", "w") as f:
-    f.write(f"{os.getpid()}\\n")
-os.replace(sys.argv[1] + ".new", sys.argv[1])
-print("ready", flush=True)
-print(signal.Signals(signal.sigwait({signal.SIGHUP, signal.SIGUSR1})).name, flush=True)
-"""
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
-    """A stand-in daemon: writes DATA_DIR/posthouse.pid, then reports the first signal."""
-    data = tmp_path / "data"
-    data.mkdir()
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(data / "posthouse.pid")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    assert child.stdout.readline() == "ready\n"
-    yield child
-    if child.poll() is None:
-        child.kill()
-    child.wait(timeout=30)
-    child.stdout.close()
+# -- restarting the daemon (tests/e2e/test_daemon_control.py restarts a real one) -------
 
 
 def _with_data_dir(path: Path) -> None:
     path.write_text(f'[server]\ndata_dir = "{path.parent / "data"}"\n', encoding="utf-8")
 
 
-def _first_signal(child: subprocess.Popen[str]) -> str:
-    """The signal the child saw first: SIGUSR1 is sent now, after whatever setup sent."""
-    child.send_signal(signal.SIGUSR1)
-    assert child.stdout is not None
-    line = child.stdout.readline().strip()
-    assert child.wait(timeout=30) == 0
-    return line
-
-
-@pytest.mark.parametrize(
-    ("argv", "replies", "expected", "words"),
-    [
-        (["--yes"], {}, "SIGHUP", "Sent SIGHUP to the running daemon"),
-        (["--yes", "--no-reload"], {}, "SIGUSR1", "Not reloading"),
-        (["--interactive"], {"Write": ["y"], "Reload": [""]}, "SIGHUP", "Sent SIGHUP"),
-        (["--interactive"], {"Write": ["y"], "Reload": ["n"]}, "SIGUSR1", "kill -HUP"),
-    ],
-)
-def test_reload_running_daemon(
-    path: Path,
-    daemon: subprocess.Popen[str],
-    argv: list[str],
-    replies: dict[str, list[str]],
-    expected: str,
-    words: str,
-) -> None:
-    _with_data_dir(path)
-    script = Script({"Host aliases": ["mail.big.com"], **replies})
-    code, out, _ = run(path, "--host-alias=mail.big.com", *argv, ask=script)
-    assert code == 0
-    assert words in out
-    if "--interactive" in argv:
-        assert script.asked("Reload the running daemon now? [Y/n]")
-    assert _first_signal(daemon) == expected
-
-
-def test_reload_reports_what_needs_a_restart(path: Path, daemon: subprocess.Popen[str]) -> None:
-    _with_data_dir(path)
-    code, out, _ = run(path, "--role=client", "--mail-server=big.com", "--yes")
-    assert code == 0
-    assert "restart the daemon" in out and "mail.role" in out
-    assert _first_signal(daemon) == "SIGHUP"
-
-
-def test_stale_pid_file_is_not_signalled(path: Path) -> None:
+def test_stale_pid_file_is_not_a_running_daemon(path: Path) -> None:
     _with_data_dir(path)
     (path.parent / "data").mkdir()
     finished = subprocess.run(

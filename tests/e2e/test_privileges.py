@@ -29,6 +29,12 @@ def test_root_drops_to_run_as_user() -> None:
             'run_as = "nobody"\n\n[mail]\nlocal_domains = ["example.test"]\n'
             'trusted_networks = []\n\n[[listener]]\nprotocol = "smtp"\nport = 0\n'
         )
+        added = subprocess.run(
+            [sys.executable, "-m", "posthouse", "user", "add", "demo", "--password-stdin",
+             "--config", str(config)],
+            input="demo-pass\n", capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
         process = subprocess.Popen(
             [sys.executable, "-m", "posthouse", "serve", "--config", str(config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,7 +1,11 @@
-"""The data directory on a daemon's first start: its layout, a demo user and default aliases.
+"""The data directory on a daemon's first start: its layout, default aliases and, in the Quick
+start's unconfigured mode only, a demo user.
 
 ``posthouse serve`` runs :func:`first_run` before binding its listeners; it does nothing
-that is already done, so every start runs it.
+that is already done, so every start runs it.  Without a configuration file (the built-in
+defaults: the README's Quick start) a fresh data directory gets the demo user, with a
+password it prints, and ``postmaster: demo``; a configured server gets no user at all and
+``postmaster: root``, for its administrator to point at someone.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import secrets
 from posthouse.admin.errors import NotConfigured, StorageFailure
 from posthouse.app import mail_store_for, prepare_data_dir, refresh_aliases
 from posthouse.auth.users import UserDatabase
+from posthouse.config.load import DEFAULTS_SOURCE
 from posthouse.config.schema import Settings
 from posthouse.mta.aliases import AliasSyntaxError
 from posthouse.server.imap.views import prepared
@@ -26,7 +31,7 @@ DEMO_USER = "demo"
 DEFAULT_ALIASES = """\
 # aliases(5) for posthouse: "name: address, address, ..."
 # Run `posthouse newaliases` after editing (the running daemon picks it up at once).
-postmaster: {demo}
+postmaster: {postmaster}
 MAILER-DAEMON: postmaster
 abuse: postmaster
 """
@@ -61,7 +66,8 @@ def _demo_inbox(settings: Settings) -> None:
 
 
 def first_run(settings: Settings) -> str | None:
-    """Prepare the data directory: on a fresh one a demo user and default aliases.
+    """Prepare the data directory: on a fresh one default aliases, and a demo user when
+    there is no configuration file.
 
     Returns the demo user's password when the demo user exists (it is kept in
     ``etc/demo-password``, readable by the server only, so it can be shown).  Raises
@@ -80,15 +86,19 @@ def _first_run(settings: Settings) -> str | None:
     paths = settings.paths
     prepare_data_dir(settings)
     secret_file = paths.users_db.parent / "demo-password"
+    unconfigured = settings.source == DEFAULTS_SOURCE
     with UserDatabase(paths.users_db) as users:
-        if not users.list():
+        if unconfigured and not users.list():
             password = secrets.token_urlsafe(12)
             users.add(DEMO_USER, password)
             fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(password + "\n")
     if not paths.aliases_file.exists():
-        paths.aliases_file.write_text(DEFAULT_ALIASES.format(demo=DEMO_USER), encoding="utf-8")
+        postmaster = DEMO_USER if unconfigured else "root"
+        paths.aliases_file.write_text(
+            DEFAULT_ALIASES.format(postmaster=postmaster), encoding="utf-8"
+        )
     refresh_aliases(settings)
     if secret_file.exists():
         _demo_inbox(settings)

@@ -25,6 +25,7 @@ __all__ = [
     "NotFound",
     "NotPermitted",
     "StorageFailure",
+    "Unavailable",
     "translated",
 ]
 
@@ -59,6 +60,10 @@ class CannotWrite(StorageFailure):
 
 class NotPermitted(AdminError):
     """The current password given is wrong."""
+
+
+class Unavailable(AdminError):
+    """The running daemon, needed for the operation, does not answer."""
 
 
 class NotConfigured(AdminError):

@@ -24,6 +24,7 @@ from posthouse.admin.errors import (
     translated,
 )
 from posthouse.admin.popauth import PopauthError, PopauthRecord, popauth_records
+from posthouse.auth import mail_password
 from posthouse.auth.authenticator import Authenticator, UserDirectory
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import InvalidUserName, UserDatabase, normalize_name
@@ -57,6 +58,13 @@ class MailAuthFiles:
     system_accounts: bool = False
     system_min_uid: int = 1000
     daemon_account: str = ""  # server.run_as: run as root, the files are handed to it
+    control_socket: Path | None = None  # the daemon's, for users who cannot open the files
+
+    def writable(self) -> bool:
+        """Whether this process may change the files itself (else it asks the daemon)."""
+        return os.geteuid() == 0 or (
+            os.access(self.database, os.R_OK | os.W_OK) and os.access(self.key, os.R_OK)
+        )
 
     def open_mailauth(self) -> MailAuthDatabase:
         return MailAuthDatabase(self.database, self.key)
@@ -76,6 +84,7 @@ def files_of(settings: Settings) -> MailAuthFiles:
         system_accounts=settings.config.users.system_accounts,
         system_min_uid=settings.config.users.system_min_uid,
         daemon_account=settings.config.server.run_as,
+        control_socket=settings.paths.control_socket,
     )
 
 
@@ -170,13 +179,10 @@ def password_kind(files: MailAuthFiles, name: str) -> Literal["mail", "login"]:
 
 def verify_current(files: MailAuthFiles, name: str, current: str) -> None:
     """Check *current* as the password of :func:`password_kind` (:class:`NotPermitted`)."""
-    with translated(), files.open_mailauth() as mailauth:
-        key = normalize_name(name)
-        if mailauth.has(key):
-            ok = mailauth.verify(key, current)
-        else:
-            with UserDatabase(files.users_db) as users:
-                ok = Authenticator(files.directory(users)).verify(key, current)
+    with translated(), files.open_mailauth() as mailauth, UserDatabase(files.users_db) as users:
+        ok = mail_password.verify_current(
+            mailauth, Authenticator(files.directory(users)), name, current
+        )
     if not ok:
         raise NotPermitted("authentication failed")
 
@@ -185,14 +191,13 @@ def set_mail_password(files: MailAuthFiles, name: str, new: str) -> str | None:
     """Set *name*'s mail password, which must differ from the login password it protects.
 
     Returns the account the files were handed to, if any."""
-    if not new:
-        raise InvalidRequest("empty password refused")
-    with translated(), files.open_mailauth() as mailauth:
-        key = normalize_name(name)
-        with UserDatabase(files.users_db) as users:
-            if Authenticator(files.directory(users)).verify(key, new):
-                raise InvalidRequest("the mail password must differ from the login password")
-        mailauth.set_password(key, new)
+    with translated(), files.open_mailauth() as mailauth, UserDatabase(files.users_db) as users:
+        try:
+            mail_password.set_mail_password(
+                mailauth, Authenticator(files.directory(users)), name, new
+            )
+        except mail_password.MailPasswordRefused as exc:
+            raise InvalidRequest(str(exc)) from exc
         return hand_to_daemon(files, mailauth)
 
 

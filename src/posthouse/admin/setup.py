@@ -1,43 +1,31 @@
-"""Applying a new configuration: check it, write it, and reload a running daemon.
+"""Applying a new configuration: check it and write it.
 
 ``posthouse setup`` builds the text from the worksheet answers
 (:mod:`posthouse.admin.setup_answers`); these operations check the result as the daemon
-would, replace the file atomically (keeping ``FILE.bak``), find the running daemon by its
-pid file and send it SIGHUP, and say which changes only a restart applies.
+would and replace the file atomically (keeping ``FILE.bak``).  Restarting the daemon
+afterwards is :mod:`posthouse.admin.daemon`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import shutil
-import signal
 import stat
 import tempfile
 from pathlib import Path
 
-from posthouse.admin.errors import CannotWrite, NotConfigured, StorageFailure
+from posthouse.admin.errors import CannotWrite, NotConfigured
 from posthouse.admin.setup_answers import check_config
 from posthouse.config.load import ConfigError, parse_config, resolve_paths
-from posthouse.config.schema import Config, MailSection
+from posthouse.config.schema import Config, Settings
 
 __all__ = [
-    "RELOADED_MAIL_KEYS",
     "InvalidConfiguration",
     "check_configuration",
-    "daemon_of",
-    "reload_daemon",
-    "restart_needed",
-    "running_daemon",
+    "settings_of",
     "write_atomically",
 ]
-
-#: What ``posthouse serve`` applies on SIGHUP (see ``posthouse.app.reload``); the rest of
-#: [mail] and the pseudodomains take effect when the daemon is restarted.
-RELOADED_MAIL_KEYS: frozenset[str] = frozenset(
-    {"local_domains", "host_aliases", "trusted_networks"}
-)
 
 
 class InvalidConfiguration(NotConfigured):
@@ -46,6 +34,12 @@ class InvalidConfiguration(NotConfigured):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+
+
+def settings_of(config: Config, path: Path) -> Settings:
+    """The settings the daemon will load from *config* written as the file *path*."""
+    source = os.path.abspath(path)
+    return Settings(config=config, paths=resolve_paths(config, source), source=source)
 
 
 def check_configuration(text: str, path: Path) -> Config:
@@ -104,48 +98,3 @@ def _replace(path: Path, text: str) -> Path | None:
         finally:
             os.close(dir_fd)
     return backup
-
-
-def running_daemon(pid_file: Path) -> int | None:
-    """The process id in ``pid_file`` if that process is alive, else None."""
-    try:
-        pid = int(pid_file.read_text(encoding="utf-8").split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    if pid <= 0:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid  # alive, owned by someone else: signalling will say so
-    return pid
-
-
-def daemon_of(config: Config, path: Path) -> int | None:
-    """The running daemon serving the data directory of *config* (read from *path*)."""
-    return running_daemon(resolve_paths(config, str(path)).pid_file)
-
-
-def reload_daemon(pid: int) -> None:
-    """Send SIGHUP to the daemon *pid*: it re-reads its configuration and the aliases."""
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except OSError as exc:
-        raise StorageFailure(
-            f"cannot signal the daemon (pid {pid}): {exc.strerror or exc}"
-        ) from exc
-
-
-def restart_needed(old: Config, new: Config) -> list[str]:
-    """Changed options that a SIGHUP does not apply (the daemon must be restarted)."""
-    changed = [
-        f"mail.{f.name}"
-        for f in dataclasses.fields(MailSection)
-        if f.name not in RELOADED_MAIL_KEYS
-        and getattr(old.mail, f.name) != getattr(new.mail, f.name)
-    ]
-    if old.pseudodomain != new.pseudodomain:
-        changed.append("pseudodomain")
-    return changed

@@ -121,8 +121,9 @@ def set_service_type(
 ) -> ServiceTypeChange:
     """Change *name*'s mail service type.
 
-    When the type needs a mail password the user lacks (:func:`mail_password_needed`),
-    *mail_password* is stored as it (:class:`InvalidRequest` without one).  A system
+    *mail_password*, when given for a type that uses one, is stored as the user's mail password
+    (replacing the one there is); a type that needs one the user lacks
+    (:func:`mail_password_needed`) is refused without it (:class:`InvalidRequest`).  A system
     account (``system_accounts``) not yet in the database gets a password-less entry
     recording its type."""
     with translated(), files.open_mailauth() as mailauth, UserDatabase(files.users_db) as db:
@@ -130,10 +131,10 @@ def set_service_type(
         if files.directory(db).get(key) is None:
             raise NotFound(f"no such user: {key}")
         password_set = False
-        if _missing_mail_password(mailauth, key, service_type):
-            if not mail_password:
-                raise InvalidRequest(f"{service_type.value} needs a mail password for {key}")
-            mailauth.set_password(key, mail_password)
+        if _missing_mail_password(mailauth, key, service_type) and not mail_password:
+            raise InvalidRequest(f"{service_type.value} needs a mail password for {key}")
+        if mail_password and service_type.uses_mail_password:
+            mailauth.set_password(key, mail_password)  # a new one replaces the old one
             password_set = True
         if db.get(key) is None:  # a system account: record its type in the database
             db.add(key, None, service_type)

@@ -18,12 +18,14 @@ from posthouse.admin.errors import (
     NotFound,
     NotPermitted,
     StorageFailure,
+    Unavailable,
 )
 
 EX_OK = 0
 EX_USAGE = 64
 EX_NOINPUT = 66
 EX_NOUSER = 67
+EX_UNAVAILABLE = 69
 EX_CANTCREAT = 73
 EX_IOERR = 74
 EX_NOPERM = 77
@@ -39,6 +41,7 @@ _STATUS: dict[type[AdminError], int] = {
     StorageFailure: EX_IOERR,
     NotPermitted: EX_NOPERM,
     NotConfigured: EX_CONFIG,
+    Unavailable: EX_UNAVAILABLE,
 }
 
 

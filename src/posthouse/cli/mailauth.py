@@ -21,13 +21,19 @@ yet, then the new one twice.  With ``--password-stdin`` it reads two lines,
 the current password and the new one, for scripts.  The new mail password
 must differ from the login password, which it exists to protect.
 
+An ordinary user, who may not open the database (it belongs to the daemon's account, mode
+0600), changes their own mail password through the running daemon: the request goes over the
+daemon's control socket, which identifies the caller by its uid (``SO_PEERCRED``), so nobody
+can change another user's password that way and the files stay private.
+
 Run as root, every command that writes the files (``-init``, ``-convert``, a password
 change) then hands the database, its WAL files and the key to the daemon's account
 (``[server] run_as``), mode 0600, so the daemon can read what root created; directories
 ``-init`` created go to it too.  See :meth:`MailAuthDatabase.hand_over`.
 
 Exit codes follow sysexits: 0 ok, 64 usage, 66 input file missing, 67 no such
-user, 74 I/O error, 77 wrong current password, 78 configuration (database not
+user, 69 the daemon (needed by an ordinary user) does not answer, 74 I/O error, 77 wrong
+current password, 78 configuration (database not
 initialised, key problems).
 """
 
@@ -35,13 +41,16 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
+import pwd
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from posthouse.admin import mailauth as admin
-from posthouse.admin.errors import AdminError, InvalidRequest
+from posthouse.admin.daemon import change_own_mail_password
+from posthouse.admin.errors import AdminError, InvalidRequest, NotPermitted
 from posthouse.admin.mailauth import MailAuthFiles
 from posthouse.admin.users import user_name
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
@@ -142,9 +151,15 @@ def run_mailauth(
                 file=stdout,
             )
             handed_to = imported.handed_to
-        else:
+        elif files.writable():
             name = user_name(args.user or current_user())
             handed_to = _change_own(files, name, args.password_stdin, stdin, stdout, prompt)
+        else:
+            own = pwd.getpwuid(os.getuid()).pw_name  # who the daemon will see, not $USER
+            if args.user is not None and user_name(args.user) != own:
+                raise NotPermitted("only root may change another user's mail password")
+            handed_to = None
+            _change_through_daemon(files, own, args.password_stdin, stdin, stdout, prompt)
     except AdminError as exc:
         return report(TOOL, exc, stderr)
     announce_handover(handed_to, stdout)
@@ -176,6 +191,26 @@ def _change_own(
     handed_to = admin.set_mail_password(files, name, new)
     print(f"mail password changed for {name}", file=stdout)
     return handed_to
+
+
+def _change_through_daemon(
+    files: MailAuthFiles,
+    name: str,
+    password_stdin: bool,
+    stdin: TextIO,
+    stdout: TextIO,
+    prompt: Prompt,
+) -> None:
+    """An ordinary user, who may not open the database, asks the running daemon, which knows
+    the caller by its uid and checks the current password itself."""
+    if password_stdin:
+        current = _stdin_line(stdin)
+    else:
+        _need_terminal(stdin)
+        current = prompt(f"Current mail password (login password if none yet) for {name}: ")
+    new = read_new_password(password_stdin, stdin, prompt, name)
+    assert files.control_socket is not None
+    print(change_own_mail_password(files.control_socket, current, new), file=stdout)
 
 
 def read_new_password(password_stdin: bool, stdin: TextIO, prompt: Prompt, name: str) -> str:

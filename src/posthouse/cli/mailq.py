@@ -4,8 +4,10 @@ Prints the listing of :mod:`posthouse.mta.queue.listing` as it is produced (the 
 loaded into memory as a whole, and data files are not opened).  ``-v`` adds, per message, the client
 address, HELO name, authenticated user and protocol, delivered recipients, and the attempts
 and next attempt time of each recipient.  A queue directory that does not exist is an empty
-queue (``mailq`` does not create it).  Exit status 0, or a sysexits code if the queue cannot be
-read.
+queue (``mailq`` does not create it).  An ordinary user, who may not read the queue's control
+files, gets the listing from the running daemon over its control socket (12.7: general users
+can monitor the queue); without a daemon, what the user may read.  Exit status 0, or a
+sysexits code if the queue cannot be read.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ import argparse
 import itertools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from posthouse.admin.daemon import queue_listing
+from posthouse.admin.errors import AdminError
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 from posthouse.mta.queue.listing import EMPTY_QUEUE, list_queue
@@ -43,12 +47,12 @@ def print_queue(settings: Settings, *, verbose: bool = False, out: TextIO | None
     try:
         if not queue_dir.is_dir():
             stream.write(EMPTY_QUEUE + "\n")
+        elif (lines := _from_daemon(settings, verbose)) is not None:
+            _write(lines, stream)
         else:
             store = QueueStore(queue_dir)
             try:
-                lines = list_queue(store, verbose=verbose)
-                while chunk := list(itertools.islice(lines, WRITE_LINES)):
-                    stream.write("\n".join(chunk) + "\n")
+                _write(list_queue(store, verbose=verbose), stream)
             finally:
                 store.close()
         stream.flush()
@@ -66,6 +70,23 @@ def print_queue(settings: Settings, *, verbose: bool = False, out: TextIO | None
         print(f"mailq: {queue_dir}: {exc.strerror or exc}", file=sys.stderr)
         return EX_IOERR
     return 0
+
+
+def _from_daemon(settings: Settings, verbose: bool) -> Iterator[str] | None:
+    """The daemon's listing, for a user who cannot read the queue's files (not root, not the
+    queue's owner); None when reading them here will do, or no daemon answers."""
+    queue_dir = settings.paths.queue_dir
+    if os.geteuid() == 0 or queue_dir.stat().st_uid == os.geteuid():
+        return None
+    try:
+        return queue_listing(settings, verbose=verbose)
+    except AdminError:
+        return None
+
+
+def _write(lines: Iterator[str], stream: TextIO) -> None:
+    while chunk := list(itertools.islice(lines, WRITE_LINES)):
+        stream.write("\n".join(chunk) + "\n")
 
 
 def mailq(config: str | None, *, verbose: bool = False, out: TextIO | None = None) -> int:

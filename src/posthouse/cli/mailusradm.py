@@ -13,7 +13,8 @@ type to one of unix, pop, pop-mailpass, apop-mailpass, imap, imap-mailpass.
 When the new type needs a mail password and the user has none (for
 apop-mailpass: none whose clear secret is stored, as APOP needs it), it asks
 for one twice, as the window's "Enter an alternate password" step does; with
-``--password-stdin`` it reads one line instead.  A system account (when
+``--password-stdin`` it reads one line instead, which replaces the user's mail password if
+there is one already.  A system account (when
 ``system_accounts`` is on) not yet in the database gets a password-less entry
 recording its type.
 
@@ -94,7 +95,9 @@ def run_mailusradm(
             return EX_OK
         service_type = ServiceType(args.service_type)
         password = None
-        if admin.mail_password_needed(files, args.user, service_type):
+        # --password-stdin gives the mail password: a new one replaces the one there is.
+        needed = admin.mail_password_needed(files, args.user, service_type)
+        if needed or (args.password_stdin and service_type.uses_mail_password):
             password = read_new_password(
                 args.password_stdin, stdin, prompt, admin.user_name(args.user)
             )

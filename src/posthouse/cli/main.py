@@ -2,7 +2,8 @@
 
 Each tool lives in its own module under ``posthouse.cli`` and exposes
 ``add_parser(subparsers)``, which registers the sub-command and sets
-``func`` (a callable taking the parsed namespace and returning an exit code).
+``func`` (a callable taking the parsed namespace and returning an exit code); the init-script
+commands (start, stop, restart, status, reload) share one module, ``posthouse.cli.daemon``.
 Every tool, and every action of a tool, takes ``--config FILE`` before or after its
 name; every tool answers ``--help`` with its usage.
 """
@@ -17,6 +18,11 @@ from typing import Any
 
 TOOL_MODULES: tuple[str, ...] = (
     "serve",
+    "start",
+    "stop",
+    "restart",
+    "status",
+    "reload",
     "user",
     "newaliases",
     "sendmail",
@@ -28,6 +34,9 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailstats",
     "setup",
 )
+
+#: Tools whose module has another name (one module registers them all).
+MODULE_OF = {name: "daemon" for name in ("start", "stop", "restart", "status", "reload")}
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -65,8 +74,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = ToolParser(prog="posthouse", description="posthouse mail system")
     parser.set_defaults(config=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in TOOL_MODULES if only is None else (only,):
-        import_module(f"posthouse.cli.{name}").add_parser(subparsers)
+    modules = [MODULE_OF.get(name, name) for name in (TOOL_MODULES if only is None else (only,))]
+    for module in dict.fromkeys(modules):
+        import_module(f"posthouse.cli.{module}").add_parser(subparsers)
     return parser
 
 

@@ -9,14 +9,18 @@ The command line cron, mail(1) and scripts use::
     sendmail --help       this usage (``--config FILE`` is ``-C FILE``)
 
 The message is queued durably, then delivered at once by this process (the
-daemon's queue runs pick it up if that is interrupted).  Exit codes follow
+daemon's queue runs pick it up if that is interrupted); both are logged in the daemon's log
+file or syslog, as an SMTP submission is.  Run by the link names ``mailq`` and ``newaliases``
+it is those commands.  Exit codes follow
 sysexits(3).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
+import logging
 import os
 import sys
 import time
@@ -30,6 +34,8 @@ from typing import Any, BinaryIO
 
 from posthouse.app import Application, build_application, serve_stdio
 from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.schema import Settings
+from posthouse.logsetup import SYSLOG_SOCKET, setup_logging
 from posthouse.mta.address_fields import addresses_in, rewrite_header_section
 from posthouse.mta.destinations import (
     FileDestination,
@@ -37,9 +43,12 @@ from posthouse.mta.destinations import (
     ProgramDestination,
     RemoteAddress,
 )
+from posthouse.mta.logline import received_line
 from posthouse.mta.queue.run import BATCH, QueueRunSummary, Selector, run_queue
 from posthouse.mta.routing import SMTP_PORT
 from posthouse.mta.transport import AddressError, LocalRoute, PipeRoute, SMTPRoute
+
+log = logging.getLogger("posthouse.sendmail")
 
 EX_OK = 0
 EX_USAGE = 64
@@ -168,6 +177,18 @@ def add_parser(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``posthouse-sendmail`` command; linked as ``mailq`` or ``newaliases`` (the name it
+    is run by, ``argv[0]``), it is that command, as sendmail is."""
+    if argv is None:
+        link_name = os.path.basename(sys.argv[0])
+        if link_name == "mailq":
+            from posthouse.cli.mailq import main as mailq_main
+
+            return mailq_main(sys.argv[1:])
+        if link_name == "newaliases":
+            from posthouse.cli.newaliases import main as newaliases_main
+
+            return newaliases_main(sys.argv[1:])
     return sendmail(sys.argv[1:] if argv is None else list(argv))
 
 
@@ -185,6 +206,7 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
     except ConfigError as exc:
         print(f"sendmail: configuration error: {exc}", file=sys.stderr)
         return EX_CONFIG
+    log_like_the_daemon(settings)
     if options.queue_dir:
         queue_dir = Path(options.queue_dir).resolve()
         settings = replace(settings, paths=replace(settings.paths, queue_dir=queue_dir))
@@ -361,8 +383,25 @@ def submit(app: Application, options: Options, stream: BinaryIO) -> int:
         incoming.abort()
         print(f"sendmail: cannot queue message: {exc}", file=sys.stderr)
         return EX_TEMPFAIL
+    log.info(
+        "%s",
+        received_line(
+            queue_id, sender, incoming.size, len(recipients), "local", f"{login}@localhost"
+        ),
+    )
     app.delivery.run_batch([queue_id])
     return EX_OK
+
+
+def log_like_the_daemon(settings: Settings) -> None:
+    """Log where the daemon logs, so that submissions from the command line (and their
+    deliveries) appear in the mail log as SMTP ones do: to the log file or syslog, never to
+    standard error (the user's terminal), and not at all when the file may not be opened."""
+    server = settings.config.server
+    if not (server.log_file or (server.syslog and os.path.exists(SYSLOG_SOCKET))):
+        return
+    with contextlib.suppress(OSError):
+        setup_logging(server)
 
 
 def _without_header(header_bytes: bytes, name: bytes) -> bytes:

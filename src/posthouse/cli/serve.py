@@ -2,13 +2,15 @@
 
 Loads and validates the configuration (a bad file stops start-up with the
 file, the line and the problem), prepares the data directory (on first run
-with a demo user and a default aliases file), binds every listener, drops root
+a default aliases file, and without a configuration file a demo user), binds every
+listener and the control socket, drops root
 privileges (saying so: which account it becomes and that the data directory is
 handed to it), and then serves in this process or in ``--workers N`` forked
 processes sharing the listening sockets (default: ``[server] workers``, ``"auto"``:
-one per CPU).  SIGTERM drains sessions in flight; SIGHUP reloads the
-configuration and the aliases.  The wiring is :mod:`posthouse.app`'s; this
-module parses the command line, prints and chooses the exit status.
+one per CPU).  SIGTERM drains sessions in flight; SIGHUP (or ``posthouse reload``) rebuilds
+the application from the configuration file.  The wiring is :mod:`posthouse.app`'s and the
+daemon's life :mod:`posthouse.daemon`'s; this module parses the command line, prints and
+chooses the exit status.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any
 
 from posthouse.admin.data import DEMO_USER, first_run
 from posthouse.admin.errors import AdminError, NotConfigured
-from posthouse.app import (
+from posthouse.cli.exits import EX_CONFIG
+from posthouse.config.load import ConfigError, load_settings
+from posthouse.daemon import (
     ConfigurationProblem,
     Daemon,
     ListenProblem,
@@ -29,8 +33,6 @@ from posthouse.app import (
     run_daemon,
     worker_count,
 )
-from posthouse.cli.exits import EX_CONFIG
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.logsetup import setup_logging
 
 EX_OSERR = 71
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         return EX_UNAVAILABLE if isinstance(exc, ListenProblem) else EX_OSERR
     announce(daemon, demo_password)
     configured = args.workers if args.workers is not None else settings.config.server.workers
-    return run_daemon(daemon, worker_count(configured))
+    return run_daemon(daemon, worker_count(configured), workers_fixed=args.workers is not None)
 
 
 def announce(daemon: Daemon, password: str | None) -> None:

@@ -42,15 +42,18 @@ written, then the checks the daemon makes when it starts (host specifications of
 server and relay, pseudodomain names unique across protocols).  Setup then shows the
 difference from the current file, asks ``Write this configuration? [y/N]`` (not with
 ``--yes``), writes through a temporary file and a rename, keeping the old file as
-``FILE.bak``, and offers to reload a running daemon (``DATA_DIR/posthouse.pid``) with SIGHUP;
-in scripted mode it reloads unless ``--no-reload``.
+``FILE.bak``, and, as the chapter's last step (12.3.1 step 8), asks whether to restart a
+running daemon now or let the changes apply at the next boot; the restart stops the daemon
+(letting sessions finish) and starts it with the new file, as ``posthouse restart`` does.
+In scripted mode it restarts unless ``--no-restart``.
 
-Exit status: 0 done (or nothing to change), 1 declined or aborted, 64 usage error, 73 the
-file cannot be written, 78 invalid answers or an invalid existing/new configuration.
+Exit status: 0 done (or nothing to change), 1 declined or aborted, 64 usage error, 69 the
+file was written but the daemon did not restart, 73 the file cannot be written, 78 invalid
+answers or an invalid existing/new configuration.
 
 This module owns the command (``add_parser``, :func:`run_setup`, :func:`main`) and showing
-the difference.  Checking, writing the file and reloading the daemon are
-:mod:`posthouse.admin.setup`'s; the answers' choices, checks and draft are in
+the difference.  Checking and writing the file are :mod:`posthouse.admin.setup`'s, restarting
+the daemon :mod:`posthouse.admin.daemon`'s; the answers' choices, checks and draft are in
 :mod:`posthouse.admin.setup_answers`, the interactive questions in
 :mod:`posthouse.cli.setup_questions` and the scripted flags in :mod:`posthouse.cli.setup_flags`;
 their public names are re-exported here.
@@ -66,15 +69,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from posthouse.admin.daemon import LSB_OK, daemon_status, restart_daemon
 from posthouse.admin.errors import AdminError, NotConfigured
 from posthouse.admin.setup import (
-    RELOADED_MAIL_KEYS,
     InvalidConfiguration,
     check_configuration,
-    daemon_of,
-    reload_daemon,
-    restart_needed,
-    running_daemon,
+    settings_of,
     write_atomically,
 )
 from posthouse.admin.setup_answers import (
@@ -122,7 +122,6 @@ __all__ = [
     "NAMED_PROTOCOLS",
     "PROTOCOLS",
     "PROTOCOL_TITLES",
-    "RELOADED_MAIL_KEYS",
     "ROLES",
     "ROUTINGS",
     "AnswerError",
@@ -145,15 +144,14 @@ __all__ = [
     "default_locking",
     "interview",
     "main",
-    "restart_needed",
     "run_setup",
-    "running_daemon",
     "show_diff",
     "split_list",
     "write_atomically",
 ]
 
 EX_DECLINED = 1
+EX_RESTART_FAILED = 69  # EX_UNAVAILABLE: written, but the daemon did not come back
 
 DEFAULT_FILE = "posthouse.toml"
 
@@ -286,12 +284,11 @@ def run_setup(
     except AdminError as exc:
         return fail(exit_status(exc), str(exc))
     dialogue.say(f"Wrote {path}" + (f" (previous version in {backup})." if backup else "."))
-    return _offer_reload(args, old, new, path, dialogue, interactive=interactive, err=err)
+    return _offer_restart(args, new, path, dialogue, interactive=interactive, err=err)
 
 
-def _offer_reload(
+def _offer_restart(
     args: argparse.Namespace,
-    old: Config,
     new: Config,
     path: Path,
     dialogue: Dialogue,
@@ -299,32 +296,34 @@ def _offer_reload(
     interactive: bool,
     err: TextIO,
 ) -> int:
-    pid = daemon_of(new, path)
-    if pid is None:
+    """The chapter's last step (12.3.1 step 8): restart the daemon now, or let the changes
+    apply at the next boot."""
+    settings = settings_of(new, path)
+    running = daemon_status(settings)
+    if running.code != LSB_OK:
         dialogue.say("No running daemon found; the configuration applies when it starts.")
         return EX_OK
-    if args.no_reload:
-        dialogue.say(f"Not reloading the running daemon (pid {pid}).")
+    later = f"the running daemon (pid {running.pid}) keeps the old configuration until "
+    later += "the next boot or `posthouse restart`."
+    if args.no_restart:
+        dialogue.say(f"Not restarted: {later}")
         return EX_OK
     if interactive:
         try:
-            reload = dialogue.yes_no("Reload the running daemon now?", default=True)
+            restart = dialogue.yes_no(
+                "Restart the mail daemon now to apply the changes (No: at the next boot)?",
+                default=True,
+            )
         except (EOFError, KeyboardInterrupt):
-            reload = False
-        if not reload:
-            dialogue.say(f"Not reloaded: send SIGHUP to {pid} (kill -HUP {pid}) to apply it.")
+            restart = False
+        if not restart:
+            dialogue.say(f"Not restarted: {later}")
             return EX_OK
-    try:
-        reload_daemon(pid)
-    except AdminError as exc:
-        err.write(f"setup: {exc}\n")
-        return EX_OK
-    dialogue.say(f"Sent SIGHUP to the running daemon (pid {pid}): it re-reads {path}.")
-    pending = restart_needed(old, new)
-    if pending:
-        dialogue.say(
-            "A reload does not apply " + ", ".join(pending) + "; restart the daemon for those."
-        )
+    result = restart_daemon(settings)
+    if result.code != LSB_OK:
+        err.write(f"setup: restart failed: {result.message}\n")
+        return EX_RESTART_FAILED
+    dialogue.say(f"The mail daemon has been restarted with {path}: {result.message}.")
     return EX_OK
 
 

@@ -139,7 +139,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--interactive", action="store_true", help="ask the worksheet questions")
     mode.add_argument("--batch", action="store_true", help="never ask the worksheet questions")
     parser.add_argument("-y", "--yes", action="store_true", help="write without asking")
-    parser.add_argument("--no-reload", action="store_true", help="do not signal the running daemon")
+    parser.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="do not restart the running daemon (the changes apply at its next start)",
+    )
 
 
 def _split_spec(flag: str, spec: str, *, parts: int = 2) -> list[str]:

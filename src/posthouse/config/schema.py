@@ -262,6 +262,11 @@ class Paths:
         """Where the daemon records its process id (``posthouse setup`` offers a reload)."""
         return self.data_dir / "posthouse.pid"
 
+    @property
+    def control_socket(self) -> Path:
+        """The daemon's control socket (reload, stop, status, mailauth, mailq)."""
+        return self.data_dir / "run" / "control.sock"
+
 
 @dataclass(frozen=True)
 class Settings:

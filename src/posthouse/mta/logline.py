@@ -2,13 +2,27 @@
 
 ``QUEUEID: to=<RCPT>, delay=HH:MM:SS, mailer=MAILER, relay=HOST, stat=...``: the
 queue's delivery agents and direct delivery all log through :func:`delivery_line`.
+``QUEUEID: from=<SENDER>, size=N, nrcpts=N, proto=PROTO, relay=CLIENT``: every way a
+message comes in (an SMTP session, the ``sendmail`` command) logs through
+:func:`received_line`.
 """
 
 from __future__ import annotations
 
 from posthouse.mta.routing import NextHop
 
-__all__ = ["delivery_line", "relay_name"]
+__all__ = ["delivery_line", "received_line", "relay_name"]
+
+
+def received_line(
+    queue_id: str, sender: str, size: int, recipients: int, protocol: str, relay: str
+) -> str:
+    """The line logged when a message is received: who sent it, how big, how many
+    recipients, by which protocol, from where."""
+    return (
+        f"{queue_id}: from=<{sender}>, size={size}, nrcpts={recipients}, "
+        f"proto={protocol}, relay={relay}"
+    )
 
 
 def delivery_line(queue_id: str, recipient: str, delay: float, mailer: str, relay: str) -> str:

@@ -97,16 +97,33 @@ class ListenerGroup:
         self.limiter = limiter
         self.registry = registry
         self.stopping = asyncio.Event()
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: dict[int, asyncio.AbstractServer] = {}  # by socket file descriptor
+        self._specs: dict[int, ServiceSpec] = {}  # by socket file descriptor
         self._sessions: dict[asyncio.Task[None], Connection | None] = {}
 
+    @property
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def sessions_now(self) -> set[asyncio.Task[None]]:
+        """The sessions running (or starting) now."""
+        return set(self._sessions)
+
+    def replace(self, spec: ServiceSpec) -> None:
+        """Serve new connections on ``spec.sock`` with ``spec`` (a reload); sessions already
+        running keep the handler they started with."""
+        self._specs[spec.sock.fileno()] = spec
+
     async def start(self, spec: ServiceSpec) -> None:
+        key = spec.sock.fileno()
+        self._specs[key] = spec
+
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._sessions[task] = None
             try:
-                await self._run_session(spec, reader, writer, task)
+                await self._run_session(self._specs[key], reader, writer, task)
             finally:
                 self._sessions.pop(task, None)
 
@@ -115,7 +132,18 @@ class ListenerGroup:
         else:
             # Implicit TLS is started in _run_session, after the connection was admitted.
             server = await asyncio.start_server(on_connect, sock=spec.sock, limit=1 << 20)
-        self._servers.append(server)
+        self._servers[key] = server
+
+    async def stop_serving(self, sock: socket.socket) -> None:
+        """Stop accepting on *sock* and close it (a listener taken out by a reload); its
+        sessions go on."""
+        key = sock.fileno()
+        server = self._servers.pop(key, None)
+        self._specs.pop(key, None)
+        if server is not None:
+            server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
 
     async def _run_session(
         self,
@@ -158,7 +186,7 @@ class ListenerGroup:
     async def shutdown(self, grace: float) -> None:
         """Stop accepting, let sessions finish what they are doing, then cancel the rest."""
         self.stopping.set()
-        for server in self._servers:
+        for server in self._servers.values():
             server.close()
         for task, connection in list(self._sessions.items()):
             if connection is not None and connection.interruptible:
@@ -169,6 +197,6 @@ class ListenerGroup:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
-        for server in self._servers:
+        for server in self._servers.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 5)

@@ -34,6 +34,7 @@ from posthouse.mta.address_fields import HeaderSectionFilter
 from posthouse.mta.direct import Delivered, DirectDelivery, Refused, Requeue
 from posthouse.mta.errors import MailError
 from posthouse.mta.hops import HopCounter
+from posthouse.mta.logline import received_line
 from posthouse.mta.policy import RecipientPolicy
 from posthouse.mta.queue.scheduler import DeliveryScheduler
 from posthouse.mta.queue.store import IncomingMessage, QueueStore
@@ -296,13 +297,15 @@ class SMTPSession:
             return
         assert incoming is not None
         log.info(
-            "%s: from=<%s>, size=%d, nrcpts=%d, proto=%s, relay=%s",
-            incoming.queue_id,
-            self.sender,
-            incoming.size,
-            len(self.recipients),
-            self._protocol_name(),
-            self.connection.peer,
+            "%s",
+            received_line(
+                incoming.queue_id,
+                self.sender or "",
+                incoming.size,
+                len(self.recipients),
+                self._protocol_name(),
+                str(self.connection.peer),
+            ),
         )
         if self.hops.hops > self.services.max_hops:
             self._refuse_loop(incoming, self.hops.hops)

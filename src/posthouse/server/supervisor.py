@@ -3,8 +3,9 @@
 The parent binds every socket, then forks N workers that each run the whole
 server on the inherited sockets (the kernel spreads connections over them).
 Workers share nothing in memory: queue, mailboxes, users and aliases live on
-disk with real locks.  The parent restarts a worker that dies, forwards
-SIGHUP, and on SIGTERM/SIGINT stops the workers and waits for them.
+disk with real locks.  The parent restarts a worker that dies; on SIGHUP it either
+replaces the workers gracefully (new ones start, the old ones finish their sessions)
+or forwards the signal; on SIGTERM/SIGINT it stops the workers and waits for them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger("posthouse.supervisor")
 
@@ -34,12 +36,30 @@ def end_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_workers(count: int, serve: Callable[[], int]) -> int:
-    """Run ``serve`` in ``count`` child processes until told to stop."""
-    children: dict[int, int] = {}
+@dataclass(frozen=True)
+class WorkerSet:
+    """What the workers run and how many of them."""
+
+    count: int
+    serve: Callable[[], int]
+
+
+def run_workers(
+    count: int,
+    serve: Callable[[], int],
+    reconfigure: Callable[[], WorkerSet | None] | None = None,
+) -> int:
+    """Run ``serve`` in ``count`` child processes until told to stop.
+
+    On SIGHUP, ``reconfigure`` (when given) says whether the workers must be replaced (their
+    number or their sockets changed): then a new set of workers is started and the old ones
+    get SIGTERM, so they finish their sessions while the new ones accept; otherwise the
+    workers get the SIGHUP and reload in place."""
+    children: dict[int, tuple[int, Callable[[], int]]] = {}  # pid -> (slot, what it runs)
+    retiring: set[int] = set()
     stopping = False
 
-    def spawn(slot: int) -> None:
+    def spawn(slot: int, run: Callable[[], int]) -> None:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -48,36 +68,56 @@ def run_workers(count: int, serve: Callable[[], int]) -> int:
             end_with_parent(parent)
             code = 1
             try:
-                code = serve()
+                code = run()
             finally:
                 os._exit(code)
-        children[pid] = slot
+        children[pid] = (slot, run)
+
+    def signal_all(signum: int, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
-        for pid in list(children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
+        elif signum == signal.SIGHUP and reconfigure is not None:
+            replacement = reconfigure()
+            if replacement is not None:
+                old = list(children)
+                retiring.update(old)
+                for pid in old:
+                    del children[pid]
+                for slot in range(replacement.count):
+                    spawn(slot, replacement.serve)
+                log.info(
+                    "started %d new worker(s); the %d old one(s) finish their sessions",
+                    replacement.count,
+                    len(old),
+                )
+                signal_all(signal.SIGTERM, old)
+                return
+        signal_all(signum, list(children) + (list(retiring) if stopping else []))
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     for slot in range(count):
-        spawn(slot)
-    while children:
+        spawn(slot, serve)
+    while children or retiring:
         try:
             pid, status = os.wait()
         except ChildProcessError:
             break
         except InterruptedError:
             continue
+        retiring.discard(pid)
         if pid not in children:
             continue
-        slot = children.pop(pid)
+        slot, run = children.pop(pid)
         if stopping:
             continue
         log.error("worker %d exited (status %d); restarting", pid, status)
         time.sleep(RESTART_BACKOFF)
-        spawn(slot)
+        spawn(slot, run)
     return 0

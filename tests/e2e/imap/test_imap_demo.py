@@ -1,5 +1,6 @@
-"""The Quick start: ``posthouse serve`` on a fresh data directory serves IMAP, and the demo
-user it creates logs in and finds the welcome message in the INBOX of the IMAP store."""
+"""The Quick start: the unconfigured first start makes the demo user, and a ``posthouse
+serve`` on that data directory serves IMAP, where the demo user logs in and finds the welcome
+message in the INBOX of the IMAP store."""
 
 from __future__ import annotations
 
@@ -9,8 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_the_demo_user_reads_its_inbox_over_imap(tmp_path: Path) -> None:
+from posthouse.admin.data import first_run
+from posthouse.config.load import load_settings
+
+
+def test_the_demo_user_reads_its_inbox_over_imap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo user exists only in the unconfigured mode (fixed ports): make it there, then
+    # serve the same data directory with a configuration that listens on free ports.
+    monkeypatch.delenv("POSTHOUSE_CONFIG", raising=False)
+    monkeypatch.setenv("POSTHOUSE_HOME", str(tmp_path / "data"))
+    assert first_run(load_settings(None))
     config = tmp_path / "posthouse.toml"
     config.write_text(
         f'[server]\nhostname = "mail.example.test"\ndata_dir = "{tmp_path / "data"}"\n'

@@ -102,6 +102,12 @@ class DeliveryScheduler:
         if self._in_flight:
             await asyncio.wait(set(self._in_flight))
 
+    async def settle(self) -> None:
+        """Wait for the batches running now (not for later ones), e.g. before the objects
+        they deliver with are closed."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+
     async def _run_batch(self, batch: list[str]) -> None:
         try:
             outcomes = await asyncio.to_thread(self.delivery.run_batch, batch)
