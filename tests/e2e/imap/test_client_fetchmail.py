@@ -1,0 +1,56 @@
+"""fetchmail over IMAP against a real posthouse, handing each message to an MDA that writes
+a file: ``keep`` leaves the mail (seen) on the server, ``no keep`` deletes what it fetched."""
+
+from __future__ import annotations
+
+import email
+import os
+from pathlib import Path
+
+from tests.e2e.conftest import PASSWORD, Server
+from tests.e2e.imap.mailbox import append, message, run, server_view
+
+
+def fetchmail(server: Server, home: Path, out: Path, *options: str) -> str:
+    rc = home / "fetchmailrc"
+    rc.write_text(f'poll 127.0.0.1 user bob password "{PASSWORD}"\n')
+    rc.chmod(0o600)
+    env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
+    done = run(
+        [
+            "fetchmail", "--fetchmailrc", str(rc), "--nodetach", "--protocol", "IMAP",
+            "--port", str(server.ports["imap"]), "--sslproto", "", "--timeout", "60",
+            "--mda", f"sh -c 'cat > \"$(mktemp {out}/msg.XXXXXX)\"'", "--verbose", *options,
+        ],
+        env=env,
+    )  # fmt: skip
+    return done.stdout + done.stderr
+
+
+def subjects(out: Path) -> list[str]:
+    return sorted(str(email.message_from_bytes(f.read_bytes())["Subject"]) for f in out.iterdir())
+
+
+def test_fetchmail_keep_then_no_keep(imap_server: Server, tmp_path: Path) -> None:
+    append(imap_server, "INBOX", message("fm one", "body one"), message("fm two", "body two"))
+    home = tmp_path / "home"
+    home.mkdir()
+    kept, fetched, rest = tmp_path / "kept", tmp_path / "fetched", tmp_path / "rest"
+    for directory in (kept, fetched, rest):
+        directory.mkdir()
+
+    log = fetchmail(imap_server, home, kept, "--keep")
+    assert subjects(kept) == ["fm one", "fm two"], log
+    assert (
+        b"body one" in min(kept.iterdir(), key=lambda f: b"fm two" in f.read_bytes()).read_bytes()
+    )
+    assert server_view(imap_server) == {"fm one": {"\\Seen"}, "fm two": {"\\Seen"}}
+
+    append(imap_server, "INBOX", message("fm three", "body three"))
+    log = fetchmail(imap_server, home, fetched, "--nokeep")  # only the unseen one
+    assert subjects(fetched) == ["fm three"], log
+    assert set(server_view(imap_server)) == {"fm one", "fm two"}
+
+    log = fetchmail(imap_server, home, rest, "--nokeep", "--all")
+    assert subjects(rest) == ["fm one", "fm two"], log
+    assert server_view(imap_server) == {}

@@ -1,0 +1,50 @@
+"""offlineimap3 against a real posthouse: a sync into a local Maildir, then local changes (a
+flag set, a message written, one deleted) pushed back to the server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.e2e.conftest import PASSWORD, Server
+from tests.e2e.imap.mailbox import append, message, run, server_view
+from tests.e2e.imap.test_client_mbsync import local_view, remove_local, set_local_flags
+
+
+def offlineimap(rc: Path, home: Path) -> str:
+    done = run(
+        ["offlineimap", "-c", str(rc), "-o", "-u", "basic"], env={**os.environ, "HOME": str(home)}
+    )
+    return done.stdout + done.stderr
+
+
+def test_offlineimap_syncs_and_pushes_local_changes(imap_server: Server, tmp_path: Path) -> None:
+    append(imap_server, "INBOX", message("north", "n"), message("south", "s"), message("east", "e"))
+    home, local = tmp_path / "home", tmp_path / "Mail"
+    home.mkdir()
+    rc = home / "offlineimaprc"
+    rc.write_text(
+        f"[general]\naccounts = posthouse\nmetadata = {home}/.offlineimap\n\n"
+        "[Account posthouse]\nlocalrepository = local\nremoterepository = remote\n\n"
+        f"[Repository local]\ntype = Maildir\nlocalfolders = {local}\n\n"
+        f"[Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\n"
+        f"remoteport = {imap_server.ports['imap']}\nremoteuser = bob\nremotepass = {PASSWORD}\n"
+        "ssl = no\nstarttls = no\n"
+    )
+
+    log = offlineimap(rc, home)
+    inbox = local / "INBOX"
+    assert local_view(inbox) == {"north": "", "south": "", "east": ""}, log
+    assert (local / "INBOX.Sent" / "cur").is_dir(), log
+
+    set_local_flags(inbox, "north", "FS")
+    remove_local(inbox, "east")
+    (inbox / "new" / "1.written-here").write_bytes(message("west", "w"))
+
+    log = offlineimap(rc, home)
+    assert server_view(imap_server) == {
+        "north": {"\\Flagged", "\\Seen"},
+        "south": set(),
+        "west": set(),
+    }, log
+    assert set(local_view(inbox)) == {"north", "south", "west"}, log
