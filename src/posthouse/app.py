@@ -18,7 +18,7 @@ import pwd
 import ssl
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
@@ -93,6 +93,20 @@ class Application:
     transport: RemoteTransport
     stats: Statistics
     locking: LockSettings  # how mailboxes are locked: by delivery and the POP3 maildrop alike
+    _mail_store: MailStore | None = field(default=None, init=False, repr=False)
+
+    @property
+    def mail_store(self) -> MailStore:
+        """The IMAP mail store (12.5), opened on first use: tools that never touch it
+        (sendmail, mailq) open none of its files."""
+        if self._mail_store is None:
+            self._mail_store = mail_store_for(self.settings)
+        return self._mail_store
+
+    async def close_mail_store(self) -> None:
+        store, self._mail_store = self._mail_store, None
+        if store is not None:
+            await store.backend.close()
 
     def close(self) -> None:
         self.committer.close()

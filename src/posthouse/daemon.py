@@ -46,7 +46,6 @@ from posthouse.app import (
     identity_resolver,
     imap_settings_for,
     login_limiter_for,
-    mail_store_for,
     open_maildrop_for,
     pop3_settings_for,
     refresh_aliases,
@@ -84,7 +83,6 @@ from posthouse.server.smtp import SMTPSession
 from posthouse.server.supervisor import WorkerSet, run_workers
 from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.maildrop import Maildrop
-from posthouse.store.service import MailStore
 
 __all__ = [
     "RESTART_ONLY",
@@ -110,14 +108,6 @@ VERIFIED_LOGIN_SECONDS = 300.0  # a verified password is trusted again for five 
 #: of workers of a daemon of one process (a supervisor replaces its workers instead).  Changed
 #: listeners are rebound by a reload (:func:`rebind`) unless a port cannot be bound any more.
 RESTART_ONLY = ("server.data_dir", "server.run_as", "server.workers", "server.event_loop")
-#: The IMAP mail store's options: a process opens its store once (:meth:`Runtime.serve`).
-IMAP_STORE = (
-    "configdirectory",
-    "partition_default",
-    "defaultpartition",
-    "admins",
-    "maxmessagesize",
-)
 
 
 def restart_needed(old: Config, new: Config) -> list[str]:
@@ -130,9 +120,6 @@ def restart_needed(old: Config, new: Config) -> list[str]:
     ]
     if old.listener != new.listener:
         changed.append("listener")
-    changed += [
-        f"imap.{name}" for name in IMAP_STORE if getattr(old.imap, name) != getattr(new.imap, name)
-    ]
     return changed
 
 
@@ -436,8 +423,7 @@ class Runtime:
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_on_signal)
         remove_stale_records(self.settings.paths.proc_dir)
-        self.mail_store = mail_store_for(self.settings)
-        for spec in self._specs(self.app, self.sockets):
+        for spec in service_specs(self.app, self.sockets, self.scheduler, self.group.stopping):
             await self.group.start(spec)
         self.app.transport.bind_loop(asyncio.get_running_loop())
         control = None
@@ -457,8 +443,8 @@ class Runtime:
             await control.close()
         await self.group.shutdown(self.settings.config.server.shutdown_grace_seconds)
         await self.scheduler.stop()
+        await self.app.close_mail_store()
         await self.app.transport.agent.close_idle()
-        await self.mail_store.backend.close()
         scheduler_task.cancel()
         stats_task.cancel()
         await asyncio.gather(scheduler_task, stats_task, *self._retiring, return_exceptions=True)
@@ -526,7 +512,7 @@ class Runtime:
         self.scheduler.delivery = app.delivery
         self.scheduler.store = app.queue
         serving = {sock.fileno() for _listener, sock in self.sockets}
-        for spec in self._specs(app, sockets):
+        for spec in service_specs(app, sockets, self.scheduler, self.group.stopping):
             if spec.sock.fileno() in serving:
                 self.group.replace(spec)
             else:
@@ -543,15 +529,11 @@ class Runtime:
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
-    def _specs(
-        self, app: Application, sockets: list[tuple[ListenerSection, socket.socket]]
-    ) -> list[ServiceSpec]:
-        return service_specs(app, sockets, self.scheduler, self.mail_store, self.group.stopping)
-
     async def _retire(self, app: Application, sessions: set[asyncio.Task[None]]) -> None:
         if sessions:
             await asyncio.wait(sessions)
         await self.scheduler.settle()
+        await app.close_mail_store()
         await app.transport.agent.close_idle()
         await asyncio.to_thread(app.stats.flush)
         app.close()
@@ -664,11 +646,9 @@ def service_specs(
     app: Application,
     sockets: list[tuple[ListenerSection, socket.socket]],
     scheduler: DeliveryScheduler,
-    mail_store: MailStore,
     stopping: asyncio.Event,
 ) -> list[ServiceSpec]:
-    """How to serve each bound socket with *app* (IMAP from *mail_store*, which lasts as long
-    as the process): one spec per listener."""
+    """How to serve each bound socket with *app*: one spec per listener."""
     config = app.settings.config
     tls_context: ssl.SSLContext | None = None
     if config.tls.cert_file:
@@ -692,15 +672,10 @@ def service_specs(
         tls_context=tls_context,
         local_domains=app.local_domains.__contains__,
     )
-    imap_services = IMAPServices(
-        hostname=config.server.hostname,
-        credentials=app.credentials,
-        store=mail_store,
-        tls_context=tls_context,
-        local_domains=app.local_domains.__contains__,
-    )
     imap_deadlines = Deadlines(
         command_timeout=config.imap.command_timeout_seconds,
+        data_timeout=config.imap.command_timeout_seconds,
+        min_rate=config.imap.min_data_rate,
         handshake_timeout=config.smtp.tls_handshake_timeout_seconds,
     )
     specs = []
@@ -708,6 +683,13 @@ def service_specs(
         implicit = tls_context if listener.protocol in ("smtps", "pop3s", "imaps") else None
         handler: SessionHandler
         if listener.protocol in ("imap", "imaps"):
+            imap_services = IMAPServices(
+                hostname=config.server.hostname,
+                credentials=app.credentials,
+                store=app.mail_store,
+                tls_context=tls_context,
+                local_domains=app.local_domains.__contains__,
+            )
             imap_for = imap_settings_for(app, None if implicit else tls_context)
             handler = _serve(IMAPSession, imap_services, imap_for, stopping)
             refusal = _imap_refusal

@@ -14,6 +14,7 @@ import pytest
 
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.protocols.imap import engine as imap_engine
+from posthouse.server.connection import Deadlines
 from posthouse.server.imap.session import IMAPServices, IMAPSession
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import FlagChange, FlagMode, NewMessage
@@ -34,8 +35,10 @@ def store_at(root: Path) -> MailStore:
 class Client:
     """A scripted IMAP client over an in-memory connection."""
 
-    def __init__(self, store: MailStore, *, plaintext: bool = True) -> None:
-        self.memory = MemoryClient()
+    def __init__(
+        self, store: MailStore, *, plaintext: bool = True, deadlines: Deadlines | None = None
+    ) -> None:
+        self.memory = MemoryClient(deadlines=deadlines)
         services = IMAPServices(
             hostname="mail.example.test",
             credentials=cast(CredentialChecker, Passwords()),
@@ -242,6 +245,68 @@ def test_a_selected_mailbox_deleted_by_another_session_is_closed(tmp_path: Path)
         ]
         lines = await client.command(b"f FETCH 1 FLAGS")
         assert lines == [b"f BAD FETCH needs a selected mailbox\r\n"]
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    scenario(body, tmp_path)
+
+
+def test_an_append_literal_is_a_transfer_not_a_command_line(tmp_path: Path) -> None:
+    """A steady literal may take longer than the command timeout (it is held to the
+    transfer rate instead); the command line itself is not."""
+
+    async def body(store: MailStore) -> None:
+        deadlines = Deadlines(command_timeout=0.3, data_timeout=0.3, min_rate=100.0)
+        client = Client(store, deadlines=deadlines)
+        await client.login()
+        content = message("slow") + b"x" * (2000 - len(message("slow")))
+        client.memory.send(b"a APPEND INBOX {2000}\r\n")
+        assert (
+            await asyncio.wait_for(client.memory.line(), TIMEOUT) == b"+ Ready for literal data\r\n"
+        )
+        for start in range(0, 2000, 200):  # 2,000 octets/s over a second: 20x the floor
+            client.memory.send(content[start : start + 200])
+            await asyncio.sleep(0.1)
+        client.memory.send(b"\r\n")
+        assert (await client.until(b"a"))[-1].startswith(b"a OK [APPENDUID")
+        client.memory.send(b"b NOOP")  # a command line that stalls past its deadline
+        assert await asyncio.wait_for(client.memory.line(), TIMEOUT) == b"* BYE Command timeout\r\n"
+        await client.task
+
+    scenario(body, tmp_path)
+
+
+def test_header_searches_and_fetches_use_the_cached_header_others_read_messages(
+    tmp_path: Path,
+) -> None:
+    async def body(store: MailStore) -> None:
+        now = dt.datetime.now(dt.UTC)
+        other = store.session("alice")
+        await other.append("INBOX", [prepared(message(s), now, frozenset()) for s in "xyz"])
+        reads: list[int] = []
+        backend = cast(FsBackend, store.backend)
+        original = backend.read_message
+
+        async def counted(mailbox_id: str, uid: int) -> bytes:
+            reads.append(uid)
+            return await original(mailbox_id, uid)
+
+        backend.read_message = counted  # type: ignore[method-assign]
+        client = Client(store)
+        await client.login()
+        await client.command(b"s SELECT INBOX")
+        assert (await client.command(b"a SEARCH SUBJECT y"))[0] == b"* SEARCH 2\r\n"
+        assert (await client.command(b"b SORT (SUBJECT) UTF-8 ALL"))[0] == b"* SORT 1 2 3\r\n"
+        lines = await client.command(b"h FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert lines[:2] == [
+            b"* 2 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {14}\r\n",
+            b"Subject: y\r\n",
+        ]
+        assert reads == []
+        assert (await client.command(b'c SEARCH BODY "of z"'))[0] == b"* SEARCH 3\r\n"
+        assert reads == [1, 2, 3]
+        lines = await client.command(b"t FETCH 2 (BODY.PEEK[HEADER] BODY.PEEK[TEXT])")
+        assert b"body of y" in b"".join(lines) and reads == [1, 2, 3, 2]
         await client.command(b"z LOGOUT")
         await client.task
 

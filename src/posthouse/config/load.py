@@ -324,8 +324,12 @@ def _check_abuse_limits(config: Config, source: str, locator: _Locator) -> None:
     for dotted, value in positive.items():
         if not value > 0:
             raise _fail(source, locator, dotted, f"'{dotted}' must be greater than 0")
-    if config.smtp.min_data_rate < 0:
-        raise _fail(source, locator, "smtp.min_data_rate", "'smtp.min_data_rate' must be >= 0")
+    for dotted, rate in (
+        ("smtp.min_data_rate", config.smtp.min_data_rate),
+        ("imap.min_data_rate", config.imap.min_data_rate),
+    ):
+        if rate < 0:
+            raise _fail(source, locator, dotted, f"'{dotted}' must be >= 0")
     for key in ("auth_failures_per_client", "auth_failures_per_user"):
         value = getattr(config.smtp, key)
         if not 1 <= value <= MAX_AUTH_FAILURES:

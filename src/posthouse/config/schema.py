@@ -133,7 +133,8 @@ class IMAPSection:
     timeout: int = 30  # minutes: the autologout timer (RFC 3501 §5.4: at least 30)
     max_errors: int = 50
     max_commands: int = 1_000_000
-    command_timeout_seconds: float = 60.0  # a command line or literal, first byte to end
+    command_timeout_seconds: float = 60.0  # a command line, first byte to end
+    min_data_rate: float = 1024.0  # octets/s a literal (APPEND) must keep up after the timeout
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,11 @@ import base64
 import zlib
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from posthouse.protocols.imap import events
+from posthouse.protocols.imap import events, seqset
 from posthouse.protocols.imap.engine import (
     NEED_DATA,
     PAUSED,
@@ -19,6 +20,7 @@ from posthouse.protocols.imap.engine import (
     IMAPSettings,
     State,
 )
+from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.selected import FlagUpdate, SelectedMailbox
 
 
@@ -281,3 +283,52 @@ def test_whole_and_byte_by_byte_give_the_same_events_and_output(data: bytes, tls
     bytewise = Driver(**options).feed(data, bytewise=True)
     assert whole.events == bytewise.events
     assert whole.output == bytewise.output
+
+
+def test_uid_and_sequence_sets_resolve_against_the_known_uids() -> None:
+    selected = SelectedMailbox(
+        "INBOX", [3, 5, 9, 12], read_only=False, uidvalidity=1, highestmodseq=1, recent_after=0
+    )
+    assert selected.resolve(seqset.parse("4:10,*"), uid=True) == [(2, 5), (3, 9), (4, 12)]
+    assert selected.resolve(seqset.parse("2:3"), uid=False) == [(2, 5), (3, 9)]
+    assert selected.resolve(seqset.parse("100:*"), uid=True) == [(4, 12)]  # RFC 3501 §6.4.8
+    with pytest.raises(CommandError):
+        selected.resolve(seqset.parse("5"), uid=False)  # beyond the count: BAD
+
+
+news = st.lists(
+    st.tuples(
+        st.lists(st.integers(1, 30), max_size=4),  # UIDs the store reports changed or new
+        st.lists(st.integers(1, 30), max_size=4),  # UIDs the store reports expunged
+        st.booleans(),  # whether the command then completing may report expunges
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 30), unique=True).map(sorted), news)
+def test_a_client_following_the_untagged_responses_keeps_the_right_count(
+    initial: list[int], steps: list[tuple[list[int], list[int], bool]]
+) -> None:
+    """RFC 3501 §7.4.1/§7.3.1: every EXPUNGE names a message the client knows, no EXPUNGE is
+    sent when not allowed, and the count the client ends with is the mailbox's."""
+    selected = SelectedMailbox(
+        "INBOX", initial, read_only=False, uidvalidity=1, highestmodseq=1, recent_after=0
+    )
+    count = len(initial)
+    for changed, vanished, allowed in steps:
+        selected.changes([FlagUpdate(uid, frozenset({"x"})) for uid in changed], vanished)
+        for item in selected.pending_responses(expunges_allowed=allowed):
+            words = item.to_bytes().split()
+            if words[2] == b"EXPUNGE":
+                assert allowed and 1 <= int(words[1]) <= count
+                count -= 1
+            elif words[2] == b"EXISTS":
+                assert int(words[1]) >= count or allowed
+                count = int(words[1])
+        if allowed:
+            assert count == selected.count
+            assert not any(selected.is_gone(uid) for uid in selected.uids)
+        else:
+            assert count == selected.count  # gone messages keep their numbers until told

@@ -47,6 +47,7 @@ from posthouse.protocols.imap.events import (
     Event,
     IdleDone,
     IdleStarted,
+    LiteralAccepted,
     LoggedOut,
     LoginAttempt,
     PlaintextLoginRefused,
@@ -396,6 +397,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             self._refuse(self._privacy_required(request.tag, request.name))
         else:
             self._out += Continuation().to_bytes()
+            self._events.append(LiteralAccepted(request.tag, request.name))
 
     def _line_too_long(self) -> None:  # the reader answers over-long lines itself
         raise AssertionError("unreachable: the command reader frames IMAP lines")

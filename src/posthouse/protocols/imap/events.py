@@ -76,6 +76,15 @@ class IdleDone(DecisionEvent):
 
 
 @dataclass(frozen=True)
+class LiteralAccepted(Event):
+    """The engine sent ``+`` for a synchronising literal of ``command``: its octets (an
+    APPEND message, perhaps large) follow, a transfer rather than a command line."""
+
+    tag: str
+    command: str
+
+
+@dataclass(frozen=True)
 class PlaintextLoginRefused(Event):
     """A LOGIN or AUTHENTICATE over plain text was refused (LOGINDISABLED, RFC 3501
     §6.2.3): a protection failure the server logs."""

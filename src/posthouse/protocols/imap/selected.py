@@ -83,7 +83,15 @@ class SelectedMailbox:
         """(sequence number, UID) pairs of the set; a UID set ignores UIDs not here
         (RFC 3501 §6.4.8), a sequence set beyond the count is BAD (RFC 3501 §9)."""
         if uid:
-            return [(self.uids.index(u) + 1, u) for u in numbers.select_uids(self.uids)]
+            chosen = numbers.select_uids(self.uids)  # ascending, like self.uids
+            start = bisect.bisect_left(self.uids, chosen[0]) if chosen else 0
+            pairs: list[tuple[int, int]] = []
+            index = start
+            for wanted in chosen:
+                while self.uids[index] != wanted:
+                    index += 1
+                pairs.append((index + 1, wanted))
+            return pairs
         if not self.uids:
             raise CommandError("The mailbox is empty: no message sequence numbers")
         return [(n, self.uids[n - 1]) for n in numbers.message_numbers(len(self.uids))]

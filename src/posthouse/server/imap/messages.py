@@ -33,31 +33,16 @@ _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
 _MODES = {"replace": FlagMode.REPLACE, "add": FlagMode.ADD, "remove": FlagMode.REMOVE}
 
 
-def _content_key(key: search.Key) -> bool:
-    """Whether evaluating ``key`` needs the message content."""
+def _needs(key: search.Key, kinds: tuple[type, ...]) -> bool:
+    """Whether ``key`` holds a key of one of ``kinds`` anywhere in its tree."""
     match key:
-        case search.Header() | search.Body() | search.Text():
-            return True
         case search.Not(inner):
-            return _content_key(inner)
+            return _needs(inner, kinds)
         case search.Or(left, right):
-            return _content_key(left) or _content_key(right)
+            return _needs(left, kinds) or _needs(right, kinds)
         case search.And(keys):
-            return any(_content_key(k) for k in keys)
-    return False
-
-
-def _uses_modseq(key: search.Key) -> bool:
-    match key:
-        case search.ModSeq():
-            return True
-        case search.Not(inner):
-            return _uses_modseq(inner)
-        case search.Or(left, right):
-            return _uses_modseq(left) or _uses_modseq(right)
-        case search.And(keys):
-            return any(_uses_modseq(k) for k in keys)
-    return False
+            return any(_needs(k, kinds) for k in keys)
+    return isinstance(key, kinds)
 
 
 def _sets_seen(item: FetchItem) -> bool:
@@ -149,25 +134,30 @@ class MessageCommands:
 
     # -- SEARCH, SORT, THREAD --
 
-    async def _matching(self, key: search.Key, *, uid: bool) -> list[StoredMessage]:
+    async def _matching(
+        self, key: search.Key, *, uid: bool, headers: bool = False
+    ) -> list[StoredMessage]:
+        """The live messages matching ``key``; ``headers``: the caller needs every
+        match's header too (SORT, THREAD).  Body and text keys read each message; header
+        keys make do with the header section cached at APPEND time."""
         _, _, selected = self._open()
         pairs = selected.live(enumerate(selected.uids, 1))
-        messages = await self._messages(pairs)
+        content = _needs(key, (search.Body, search.Text))
+        header = headers or _needs(key, (search.Header,))
+        messages = await self._messages(pairs, cached=header and not content)
         context = search.SearchContext(
             largest_seq=selected.count,
             largest_uid=selected.largest_uid,
             saved_uids=frozenset(self.saved),
         )
-        content = _content_key(key)
         found: list[StoredMessage] = []
         for message in messages:
-            if content:
-                message.content = await self._load(message.uid)
+            if content or (header and message.meta.header is None):
+                message.use_content(await self._load(message.uid))
             if search.matches(key, message, context):
                 found.append(message)
-            elif content:
-                message.content = None
-                message._part = None
+            if not headers:
+                message.forget_content()
         return found
 
     async def search(self, command: Command) -> None:
@@ -175,8 +165,12 @@ class MessageCommands:
         assert isinstance(request, search.SearchRequest)
         found = await self._matching(request.key, uid=command.uid)
         numbers = [m.uid if command.uid else m.seq for m in found]
-        modseq = max((m.modseq for m in found), default=0) if _uses_modseq(request.key) else None
-        if _uses_modseq(request.key):
+        modseq = (
+            max((m.modseq for m in found), default=0)
+            if _needs(request.key, (search.ModSeq,))
+            else None
+        )
+        if _needs(request.key, (search.ModSeq,)):
             self.engine.use_condstore()
         if request.returns is None:
             self.engine.untagged(response.search_data(numbers, modseq=modseq))
@@ -194,10 +188,7 @@ class MessageCommands:
     async def sort(self, command: Command) -> None:
         arguments = command.arguments
         assert isinstance(arguments, Sort)
-        found = await self._matching(arguments.search.key, uid=command.uid)
-        for message in found:
-            if message.content is None:
-                message.content = await self._load(message.uid)
+        found = await self._matching(arguments.search.key, uid=command.uid, headers=True)
         ordered = sort.sort_messages(found, arguments.criteria)
         values: list[object] = [Atom("SORT")]
         values += [m.uid if command.uid else m.seq for m in ordered]
@@ -207,10 +198,7 @@ class MessageCommands:
     async def thread(self, command: Command) -> None:
         arguments = command.arguments
         assert isinstance(arguments, Thread)
-        found = await self._matching(arguments.search.key, uid=command.uid)
-        for message in found:
-            if message.content is None:
-                message.content = await self._load(message.uid)
+        found = await self._matching(arguments.search.key, uid=command.uid, headers=True)
         build = thread.references if arguments.algorithm == "REFERENCES" else thread.ordered_subject
         roots = build(found)
         text = thread.format_threads(roots, lambda m: m.uid if command.uid else m.seq)
@@ -267,7 +255,7 @@ class MessageCommands:
             blobs = missing_blobs(message) if cache_wanted else None
             if blobs is not None:  # the next FETCH of it needs no parse
                 await user.store_cache(mailbox, message.uid, **blobs)
-            message.content = None
+            message.forget_content()
             await self.session.driver.send_soon()
         return None
 

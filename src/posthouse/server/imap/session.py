@@ -99,7 +99,8 @@ class IMAPSession:
         return False  # between commands an IMAP session may always be told BYE
 
     def unit(self, event: events.Event) -> Unit:
-        return Unit.DONE
+        """A literal's octets are a transfer (``min_data_rate``), a command a unit."""
+        return Unit.TRANSFER if isinstance(event, events.LiteralAccepted) else Unit.DONE
 
     def ended(self, why: Ending) -> None:
         if why in (Ending.DEADLINE, Ending.IDLE):
@@ -121,6 +122,8 @@ class IMAPSession:
                 self.engine.finish("OK", "IDLE terminated")
             case events.PlaintextLoginRefused(name):  # 12.5.4: protection failures
                 log.warning("imap: %s over plain text from %s refused", name, self.connection.peer)
+            case events.LiteralAccepted():
+                pass  # the deadline of a transfer applies (``unit``)
             case events.CompressionStarted():
                 log.debug("imap: %s compresses", self.connection.peer)
             case events.LoggedOut():

@@ -47,10 +47,23 @@ class StoredMessage:
 
     @property
     def part(self) -> message.Part:
+        """The parsed message, or only its header when just the cached header section is
+        at hand (enough for header keys: SEARCH HEADER, SORT, THREAD)."""
         if self._part is None:
-            assert self.content is not None, "load the message before parsing it"
-            self._part = message.parse(self.content)
+            source = self.content if self.content is not None else self.meta.header
+            assert source is not None, "load the message (or its cached header) first"
+            self._part = message.parse(source)
         return self._part
+
+    def use_content(self, content: bytes) -> None:
+        """The message octets are loaded (a parse of the header alone is dropped)."""
+        self.content = content
+        self._part = None
+
+    def forget_content(self) -> None:
+        """Drop the loaded octets and their parse (memory stays bounded over a mailbox)."""
+        self.content = None
+        self._part = None
 
     def header_values(self, name: str) -> Sequence[str]:
         return text.header_values(self.part, name)
@@ -95,14 +108,27 @@ CONTENT_ITEMS = frozenset(
 )
 
 
-def needs_content(request: FetchRequest) -> bool:
-    """Whether some item needs the message octets (BODY without a section is BODYSTRUCTURE
-    without extensions, which is built from them too)."""
-    return any(item.name in CONTENT_ITEMS for item in request.items)
+_HEADER_TEXTS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+
+
+def header_only(item: FetchItem) -> bool:
+    """The item is (part of) the message's own header: the cached header section has it."""
+    if item.name == "RFC822.HEADER":
+        return True
+    section = item.section
+    return (
+        item.name == "BODY"
+        and section is not None
+        and not section.part
+        and section.text in _HEADER_TEXTS
+    )
 
 
 def needs_cache(request: FetchRequest) -> bool:
-    return any(item.name in ("ENVELOPE", "BODYSTRUCTURE") for item in request.items)
+    """Whether the request is served (partly) from the blobs cached at APPEND time."""
+    return any(
+        item.name in ("ENVELOPE", "BODYSTRUCTURE") or header_only(item) for item in request.items
+    )
 
 
 async def fetch_items(
@@ -117,11 +143,11 @@ async def fetch_items(
     meta = stored.meta
     for item in request.items:
         if stored.content is None and (
-            item.name in CONTENT_ITEMS
+            (item.name in CONTENT_ITEMS and not (header_only(item) and meta.header is not None))
             or (item.name == "ENVELOPE" and meta.envelope is None)
             or (item.name == "BODYSTRUCTURE" and meta.bodystructure is None)
         ):
-            stored.content = await load(meta.uid)
+            stored.use_content(await load(meta.uid))
         items.append((item.response_name(), _value(stored, item)))
     if condstore and not any(name == "MODSEQ" for name, _ in items):
         items.append(("MODSEQ", [meta.modseq]))
@@ -156,7 +182,10 @@ def _value(stored: StoredMessage, item: FetchItem) -> object:
             return sections.binary_size(_loaded(stored), stored.part, item.section.part)
         case "BINARY":
             return binary_value(sections.item_octets(_loaded(stored), stored.part, item))
-    return sections.item_octets(_loaded(stored), stored.part, item)
+    if stored.content is None:  # a header item, from the cached header section
+        assert meta.header is not None
+        return sections.item_octets(meta.header, stored.part, item)
+    return sections.item_octets(stored.content, stored.part, item)
 
 
 def _loaded(stored: StoredMessage) -> bytes:
