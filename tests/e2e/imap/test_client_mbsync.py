@@ -7,15 +7,22 @@ import email
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import PASSWORD, Server
 from tests.e2e.imap.mailbox import append, connect, mailboxes, message, run, server_view
 
 
-def mbsyncrc(server: Server, home: Path, local: Path) -> Path:
+def mbsyncrc(server: Server, home: Path, local: Path, tls: str) -> Path:
+    ca = home / "ca.pem"
+    server.ca.cert_pem.write_to_path(str(ca))
+    port = server.ports["imaps" if tls == "IMAPS" else "imap"]
+    # mbsync matches the certificate's DNS names only (not its 127.0.0.1 address)
+    host = "127.0.0.1" if tls == "None" else "localhost"
     rc = home / "mbsyncrc"
     rc.write_text(
-        f"IMAPAccount posthouse\nHost 127.0.0.1\nPort {server.ports['imap']}\nUser bob\n"
-        f"Pass {PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n"
+        f"IMAPAccount posthouse\nHost {host}\nPort {port}\nUser bob\n"
+        f"Pass {PASSWORD}\nSSLType {tls}\nCertificateFile {ca}\nAuthMechs LOGIN\n\n"
         "IMAPStore remote\nAccount posthouse\n\n"
         f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
         "Channel sync\nFar :remote:\nNear :local:\nPatterns *\n"
@@ -74,13 +81,14 @@ def server_store(server: Server, subject: str, flags: str, *, expunge: bool = Fa
         client.logout()
 
 
-def test_mbsync_two_way(imap_server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tls", ["None", "STARTTLS", "IMAPS"])
+def test_mbsync_two_way(imap_server: Server, tmp_path: Path, tls: str) -> None:
     append(imap_server, "INBOX", message("alpha", "a"), message("beta", "b"))
     append(imap_server, "INBOX", message("gamma", "c"), message("delta", "d"))
     home, local = tmp_path / "home", tmp_path / "Mail"
     home.mkdir()
     local.mkdir()
-    rc = mbsyncrc(imap_server, home, local)
+    rc = mbsyncrc(imap_server, home, local, tls)
     inbox = local / "INBOX"
 
     log = sync(rc, home)  # server mail arrives locally
