@@ -1,5 +1,6 @@
 """offlineimap3 against a real posthouse: a sync into a local Maildir, then local changes (a
-flag set, a message written, one deleted) pushed back to the server."""
+flag set, a message written, one deleted, a folder made) pushed back to the server while a
+folder made on the server arrives."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ def test_offlineimap_syncs_and_pushes_local_changes(imap_server: Server, tmp_pat
     set_local_flags(inbox, "north", "FS")
     remove_local(inbox, "east")
     (inbox / "new" / "1.written-here").write_bytes(message("west", "w"))
+    for sub in ("cur", "new", "tmp"):  # a folder made here, with a message in it
+        (local / "INBOX.Travel" / sub).mkdir(parents=True)
+    (local / "INBOX.Travel" / "cur" / "2.written-here:2,S").write_bytes(message("tickets"))
+    append(imap_server, "INBOX.Recipes", message("soup", "leeks"))  # one made there
 
     log = offlineimap(rc, home)
     assert server_view(imap_server) == {
@@ -48,3 +53,5 @@ def test_offlineimap_syncs_and_pushes_local_changes(imap_server: Server, tmp_pat
         "west": set(),
     }, log
     assert set(local_view(inbox)) == {"north", "south", "west"}, log
+    assert server_view(imap_server, "INBOX.Travel") == {"tickets": {"\\Seen"}}, log
+    assert local_view(local / "INBOX.Recipes") == {"soup": ""}, log
