@@ -1,6 +1,6 @@
 """mutt reading a real posthouse over IMAP, driven in tmux as a person would: the index
-shows the subjects, a message opens with its body, and a deletion synced with ``$`` is
-expunged on the server."""
+shows the subjects, a message opens with its body, a deletion synced with ``$`` is
+expunged on the server, and a message saved to another folder moves there."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def mutt(imap_server: Server, tmp_path: Path) -> Iterator[Terminal]:
         'set spoolfile = "+INBOX"\n'
         f'set imap_pass = "{PASSWORD}"\n'
         "set ssl_starttls = no\nset ssl_force_tls = no\n"
-        "set delete = yes\nset move = no\nset quit = yes\nset mark_old = no\n"
+        "set delete = yes\nset confirmappend = no\nset move = no\n"
+        "set quit = yes\nset mark_old = no\n"
         'set index_format = "%4C [%Z] %s"\nset sort = date-sent\n'
         "set pager_index_lines = 0\nset mail_check = 5\nset imap_keepalive = 60\n"
         # BODY[] rather than BODY.PEEK[]: the server sets \Seen as the message is read
@@ -84,6 +85,7 @@ def mutt(imap_server: Server, tmp_path: Path) -> Iterator[Terminal]:
 
 
 def test_mutt_reads_and_deletes_over_imap(imap_server: Server, mutt: Terminal) -> None:
+    append(imap_server, "INBOX.Archive")
     append(
         imap_server,
         "INBOX",
@@ -113,4 +115,11 @@ def test_mutt_reads_and_deletes_over_imap(imap_server: Server, mutt: Terminal) -
         lambda: set(server_view(imap_server)) == {"garden party"},
         what="the deleted message expunged on the server",
     )
+
+    mutt.keys("s", "C-u", "=INBOX.Archive", "Enter")  # save (copy, then delete) the other one
+    mutt.wait_for("Del:1")
+    mutt.keys("$")
+    mutt.wait_for("garden party", gone=True)
+    wait_until(lambda: server_view(imap_server) == {}, what="INBOX emptied on the server")
+    assert set(server_view(imap_server, "INBOX.Archive")) == {"garden party"}
     mutt.keys("q")
