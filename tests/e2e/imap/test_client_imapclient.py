@@ -1,9 +1,11 @@
 """Python's imapclient library against a real posthouse, used through its high-level API:
-select_folder, search, fetch (BODY[], ENVELOPE, BODYSTRUCTURE), add_flags, move, and IDLE
-woken by an APPEND from another connection."""
+select_folder, search, fetch (BODY[], ENVELOPE, BODYSTRUCTURE), add_flags, move, IDLE
+woken by an APPEND from another connection, and folders, SPECIAL-USE, NAMESPACE, STATUS,
+SORT, THREAD, UTF-8 SEARCH, CONDSTORE, COPY and UID EXPUNGE."""
 
 from __future__ import annotations
 
+import datetime
 import threading
 
 import imapclient
@@ -98,3 +100,51 @@ def test_imapclient_idle_is_woken_by_an_append(imap_server: Server) -> None:
         b"BODY[HEADER.FIELDS (SUBJECT)]"
     ].startswith(b"Subject: while idle")
     client.logout()
+
+
+def test_imapclient_folders_sort_thread_and_condstore(imap_server: Server) -> None:
+    client = open_client(imap_server)
+    assert client.find_special_folder(imapclient.imapclient.SENT) == "INBOX.Sent"
+    assert client.find_special_folder(imapclient.imapclient.TRASH) == "INBOX.Trash"
+    personal = client.namespace().personal
+    assert personal == (("INBOX.", "."),)
+    names = {name for _flags, _delim, name in client.list_folders()}
+    assert {"INBOX", "INBOX.Sent", "INBOX.Drafts", "INBOX.Trash", "INBOX.Junk"} <= names
+
+    when = datetime.datetime(2026, 11, 30, 9, 0, tzinfo=datetime.UTC)
+    client.append("INBOX", message("zebra crossing", "z"), msg_time=when)
+    client.append("INBOX", message("Re: apple pie", "a"), flags=[imapclient.SEEN])
+    client.append("INBOX", message("apple pie", "café au lait"))
+    status = client.folder_status("INBOX", [b"MESSAGES", b"UNSEEN", b"UIDNEXT"])
+    assert status == {b"MESSAGES": 3, b"UNSEEN": 2, b"UIDNEXT": 4}
+
+    client.enable("CONDSTORE")
+    selected = client.select_folder("INBOX")
+    modseq = selected[b"HIGHESTMODSEQ"]
+    assert client.fetch([1], ["INTERNALDATE"])[1][b"INTERNALDATE"].date() == when.date()
+    # base subjects "apple pie" (twice: ties in sequence order, RFC 5256 §3), "zebra crossing"
+    assert client.sort(["SUBJECT"]) == [2, 3, 1]
+    assert client.sort(["REVERSE", "ARRIVAL"])[-1] == 1  # 2 and 3 may share their second
+    assert client.search(["UNSEEN"]) == [1, 3]
+    assert client.search(["TEXT", "café"], charset="UTF-8") == [3]
+    threads = client.thread("ORDEREDSUBJECT")
+    assert sorted(map(sorted_thread, threads)) == [[1], [2, 3]]
+
+    client.add_flags([2], [imapclient.FLAGGED])
+    changed = client.fetch([1, 2, 3], ["FLAGS"], modifiers=[f"CHANGEDSINCE {modseq}"])
+    assert list(changed) == [2] and changed[2][b"MODSEQ"][0] > modseq
+
+    client.copy([1], "INBOX.Trash")
+    client.delete_messages([1])
+    client.uid_expunge([1])
+    assert client.search("ALL") == [2, 3]
+    assert set(server_view(imap_server, "INBOX.Trash")) == {"zebra crossing"}
+    client.unselect_folder()
+    client.logout()
+
+
+def sorted_thread(thread: tuple[object, ...]) -> list[int]:
+    flat: list[int] = []
+    for item in thread:
+        flat += sorted_thread(item) if isinstance(item, tuple) else [int(str(item))]
+    return sorted(flat)
