@@ -46,3 +46,15 @@ def test_curl_lists_examines_fetches_searches_creates_and_uploads(
     assert body.replace("\r\n", "\n") == message("uploaded by curl", "curl body").decode().replace(
         "\r\n", "\n"
     )
+
+
+def test_curl_over_starttls_and_implicit_tls(imap_server: Server, tmp_path: Path) -> None:
+    append(imap_server, "INBOX", message("sealed", "over tls"))
+    ca = tmp_path / "ca.pem"
+    imap_server.ca.cert_pem.write_to_path(str(ca))
+    user = ["--user", f"bob:{PASSWORD}", "--cacert", str(ca)]
+    plain = f"imap://127.0.0.1:{imap_server.ports['imap']}/INBOX;UID=1"
+    implicit = f"imaps://127.0.0.1:{imap_server.ports['imaps']}/INBOX;UID=1"
+    for url, extra in ((plain, ["--ssl-reqd"]), (implicit, [])):  # STARTTLS, then IMAPS
+        fetched = run(["curl", "-sS", "--max-time", "60", *user, *extra, url]).stdout
+        assert "Subject: sealed" in fetched and "over tls" in fetched
