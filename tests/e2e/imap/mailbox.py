@@ -43,7 +43,8 @@ def append(server: Server, mailbox: str, *messages: bytes, user: str = "bob") ->
 
 
 def server_view(server: Server, mailbox: str = "INBOX", user: str = "bob") -> dict[str, set[str]]:
-    """Subject -> flags of every message in *mailbox*, as the server has them now."""
+    """Subject -> flags of every message in *mailbox*, as the server has them now (the
+    tests' subjects are unique: a message twice fails)."""
     client = connect(server, user)
     try:
         status, data = client.select(mailbox, readonly=True)
@@ -59,7 +60,9 @@ def server_view(server: Server, mailbox: str = "INBOX", user: str = "bob") -> di
             flags = re.search(rb"FLAGS \(([^)]*)\)", item[0])
             subject = re.search(rb"Subject: (.*?)\r\n", item[1])
             assert flags and subject, item
-            view[subject.group(1).decode()] = set(flags.group(1).decode().split())
+            name = subject.group(1).decode()
+            assert name not in view, f"two messages {name!r} in {mailbox}"  # none doubled
+            view[name] = set(flags.group(1).decode().split())
         return view
     finally:
         client.logout()

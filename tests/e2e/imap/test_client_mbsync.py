@@ -40,10 +40,11 @@ def sync(rc: Path, home: Path) -> str:
 
 def local_view(folder: Path) -> dict[str, str]:
     """Subject -> Maildir flags (the letters after ``:2,``) of every message in *folder*."""
-    view = {}
+    view: dict[str, str] = {}
     for sub in ("new", "cur"):
         for path in (folder / sub).iterdir():
             subject = str(email.message_from_bytes(path.read_bytes())["Subject"])
+            assert subject not in view, f"two messages {subject!r} in {folder}"
             view[subject] = path.name.partition(":2,")[2]
     return view
 
@@ -115,3 +116,7 @@ def test_mbsync_two_way(imap_server: Server, tmp_path: Path, tls: str) -> None:
     assert "INBOX.Projects" in mailboxes(imap_server), log
     assert server_view(imap_server, "INBOX.Projects") == {"plan": {"\\Seen"}}
     assert local_view(local / "Archive") == {"old news": "S"}, log
+
+    log = sync(rc, home)  # nothing changed since: nothing moves, nothing doubles
+    assert server_view(imap_server) == {"alpha": {"\\Flagged", "\\Seen"}, "beta": {"\\Answered"}}
+    assert local_view(inbox) == {"alpha": "FS", "beta": "R"}, log
