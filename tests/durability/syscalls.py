@@ -291,10 +291,31 @@ class PowerLoss:
 
     def cut(self) -> None:
         """Make the watched directories hold only what was durable (call with every writer
-        stopped)."""
+        stopped).
+
+        Files keep their inode numbers, as they do through a real power cut (the mbox
+        rewrite journal names its mailbox by inode): each file is set aside under a name of
+        its own, given back the durable names that point at its inode and its durable
+        content in place; only a durable name whose inode no longer exists gets a new file.
+        """
         with self._lock:
             for inode, directory in self.directories.items():
-                for name in self._listing(directory):
-                    _real_unlink(directory / name)
+                parked: dict[int, Path] = {}
+                for name, file_inode in self._listing(directory).items():
+                    if file_inode in parked:  # another name of a file already set aside
+                        _real_unlink(directory / name)
+                    else:
+                        parked[file_inode] = directory / f".power-loss-{file_inode}"
+                        _real_rename(directory / name, parked[file_inode])
+                restored: dict[int, Path] = {}
                 for name, file_inode in self.entries[inode].items():
-                    (directory / name).write_bytes(self.content.get(file_inode, b""))
+                    path = directory / name
+                    if file_inode in restored:
+                        os.link(restored[file_inode], path)
+                        continue
+                    if file_inode in parked:
+                        _real_rename(parked.pop(file_inode), path)
+                    path.write_bytes(self.content.get(file_inode, b""))  # same inode if kept
+                    restored[file_inode] = path
+                for path in parked.values():
+                    _real_unlink(path)

@@ -70,6 +70,21 @@ def test_mbox_append_syncs_the_mailbox_with_all_its_data_and_a_new_one_s_directo
     assert synced < trace.index(lambda c: c.dst == "returned again", "return")
 
 
+def test_mbox_append_into_a_new_spool_directory_syncs_its_parent_too(
+    tmp_path: Path, trace: SyscallTrace
+) -> None:
+    spool = tmp_path / "spool"  # missing: created by the append
+    append_messages(
+        spool / "alice",
+        [MboxMessage("bob@example.org", _message(1), WHEN)],
+        method=LockMethod.LOCKF,
+    )
+    trace.mark("returned")
+    returned = trace.index(lambda c: c.dst == "returned", "return")
+    assert trace.index(trace.dir_synced(spool), "spool directory sync") < returned
+    assert trace.index(trace.dir_synced(tmp_path), "its parent's sync") < returned
+
+
 def test_mailbox_writer_does_not_answer_before_the_mailbox_sync_returns(
     tmp_path: Path, trace: SyscallTrace
 ) -> None:
@@ -199,12 +214,18 @@ class _Crash(BaseException):
     pass
 
 
+@pytest.mark.parametrize("doomed", [(2, 5), (5, 6)], ids=["middle", "tail"])
 @pytest.mark.parametrize("point", ["none", "journal", "copied", "padded", "phase2", "truncated"])
 def test_power_loss_during_a_pop3_rewrite_loses_no_mail(
-    tmp_path: Path, trace: SyscallTrace, monkeypatch: pytest.MonkeyPatch, point: str
+    tmp_path: Path,
+    trace: SyscallTrace,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    doomed: tuple[int, int],
 ) -> None:
     """Cut the power at each step of the rewrite (or after QUIT was answered): reopened,
-    the mailbox holds every message, whole, and the deletions if they were acknowledged."""
+    the mailbox holds every message, whole, and the deletions if they were acknowledged.
+    Deleting the last messages leaves the journal no content to copy (an empty region)."""
     spool = _Spool(tmp_path)
     contents = [_message(i, 400 * i) for i in range(1, 7)]
     spool.deliver(*contents)
@@ -219,7 +240,7 @@ def test_power_loss_during_a_pop3_rewrite_loses_no_mail(
     acknowledged = False
     with spool.open() as drop:
         try:
-            drop.commit_deletions([2, 5])
+            drop.commit_deletions(doomed)
             acknowledged = True
         except _Crash:
             pass
@@ -227,7 +248,7 @@ def test_power_loss_during_a_pop3_rewrite_loses_no_mail(
     power.cut()
     monkeypatch.setattr(mbox_maildrop, "_crash_hook", lambda _point: None)
 
-    kept = [contents[i] for i in (0, 2, 3, 5)]
+    kept = [c for n, c in enumerate(contents, 1) if n not in doomed]
     with spool.open() as drop:
         read = [b"".join(drop.read(n)) for n in range(1, len(drop.messages) + 1)]
     after = spool.path.read_bytes()
@@ -300,3 +321,24 @@ def test_threads_may_hold_their_own_syncs(tmp_path: Path, trace: SyscallTrace) -
         hold.release.set()
         worker.join(WAIT_SECONDS)
     assert done.is_set() and trace.index(trace.file_synced(inode_of(path), 3), "the sync") >= 0
+
+
+def test_a_power_cut_keeps_the_files_inode_numbers(tmp_path: Path, trace: SyscallTrace) -> None:
+    """The harness's power cut restores what was durable in the same inodes, as a real one
+    does: the rewrite journal names its mailbox by inode, so recovery after a cut that
+    renumbered the files would wrongly find the mailbox replaced."""
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    kept = directory / "kept"
+    kept.write_bytes(b"durable\n")
+    # A second name outside keeps the inode alive, so a recreated file cannot get it back.
+    os.link(kept, tmp_path / "elsewhere")
+    inode = inode_of(kept)
+    power = PowerLoss(trace, directory)
+    with open(kept, "ab") as file:
+        file.write(b"never synced\n")
+    (directory / "new").write_bytes(b"never synced either\n")
+    power.cut()
+    assert os.listdir(directory) == ["kept"]
+    assert kept.read_bytes() == b"durable\n"
+    assert inode_of(kept) == inode

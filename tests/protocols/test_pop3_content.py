@@ -62,6 +62,8 @@ def crlf(data: bytes) -> bytes:
         ([b"\r.\n"], b"\r.\r\n.\r\n"),
         ([b"x\n", b".", b"y"], b"x\r\n..y\r\n.\r\n"),
         ([b"\n\n"], b"\r\n\r\n.\r\n"),
+        # A CRLF split across chunks, then a bare LF in a chunk of its own: a new line.
+        ([b"a\r", b"\n", b"\n"], b"a\r\n\r\n.\r\n"),
     ],
 )
 def test_writer_examples(pieces: list[bytes], wire: bytes) -> None:
@@ -120,6 +122,22 @@ def test_top_filter_matches_reference(parts: list[bytes], k: int, cuts: list[int
     assert got == top_reference(data, k)
     if got != data:
         assert top.done
+
+
+@pytest.mark.parametrize(
+    ("pieces", "k"),
+    [
+        # A header line "x<CR>" arriving in three chunks is not the blank line.
+        ([b"x", b"\r", b"\n", b"Rest: 1\r\n\r\nbody\r\n"], 0),
+        ([b"A: 1\r\nB", b": 2\r", b"\n", b"\r\nbody\r\n"], 0),
+        # More body lines asked for than the message has, the whole message in one chunk.
+        ([b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nline 1\r\nline 2\r\nno end"], 5),
+        ([b"A: 1\r\n\r\nline 1\r\nline 2\r\n"], 3),
+    ],
+)
+def test_top_filter_examples(pieces: list[bytes], k: int) -> None:
+    top = TopFilter(k)
+    assert b"".join(top.feed(p) for p in pieces) == top_reference(b"".join(pieces), k)
 
 
 def test_top_filter_done_and_negative() -> None:

@@ -129,6 +129,18 @@ def test_keeps_at_most_two_octets_of_lookahead() -> None:
     assert reader.consume(buf) == b"" and reader.done
 
 
+def test_a_stuffed_line_is_passed_on_once_the_octet_after_the_dot_arrives() -> None:
+    """A line-initial dot is held only until the next octet shows it is not the end."""
+    reader = DotReader(100)
+    buf = LineBuffer()
+    buf.feed(b"a\r\n.")
+    assert reader.consume(buf) == b"a\r\n" and len(buf) == 1
+    buf.feed(b"b")
+    assert reader.consume(buf) == b"b" and len(buf) == 0
+    buf.feed(b"\r\n.c")
+    assert reader.consume(buf) == b"\r\nc" and len(buf) == 0 and not reader.done
+
+
 def test_large_message_is_fast_enough() -> None:
     line = b"x" * 76 + b"\r\n"
     raw = line * 200_000 + b".\r\n"  # ~15 MB

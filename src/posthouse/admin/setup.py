@@ -19,6 +19,7 @@ from posthouse.admin.errors import CannotWrite, NotConfigured
 from posthouse.admin.setup_answers import check_config
 from posthouse.config.load import ConfigError, parse_config, resolve_paths
 from posthouse.config.schema import Config, Settings
+from posthouse.durable import sync_directory
 
 __all__ = [
     "InvalidConfiguration",
@@ -91,10 +92,6 @@ def _replace(path: Path, text: str) -> Path | None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with contextlib.suppress(OSError):  # some file systems refuse to fsync a directory
+        sync_directory(directory)
     return backup

@@ -120,7 +120,8 @@ class IncomingMessage:
                 renames=[(self._control_temp, store.control_path(self.queue_id))],
                 directories=[store.directory],
             )
-        file = self._file if self._file is not None else self._open_data_file()
+        file = self._file  # write() opened it when the buffer grew past its limit
+        assert file is not None
         file.flush()
         fd = self._open_control_file()
         write_all(fd, envelope_to_json(self._envelope))

@@ -87,7 +87,6 @@ class MboxrdEncoder:
         self._line_start = True  # in the leading ">" run of a line
         self._partial = b""  # proper prefix of b"From " seen after the ">" run
         self._last = b"\n"  # last byte emitted (b"\n" before any output)
-        self._empty = True
 
     def feed(self, data: bytes) -> bytes:
         return self._quote(_crlf_to_lf(self, data))
@@ -99,7 +98,7 @@ class MboxrdEncoder:
             out += self._partial
             self._last = self._partial[-1:]
             self._partial = b""
-        if not self._empty and self._last != b"\n":
+        if self._last != b"\n":
             out += b"\n"
         out += b"\n"
         return bytes(out)
@@ -142,9 +141,6 @@ class MboxrdEncoder:
                 self._line_start = True
         if out:
             self._last = bytes(out[-1:])
-            self._empty = False
-        elif self._partial:
-            self._empty = False
         return bytes(out)
 
 
@@ -169,7 +165,6 @@ class MboxrdDecoder:
         self._held = False  # one ">" of the leading run withheld until we know what follows
         self._partial = b""  # proper prefix of b"From " seen after a ">" run
         self._last = b"\n"
-        self._empty = True
 
     def feed(self, data: bytes) -> bytes:
         return self._emit(self._unquote(_crlf_to_lf(self, data)))
@@ -185,7 +180,7 @@ class MboxrdDecoder:
         pending += self._partial
         self._partial = b""
         out = self._emit(bytes(pending))
-        if not self._empty and self._last != b"\n":
+        if self._last != b"\n":
             out += b"\r\n"
             self._last = b"\n"
         return out
@@ -193,7 +188,6 @@ class MboxrdDecoder:
     def _emit(self, data: bytes) -> bytes:
         if data:
             self._last = data[-1:]
-            self._empty = False
         return data.replace(b"\n", b"\r\n")
 
     def _unquote(self, data: bytes) -> bytes:
