@@ -33,3 +33,15 @@ def test_movemail_moves_the_inbox_to_a_local_mbox(imap_server: Server, tmp_path:
     box.close()
     assert moved == [("moved one", "first"), ("moved two", "second")]
     assert server_view(imap_server) == {}
+
+
+def test_mail_reads_and_deletes_with_commands_on_stdin(imap_server: Server, tmp_path: Path) -> None:
+    append(imap_server, "INBOX", message("keep me", "still here"), message("drop me", "gone soon"))
+    session = run(
+        ["mail", "-N", "-f", url(imap_server)],
+        env={"HOME": str(tmp_path)},
+        stdin="print 1\ndelete 2\nquit\n",
+    ).stdout
+    assert "Subject: keep me" in session and "still here" in session, session
+    assert "gone soon" not in session, session
+    assert server_view(imap_server) == {"keep me": {"\\Seen"}}
