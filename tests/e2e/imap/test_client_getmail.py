@@ -8,14 +8,15 @@ import mailbox
 import os
 import pwd
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PASSWORD, Server
-from tests.e2e.imap.mailbox import append, message, run, server_view
+from tests.e2e.conftest import PASSWORD, Server, wait_until
+from tests.e2e.imap.mailbox import CLIENT_TIMEOUT, append, message, run, server_view
 
 
 @pytest.fixture
@@ -88,3 +89,44 @@ def test_getmail_keeps_then_deletes(
     box.close()
     assert fetched == ["again", "for getmail"]
     assert server_view(imap_server) == {}  # deleted and expunged
+
+
+def test_getmail_idle_delivers_mail_as_it_arrives(
+    imap_server: Server, tmp_path: Path, local: tuple[Path, str]
+) -> None:
+    base, as_user = local
+    append(imap_server, "INBOX", message("waiting already", "one"))
+    home = tmp_path / "getmail"
+    home.mkdir()
+    maildir = base / "Maildir"
+    rc = home / "idle.rc"
+    rc.write_text(
+        "[retriever]\ntype = SimpleIMAPRetriever\nserver = 127.0.0.1\n"
+        f"port = {imap_server.ports['imap']}\nusername = bob\npassword = {PASSWORD}\n"
+        'mailboxes = ("INBOX",)\n\n'
+        f"[destination]\ntype = Maildir\npath = {maildir}/{as_user}\n\n"
+        "[options]\nread_all = false\ndelete = false\nverbose = 2\n"
+    )
+
+    def subjects() -> list[str]:
+        return sorted(m["Subject"] for m in mailbox.Maildir(maildir, create=False))
+
+    log = home / "idle.log"
+    with log.open("wb") as output:
+        idle = subprocess.Popen(
+            ["getmail", f"--getmaildir={home}", f"--rcfile={rc}", "--idle=INBOX"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: subjects() == ["waiting already"], timeout=60, what="the first pass")
+        append(imap_server, "INBOX", message("new while idle", "two"))
+        wait_until(
+            lambda: subjects() == ["new while idle", "waiting already"],
+            timeout=60,
+            what="getmail woken from IDLE to fetch the new message",
+        )
+    finally:
+        idle.kill()  # it idles until killed
+        idle.wait(timeout=CLIENT_TIMEOUT)
+    assert "IDLE message received" in log.read_text(), log.read_text()  # woken, not polling
