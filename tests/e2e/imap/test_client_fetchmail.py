@@ -40,7 +40,9 @@ def fetchmail(server: Server, home: Path, out: Path, transport: str, *options: s
     env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
     done = run(
         [
-            "fetchmail", "--fetchmailrc", str(rc), "--nodetach", "--protocol", "IMAP",
+            # A lock of its own: root's default is /var/run/fetchmail.pid, shared by all.
+            "fetchmail", "--fetchmailrc", str(rc), "--pidfile", str(home / "fetchmail.pid"),
+            "--nodetach", "--protocol", "IMAP",
             "--port", str(server.ports[listener]), *tls_options, "--timeout", "60",
             "--mda", f"sh -c 'cat > \"$(mktemp {out}/msg.XXXXXX)\"'", "--verbose", *options,
         ],
