@@ -13,8 +13,10 @@ asked for) ``user1..userN`` with password ``pass`` and ``--messages`` messages e
   (``service imap-login { service_count = 0; process_min_avail = 2 }``), the target;
 * ``cyrus``: ``../shared/peers/cyrus.sh`` (the chapter's own server), mail delivered over
   its LMTP listener;
-* ``posthouse``: not yet: posthouse has no IMAP server (issue 12 is building it).  Until it
-  has one this script measures the peers only, so the targets are known.
+* ``posthouse-wN``: posthouse with N worker processes (``--workers``, default 2), users of
+  service type IMAP (argon2id passwords: the first login of each user costs about 0.1 s of
+  CPU, later ones hit the verified-login cache), mail put into the store in bulk through
+  the store's service, with the caches the IMAP server's APPEND would compute.
 
 Then the big mailbox: user ``user{N+1}`` gets ``--big`` messages (default 100,000; Dovecot
 only unless ``--big-servers`` names others, as delivering 100,000 messages over Cyrus's LMTP
@@ -51,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from imap_load import IMAPClient, LoadResult, message, run_load, user_names  # noqa: E402
+from smtp_vs_postfix import bench_config, posthouse_command  # noqa: E402
 
 # The peers sit beside the repository: ../shared/peers/ from its root.
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
@@ -188,6 +191,80 @@ class Cyrus:
         stop_pid_file(self.dir / "run" / "master.pid")
 
 
+class Posthouse:
+    """posthouse's IMAP server with ``workers`` processes on a fresh data directory."""
+
+    def __init__(self, root: Path, workers: int) -> None:
+        self.name = f"posthouse-w{workers}"
+        self.dir = root / self.name
+        self.dir.mkdir(parents=True)
+        self.workers = workers
+        self.port = free_port()
+        self.config = self.dir / "posthouse.toml"
+        self.config.write_text(
+            bench_config(
+                self.dir / "data", workers, self.dir / "posthouse.log", protocol="imap",
+                port=self.port,
+            ),
+            encoding="utf-8",
+        )  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _fill(self, users: Sequence[str], count: int, size: int, first: int = 1) -> None:
+        from posthouse.admin.mailstore import ensure_inbox, run_with_store
+        from posthouse.auth.users import ServiceType, UserDatabase
+        from posthouse.config.load import load_settings
+        from posthouse.server.imap.views import prepared
+        from posthouse.store.service import MailStore
+
+        settings = load_settings(self.config)
+        settings.paths.users_db.parent.mkdir(parents=True, exist_ok=True)
+        with UserDatabase(settings.paths.users_db) as db, ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda u: db.add(u, PASSWORD, ServiceType.IMAP), users))
+        now = __import__("datetime").datetime.now().astimezone()
+
+        async def fill(store: MailStore) -> None:
+            for user in users:
+                for start in range(first, first + count, 1000):
+                    batch = range(start, min(first + count, start + 1000))
+                    await store.deliver(
+                        user, [prepared(message(user, n, size), now, frozenset()) for n in batch]
+                    )
+
+        for user in users:
+            ensure_inbox(settings, user)
+        run_with_store(settings, fill)
+
+    def start(self, users: Sequence[str], messages: int, size: int) -> None:
+        self._fill(users, messages, size)
+        self._start()
+
+    def _start(self) -> None:
+        self.process = subprocess.Popen(
+            [*posthouse_command(), "--config", str(self.config), "serve"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.port)
+        time.sleep(1.0 if self.workers > 1 else 0.2)  # the workers fork after the bind
+
+    def add_big_mailbox(self, user: str, count: int, size: int) -> None:
+        self.stop()
+        self._fill([user], count, size)
+        self._start()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, 9)
+            self.process.wait(timeout=30)
+
+
 async def big_mailbox_times(
     server: Server, user: str, word: str, timeout: float
 ) -> dict[str, float]:
@@ -232,7 +309,8 @@ def table(results: dict[str, dict[int, LoadResult]], reference: str) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--servers", default="dovecot,dovecot-hp,cyrus")
+    p.add_argument("--servers", default="dovecot,dovecot-hp,cyrus,posthouse")
+    p.add_argument("--workers", type=int, default=2, help="posthouse's worker processes")
     p.add_argument("--clients", default="10,50", help="client counts, comma-separated")
     p.add_argument("--messages", type=int, default=100, help="messages per user")
     p.add_argument("--size", type=int, default=5000, help="body bytes per message")
@@ -245,14 +323,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_server(name: str, root: Path) -> Server:
+def make_server(name: str, root: Path, workers: int) -> Server:
     if name == "dovecot":
         return Dovecot(root, high_performance=False)
     if name == "dovecot-hp":
         return Dovecot(root, high_performance=True)
     if name == "cyrus":
         return Cyrus(root)
-    raise SystemExit(f"unknown server {name!r} (dovecot, dovecot-hp, cyrus)")
+    if name == "posthouse":
+        return Posthouse(root, workers)
+    raise SystemExit(f"unknown server {name!r} (dovecot, dovecot-hp, cyrus, posthouse)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     big: dict[str, list[dict[str, float]]] = {}
     try:
         for name in args.servers.split(","):
-            server = make_server(name, root)
+            server = make_server(name, root, args.workers)
             try:
                 server.start(users, args.messages, args.size)
                 for clients in counts:
