@@ -16,6 +16,7 @@ from posthouse.store.errors import (
     MessageNotFound,
     NotPermitted,
     StoreError,
+    StoreUnavailable,
 )
 from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop, MaildropBusy
@@ -534,5 +535,37 @@ def test_blobs_computed_later_are_cached_without_changing_modseq(store: MailStor
         assert (hits, uncached) == (UidSet.of([1]), UidSet())
         with pytest.raises(MessageNotFound):
             await hansen.store_cache(opened, 99, header=b"x")
+
+    run(main())
+
+
+def test_select_racing_a_delete_is_no_such_mailbox_not_an_io_error(
+    store: MailStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder of a mailbox another session deletes can vanish while SELECT opens it:
+    the I/O error that follows means the mailbox no longer exists (NO [NONEXISTENT]); an I/O
+    error on a mailbox that still exists stays one ([UNAVAILABLE])."""
+
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen = store.session("hansen")
+        await hansen.create("INBOX.gone")
+        await hansen.create("INBOX.kept")
+        backend = store.backend
+
+        async def snapshot_while_deleted(mailbox_id: str, *, viewer: object) -> object:
+            await backend.delete_mailboxes(["user.hansen.gone"])  # the other session's DELETE
+            raise StoreUnavailable("cannot open index.db: no such file")
+
+        monkeypatch.setattr(backend, "snapshot", snapshot_while_deleted)
+        with pytest.raises(MailboxNotFound):
+            await hansen.select("INBOX.gone")
+
+        async def snapshot_failing(mailbox_id: str, *, viewer: object) -> object:
+            raise StoreUnavailable("disk on fire")
+
+        monkeypatch.setattr(backend, "snapshot", snapshot_failing)
+        with pytest.raises(StoreUnavailable):
+            await hansen.select("INBOX.kept")
 
     run(main())

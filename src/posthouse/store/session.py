@@ -30,7 +30,7 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.errors import MailboxExists, MailboxNotFound, NotPermitted
+from posthouse.store.errors import MailboxExists, MailboxNotFound, NotPermitted, StoreUnavailable
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
     INBOX,
@@ -257,9 +257,13 @@ class UserSession:
         writable = bool(rights & set("wsitex"))
         read_only = read_only or not writable
         keeps_seen = "s" in rights
-        snapshot = await self.backend.snapshot(record.id, viewer=viewer)
-        if not read_only and keeps_seen:  # what this session shows as \Recent, no other will
-            await self.backend.claim_recent(record.id, self.user, snapshot.status.uidnext - 1)
+        try:
+            snapshot = await self.backend.snapshot(record.id, viewer=viewer)
+            if not read_only and keeps_seen:  # what this session shows as \Recent, no other will
+                await self.backend.claim_recent(record.id, self.user, snapshot.status.uidnext - 1)
+        except StoreUnavailable:
+            await self._unless_deleted(record)
+            raise
         flags = tuple(SYSTEM_FLAGS) + snapshot.keywords
         permanent: list[str] = []
         if not read_only:
@@ -277,6 +281,13 @@ class UserSession:
             permanent_flags=tuple(permanent),
             keeps_seen=keeps_seen,
         )
+
+    async def _unless_deleted(self, record: MailboxRecord) -> None:
+        """After an I/O error on *record*'s mailbox: if another session deleted the mailbox
+        meanwhile (its folder went away under us), it does not exist (NO [NONEXISTENT])."""
+        current = await self.backend.get_mailbox(record.name)
+        if current is None or current.id != record.id:
+            raise MailboxNotFound(f"no mailbox {record.name} (deleted meanwhile)")
 
     async def status(self, visible: str) -> MailboxStatus:
         record, rights = await self._find(visible)
