@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import grp
 import imaplib
+import os
 import pwd
 import re
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import imapclient
 import pytest
 
 from posthouse.auth.users import UserDatabase
 from tests.e2e.conftest import PASSWORD, Server
-from tests.e2e.imap.mailbox import append, connect, message, server_view
+from tests.e2e.imap.mailbox import CLIENT_TIMEOUT, append, connect, message, server_view
+from tests.e2e.imap.test_client_mbsync import local_view, set_local_flags
 
 Probe = Callable[[Server, str], tuple[str, ...]]
 
@@ -299,3 +303,55 @@ def test_groups_from_posthouse_s_table_and_the_system(imap_server: Server) -> No
     carol = connect(imap_server, "carol")
     assert outcome(carol.select("user.bob.team")) == "NO [NONEXISTENT]"
     carol.logout()
+
+
+def test_mbsync_syncs_a_folder_shared_read_only_without_writing_flags_back(
+    imap_server: Server, tmp_path: Path
+) -> None:
+    append(imap_server, "INBOX.ro", message("plain"), message("flagged"))
+    bob = connect(imap_server, "bob")
+    assert bob.select("INBOX.ro")[0] == "OK"
+    assert bob.store("2", "+FLAGS", "(\\Flagged)")[0] == "OK"
+    assert bob.setacl("INBOX.ro", "alice", "lrs")[0] == "OK"  # read, seen state; no w t e i
+    bob.logout()
+    before = server_view(imap_server, "INBOX.ro")
+    home, local = tmp_path / "home", tmp_path / "Mail"
+    home.mkdir()
+    local.mkdir()
+    rc = home / "mbsyncrc"
+    rc.write_text(
+        f"IMAPAccount shared\nHost 127.0.0.1\nPort {imap_server.ports['imap']}\nUser alice\n"
+        f"Pass {PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n"
+        "IMAPStore remote\nAccount shared\nPath user.bob.\n\n"
+        f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
+        "Channel ro\nFar :remote:ro\nNear :local:ro\nCreate Near\nExpunge Both\nSyncState *\n"
+    )
+    env = {**os.environ, "HOME": str(home)}
+
+    def sync() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["mbsync", "--verbose", "-c", str(rc), "ro"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLIENT_TIMEOUT,
+        )
+
+    first = sync()
+    assert first.returncode == 0, first.stdout + first.stderr
+    folder = local / "ro"
+    assert local_view(folder) == {"plain": "", "flagged": "F"}, first.stdout
+    set_local_flags(folder, "plain", "FS")  # flagged and read here ...
+    set_local_flags(folder, "flagged", "T")  # ... and this one deleted
+    second = sync()  # mbsync sends the changes; the server keeps what alice may change
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert server_view(imap_server, "INBOX.ro") == before  # bob's messages and flags as they were
+    alice = connect(imap_server, "alice")
+    assert flags_of_first(alice, "user.bob.ro") == {"\\Seen"}  # s: alice's own seen state
+    alice.logout()
+    third = sync()  # mbsync sees \Flagged missing on the server and takes it back here
+    assert third.returncode == 0, third.stdout + third.stderr
+    # the message alice deleted here stays gone here (mbsync's state remembers the
+    # deletion) and stays on the server, which never let her delete it
+    assert local_view(folder) == {"plain": "S"}, third.stdout
+    assert server_view(imap_server, "INBOX.ro") == before
