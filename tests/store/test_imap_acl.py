@@ -20,13 +20,13 @@ from posthouse.store.acl import (
     listed_rights,
     wire_rights,
 )
-from posthouse.store.backend import FlagChange, FlagMode
+from posthouse.store.backend import FlagChange, FlagMode, NewMessage
 from posthouse.store.errors import MailboxNotFound, NotPermitted
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.policy import CyrusAccess
 from posthouse.store.service import MailStore
 from posthouse.store.uidset import UidSet
-from tests.store.imap_helpers import layout, message, open_store, run
+from tests.store.imap_helpers import WHEN, layout, message, open_store, run
 
 SEEN = FlagChange(FlagMode.ADD, frozenset({"\\Seen"}))
 
@@ -295,5 +295,36 @@ def test_groups_from_posthouse_s_table_and_from_the_system(tmp_path: Path) -> No
         assert await store.session("daemon").my_rights("user.hansen.shared") == frozenset("lr")
         with pytest.raises(MailboxNotFound):
             await store.session("fred").my_rights("user.hansen.shared")
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("rights", "kept"),
+    [
+        ("lri", set()),
+        ("lriw", {"\\Flagged", "$Label"}),
+        ("lrist", {"\\Seen", "\\Deleted"}),
+    ],
+)
+def test_appended_and_copied_messages_keep_only_the_flags_the_user_may_set(
+    store: MailStore, rights: str, kept: set[str]
+) -> None:
+    async def main() -> None:
+        await shared_folder(store, f"fred\t{rights}\t")
+        await store.create_user("fred")
+        fred = store.session("fred")
+        every = frozenset({"\\Flagged", "\\Seen", "\\Deleted", "$Label"})
+        await fred.append("INBOX", [NewMessage(message(2).content, WHEN, every)])
+        await fred.append("user.hansen.shared", [NewMessage(message(3).content, WHEN, every)])
+        inbox = await fred.select("INBOX")
+        await fred.copy(inbox, UidSet.of(inbox.snapshot.uids), "user.hansen.shared")
+        owner = store.session("hansen")
+        opened = await owner.select("INBOX.shared", read_only=True)
+        added = UidSet.of(opened.snapshot.uids[1:])  # the appended one, the copied one
+        for meta in await owner.fetch(opened, added):  # fred never sets hansen's \Seen
+            assert set(meta.flags) == kept - {"\\Seen"}, meta
+        for meta in await fred.fetch(await fred.select("user.hansen.shared"), added):
+            assert set(meta.flags) == kept, meta
 
     run(main())
