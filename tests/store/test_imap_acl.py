@@ -328,3 +328,18 @@ def test_appended_and_copied_messages_keep_only_the_flags_the_user_may_set(
             assert set(meta.flags) == kept, meta
 
     run(main())
+
+
+def test_subscriptions_show_a_hidden_mailbox_as_a_name_that_does_not_exist(
+    store: MailStore,
+) -> None:
+    async def main() -> None:
+        await shared_folder(store, "")
+        fred = store.session("fred")
+        await fred.subscribe("user.hansen.shared")  # exists, fred may not see it
+        await fred.subscribe("user.hansen.nothing")  # does not exist
+        lsub = {i.name: i.attributes for i in await fred.list_subscribed("", "user.hansen.*")}
+        assert lsub == {"user.hansen.shared": frozenset(), "user.hansen.nothing": frozenset()}
+        assert await fred.list_mailboxes("", "user.hansen.*") == []
+
+    run(main())

@@ -84,8 +84,13 @@ class OpenMailbox:
 class UserSession:
     """One logged-in user's view of the store: names as the user sees them, rights checked.
 
-    A mailbox the user may neither look up (``l``) nor read (``r``) raises
-    :class:`MailboxNotFound`, exactly as a missing one (RFC 4314 §6).
+    Each command checks the rights RFC 4314 §4 ties to it.  A user who lacks them gets
+    :class:`NotPermitted` when the user may look the mailbox up (``l``), else
+    :class:`MailboxNotFound`, exactly as for a missing one (RFC 4314 §6), as Cyrus answers:
+    with ``r s`` and no ``l`` a mailbox can be selected by name but is never listed.
+    SUBSCRIBE needs no right (a name that does not exist may be subscribed too), so LSUB
+    shows a subscribed mailbox the user may not look up as it shows a subscribed name that
+    does not exist.
     """
 
     def __init__(self, store: MailStore, view: UserView) -> None:
