@@ -343,3 +343,26 @@ def test_subscriptions_show_a_hidden_mailbox_as_a_name_that_does_not_exist(
         assert await fred.list_mailboxes("", "user.hansen.*") == []
 
     run(main())
+
+
+def test_defaultacl_is_written_as_imapd_conf_writes_it_and_checked(tmp_path: Path) -> None:
+    from posthouse.app import mail_store_for
+    from posthouse.config.load import ConfigError, load_settings
+
+    config = tmp_path / "posthouse.toml"
+    data = tmp_path / "data"
+    config.write_text(f'[server]\ndata_dir = "{data}"\n\n[imap]\nadmins = "cyrus"\n')
+    store = mail_store_for(load_settings(config))
+
+    async def main() -> None:
+        cyrus = store.session("cyrus")
+        await cyrus.create("news")
+        assert dict(await cyrus.get_acl("news")) == {"anyone": frozenset("lrs")}
+        await store.backend.close()
+
+    run(main())
+    config.write_text(
+        f'[server]\ndata_dir = "{data}"\n\n[imap]\nadmins = "cyrus"\ndefaultacl = "anyone"\n'
+    )
+    with pytest.raises(ConfigError, match=r"posthouse.toml:6.*pairs of an identifier"):
+        mail_store_for(load_settings(config))
