@@ -19,7 +19,7 @@ def test_acl_transcripts_and_refusals(tmp_path: Path) -> None:
             b" identifier: 'group:mail team'\r\n"
         ]
         assert (await client.command(b"b SETACL INBOX fred lrz"))[-1] == (
-            b"b BAD the 'z' right is not supported\r\n"
+            b"b BAD unknown right 'z'\r\n"
         )
         assert (await client.command(b"c SETACL INBOX -fred +cd"))[
             -1

@@ -76,7 +76,7 @@ def parse_rights(text: str) -> frozenset[str]:
         elif letter in ALL_RIGHTS or letter in _DIGITS:
             rights.add(letter)
         else:
-            raise UnknownRight(f"the {letter!r} right is not supported")
+            raise UnknownRight(f"unknown right {letter!r}")
     return frozenset(rights)
 
 
