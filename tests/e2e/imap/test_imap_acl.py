@@ -359,3 +359,43 @@ def test_mbsync_syncs_a_folder_shared_read_only_without_writing_flags_back(
     # deletion) and stays on the server, which never let her delete it
     assert local_view(folder) == {"plain": "S"}, third.stdout
     assert server_view(imap_server, "INBOX.ro") == before
+
+
+def test_a_mailbox_alice_may_not_see_answers_as_one_that_does_not_exist(
+    imap_server: Server,
+) -> None:
+    append(imap_server, "INBOX.secret", message("secret"))
+    append(imap_server, "INBOX", message("alice's own"), user="alice")
+    alice = connect(imap_server, "alice")
+    answers: dict[str, list[tuple[str, list[bytes]]]] = {}
+    for name in ("user.bob.secret", "user.bob.missing"):
+        assert alice.select("INBOX")[0] == "OK"
+        answers[name] = [
+            command(alice, line.format(name))
+            for line in (
+                "COPY 1 {}",  # first: a failed SELECT leaves the selected state
+                "SELECT {}",
+                "EXAMINE {}",
+                "STATUS {} (MESSAGES)",
+                "APPEND {} {{5+}}\r\nhello",
+                "DELETE {}",
+                "RENAME {} user.bob.other",
+                "GETACL {}",
+                "MYRIGHTS {}",
+                "LISTRIGHTS {} alice",
+                "SETACL {} alice lr",
+                "DELETEACL {} alice",
+            )
+        ]
+    alice.logout()
+    hidden = [
+        (s, [d.replace(b"secret", b"NAME") for d in data]) for s, data in answers["user.bob.secret"]
+    ]
+    missing = [
+        (s, [d.replace(b"missing", b"NAME") for d in data])
+        for s, data in answers["user.bob.missing"]
+    ]
+    assert hidden == missing
+    assert {status for status, _ in hidden} == {"NO"}
+    assert hidden[0][1][-1] == b"[TRYCREATE] mailbox user.bob.NAME does not exist"  # COPY
+    assert hidden[1][1][-1] == b"[NONEXISTENT] mailbox user.bob.NAME does not exist"
