@@ -6,7 +6,10 @@ nothing else does, so IMAP, POP3, delivery and the tools get the same answers.
 
 :class:`CyrusAccess` is the chapter's rule: the ACL's rights for the user, ``anyone`` and the
 user's groups, minus the matching negative rights, plus ``l`` and ``a`` implicitly for the
-owner of a personal mailbox and for the configured admins.  :class:`CountOnlyQuota` counts
+owner of a personal mailbox and for the configured admins.  Its ``groups`` callable names a
+user's groups (the application passes :class:`posthouse.auth.groups.GroupDirectory`: system
+groups and posthouse's group table); :meth:`CyrusAccess.implicit_rights` is what LISTRIGHTS
+reports as always granted.  :class:`CountOnlyQuota` counts
 usage (the backend does that) and refuses nothing: enforcing limits (``[OVERQUOTA]``, the
 delivery exception, ``quotawarn``) is the next step and plugs in here.
 """
