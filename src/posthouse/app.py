@@ -500,6 +500,13 @@ def lock_settings_for(settings: Settings) -> LockSettings:
     )
 
 
+def imap_config_dir(settings: Settings) -> Path:
+    """The IMAP configuration directory (12.5.5): ``[imap] configdirectory``, DATA/imap."""
+    value = settings.config.imap.configdirectory
+    path = Path(value) if value else settings.paths.data_dir / "imap"
+    return path if path.is_absolute() else settings.paths.data_dir / path
+
+
 def mail_store_for(settings: Settings) -> MailStore:
     """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
     imap = settings.config.imap
@@ -511,7 +518,7 @@ def mail_store_for(settings: Settings) -> MailStore:
 
     partition = pick(imap.partition_default, data_dir / "imap" / "spool")
     layout = FsLayout(
-        pick(imap.configdirectory, data_dir / "imap"),
+        imap_config_dir(settings),
         {imap.defaultpartition: partition},
         default_partition=imap.defaultpartition,
     )
