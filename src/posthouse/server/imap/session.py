@@ -170,6 +170,7 @@ class IMAPSession:
             self.user = self.services.store.session(user)
         except (StoreError, InvalidName) as error:
             outcome = store_error_status(error)
+            log.info("NOTICE imap: login of %s from %s failed: %s", user, client, outcome.text)
             self.engine.reject_login(outcome.text, outcome.code)
             return
         log.info("NOTICE imap: %s logged in from %s (%s)", user, client, event.mechanism)

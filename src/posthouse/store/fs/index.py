@@ -26,6 +26,7 @@ writer in another process that still holds it open fails cleanly.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import sqlite3
@@ -66,6 +67,8 @@ from posthouse.store.fs.sqlite import Database
 from posthouse.store.uidset import MAX_UID, UidSet
 
 __all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
+
+_log = logging.getLogger("posthouse.store")
 
 MAX_KEYWORDS = 256
 _WRITE_CHUNK = 1 << 20
@@ -339,8 +342,18 @@ class MailboxIndex:
             raise MessageNotFound(f"no message with UID {uid}")
         try:
             return open(self.dir / message_file_name(uid), "rb")
-        except FileNotFoundError:
+        except FileNotFoundError as error:
+            if self._still_listed(uid):  # not expunged meanwhile (rows go before files): lost
+                _log.error("store: a message file is lost: %s", error)  # chapter 12.5.4: ERR
             raise MessageNotFound(f"message file of UID {uid} is missing") from None
+
+    def _still_listed(self, uid: int) -> bool:
+        try:
+            with self.db.read() as conn:
+                row = conn.execute("SELECT 1 FROM messages WHERE uid = ?", (uid,)).fetchone()
+        except (OSError, sqlite3.Error, StoreError):
+            return False  # the mailbox is being deleted
+        return row is not None
 
     def changes_since(self, modseq: int, viewer: Viewer) -> Changes:
         with self.db.read() as conn:
