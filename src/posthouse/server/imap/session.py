@@ -201,7 +201,7 @@ class IMAPSession:
         assert self.user is not None
         self.token = self.user.change_token(mailbox)
         self.seen_modseq = mailbox.snapshot.status.highestmodseq
-        self.connection.record.update(mailbox=mailbox.name)
+        self.connection.record.update(mailbox=mailbox.record.name)  # internal, as Cyrus's
 
     async def look(self) -> None:
         """Hand what changed in the selected mailbox since the last look to the engine."""
