@@ -84,7 +84,7 @@ class NewMailbox:
     partition: str
     acl: str
     quota_root: str | None = None
-    special_use: str = ""  # RFC 6154 attribute, e.g. "\\Sent"
+    special_use: str = ""  # RFC 6154 attributes, space-separated, e.g. "\\Sent"
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "UNSELECT",
             "CHILDREN",
             "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
             "LIST-EXTENDED",
             "LIST-STATUS",
             "ESEARCH",

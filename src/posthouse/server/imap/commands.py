@@ -183,9 +183,7 @@ class CommandRunner:
     async def create(self, command: Command) -> Outcome | None:
         arguments = command.arguments
         assert isinstance(arguments, Create)
-        if arguments.special_use:
-            raise Outcome("NO", "Choosing a special use is not supported", Code("USEATTR"))
-        await self.user.create(self.name_in(arguments.mailbox))
+        await self.user.create(self.name_in(arguments.mailbox), special_use=arguments.special_use)
         return None
 
     async def delete(self, command: Command) -> Outcome | None:
