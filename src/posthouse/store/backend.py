@@ -115,6 +115,7 @@ class MailboxStatus:
     unseen: int
     recent: int
     size: int
+    deleted: int = 0  # messages with \\Deleted (RFC 9051 §6.3.11 STATUS DELETED)
 
 
 @dataclass(frozen=True)

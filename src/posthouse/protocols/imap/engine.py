@@ -251,6 +251,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "CREATE-SPECIAL-USE",
             "LIST-EXTENDED",
             "LIST-STATUS",
+            "STATUS=SIZE",
             "ESEARCH",
             "CONDSTORE",
             "QRESYNC",

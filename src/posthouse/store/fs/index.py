@@ -208,10 +208,15 @@ class MailboxIndex:
                 for low, high in seen.uids.ranges
             )
             unseen = state.messages - seen_count
-        else:
-            unseen = conn.execute(
-                "SELECT count(*) FROM messages WHERE sysflags & ? = 0", (SEEN_BIT,)
+            deleted = conn.execute(
+                "SELECT count(*) FROM messages WHERE sysflags & ?", (DELETED_BIT,)
             ).fetchone()[0]
+        else:  # one pass for both counts
+            unseen, deleted = conn.execute(
+                "SELECT coalesce(sum(sysflags & ? = 0), 0), coalesce(sum(sysflags & ? != 0), 0)"
+                " FROM messages",
+                (SEEN_BIT, DELETED_BIT),
+            ).fetchone()
         recent = conn.execute(
             "SELECT count(*) FROM messages WHERE uid > ?", (seen.recent_uid,)
         ).fetchone()[0]
@@ -223,6 +228,7 @@ class MailboxIndex:
             unseen=unseen,
             recent=recent,
             size=state.bytes,
+            deleted=deleted,
         )
         return status, seen
 
