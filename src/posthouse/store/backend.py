@@ -347,6 +347,10 @@ class MailStoreBackend(Protocol):
 
     async def set_subscribed(self, user: str, name: str, subscribed: bool) -> None: ...
 
+    async def forget_subscriptions(self, user: str) -> None:
+        """Remove ``user``'s subscriptions record (the user is deleted)."""
+        ...
+
     # -- quota roots --
 
     async def quota(self, root: str) -> QuotaUsage | None: ...

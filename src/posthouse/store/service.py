@@ -120,9 +120,12 @@ class MailStore:
         return record
 
     async def delete_user(self, user: str) -> list[str]:
-        """Delete ``user``'s INBOX and every mailbox below it; returns the names deleted."""
+        """Delete ``user``'s INBOX and every mailbox below it, and the user's subscriptions
+        (chapter 12.5.5's ``user/NAME.sub``); returns the names deleted."""
         inbox = user_inbox(user)
-        return await self._delete_tree(inbox)
+        deleted = await self._delete_tree(inbox)
+        await self.backend.forget_subscriptions(user)
+        return deleted
 
     async def _delete_tree(self, name: str) -> list[str]:
         records = await self.backend.list_mailboxes(children_prefix(name))
