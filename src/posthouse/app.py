@@ -530,10 +530,13 @@ def mail_store_for(settings: Settings) -> MailStore:
     )
 
 
-def store_delivery_for(store: Callable[[], MailStore], poster: str = "anonymous") -> StoreDelivery:
+def store_delivery_for(
+    store: Callable[[], MailStore], poster: str = "anonymous", *, ignore_quota: bool = False
+) -> StoreDelivery:
     """The store delivery agent, with the caches built by the IMAP server's own function;
-    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``)."""
-    return StoreDelivery(store, prepared, poster=poster)
+    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``); ``ignore_quota``:
+    ``deliver -q``."""
+    return StoreDelivery(store, prepared, poster=poster, ignore_quota=ignore_quota)
 
 
 def imap_settings_for(

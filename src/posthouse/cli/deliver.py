@@ -2,13 +2,17 @@
 
 ::
 
-    posthouse deliver [-f SENDER] [-m FOLDER] [-a AUTHUSER] USER...
+    posthouse deliver [-f SENDER] [-m FOLDER] [-a AUTHUSER] [-q] [-e] USER...
 
 The chapter's deliver(8) (12.5), as Cyrus's: each USER's INBOX gets the message, or with
 ``-m FOLDER`` the mailbox ``INBOX.FOLDER`` when it lets the poster (``-a AUTHUSER``, else
 anonymous) post to it, else the INBOX.  ``-f`` (or ``-r``) is the envelope sender written
 as ``Return-Path:`` (default: the invoking user).  The message is durable in every mailbox
-before the command exits 0.  What delivering does is :mod:`posthouse.admin.deliver`'s.
+before the command exits 0.  ``-q`` delivers even over quota; ``-e`` suppresses duplicates:
+a message whose Message-ID was delivered to the user (and folder) in the last three days is
+not stored again (Cyrus's deliver.db).  What delivering does is
+:mod:`posthouse.admin.deliver`'s.  Cyrus's ``-l`` (LMTP on standard input and output) is
+not offered: the LMTP listener (``[[listener]] protocol = "lmtp"``) serves LMTP clients.
 
 Exit codes follow sysexits, so a local mailer can act on them: 0 delivered to every user;
 75 (EX_TEMPFAIL) when any user failed temporarily (the store unavailable or over quota:
@@ -50,6 +54,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("-m", dest="folder", metavar="FOLDER", help="deliver to INBOX.FOLDER")
     parser.add_argument(
         "-a", dest="poster", metavar="AUTHUSER", help="whose post right -m FOLDER needs"
+    )
+    parser.add_argument(
+        "-q", dest="ignore_quota", action="store_true", help="deliver even over quota"
+    )
+    parser.add_argument(
+        "-e",
+        dest="suppress_duplicates",
+        action="store_true",
+        help="do not deliver a Message-ID again to a user it reached in the last three days",
     )
     parser.add_argument("users", metavar="USER", nargs="*", help="the users to deliver to")
     parser.set_defaults(func=main, usage_status=EX_USAGE)
@@ -93,11 +106,21 @@ def run_deliver(
         print(f"{TOOL}: the message is over {limit} octets (imap maxmessagesize)", file=stderr)
         return EX_DATAERR
     sender = args.sender if args.sender is not None else getpass.getuser()
-    request = DeliverRequest(tuple(args.users), content, sender, args.folder, args.poster)
+    request = DeliverRequest(
+        tuple(args.users),
+        content,
+        sender,
+        args.folder,
+        args.poster,
+        ignore_quota=args.ignore_quota,
+        suppress_duplicates=args.suppress_duplicates,
+    )
     results = deliver_message(settings, request)
     for result in results:
         if result.error is not None:
             print(f"{TOOL}: {result.error}", file=stderr)
+        elif result.duplicate:
+            print(f"{TOOL}: {result.user}: a duplicate, delivered before: skipped", file=stderr)
     return exit_status(results)
 
 
