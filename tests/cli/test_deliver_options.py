@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -100,4 +103,83 @@ def test_q_delivers_over_quota(settings: Settings, monkeypatch: pytest.MonkeyPat
     status, err = deliver(settings, message("<q@y.test>"), "alice")
     assert status == EX_TEMPFAIL and "quota" in err
     assert deliver(settings, message("<q@y.test>"), "-q", "alice") == (0, "")
+    assert count(settings, "INBOX") == 1
+
+
+def lmtp(settings: Settings, conversation: bytes, *argv: str) -> tuple[int, list[bytes]]:
+    args = argparse.Namespace(
+        users=[a for a in argv if not a.startswith("-")],
+        sender=None,
+        folder=None,
+        poster="alice",  # -a alice: her post right lets alice+work into INBOX.work
+        ignore_quota="-q" in argv,
+        suppress_duplicates="-e" in argv,
+        lmtp=True,
+    )
+    out, err = io.BytesIO(), io.StringIO()
+    status = run_deliver(settings, args, stdin=io.BytesIO(conversation), stderr=err, stdout=out)
+    return status, out.getvalue().splitlines()
+
+
+def test_l_speaks_lmtp_on_stdin_and_stdout(settings: Settings) -> None:
+    body = b"Message-ID: <l@y.test>\r\nSubject: lmtp\r\n\r\n..dot-stuffed\r\n"
+    conversation = (
+        b"LHLO mta.example.test\r\n"
+        b"MAIL FROM:<x@y.test>\r\n"
+        b"RCPT TO:<alice@example.test>\r\n"
+        b"RCPT TO:<nobody@example.test>\r\n"
+        b"RCPT TO:<alice+work@example.test>\r\n"
+        b"RCPT TO:<+work@example.test>\r\n"
+        b"DATA\r\n" + body + b".\r\n"
+        b"MAIL FROM:<x@y.test>\r\n"
+        b"RCPT TO:<alice@example.test>\r\n"
+        b"DATA\r\n" + body + b".\r\n"
+        b"QUIT\r\n"
+    )
+    status, lines = lmtp(settings, conversation, "-e")
+    assert status == 0
+    codes = [line[:3] for line in lines if not line.startswith(b"250-")]
+    # greeting, LHLO, MAIL, 3 RCPTs accepted and one refused, DATA, one reply per accepted
+    # recipient (nobody has no INBOX), then the second message: a duplicate under -e.
+    first = [b"220", b"250", b"250", b"250", b"250", b"250", b"550", b"354", b"250", b"550", b"250"]
+    second = [b"250", b"250", b"354", b"250", b"221"]
+    assert codes == first + second, lines
+    assert b"delivered before" in lines[-2]
+    assert count(settings, "INBOX") == 1
+    assert count(settings, "INBOX.work") == 1
+    store = mail_store_for(settings)
+
+    async def first() -> bytes:
+        try:
+            user = store.session("alice")
+            opened = await user.select("INBOX", read_only=True)
+            with user.open_message(opened, opened.snapshot.uids[0]) as stream:
+                return stream.read()
+        finally:
+            await store.backend.close()
+
+    stored = asyncio.run(first())
+    assert stored.startswith(b"Return-Path: <x@y.test>\r\n")
+    assert stored.endswith(b"\r\n.dot-stuffed\r\n")
+
+
+def test_l_refuses_users_on_the_command_line(settings: Settings) -> None:
+    assert lmtp(settings, b"", "alice")[0] == 64
+
+
+def test_the_command_line_takes_l_q_and_e(settings: Settings) -> None:
+    conversation = (
+        b"LHLO mta\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n"
+        b"Subject: piped\r\n\r\nover a pipe\r\n.\r\nQUIT\r\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "posthouse", "deliver", "-l", "-q", "-e"],
+        input=conversation,
+        capture_output=True,
+        env={**os.environ, "POSTHOUSE_CONFIG": settings.source},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"250 2.1.5 <alice> delivered\r\n221" in done.stdout, done.stdout
     assert count(settings, "INBOX") == 1
