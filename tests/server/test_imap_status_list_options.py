@@ -79,3 +79,21 @@ def test_list_recursivematch_and_remote(tmp_path: Path) -> None:
         await client.task
 
     scenario(body, tmp_path)
+
+
+def test_a_pattern_over_the_limits_is_no_limit_not_a_server_bug(tmp_path: Path) -> None:
+    async def body(store: MailStore) -> None:
+        client = Client(store)
+        await client.login()
+        for tag, selection in ((b"a", b""), (b"b", b"(SUBSCRIBED) "), (b"c", b"(SUBSCRIBED)")):
+            if tag == b"c":
+                lines = await client.command(b'c LSUB "" "' + b"%" * 30 + b'"')
+            else:
+                lines = await client.command(
+                    tag + b" LIST " + selection + b'"" "' + b"%" * 30 + b'"'
+                )
+            assert lines == [tag + b" NO [LIMIT] a LIST pattern holds at most 20 wildcards\r\n"]
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    scenario(body, tmp_path)
