@@ -502,6 +502,13 @@ def lock_settings_for(settings: Settings) -> LockSettings:
     )
 
 
+def imap_config_dir(settings: Settings) -> Path:
+    """The IMAP configuration directory (12.5.5): ``[imap] configdirectory``, DATA/imap."""
+    value = settings.config.imap.configdirectory
+    path = Path(value) if value else settings.paths.data_dir / "imap"
+    return path if path.is_absolute() else settings.paths.data_dir / path
+
+
 def mail_store_for(settings: Settings) -> MailStore:
     """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
     imap = settings.config.imap
@@ -512,7 +519,7 @@ def mail_store_for(settings: Settings) -> MailStore:
         return path if path.is_absolute() else data_dir / path
 
     partition = pick(imap.partition_default, data_dir / "imap" / "spool")
-    config_dir = pick(imap.configdirectory, data_dir / "imap")
+    config_dir = imap_config_dir(settings)
     layout = FsLayout(
         config_dir,
         {imap.defaultpartition: partition},
@@ -533,10 +540,13 @@ def mail_store_for(settings: Settings) -> MailStore:
     )
 
 
-def store_delivery_for(store: Callable[[], MailStore], poster: str = "anonymous") -> StoreDelivery:
+def store_delivery_for(
+    store: Callable[[], MailStore], poster: str = "anonymous", *, ignore_quota: bool = False
+) -> StoreDelivery:
     """The store delivery agent, with the caches built by the IMAP server's own function;
-    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``)."""
-    return StoreDelivery(store, prepared, poster=poster)
+    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``); ``ignore_quota``:
+    ``deliver -q``."""
+    return StoreDelivery(store, prepared, poster=poster, ignore_quota=ignore_quota)
 
 
 def imap_settings_for(

@@ -64,3 +64,7 @@ class StoreUnavailable(StoreError):
     """An I/O error, a lock not obtained in time, a damaged index (``[UNAVAILABLE]``)."""
 
     temporary = True
+
+
+class SpecialUseRefused(StoreError):
+    """A special use the server does not support or the user has already (``[USEATTR]``)."""

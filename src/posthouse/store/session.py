@@ -49,6 +49,7 @@ from posthouse.store.names import (
     parent_of,
 )
 from posthouse.store.patterns import join_reference, listing, literal_prefix
+from posthouse.store.special_use import chosen_uses, uses_of
 from posthouse.store.uidset import UidSet
 
 if TYPE_CHECKING:
@@ -225,8 +226,7 @@ class UserSession:
                 attributes.add("\\Noselect")
             else:
                 record = visible[match.name]
-                if record.special_use:
-                    attributes.add(record.special_use)
+                attributes.update(uses_of(record))
                 if record.name in subscribed:
                     attributes.add("\\Subscribed")
             items.append(ListItem(match.name, frozenset(attributes)))
@@ -250,8 +250,11 @@ class UserSession:
 
     # -- CREATE, DELETE, RENAME --
 
-    async def create(self, visible: str, *, partition: str | None = None) -> MailboxRecord:
+    async def create(
+        self, visible: str, *, partition: str | None = None, special_use: Sequence[str] = ()
+    ) -> MailboxRecord:
         """RFC 3501 §6.3.3.  Creating ``INBOX`` when it does not exist creates the user.
+        ``special_use``: RFC 6154 §3 CREATE ... (USE (...)), see special_use.py.
 
         A new mailbox takes its closest existing parent's ACL and partition (chapter 12.5.7,
         12.5.9), a top-level one ``defaultacl`` and the default partition.  Only an
@@ -278,7 +281,19 @@ class UserSession:
                     raise NotPermitted(f"you may not create mailboxes under {visible}")
                 self._require(rights, "k", "create mailboxes here")
             acl, inherited = parent.acl, parent.partition
-        return await self.backend.create_mailbox(NewMailbox(name, partition or inherited, acl))
+        uses = ""
+        if special_use:
+            owner = owner_of(name)
+            home = f"{USER_PREFIX}{SEPARATOR}{owner}"
+            siblings = [
+                r
+                for r in (await self.backend.list_mailboxes(home) if owner else [])
+                if r.name == home or r.name.startswith(children_prefix(home))
+            ]
+            uses = chosen_uses(special_use, siblings)
+        return await self.backend.create_mailbox(
+            NewMailbox(name, partition or inherited, acl, special_use=uses)
+        )
 
     async def delete(self, visible: str) -> list[str]:
         """RFC 3501 §6.3.4: INBOX cannot be deleted by its user; an administrator deleting

@@ -373,6 +373,9 @@ class FsBackend:
     async def set_subscribed(self, user: str, name: str, subscribed: bool) -> None:
         await self._run(self.subscription_files.set, user, name, subscribed)
 
+    async def forget_subscriptions(self, user: str) -> None:
+        await self._run(self.subscription_files.forget, user)
+
     # -- quota roots --
 
     async def quota(self, root: str) -> QuotaUsage | None:
