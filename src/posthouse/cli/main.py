@@ -31,6 +31,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailcv",
     "deliver",
     "mailusradm",
+    "cyradm",
     "mailq",
     "mailstats",
     "setup",
