@@ -1,0 +1,180 @@
+"""``posthouse cyradm`` end to end: one-shot commands against a real posthouse IMAP server,
+their Cyrus aliases, the server's refusals, and users who are not administrators."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from posthouse.auth.users import UserDatabase
+from tests.e2e.conftest import PASSWORD, Server
+
+ADMIN = "cyrus"
+ADMIN_CONFIG = f'\n[imap]\nadmins = "{ADMIN}"\n'
+
+
+@dataclass
+class Cyradm:
+    """Runs ``posthouse cyradm`` against one server as one user."""
+
+    server: Server
+    password_file: Path
+    user: str = ADMIN
+
+    def run(
+        self, *words: str, stdin: str | None = None, local: bool = True
+    ) -> tuple[int, str, str]:
+        target = ["--port", str(self.server.ports["imap"])]
+        if not local:  # as another server: its certificate checked against the test's CA
+            cafile = self.password_file.parent / "ca.pem"
+            self.server.ca.cert_pem.write_to_path(str(cafile))
+            target = ["--server", "127.0.0.1", "--cafile", str(cafile), *target]
+        args = ["cyradm", "--user", self.user, "--password-file", str(self.password_file)]
+        result = self.server.cli(*args, *target, *words, input=stdin)
+        return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+    def ok(self, *words: str) -> str:
+        status, out, err = self.run(*words)
+        assert (status, err) == (0, ""), f"{words}: {status} {err}"
+        return out
+
+    def as_user(self, user: str) -> Cyradm:
+        return Cyradm(self.server, self.password_file, user)
+
+
+def add_admin(server: Server) -> None:
+    with UserDatabase(server.home / "data" / "etc" / "users.db") as users:
+        users.add(ADMIN, PASSWORD)
+
+
+@pytest.fixture
+def cyradm(imap_factory: Callable[..., Server], tmp_path: Path) -> Cyradm:
+    server = imap_factory(extra=ADMIN_CONFIG)
+    add_admin(server)
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    return Cyradm(server, password_file)
+
+
+def listed(output: str) -> set[str]:
+    """The mailbox names of ``listmailbox`` output (columns of ``name (attributes)``)."""
+    names = set()
+    for line in output.splitlines():
+        for cell in line.split(")"):
+            name = cell.strip().split(" (")[0].strip()
+            if name:
+                names.add(name)
+    return names
+
+
+def names_over_imap(server: Server, user: str) -> set[str]:
+    client = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
+    client.login(user, PASSWORD)
+    typ, data = client.list()
+    client.logout()
+    assert typ == "OK"
+    names = set()
+    for line in data:
+        assert isinstance(line, bytes)
+        match = re.search(r'\) (?:"."|NIL) (?:"((?:[^"\\]|\\.)*)"|(\S+))$', line.decode())
+        assert match, line
+        names.add(match.group(1) if match.group(1) is not None else match.group(2))
+    return names
+
+
+def test_listmailbox_and_lm_show_every_users_mailboxes_in_columns(cyradm: Cyradm) -> None:
+    out = cyradm.ok("listmailbox")
+    assert {"user.alice", "user.bob", "user.carol", "user.alice.Sent"} <= listed(out)
+    assert "user.bob (\\HasChildren)" in out
+    assert cyradm.ok("lm") == out
+    only_bob = listed(cyradm.ok("lm", "user.bob*"))
+    assert "user.bob" in only_bob and not any(n.startswith("user.alice") for n in only_bob)
+
+
+@pytest.mark.parametrize("create, delete", [("createmailbox", "deletemailbox"), ("cm", "dm")])
+def test_create_and_delete_a_users_folder(cyradm: Cyradm, create: str, delete: str) -> None:
+    assert cyradm.ok(create, "user.bob.projects") == ""
+    assert "INBOX.projects" in names_over_imap(cyradm.server, "bob")
+    assert "user.bob.projects" in listed(cyradm.ok("lm", "user.bob.*"))
+    assert cyradm.ok(delete, "user.bob.projects") == ""
+    assert "INBOX.projects" not in names_over_imap(cyradm.server, "bob")
+
+
+@pytest.mark.parametrize("rename", ["renamemailbox", "renm", "rename"])
+def test_rename_a_folder(cyradm: Cyradm, rename: str) -> None:
+    cyradm.ok("cm", "user.carol.old")
+    assert cyradm.ok(rename, "user.carol.old", "user.carol.new") == ""
+    names = names_over_imap(cyradm.server, "carol")
+    assert "INBOX.new" in names and "INBOX.old" not in names
+
+
+def test_a_refused_command_shows_the_servers_text_and_exits_nonzero(cyradm: Cyradm) -> None:
+    status, out, err = cyradm.run("cm", "user.alice")
+    assert status == 1 and out == ""
+    assert err.startswith("createmailbox: ") and "exist" in err.lower()
+    status, _, err = cyradm.run("dm", "user.nobody.nothing")
+    assert status == 1 and err.startswith("deletemailbox: ")
+
+
+def test_commands_from_stdin_and_c_stop_at_the_first_failure(cyradm: Cyradm) -> None:
+    script = "cm user.alice.one\ncm user.alice.one\ncm user.alice.two\n"
+    status, _, err = cyradm.run(stdin=script)
+    assert status == 1 and err.startswith("createmailbox: ")
+    names = names_over_imap(cyradm.server, "alice")
+    assert "INBOX.one" in names and "INBOX.two" not in names  # stopped after the failure
+    assert cyradm.ok("-c", "cm user.alice.two; cm 'user.alice.with space'") == ""
+    assert {"INBOX.two", "INBOX.with space"} <= names_over_imap(cyradm.server, "alice")
+    status, _, err = cyradm.run("-c", "lm user.alice; quit 3; cm user.alice.never")
+    assert status == 3
+    assert "INBOX.never" not in names_over_imap(cyradm.server, "alice")
+
+
+def test_help_and_usage(cyradm: Cyradm) -> None:
+    out = cyradm.ok("help")
+    assert "createmailbox, cm, create" in out and "listquotaroot, lqr, lqm" in out
+    assert cyradm.ok("?") == out
+    assert cyradm.ok("help", "sam") == (
+        "sam, alias for setacl mailbox id rights [id rights ...]\n\tset ACLs on mailbox\n"
+    )
+    status, _, err = cyradm.run("renm", "only-one")
+    assert status == 1 and err.startswith("usage: renamemailbox")
+    status, _, err = cyradm.run("frobnicate")
+    assert status == 1 and "frobnicate: unknown command" in err
+
+
+def test_a_user_not_in_admins_is_refused(cyradm: Cyradm) -> None:
+    status, out, err = cyradm.as_user("alice").run("lm")
+    assert status == 77 and out == ""
+    assert "alice is not an IMAP administrator" in err and "admins" in err
+
+
+def test_the_server_refuses_a_non_admin_what_only_admins_may_do(cyradm: Cyradm) -> None:
+    # Named as another server (--server), cyradm cannot know the admins: the server decides.
+    status, _, err = cyradm.as_user("alice").run("cm", "user.bob.mine", local=False)
+    assert status == 1 and err.startswith("createmailbox: "), err
+    assert "INBOX.mine" not in names_over_imap(cyradm.server, "bob")
+
+
+def test_a_wrong_password_is_refused_at_login(cyradm: Cyradm, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password\n")
+    status, _, err = Cyradm(cyradm.server, wrong).run("lm")
+    assert status == 77 and "cannot authenticate to server as cyrus" in err
+
+
+def test_starttls_checks_the_servers_certificate(cyradm: Cyradm) -> None:
+    # Named as another server without --cafile, the test CA is unknown: no session.
+    port = str(cyradm.server.ports["imap"])
+    password = str(cyradm.password_file)
+    result = cyradm.server.cli(
+        "cyradm", "--user", ADMIN, "--password-file", password, "--server", "127.0.0.1",
+        "--port", port, "lm",
+    )  # fmt: skip
+    assert result.returncode == 69 and b"CERTIFICATE_VERIFY_FAILED" in result.stderr
+    status, out, _ = cyradm.run("lm", "user.alice")  # trusts this posthouse's own certificate
+    assert status == 0 and "user.alice" in out
