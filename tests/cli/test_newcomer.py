@@ -35,6 +35,7 @@ COMMAND_LINES = [
     ["deliver", "-m", "work", "-f", "a@b.test", "jake"],
     ["mailusradm", "list"],
     ["mailusradm", "set", "kate", "pop"],
+    ["cyradm", "--user", "cyrus", "lm", "user.*"],
     ["mailq", "-v"],
     ["mailstats"],
     ["setup", "--role", "client"],
