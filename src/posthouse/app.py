@@ -24,6 +24,7 @@ from pathlib import Path
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
+from posthouse.auth.groups import GroupDirectory
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
 from posthouse.config.load import located_error
@@ -510,14 +511,17 @@ def mail_store_for(settings: Settings) -> MailStore:
         return path if path.is_absolute() else data_dir / path
 
     partition = pick(imap.partition_default, data_dir / "imap" / "spool")
+    config_dir = pick(imap.configdirectory, data_dir / "imap")
     layout = FsLayout(
-        pick(imap.configdirectory, data_dir / "imap"),
+        config_dir,
         {imap.defaultpartition: partition},
         default_partition=imap.defaultpartition,
     )
     return MailStore(
         FsBackend(layout),
-        access=CyrusAccess(admins=frozenset(imap.admins.split())),
+        access=CyrusAccess(
+            admins=frozenset(imap.admins.split()), groups=GroupDirectory(config_dir / "groups")
+        ),
         default_partition=imap.defaultpartition,
         max_message_size=imap.maxmessagesize,
     )

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from posthouse.store.acl import Acl, rights_for
 from posthouse.store.backend import MailboxRecord, MailStoreBackend
-from posthouse.store.names import owner_of
+from posthouse.store.names import USER_PREFIX, owner_of, parent_of
 
 __all__ = ["AccessPolicy", "CountOnlyQuota", "CyrusAccess", "QuotaPolicy"]
 
@@ -30,6 +30,10 @@ class AccessPolicy(Protocol):
     def rights(self, user: str, record: MailboxRecord) -> frozenset[str]: ...
 
     def is_admin(self, user: str) -> bool: ...
+
+    def implicit_rights(self, identifier: str, record: MailboxRecord) -> frozenset[str]:
+        """The rights ``identifier`` holds on ``record`` whatever its ACL (LISTRIGHTS)."""
+        ...
 
 
 class QuotaPolicy(Protocol):
@@ -57,6 +61,15 @@ class CyrusAccess:
         if user in self.admins or owner_of(record.name) == user:
             rights |= IMPLICIT_RIGHTS
         return rights
+
+    def implicit_rights(self, identifier: str, record: MailboxRecord) -> frozenset[str]:
+        """``l a`` for the owner and the admins; ``p`` on a user's INBOX for everyone else,
+        as Cyrus answers LISTRIGHTS: delivery to an INBOX never asks for ``p``."""
+        if identifier in self.admins or owner_of(record.name) == identifier:
+            return IMPLICIT_RIGHTS
+        if parent_of(record.name) == USER_PREFIX:
+            return frozenset("p")
+        return frozenset()
 
 
 class CountOnlyQuota:

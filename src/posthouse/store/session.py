@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from posthouse.store.acl import Acl, check_identifier, modified_rights
 from posthouse.store.backend import (
     SYSTEM_FLAGS,
     AppendResult,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:
     from posthouse.store.service import MailStore
 
 __all__ = ["ListItem", "OpenMailbox", "UserSession"]
+
+ANY_RIGHT = frozenset("lrikxa")  # RFC 4314 §4: the "Any" column (MYRIGHTS)
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,19 @@ class UserSession:
     def _viewer(self, record: MailboxRecord) -> Viewer:
         return Viewer(self.user, private_seen=owner_of(record.name) != self.user)
 
-    async def _find(self, visible: str) -> tuple[MailboxRecord, frozenset[str]]:
+    async def _find(
+        self, visible: str, needed: str, what: str
+    ) -> tuple[MailboxRecord, frozenset[str]]:
+        """The mailbox and the user's rights on it, when the user holds ``needed`` (RFC 4314
+        §4).  Lacking them, :class:`NotPermitted` if the user may look the mailbox up (``l``),
+        else :class:`MailboxNotFound` with the very text a missing mailbox gets (RFC 4314 §6:
+        no answer tells that a mailbox the user may not see exists)."""
         name = self.view.to_internal(visible)
         record = await self.backend.get_mailbox(name)
-        if record is None:
+        rights = frozenset() if record is None else self.service.rights(self.user, record)
+        if record is None or not rights or (set(needed) - rights and "l" not in rights):
             raise MailboxNotFound(f"mailbox {visible} does not exist")
-        rights = self.service.rights(self.user, record)
-        if not rights & {"l", "r"}:
-            raise MailboxNotFound(f"mailbox {visible} does not exist")
+        self._require(rights, needed, what)
         return record, rights
 
     @staticmethod
@@ -124,6 +132,46 @@ class UserSession:
         missing = set(needed) - rights
         if missing:
             raise NotPermitted(f"you may not {what} (missing rights {''.join(sorted(missing))})")
+
+    # -- RFC 4314 ACL commands --
+
+    async def get_acl(self, visible: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """RFC 4314 §3.3 GETACL: the entries, negative ones with their ``-`` (needs ``a``)."""
+        record, _ = await self._find(visible, "a", "read the ACL of this mailbox")
+        return Acl.parse(record.acl).entries
+
+    async def set_acl(self, visible: str, identifier: str, rights: str) -> None:
+        """RFC 4314 §3.1 SETACL: ``+`` adds, ``-`` removes, else replaces ``identifier``'s
+        rights (an empty result removes the entry); needs ``a``.  An unknown letter is
+        :class:`~posthouse.store.acl.UnknownRight` before anything else is looked at."""
+        modified_rights(frozenset(), rights)
+        check_identifier(identifier)
+        record, _ = await self._find(visible, "a", "change the ACL of this mailbox")
+        acl = Acl.parse(record.acl)
+        new = modified_rights(acl.rights_of(identifier), rights)
+        await self.backend.set_acl(record.name, str(acl.with_entry(identifier, new)))
+
+    async def delete_acl(self, visible: str, identifier: str) -> None:
+        """RFC 4314 §3.2 DELETEACL (an identifier without an entry is no error); needs ``a``."""
+        check_identifier(identifier)
+        record, _ = await self._find(visible, "a", "change the ACL of this mailbox")
+        acl = Acl.parse(record.acl)
+        if acl.rights_of(identifier):
+            await self.backend.set_acl(record.name, str(acl.with_entry(identifier, frozenset())))
+
+    async def list_rights(self, visible: str, identifier: str) -> frozenset[str]:
+        """RFC 4314 §3.4 LISTRIGHTS: the rights ``identifier`` always holds here, whatever
+        the ACL says (the others may all be granted, each on its own); needs ``a``."""
+        check_identifier(identifier)
+        record, _ = await self._find(visible, "a", "read the ACL of this mailbox")
+        return self.service.access.implicit_rights(identifier, record)
+
+    async def my_rights(self, visible: str) -> frozenset[str]:
+        """RFC 4314 §3.5 MYRIGHTS: needs any of ``l r i k x a`` (RFC 4314 §4 "Any")."""
+        _, rights = await self._find(visible, "", "")
+        if not rights & ANY_RIGHT:
+            raise MailboxNotFound(f"mailbox {visible} does not exist")
+        return rights
 
     # -- LIST, LSUB, subscriptions --
 
@@ -213,9 +261,8 @@ class UserSession:
         name = self.view.to_internal(visible)
         if self.view.has_inbox and name == self.view.inbox and not self.is_admin:
             raise NotPermitted("INBOX cannot be deleted")
-        record, rights = await self._find(visible)
-        if not self.is_admin:
-            self._require(rights, "x", "delete this mailbox")
+        needed = "" if self.is_admin else "x"
+        record, _ = await self._find(visible, needed, "delete this mailbox")
         if owner_of(name) is not None and parent_of(name) == USER_PREFIX:
             return await self.service.delete_user(owner_of(name) or "")
         deleted = await self.backend.delete_mailboxes([record.name])
@@ -226,16 +273,15 @@ class UserSession:
         INBOX (and INBOX's inferiors) where they are."""
         old = self.view.to_internal(old_visible)
         new = self.view.to_internal(new_visible)
-        record, rights = await self._find(old_visible)
-        if not self.is_admin:
-            self._require(rights, "x", "rename this mailbox")
-        if await self.backend.get_mailbox(new) is not None:
-            raise MailboxExists(f"mailbox {new_visible} already exists")
+        needed = "" if self.is_admin else "x"
+        record, _ = await self._find(old_visible, needed, "rename this mailbox")
         parent = await self.service.closest_existing(new)
         if not self.is_admin and (
             parent is None or "k" not in self.service.rights(self.user, parent)
-        ):
+        ):  # checked first: without k, whether the new name is taken is none of the user's business
             raise NotPermitted(f"you may not create {new_visible}")
+        if await self.backend.get_mailbox(new) is not None:
+            raise MailboxExists(f"mailbox {new_visible} already exists")
         if self.view.has_inbox and old == self.view.inbox:
             target = await self.backend.create_mailbox(
                 NewMailbox(new, record.partition, record.acl)
@@ -251,8 +297,7 @@ class UserSession:
 
     async def select(self, visible: str, *, read_only: bool = False) -> OpenMailbox:
         """RFC 3501 §6.3.1/§6.3.2: the snapshot; \\Recent is claimed unless read-only."""
-        record, rights = await self._find(visible)
-        self._require(rights, "r", "read this mailbox")
+        record, rights = await self._find(visible, "r", "read this mailbox")
         viewer = self._viewer(record)
         writable = bool(rights & set("wsitex"))
         read_only = read_only or not writable
@@ -290,19 +335,16 @@ class UserSession:
             raise MailboxNotFound(f"no mailbox {record.name} (deleted meanwhile)")
 
     async def status(self, visible: str) -> MailboxStatus:
-        record, rights = await self._find(visible)
-        self._require(rights, "r", "read this mailbox")
+        record, _ = await self._find(visible, "r", "read this mailbox")
         return await self.backend.status(record.id, viewer=self._viewer(record))
 
     # -- messages --
 
     async def append(self, visible: str, messages: Sequence[NewMessage]) -> AppendResult:
         """RFC 3501 §6.3.11 / RFC 3502 MULTIAPPEND: all the messages or none."""
-        record, rights = await self._find(visible)
-        self._require(rights, "i", "append to this mailbox")
-        messages = self.service.checked(messages)
-        if any("\\Seen" in m.flags for m in messages) and "s" not in rights:
-            messages = [_without(m, "\\Seen") for m in messages]
+        record, rights = await self._find(visible, "i", "append to this mailbox")
+        # RFC 4314 §4: flags the user may not set are left off (\\Seen s, \\Deleted t, others w)
+        messages = [_permitted(m, rights) for m in self.service.checked(messages)]
         await self.service.quota.check(
             self.backend, record, sum(len(m.content) for m in messages), delivery=False
         )
@@ -426,8 +468,7 @@ class UserSession:
         self, mailbox: OpenMailbox, uids: UidSet, target_visible: str, *, move: bool = False
     ) -> CopyResult:
         """RFC 3501 §6.4.7 COPY, RFC 6851 MOVE; the result carries RFC 4315 COPYUID data."""
-        target, rights = await self._find(target_visible)
-        self._require(rights, "i", "copy messages into that mailbox")
+        target, _ = await self._find(target_visible, "i", "copy messages into that mailbox")
         if move:
             if mailbox.read_only:
                 raise NotPermitted("the mailbox is read-only")
@@ -459,11 +500,16 @@ def _right_for_flag(flag: str) -> str:
     return {"\\Seen": "s", "\\Deleted": "t"}.get(flag, "w")
 
 
-def _without(message: NewMessage, flag: str) -> NewMessage:
+def _permitted(message: NewMessage, rights: frozenset[str]) -> NewMessage:
+    refused = {f for f in message.flags if _right_for_flag(f) not in rights}
+    return _without(message, *refused) if refused else message
+
+
+def _without(message: NewMessage, *flags: str) -> NewMessage:
     return NewMessage(
         message.content,
         message.internal_date,
-        message.flags - {flag},
+        message.flags - set(flags),
         message.envelope,
         message.bodystructure,
         message.header,
