@@ -520,6 +520,7 @@ def mail_store_for(settings: Settings) -> MailStore:
         access=CyrusAccess(admins=frozenset(imap.admins.split())),
         default_partition=imap.defaultpartition,
         max_message_size=imap.maxmessagesize,
+        quota_warn=imap.quotawarn,
     )
 
 

@@ -105,6 +105,9 @@ _AUTHENTICATED: Final = _ANY | {
     "NAMESPACE",
     "IDLE",
     "COMPRESS",
+    "GETQUOTA",  # RFC 9208
+    "GETQUOTAROOT",
+    "SETQUOTA",
 }
 #: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
 #: Commands the grammar does not know never get here: the reader answers them BAD.
@@ -251,6 +254,8 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "BINARY",
             "MULTIAPPEND",
             "UTF8=ACCEPT",
+            "QUOTA",  # RFC 9208 §3.1
+            "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self._settings.reader.append}",
         ]
         if self._deflate is None:

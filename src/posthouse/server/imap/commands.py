@@ -33,6 +33,7 @@ from posthouse.protocols.imap.response import Atom, Code, data, number_code
 from posthouse.protocols.imap.selected import SelectedMailbox
 from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
+from posthouse.server.imap.quota_commands import QuotaCommands
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import MailboxStatus
 from posthouse.store.errors import InvalidName, StoreError, StoreUnavailable
@@ -53,6 +54,7 @@ class CommandRunner:
         self.session = session
         self.engine = session.engine
         self.messages = MessageCommands(session)
+        self.quotas = QuotaCommands(session)
         self._handlers: dict[str, Handler] = {
             "SELECT": self.select,
             "EXAMINE": self.select,
@@ -67,6 +69,7 @@ class CommandRunner:
             "APPEND": self.append,
             "NAMESPACE": self.namespace,
             **self.messages.handlers(),
+            **self.quotas.handlers(),
         }
 
     @property
@@ -174,6 +177,7 @@ class CommandRunner:
                     engine.untagged(response.fetch(seq, items, utf8=engine.utf8))
         engine.select(selected)
         session.opened(mailbox)
+        await self.quotas.alert(mailbox)
         log.info("imap: %s opened %s", self.user.user, mailbox.name)
         code = Code("READ-ONLY") if mailbox.read_only else Code("READ-WRITE")
         return Outcome("OK", f"{command.name} completed", code)
