@@ -524,6 +524,7 @@ def mail_store_for(settings: Settings) -> MailStore:
         ),
         default_partition=imap.defaultpartition,
         max_message_size=imap.maxmessagesize,
+        quota_warn=imap.quotawarn,
     )
 
 

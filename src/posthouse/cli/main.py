@@ -35,6 +35,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailq",
     "mailstats",
     "setup",
+    "imapquota",
 )
 
 #: Tools whose module has another name (one module registers them all).

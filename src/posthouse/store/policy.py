@@ -6,9 +6,9 @@ nothing else does, so IMAP, POP3, delivery and the tools get the same answers.
 
 :class:`CyrusAccess` is the chapter's rule: the ACL's rights for the user, ``anyone`` and the
 user's groups, minus the matching negative rights, plus ``l`` and ``a`` implicitly for the
-owner of a personal mailbox and for the configured admins.  :class:`CountOnlyQuota` counts
-usage (the backend does that) and refuses nothing: enforcing limits (``[OVERQUOTA]``, the
-delivery exception, ``quotawarn``) is the next step and plugs in here.
+owner of a personal mailbox and for the configured admins.  The quota rule (the limit of
+the nearest quota root, and delivery's exception) is
+:class:`~posthouse.store.quota_policy.RootLimits`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from posthouse.store.acl import Acl, rights_for
 from posthouse.store.backend import MailboxRecord, MailStoreBackend
 from posthouse.store.names import USER_PREFIX, owner_of, parent_of
 
-__all__ = ["AccessPolicy", "CountOnlyQuota", "CyrusAccess", "QuotaPolicy"]
+__all__ = ["AccessPolicy", "CyrusAccess", "QuotaPolicy"]
 
 IMPLICIT_RIGHTS = frozenset("la")
 
@@ -38,9 +38,16 @@ class AccessPolicy(Protocol):
 
 class QuotaPolicy(Protocol):
     async def check(
-        self, backend: MailStoreBackend, record: MailboxRecord, added_bytes: int, *, delivery: bool
+        self,
+        backend: MailStoreBackend,
+        record: MailboxRecord,
+        added_bytes: int,
+        *,
+        delivery: bool,
+        leaving: MailboxRecord | None = None,
     ) -> None:
-        """Raise :class:`~posthouse.store.errors.OverQuota` to refuse the addition."""
+        """Raise :class:`~posthouse.store.errors.OverQuota` to refuse the addition;
+        ``leaving``: the mailbox the bytes leave in the same operation (MOVE)."""
         ...
 
 
@@ -70,10 +77,3 @@ class CyrusAccess:
         if parent_of(record.name) == USER_PREFIX:
             return frozenset("p")
         return frozenset()
-
-
-class CountOnlyQuota:
-    async def check(
-        self, backend: MailStoreBackend, record: MailboxRecord, added_bytes: int, *, delivery: bool
-    ) -> None:
-        return None

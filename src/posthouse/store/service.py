@@ -49,7 +49,8 @@ from posthouse.store.names import (
     parent_of,
     user_inbox,
 )
-from posthouse.store.policy import AccessPolicy, CountOnlyQuota, CyrusAccess, QuotaPolicy
+from posthouse.store.policy import AccessPolicy, CyrusAccess, QuotaPolicy
+from posthouse.store.quota_policy import RootLimits
 from posthouse.store.session import ListItem, OpenMailbox, UserSession
 
 __all__ = [
@@ -76,11 +77,12 @@ class MailStore:
 
     backend: MailStoreBackend
     access: AccessPolicy = field(default_factory=CyrusAccess)
-    quota: QuotaPolicy = field(default_factory=CountOnlyQuota)
+    quota: QuotaPolicy = field(default_factory=RootLimits)
     default_partition: str = "default"
     default_acl: str = ""  # imapd.conf defaultacl: a top-level mailbox's ACL
     max_message_size: int = 64 * 1024 * 1024  # octets; the engine announces it (APPENDLIMIT)
     max_messages_per_append: int = 10_000  # one MULTIAPPEND or delivery batch
+    quota_warn: int = 90  # imapd.conf quotawarn: the percentage of a root that draws an alert
 
     def checked(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
         """The messages with CRLF line ends and valid flags, within the limits."""

@@ -475,7 +475,11 @@ class UserSession:
             self._require(mailbox.rights, "te", "move messages out of this mailbox")
         metas = await self.backend.fetch(mailbox.mailbox_id, uids, viewer=mailbox.viewer)
         await self.service.quota.check(
-            self.backend, target, sum(m.size for m in metas), delivery=False
+            self.backend,
+            target,
+            sum(m.size for m in metas),
+            delivery=False,
+            leaving=mailbox.record if move else None,
         )
         return await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
 
