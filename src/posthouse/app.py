@@ -502,7 +502,8 @@ def lock_settings_for(settings: Settings) -> LockSettings:
 
 
 def mail_store_for(settings: Settings) -> MailStore:
-    """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
+    """The IMAP mail store (12.5) under ``[imap] configdirectory`` and its partitions
+    (``partition-default`` and every ``partition-NAME``, 12.5.9)."""
     imap = settings.config.imap
     data_dir = settings.paths.data_dir
 
@@ -510,11 +511,12 @@ def mail_store_for(settings: Settings) -> MailStore:
         path = Path(value) if value else default
         return path if path.is_absolute() else data_dir / path
 
-    partition = pick(imap.partition_default, data_dir / "imap" / "spool")
+    partitions = {"default": pick(imap.partition_default, data_dir / "imap" / "spool")}
+    partitions.update((name, pick(path, data_dir)) for name, path in imap.partitions)
     config_dir = pick(imap.configdirectory, data_dir / "imap")
     layout = FsLayout(
         config_dir,
-        {imap.defaultpartition: partition},
+        partitions,
         default_partition=imap.defaultpartition,
     )
     return MailStore(

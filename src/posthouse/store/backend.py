@@ -259,6 +259,16 @@ class MailStoreBackend(Protocol):
         """
         ...
 
+    def partitions(self) -> frozenset[str]:
+        """The names of the configured partitions."""
+        ...
+
+    async def move_mailbox(self, name: str, partition: str) -> MailboxRecord:
+        """Move mailbox ``name`` to ``partition`` (chapter 12.5.9), whole in one place or the
+        other at every instant; :class:`MailboxNotFound`, or :class:`StoreError` for an
+        unknown partition."""
+        ...
+
     async def set_acl(self, name: str, acl: str) -> MailboxRecord: ...
 
     # -- messages --

@@ -19,6 +19,7 @@ __all__ = [
     "OverQuota",
     "StoreError",
     "StoreUnavailable",
+    "UnknownPartition",
 ]
 
 
@@ -47,6 +48,10 @@ class NotPermitted(StoreError):
 
 class OverQuota(StoreError):
     """The quota root's limit would be exceeded (``[OVERQUOTA]``)."""
+
+
+class UnknownPartition(StoreError):
+    """No partition of that name is configured (chapter 12.5.9)."""
 
 
 class MessageNotFound(StoreError):

@@ -37,6 +37,7 @@ from posthouse.store.errors import (
     MailboxExists,
     MailboxNotFound,
     StoreError,
+    UnknownPartition,
 )
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
@@ -173,6 +174,13 @@ class MailStore:
 
     def rights(self, user: str, record: MailboxRecord) -> frozenset[str]:
         return self.access.rights(user, record)
+
+    async def check_partition(self, partition: str) -> None:
+        """:class:`UnknownPartition` unless ``partition`` is configured (chapter 12.5.9)."""
+        known = self.backend.partitions()
+        if partition not in known:
+            names = ", ".join(sorted(known))
+            raise UnknownPartition(f"no partition named {partition!r} (configured: {names})")
 
     async def closest_existing(self, name: str) -> MailboxRecord | None:
         parent = parent_of(name)

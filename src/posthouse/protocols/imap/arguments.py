@@ -88,12 +88,14 @@ class Select:
 class Create:
     mailbox: str
     special_use: tuple[str, ...] = ()  # RFC 6154 §3 USE (...)
+    partition: str | None = None  # chapter 12.5.9, administrators only (as Cyrus)
 
 
 @dataclass(frozen=True)
 class Rename:
     source: str
     target: str
+    partition: str | None = None  # chapter 12.5.9, administrators only (as Cyrus)
 
 
 @dataclass(frozen=True)

@@ -267,28 +267,44 @@ def _qresync(cursor: Cursor) -> Qresync:
 
 
 def _create(cursor: Cursor) -> Arguments:
+    """CREATE mailbox [SP partition / SP "(" create-param *(SP create-param) ")"]: RFC 4466
+    §2.2 create-params (RFC 6154 §3 USE, Cyrus's PARTITION) or Cyrus's bare partition."""
     cursor.sp()
     name = mailbox(cursor)
     uses: list[str] = []
-    if cursor.take(b" "):  # RFC 4466 §2.2 create-params; RFC 6154 §3 USE
+    partition: str | None = None
+    if cursor.take(b" "):
+        if cursor.peek() != 0x28:  # Cyrus: CREATE name partition
+            return Create(name, (), cursor.astring_text("a partition name"))
         cursor.open_list()
-        cursor.expect(b"USE ", "USE (special-use attributes)")
-        cursor.open_list()
+        first = True
         while cursor.peek() != 0x29:
-            if uses:
+            if not first:
                 cursor.sp()
-            cursor.expect(b"\\", "a special-use attribute like \\Sent")
-            uses.append("\\" + cursor.atom("a special-use attribute"))
+            first = False
+            if cursor.take(b"PARTITION "):
+                partition = cursor.astring_text("a partition name")
+                continue
+            cursor.expect(b"USE ", "USE (special-use attributes) or PARTITION name")
+            cursor.open_list()
+            while cursor.peek() != 0x29:
+                if uses:
+                    cursor.sp()
+                cursor.expect(b"\\", "a special-use attribute like \\Sent")
+                uses.append("\\" + cursor.atom("a special-use attribute"))
+            cursor.close_list()
         cursor.close_list()
-        cursor.close_list()
-    return Create(name, tuple(uses))
+    return Create(name, tuple(uses), partition)
 
 
 def _rename(cursor: Cursor) -> Arguments:
+    """RENAME mailbox SP mailbox [SP partition] (the partition as Cyrus takes it)."""
     cursor.sp()
     source = mailbox(cursor)
     cursor.sp()
-    return Rename(source, mailbox(cursor))
+    target = mailbox(cursor)
+    partition = cursor.astring_text("a partition name") if cursor.take(b" ") else None
+    return Rename(source, target, partition)
 
 
 def _list(cursor: Cursor) -> Arguments:

@@ -191,7 +191,7 @@ class CommandRunner:
         assert isinstance(arguments, Create)
         if arguments.special_use:
             raise Outcome("NO", "Choosing a special use is not supported", Code("USEATTR"))
-        await self.user.create(self.name_in(arguments.mailbox))
+        await self.user.create(self.name_in(arguments.mailbox), partition=arguments.partition)
         return None
 
     async def delete(self, command: Command) -> Outcome | None:
@@ -209,7 +209,11 @@ class CommandRunner:
     async def rename(self, command: Command) -> Outcome | None:
         arguments = command.arguments
         assert isinstance(arguments, Rename)
-        await self.user.rename(self.name_in(arguments.source), self.name_in(arguments.target))
+        await self.user.rename(
+            self.name_in(arguments.source),
+            self.name_in(arguments.target),
+            partition=arguments.partition,
+        )
         return None
 
     async def subscribe(self, command: Command) -> Outcome | None:

@@ -34,6 +34,7 @@ from posthouse.store.errors import (
     OverQuota,
     StoreError,
     StoreUnavailable,
+    UnknownPartition,
 )
 
 log = logging.getLogger("posthouse.imap")
@@ -65,7 +66,7 @@ def store_error_status(error: StoreError | InvalidName, *, target: bool = False)
             return Outcome("NO", text, OVERQUOTA)
         case MessageNotFound():
             return Outcome("NO", text, EXPUNGEISSUED)
-        case InvalidName() | NoInbox():
+        case InvalidName() | NoInbox() | UnknownPartition():
             return Outcome("NO", text, Code("CANNOT"))
         case StoreUnavailable():
             return Outcome("NO", "The mail store is not available now, try again", UNAVAILABLE)

@@ -44,10 +44,11 @@ from posthouse.store.backend import (
     Viewer,
 )
 from posthouse.store.errors import MailboxExists, MailboxNotFound, StoreError, StoreUnavailable
-from posthouse.store.fs.index import MailboxIndex, sync_file
+from posthouse.store.fs.index import IndexSuperseded, MailboxIndex, sync_file
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.fs.mailboxes import MailboxList
 from posthouse.store.fs.metacache import MetadataCache
+from posthouse.store.fs.move import move_folder, recover_moves
 from posthouse.store.fs.notify import ChangeCounters
 from posthouse.store.fs.quota import QuotaRoots
 from posthouse.store.fs.userfiles import SubscriptionFiles
@@ -75,6 +76,7 @@ class FsBackend:
         self.subscription_files = SubscriptionFiles(layout)
         self.counters = ChangeCounters(layout.counters_file)
         self.metadata = MetadataCache()
+        recover_moves(layout, self.mailboxes)  # partition moves a crash interrupted
         self._threads = threads
         self._start_pools()
         self._indexes: OrderedDict[str, MailboxIndex] = OrderedDict()
@@ -95,7 +97,11 @@ class FsBackend:
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, function, *args)
         try:
-            return await loop.run_in_executor(self._executor, call)
+            try:
+                return await loop.run_in_executor(self._executor, call)
+            except IndexSuperseded as exc:  # moved to another partition: once more, anew
+                self._forget(exc.mailbox_id)
+                return await loop.run_in_executor(self._executor, call)
         except OSError as exc:
             raise StoreUnavailable(f"mail store I/O error: {exc}") from exc
 
@@ -220,6 +226,28 @@ class FsBackend:
     async def rename_mailbox(self, old: str, new: str) -> list[tuple[str, str]]:
         return await self._run(self._rename, old, new)
 
+    def partitions(self) -> frozenset[str]:
+        return frozenset(self.layout.partitions)
+
+    def move_blocking(
+        self, name: str, partition: str, crash: Callable[[str], None] = lambda step: None
+    ) -> MailboxRecord:
+        """Move mailbox ``name``'s folder to ``partition`` (:mod:`.move`)."""
+        self.layout.partition_dir(partition)  # an unknown partition fails here
+        record = self.mailboxes.lookup(name)
+        if record is None:
+            raise MailboxNotFound(f"no mailbox {name}")
+        if record.partition == partition:
+            return record
+        index = self._index(record.id, record.partition)
+        self._forget(record.id)
+        moved = move_folder(self.layout, self.mailboxes, index, record, partition, crash)
+        self._changed(record.id)
+        return moved
+
+    async def move_mailbox(self, name: str, partition: str) -> MailboxRecord:
+        return await self._run(self.move_blocking, name, partition)
+
     def _update(self, name: str, column: str, value: str | None) -> MailboxRecord:
         with self.mailboxes.db.write() as conn:
             if self.mailboxes.get(conn, name) is None:
@@ -288,7 +316,11 @@ class FsBackend:
         )
 
     def open_message(self, mailbox_id: str, uid: int) -> BinaryIO:
-        return self._index(mailbox_id).open_message(uid)
+        try:
+            return self._index(mailbox_id).open_message(uid)
+        except IndexSuperseded:  # moved to another partition: once more, anew
+            self._forget(mailbox_id)
+            return self._index(mailbox_id).open_message(uid)
 
     def _read(self, mailbox_id: str, uid: int) -> bytes:
         with self.open_message(mailbox_id, uid) as file:
