@@ -37,7 +37,8 @@ class UserQuotas:
 
     async def roots_of(self, visible: str) -> list[QuotaUsage]:
         """RFC 9208 §4.3 GETQUOTAROOT: the root limiting the mailbox (none or one here)."""
-        record, _ = await self.session._find(visible, "r", "see this mailbox's quota")
+        needed = "" if self.session.is_admin else "r"  # admins: any mailbox, as in Cyrus
+        record, _ = await self.session._find(visible, needed, "see this mailbox's quota")
         usage = await self.backend.quota_root_of(record.name)
         return [] if usage is None else [self._visible(usage)]
 

@@ -54,7 +54,8 @@ def add_admin(server: Server) -> None:
 
 @pytest.fixture
 def cyradm(imap_factory: Callable[..., Server], tmp_path: Path) -> Cyradm:
-    server = imap_factory(extra=ADMIN_CONFIG)
+    archive = tmp_path / "archive"
+    server = imap_factory(extra=ADMIN_CONFIG + f'partition-archive = "{archive}"\n')
     add_admin(server)
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
@@ -178,3 +179,100 @@ def test_starttls_checks_the_servers_certificate(cyradm: Cyradm) -> None:
     assert result.returncode == 69 and b"CERTIFICATE_VERIFY_FAILED" in result.stderr
     status, out, _ = cyradm.run("lm", "user.alice")  # trusts this posthouse's own certificate
     assert status == 0 and "user.alice" in out
+
+
+def mailbox_files(directory: Path) -> set[str]:
+    """The mailbox folders (named by id) under a partition directory."""
+    return {path.name for path in directory.glob("*/*") if path.is_dir()}
+
+
+def test_create_and_rename_into_a_partition(cyradm: Cyradm, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    assert cyradm.ok("cm", "user.bob.old-mail", "archive") == ""
+    first = mailbox_files(archive)
+    assert len(first) == 1  # its files are on the archive partition
+    assert cyradm.ok("-c", "cm --partition archive user.bob.older") == ""
+    assert len(mailbox_files(archive)) == 2
+    cyradm.ok("cm", "user.carol.projects")
+    assert cyradm.ok("renm", "user.carol.projects", "user.carol.done", "archive") == ""
+    assert len(mailbox_files(archive)) == 3
+    assert "INBOX.done" in names_over_imap(cyradm.server, "carol")
+    status, _, err = cyradm.run("cm", "user.bob.x", "nosuchpartition")
+    assert status == 1 and err.startswith("createmailbox: ") and "nosuchpartition" in err
+
+
+def can_see(server: Server, user: str, mailbox: str) -> bool:
+    client = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
+    client.login(user, PASSWORD)
+    status, _ = client.select(mailbox, readonly=True)
+    client.logout()
+    return status == "OK"
+
+
+@pytest.mark.parametrize(
+    "setacl, listacl, deleteacl",
+    [("setacl", "listacl", "deleteacl"), ("sam", "lam", "dam"),
+     ("setaclmailbox", "listaclmailbox", "deleteaclmailbox")],
+)  # fmt: skip
+def test_acl_commands(cyradm: Cyradm, setacl: str, listacl: str, deleteacl: str) -> None:
+    cyradm.ok("cm", "user.bob.shared")
+    assert not can_see(cyradm.server, "alice", "user.bob.shared")
+    assert cyradm.ok(setacl, "user.bob.shared", "alice", "lrs") == ""
+    assert cyradm.ok(listacl, "user.bob.shared").splitlines() == [
+        "bob lrswipkxtecda",
+        "alice lrs",
+    ]
+    assert can_see(cyradm.server, "alice", "user.bob.shared")
+    assert cyradm.ok(deleteacl, "user.bob.shared", "alice") == ""
+    assert cyradm.ok(listacl, "user.bob.shared") == "bob lrswipkxtecda\n"
+    assert not can_see(cyradm.server, "alice", "user.bob.shared")
+
+
+def test_acl_commands_on_a_pattern_and_their_errors(cyradm: Cyradm) -> None:
+    out = cyradm.ok("sam", "user.carol.*", "bob", "lr")
+    assert "Setting ACL on user.carol.Sent...OK." in out.splitlines()
+    listing = cyradm.ok("lam", "user.carol.*")
+    assert "user.carol.Trash:\n  carol lrswipkxtecda\n  bob lr\n" in listing
+    assert "Deleting acl on user.carol.Junk...OK." in cyradm.ok("dam", "user.carol.*", "bob")
+    assert "bob" not in cyradm.ok("lam", "user.carol.*")
+    status, _, err = cyradm.run("sam", "user.nobody", "bob", "lr")
+    assert status == 1 and err.startswith("setacl: ")
+    status, _, err = cyradm.run("sam", "user.bob", "bob", "lrQ")
+    assert status == 1 and err.startswith("setacl: ")
+
+
+def append(server: Server, user: str, size: int) -> str:
+    client = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
+    client.login(user, PASSWORD)
+    message = b"Subject: big\r\n\r\n" + b"x" * size + b"\r\n"
+    status, data = client.append("INBOX", None, None, message)
+    client.logout()
+    return f"{status} {data[0]!r}"
+
+
+@pytest.mark.parametrize(
+    "setquota, listquota, listquotaroot",
+    [("setquota", "listquota", "listquotaroot"), ("sq", "lq", "lqr"), ("sq", "lq", "lqm")],
+)
+def test_quota_commands(cyradm: Cyradm, setquota: str, listquota: str, listquotaroot: str) -> None:
+    assert cyradm.ok(setquota, "user.bob", "STORAGE", "2") == ""
+    assert cyradm.ok(listquota, "user.bob") == " STORAGE 0/2 (0%)\n"
+    assert append(cyradm.server, "bob", 1500).startswith("OK")  # 1 KB used (rounded down)
+    assert cyradm.ok(listquota, "user.bob") == " STORAGE 1/2 (50%)\n"
+    assert cyradm.ok(listquotaroot, "user.bob.Sent") == "user.bob STORAGE 1/2 (50%)\n"
+    assert "OVERQUOTA" in append(cyradm.server, "bob", 3000)
+    assert cyradm.ok(setquota, "user.bob", "STORAGE", "none") == ""  # removes the root
+    assert append(cyradm.server, "bob", 3000).startswith("OK")
+    status, _, err = cyradm.run(listquota, "user.bob")
+    assert status == 1 and err.startswith("listquota: ")
+    assert cyradm.ok(listquotaroot, "user.bob") == "\n"  # no root, as Cyrus prints it
+
+
+def test_setquota_short_forms_and_errors(cyradm: Cyradm) -> None:
+    assert cyradm.ok("sq", "user.carol", "300") == "quota:300\n"
+    assert cyradm.ok("lq", "user.carol") == " STORAGE 0/300 (0%)\n"
+    assert cyradm.ok("sq", "user.carol", "none") == "remove quota\n"
+    status, _, err = cyradm.run("sq", "user.carol", "STORAGE", "lots")
+    assert status == 1 and err == "setquota: STORAGE: lots: not a number\n"
+    status, _, err = cyradm.as_user("alice").run("sq", "user.alice", "STORAGE", "9", local=False)
+    assert status == 1 and err.startswith("setquota: ") and "admin" in err
