@@ -61,6 +61,7 @@ from posthouse.server.imap.views import prepared
 from posthouse.server.pop3 import apop_timestamp
 from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
+from posthouse.store.acl import Acl, AclError
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.inbox_maildrop import InboxMaildrop
@@ -519,12 +520,17 @@ def mail_store_for(settings: Settings) -> MailStore:
         partitions,
         default_partition=imap.defaultpartition,
     )
+    try:
+        default_acl = str(Acl.from_pairs(imap.defaultacl))
+    except AclError as error:
+        raise located_error(settings.source, "imap.defaultacl", f"defaultacl: {error}") from error
     return MailStore(
         FsBackend(layout),
         access=CyrusAccess(
             admins=frozenset(imap.admins.split()), groups=GroupDirectory(config_dir / "groups")
         ),
         default_partition=imap.defaultpartition,
+        default_acl=default_acl,
         max_message_size=imap.maxmessagesize,
         quota_warn=imap.quotawarn,
     )

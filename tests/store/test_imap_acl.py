@@ -20,13 +20,13 @@ from posthouse.store.acl import (
     listed_rights,
     wire_rights,
 )
-from posthouse.store.backend import FlagChange, FlagMode
+from posthouse.store.backend import FlagChange, FlagMode, NewMessage
 from posthouse.store.errors import MailboxNotFound, NotPermitted
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.policy import CyrusAccess
 from posthouse.store.service import MailStore
 from posthouse.store.uidset import UidSet
-from tests.store.imap_helpers import layout, message, open_store, run
+from tests.store.imap_helpers import WHEN, layout, message, open_store, run
 
 SEEN = FlagChange(FlagMode.ADD, frozenset({"\\Seen"}))
 
@@ -297,3 +297,72 @@ def test_groups_from_posthouse_s_table_and_from_the_system(tmp_path: Path) -> No
             await store.session("fred").my_rights("user.hansen.shared")
 
     run(main())
+
+
+@pytest.mark.parametrize(
+    ("rights", "kept"),
+    [
+        ("lri", set()),
+        ("lriw", {"\\Flagged", "$Label"}),
+        ("lrist", {"\\Seen", "\\Deleted"}),
+    ],
+)
+def test_appended_and_copied_messages_keep_only_the_flags_the_user_may_set(
+    store: MailStore, rights: str, kept: set[str]
+) -> None:
+    async def main() -> None:
+        await shared_folder(store, f"fred\t{rights}\t")
+        await store.create_user("fred")
+        fred = store.session("fred")
+        every = frozenset({"\\Flagged", "\\Seen", "\\Deleted", "$Label"})
+        await fred.append("INBOX", [NewMessage(message(2).content, WHEN, every)])
+        await fred.append("user.hansen.shared", [NewMessage(message(3).content, WHEN, every)])
+        inbox = await fred.select("INBOX")
+        await fred.copy(inbox, UidSet.of(inbox.snapshot.uids), "user.hansen.shared")
+        owner = store.session("hansen")
+        opened = await owner.select("INBOX.shared", read_only=True)
+        added = UidSet.of(opened.snapshot.uids[1:])  # the appended one, the copied one
+        for meta in await owner.fetch(opened, added):  # fred never sets hansen's \Seen
+            assert set(meta.flags) == kept - {"\\Seen"}, meta
+        for meta in await fred.fetch(await fred.select("user.hansen.shared"), added):
+            assert set(meta.flags) == kept, meta
+
+    run(main())
+
+
+def test_subscriptions_show_a_hidden_mailbox_as_a_name_that_does_not_exist(
+    store: MailStore,
+) -> None:
+    async def main() -> None:
+        await shared_folder(store, "")
+        fred = store.session("fred")
+        await fred.subscribe("user.hansen.shared")  # exists, fred may not see it
+        await fred.subscribe("user.hansen.nothing")  # does not exist
+        lsub = {i.name: i.attributes for i in await fred.list_subscribed("", "user.hansen.*")}
+        assert lsub == {"user.hansen.shared": frozenset(), "user.hansen.nothing": frozenset()}
+        assert await fred.list_mailboxes("", "user.hansen.*") == []
+
+    run(main())
+
+
+def test_defaultacl_is_written_as_imapd_conf_writes_it_and_checked(tmp_path: Path) -> None:
+    from posthouse.app import mail_store_for
+    from posthouse.config.load import ConfigError, load_settings
+
+    config = tmp_path / "posthouse.toml"
+    data = tmp_path / "data"
+    config.write_text(f'[server]\ndata_dir = "{data}"\n\n[imap]\nadmins = "cyrus"\n')
+    store = mail_store_for(load_settings(config))
+
+    async def main() -> None:
+        cyrus = store.session("cyrus")
+        await cyrus.create("news")
+        assert dict(await cyrus.get_acl("news")) == {"anyone": frozenset("lrs")}
+        await store.backend.close()
+
+    run(main())
+    config.write_text(
+        f'[server]\ndata_dir = "{data}"\n\n[imap]\nadmins = "cyrus"\ndefaultacl = "anyone"\n'
+    )
+    with pytest.raises(ConfigError, match=r"posthouse.toml:6.*pairs of an identifier"):
+        mail_store_for(load_settings(config))

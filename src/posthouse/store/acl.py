@@ -76,7 +76,7 @@ def parse_rights(text: str) -> frozenset[str]:
         elif letter in ALL_RIGHTS or letter in _DIGITS:
             rights.add(letter)
         else:
-            raise UnknownRight(f"the {letter!r} right is not supported")
+            raise UnknownRight(f"unknown right {letter!r}")
     return frozenset(rights)
 
 
@@ -150,6 +150,18 @@ class Acl:
         for i in range(0, len(fields), 2):
             entries.append((check_identifier(fields[i]), parse_rights(fields[i + 1])))
         return cls(tuple(entries))
+
+    @classmethod
+    def from_pairs(cls, text: str) -> Acl:
+        """The ACL written as imapd.conf's ``defaultacl`` is: ``ID RIGHTS ID RIGHTS ...``
+        separated by spaces (``anyone lrs``)."""
+        words = text.split()
+        if len(words) % 2:
+            raise AclError("expected pairs of an identifier and its rights, e.g. 'anyone lrs'")
+        acl = cls()
+        for i in range(0, len(words), 2):
+            acl = acl.with_entry(words[i], parse_rights(words[i + 1]))
+        return acl
 
     def __str__(self) -> str:
         return "".join(f"{ident}\t{format_rights(r)}\t" for ident, r in self.entries)

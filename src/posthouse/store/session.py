@@ -84,8 +84,13 @@ class OpenMailbox:
 class UserSession:
     """One logged-in user's view of the store: names as the user sees them, rights checked.
 
-    A mailbox the user may neither look up (``l``) nor read (``r``) raises
-    :class:`MailboxNotFound`, exactly as a missing one (RFC 4314 §6).
+    Each command checks the rights RFC 4314 §4 ties to it.  A user who lacks them gets
+    :class:`NotPermitted` when the user may look the mailbox up (``l``), else
+    :class:`MailboxNotFound`, exactly as for a missing one (RFC 4314 §6), as Cyrus answers:
+    with ``r s`` and no ``l`` a mailbox can be selected by name but is never listed.
+    SUBSCRIBE needs no right (a name that does not exist may be subscribed too), so LSUB
+    shows a subscribed mailbox the user may not look up as it shows a subscribed name that
+    does not exist.
     """
 
     def __init__(self, store: MailStore, view: UserView) -> None:
@@ -486,8 +491,9 @@ class UserSession:
     async def copy(
         self, mailbox: OpenMailbox, uids: UidSet, target_visible: str, *, move: bool = False
     ) -> CopyResult:
-        """RFC 3501 §6.4.7 COPY, RFC 6851 MOVE; the result carries RFC 4315 COPYUID data."""
-        target, _ = await self._find(target_visible, "i", "copy messages into that mailbox")
+        """RFC 3501 §6.4.7 COPY, RFC 6851 MOVE; the result carries RFC 4315 COPYUID data.
+        The copies keep only the flags the user may set in the target (RFC 4314 §4 COPY)."""
+        target, rights = await self._find(target_visible, "i", "copy messages into that mailbox")
         if move:
             if mailbox.read_only:
                 raise NotPermitted("the mailbox is read-only")
@@ -500,7 +506,37 @@ class UserSession:
             delivery=False,
             leaving=mailbox.record if move else None,
         )
-        return await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
+        result = await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
+        await self._copied_flags(mailbox, metas, target, rights, result)
+        return result
+
+    async def _copied_flags(
+        self,
+        source: OpenMailbox,
+        metas: Sequence[MessageMeta],
+        target: MailboxRecord,
+        rights: frozenset[str],
+        result: CopyResult,
+    ) -> None:
+        """The backend copies the flags as they are; take off those the user may not set in
+        the target, and make \\Seen the user's own: the shared flag copied is the source
+        owner's, and in a mailbox of someone else's the user's seen state is private."""
+        viewer = self._viewer(target)
+        refused = {f for m in metas for f in m.flags if _right_for_flag(f) not in rights}
+        refused.discard("\\Recent")
+        exact_seen = not (source.viewer.private_seen or viewer.private_seen)
+        if "s" not in rights or not exact_seen:
+            refused.add("\\Seen")
+        copies = dict(zip(result.source_uids, result.target_uids, strict=True))
+        if refused and copies:
+            change = FlagChange(FlagMode.REMOVE, frozenset(refused))
+            await self.backend.store_flags(
+                target.id, UidSet.of(copies.values()), change, viewer=Viewer("")
+            )
+        seen = [copies[m.uid] for m in metas if "\\Seen" in m.flags and m.uid in copies]
+        if "s" in rights and not exact_seen and seen:
+            change = FlagChange(FlagMode.ADD, frozenset({"\\Seen"}))
+            await self.backend.store_flags(target.id, UidSet.of(seen), change, viewer=viewer)
 
     async def changes_since(self, mailbox: OpenMailbox, modseq: int) -> Changes:
         """RFC 7162 CHANGEDSINCE / QRESYNC: changed messages and VANISHED UIDs."""
