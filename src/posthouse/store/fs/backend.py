@@ -192,7 +192,8 @@ class FsBackend:
             self._forget(record.id)
             index.remove_files()
         for record in records:  # a deleted mailbox's quota root goes with it (Cyrus too)
-            self._remove_quota(record.name)
+            if self.quotas.get(record.name) is not None:
+                self._remove_quota(record.name)
         return records
 
     async def delete_mailboxes(self, names: Sequence[str]) -> list[MailboxRecord]:

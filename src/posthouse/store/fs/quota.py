@@ -105,13 +105,16 @@ class QuotaRoots:
                 conn.execute("UPDATE OR REPLACE roots SET root = ? WHERE root = ?", (new, old))
 
     def add_usage(self, name: str, delta: int) -> None:
-        """Add ``delta`` bytes to the root that limits mailbox ``name`` (if any)."""
-        if delta:
-            sql, candidates = _nearest_sql(name)
+        """Add ``delta`` bytes to the root that limits mailbox ``name`` (if any).  The root is
+        looked up first without the write lock: most mailboxes have none."""
+        if not delta:
+            return
+        root = self.nearest(name)
+        if root is not None:
             with self.db.write() as conn:
                 conn.execute(
-                    f"UPDATE roots SET used_bytes = max(0, used_bytes + ?) WHERE root = ({sql})",
-                    (delta, *candidates),
+                    "UPDATE roots SET used_bytes = max(0, used_bytes + ?) WHERE root = ?",
+                    (delta, root.root),
                 )
 
     def set_usage(self, used: Mapping[str, int]) -> None:
