@@ -89,6 +89,14 @@ class Rename:
 
 
 @dataclass(frozen=True)
+class Reconstruct:
+    """Cyrus's administrator command ``RECONSTRUCT mailbox [RECURSIVE]``."""
+
+    mailbox: str
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
 class ListMailboxes:
     """LIST (RFC 3501, RFC 5258 extended, RFC 5819 STATUS) and LSUB."""
 
@@ -202,4 +210,5 @@ Arguments = (
     | Sort
     | Thread
     | Compress
+    | Reconstruct
 )

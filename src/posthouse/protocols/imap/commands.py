@@ -40,6 +40,7 @@ from posthouse.protocols.imap.arguments import (
     MailboxName,
     NoArguments,
     Qresync,
+    Reconstruct,
     Rename,
     Select,
     Sort,
@@ -303,6 +304,17 @@ def _rename(cursor: Cursor) -> Arguments:
     return Rename(source, target, partition)
 
 
+def _reconstruct(cursor: Cursor) -> Arguments:
+    """Cyrus: RECONSTRUCT mailbox [SP "RECURSIVE"] (administrators, chapter 12.5.5)."""
+    cursor.sp()
+    name = mailbox(cursor)
+    recursive = False
+    if cursor.take(b" "):
+        cursor.expect(b"RECURSIVE", "RECURSIVE")
+        recursive = True
+    return Reconstruct(name, recursive)
+
+
 def _list(cursor: Cursor) -> Arguments:
     """RFC 5258 §6: LIST [SP list-select-opts] SP mailbox SP mbox-or-pat
     [SP list-return-opts]."""
@@ -558,6 +570,7 @@ COMMANDS: Final[dict[str, Parser]] = {
     "SORT": _sort,
     "THREAD": _thread,
     "COMPRESS": _compress,
+    "RECONSTRUCT": _reconstruct,
 }
 # Commands that take the UID prefix (RFC 3501 §6.4.8, RFC 4315, RFC 5256, RFC 6851).
 UID_COMMANDS: Final[dict[str, Parser]] = {

@@ -105,6 +105,7 @@ _AUTHENTICATED: Final = _ANY | {
     "NAMESPACE",
     "IDLE",
     "COMPRESS",
+    "RECONSTRUCT",
 }
 #: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
 #: Commands the grammar does not know never get here: the reader answers them BAD.
