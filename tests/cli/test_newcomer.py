@@ -38,6 +38,9 @@ COMMAND_LINES = [
     ["mailq", "-v"],
     ["mailstats"],
     ["setup", "--role", "client"],
+    ["reconstruct", "-r", "user.kate"],
+    ["mailboxes", "backup", "/tmp/mailboxes.db"],
+    ["mailboxes", "restore", "--force", "/tmp/mailboxes.db"],
 ]
 
 

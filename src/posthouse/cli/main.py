@@ -35,6 +35,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailstats",
     "setup",
     "reconstruct",
+    "mailboxes",
 )
 
 #: Tools whose module has another name (one module registers them all).
