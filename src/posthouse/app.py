@@ -502,8 +502,8 @@ def lock_settings_for(settings: Settings) -> LockSettings:
     )
 
 
-def mail_store_for(settings: Settings) -> MailStore:
-    """The IMAP mail store (12.5) under ``[imap] configdirectory`` and its partitions
+def store_layout(settings: Settings) -> FsLayout:
+    """Where the IMAP store is (12.5): ``[imap] configdirectory`` and the partitions
     (``partition-default`` and every ``partition-NAME``, 12.5.9)."""
     imap = settings.config.imap
     data_dir = settings.paths.data_dir
@@ -514,12 +514,18 @@ def mail_store_for(settings: Settings) -> MailStore:
 
     partitions = {"default": pick(imap.partition_default, data_dir / "imap" / "spool")}
     partitions.update((name, pick(path, data_dir)) for name, path in imap.partitions)
-    config_dir = pick(imap.configdirectory, data_dir / "imap")
-    layout = FsLayout(
-        config_dir,
+    return FsLayout(
+        pick(imap.configdirectory, data_dir / "imap"),
         partitions,
         default_partition=imap.defaultpartition,
     )
+
+
+def mail_store_for(settings: Settings) -> MailStore:
+    """The IMAP mail store (12.5) at :func:`store_layout`."""
+    imap = settings.config.imap
+    layout = store_layout(settings)
+    config_dir = layout.config_dir
     try:
         default_acl = str(Acl.from_pairs(imap.defaultacl))
     except AclError as error:

@@ -39,6 +39,10 @@ COMMAND_LINES = [
     ["mailq", "-v"],
     ["mailstats"],
     ["setup", "--role", "client"],
+    ["imapquota", "-f", "user.hansen"],
+    ["reconstruct", "-r", "user.kate"],
+    ["mailboxes", "backup", "/tmp/mailboxes.db"],
+    ["mailboxes", "restore", "--force", "/tmp/mailboxes.db"],
 ]
 
 

@@ -36,6 +36,8 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailstats",
     "setup",
     "imapquota",
+    "reconstruct",
+    "mailboxes",
 )
 
 #: Tools whose module has another name (one module registers them all).

@@ -232,6 +232,23 @@ class QuotaUsage:
     used_bytes: int
 
 
+@dataclass
+class ReconstructReport:
+    """What ``reconstruct`` found and did in one mailbox (chapter 12.5.5)."""
+
+    name: str
+    messages: int  # in the rebuilt index
+    kept: int  # of them, with what the old index held (flags, dates, MODSEQs)
+    appeared: tuple[int, ...]  # UIDs of message files the old index did not list
+    dropped: tuple[int, ...]  # UIDs the old index listed without a message file
+    renumbered: tuple[tuple[int, int], ...]  # (file UID, new UID): UIDs seen before
+    uidvalidity: int | None = None  # the new UIDVALIDITY, when the old state was lost
+    temporary_removed: tuple[str, ...] = ()  # temporary files of writers no longer running
+    strays: tuple[str, ...] = ()  # files that are none of the store's, left alone
+    damaged_index: str | None = None  # the name the unreadable index was set aside under
+    changed: bool = False
+
+
 class MailStoreBackend(Protocol):
     """See the module docstring for the semantics every implementation keeps."""
 
@@ -267,6 +284,11 @@ class MailStoreBackend(Protocol):
         """Move mailbox ``name`` to ``partition`` (chapter 12.5.9), whole in one place or the
         other at every instant; :class:`MailboxNotFound`, or :class:`StoreError` for an
         unknown partition."""
+        ...
+
+    async def reconstruct(self, name: str) -> ReconstructReport:
+        """Rebuild mailbox ``name``'s index from its message files, keeping what the old
+        index holds where it survives (chapter 12.5.5); :class:`MailboxNotFound`."""
         ...
 
     async def set_acl(self, name: str, acl: str) -> MailboxRecord: ...

@@ -31,6 +31,7 @@ from posthouse.store.backend import (
     MailStoreBackend,
     NewMailbox,
     NewMessage,
+    ReconstructReport,
 )
 from posthouse.store.content import to_crlf
 from posthouse.store.errors import (
@@ -174,6 +175,17 @@ class MailStore:
 
     def rights(self, user: str, record: MailboxRecord) -> frozenset[str]:
         return self.access.rights(user, record)
+
+    async def reconstruct(self, name: str, *, recursive: bool = False) -> list[ReconstructReport]:
+        """Rebuild ``name``'s index (and with ``recursive`` its inferiors'), chapter 12.5.5;
+        :class:`MailboxNotFound` if ``name`` does not exist."""
+        record = await self.backend.get_mailbox(check_name(name))
+        if record is None:
+            raise MailboxNotFound(f"no mailbox {name}")
+        names = [record.name]
+        if recursive:
+            names += [r.name for r in await self.backend.list_mailboxes(children_prefix(name))]
+        return [await self.backend.reconstruct(each) for each in names]
 
     async def check_partition(self, partition: str) -> None:
         """:class:`UnknownPartition` unless ``partition`` is configured (chapter 12.5.9)."""

@@ -28,6 +28,7 @@ from posthouse.store.backend import (
     MessageMeta,
     NewMailbox,
     NewMessage,
+    ReconstructReport,
     StoreResult,
     Viewer,
 )
@@ -316,6 +317,16 @@ class UserSession:
             return [(old_visible, new_visible)]
         pairs = await self.backend.rename_mailbox(old, new)
         return [(self.view.to_visible(a), self.view.to_visible(b)) for a, b in pairs]
+
+    async def reconstruct(
+        self, visible: str, *, recursive: bool = False
+    ) -> list[ReconstructReport]:
+        """Cyrus's ``RECONSTRUCT mailbox [RECURSIVE]`` (chapter 12.5.5): administrators
+        only."""
+        if not self.is_admin:
+            raise NotPermitted("only an administrator reconstructs mailboxes")
+        name = self.view.to_internal(visible)
+        return await self.service.reconstruct(name, recursive=recursive)
 
     # -- SELECT, EXAMINE, STATUS --
 

@@ -99,6 +99,14 @@ class Rename:
 
 
 @dataclass(frozen=True)
+class Reconstruct:
+    """Cyrus's administrator command ``RECONSTRUCT mailbox [RECURSIVE]``."""
+
+    mailbox: str
+    recursive: bool = False
+
+
+@dataclass(frozen=True)
 class ListMailboxes:
     """LIST (RFC 3501, RFC 5258 extended, RFC 5819 STATUS) and LSUB."""
 
@@ -230,4 +238,5 @@ Arguments = (
     | Compress
     | QuotaRoot
     | SetQuota
+    | Reconstruct
 )

@@ -42,6 +42,7 @@ from posthouse.protocols.imap.arguments import (
     NoArguments,
     Qresync,
     QuotaRoot,
+    Reconstruct,
     Rename,
     Select,
     SetQuota,
@@ -305,6 +306,17 @@ def _rename(cursor: Cursor) -> Arguments:
     target = mailbox(cursor)
     partition = cursor.astring_text("a partition name") if cursor.take(b" ") else None
     return Rename(source, target, partition)
+
+
+def _reconstruct(cursor: Cursor) -> Arguments:
+    """Cyrus: RECONSTRUCT mailbox [SP "RECURSIVE"] (administrators, chapter 12.5.5)."""
+    cursor.sp()
+    name = mailbox(cursor)
+    recursive = False
+    if cursor.take(b" "):
+        cursor.expect(b"RECURSIVE", "RECURSIVE")
+        recursive = True
+    return Reconstruct(name, recursive)
 
 
 def _list(cursor: Cursor) -> Arguments:
@@ -614,6 +626,7 @@ COMMANDS: Final[dict[str, Parser]] = {
     "GETQUOTA": _getquota,  # RFC 9208 §4.2-§4.3
     "GETQUOTAROOT": _one_mailbox,
     "SETQUOTA": _setquota,
+    "RECONSTRUCT": _reconstruct,
 }
 # Commands that take the UID prefix (RFC 3501 §6.4.8, RFC 4315, RFC 5256, RFC 6851).
 UID_COMMANDS: Final[dict[str, Parser]] = {

@@ -113,6 +113,7 @@ _AUTHENTICATED: Final = _ANY | {
     "GETQUOTA",  # RFC 9208
     "GETQUOTAROOT",
     "SETQUOTA",
+    "RECONSTRUCT",
 }
 #: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
 #: Commands the grammar does not know never get here: the reader answers them BAD.

@@ -13,6 +13,7 @@ selected state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.response import Atom, Code, data, number_code
 from posthouse.protocols.imap.selected import SelectedMailbox
 from posthouse.server.imap.acl_commands import AclCommands
+from posthouse.server.imap.admin_commands import reconstruct
 from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
 from posthouse.server.imap.quota_commands import QuotaCommands
@@ -69,6 +71,7 @@ class CommandRunner:
             "STATUS": self.status,
             "APPEND": self.append,
             "NAMESPACE": self.namespace,
+            "RECONSTRUCT": functools.partial(reconstruct, self),
             **self.messages.handlers(),
             **AclCommands(session).handlers(),
             **self.quotas.handlers(),

@@ -40,6 +40,7 @@ from posthouse.store.backend import (
     NewMailbox,
     NewMessage,
     QuotaUsage,
+    ReconstructReport,
     StoreResult,
     Viewer,
 )
@@ -51,6 +52,7 @@ from posthouse.store.fs.metacache import MetadataCache
 from posthouse.store.fs.move import move_folder, recover_moves
 from posthouse.store.fs.notify import ChangeCounters
 from posthouse.store.fs.quota import QuotaRoots
+from posthouse.store.fs.reconstruct import reconstruct_folder
 from posthouse.store.fs.userfiles import SubscriptionFiles
 from posthouse.store.names import children_prefix, is_inferior, parent_of
 from posthouse.store.quota_roots import nearest_root
@@ -248,6 +250,29 @@ class FsBackend:
 
     async def move_mailbox(self, name: str, partition: str) -> MailboxRecord:
         return await self._run(self.move_blocking, name, partition)
+
+    def reconstruct_blocking(self, name: str) -> ReconstructReport:
+        """Rebuild mailbox ``name``'s index (:mod:`.reconstruct`)."""
+        record = self.mailboxes.lookup(name)
+        if record is None:
+            raise MailboxNotFound(f"no mailbox {name}")
+
+        def new_uidvalidity() -> int:
+            with self.mailboxes.db.write() as conn:
+                value = self.mailboxes.next_uidvalidity(conn)
+                self.mailboxes.set_uidvalidity(conn, record.id, value)
+            return value
+
+        self._forget(record.id)
+        directory = self.layout.mailbox_dir(record.partition, record.id)
+        report = reconstruct_folder(directory, record.id, name, new_uidvalidity)
+        self._forget(record.id)
+        if report.changed:
+            self._changed(record.id)
+        return report
+
+    async def reconstruct(self, name: str) -> ReconstructReport:
+        return await self._run(self.reconstruct_blocking, name)
 
     def _update(self, name: str, column: str, value: str | None) -> MailboxRecord:
         with self.mailboxes.db.write() as conn:

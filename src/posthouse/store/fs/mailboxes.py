@@ -139,6 +139,10 @@ class MailboxList:
         conn.executemany("UPDATE mailboxes SET name = ? WHERE name = ?", final)
 
     @staticmethod
+    def set_uidvalidity(conn: sqlite3.Connection, mailbox_id: str, value: int) -> None:
+        conn.execute("UPDATE mailboxes SET uidvalidity = ? WHERE id = ?", (value, mailbox_id))
+
+    @staticmethod
     def update(conn: sqlite3.Connection, name: str, column: str, value: str | None) -> None:
         if column not in ("acl", "partition"):
             raise ValueError(column)
