@@ -190,9 +190,12 @@ class CyradmClient:
             usage[root] = resources
         return QuotaRootInfo(tuple(roots), usage)
 
-    def reconstruct(self, mailbox: str) -> None:
-        """Cyrus's RECONSTRUCT: rebuild the mailbox's index on the server."""
-        self._run("RECONSTRUCT", _name(mailbox))
+    def reconstruct(self, mailbox: str, *, recursive: bool = False) -> list[str]:
+        """Cyrus's ``RECONSTRUCT mailbox [RECURSIVE]``: rebuild the mailbox's index on the
+        server; the server's untagged OK lines (posthouse reports each mailbox rebuilt)."""
+        args = [_name(mailbox)] + (["RECURSIVE"] if recursive else [])
+        lines = self._run("RECONSTRUCT", *args, want="OK")
+        return [line.decode("utf-8", "replace") for line in lines]
 
     # --- the exchange -------------------------------------------------------------------
 

@@ -276,9 +276,16 @@ def _listquotaroot(client: CyradmClient, args: list[str], out: TextIO) -> None:
 
 
 def _reconstruct(client: CyradmClient, args: list[str], out: TextIO) -> None:
+    """``reconstruct [-r] MAILBOX``; prints what the server reports (Cyrus's cyradm prints
+    nothing: its server reports nothing)."""
+    recursive = bool(args) and args[0] == "-r"
+    args = args[1:] if recursive else args
     if len(args) != 1 or args[0].startswith("-"):
         raise _usage("reconstruct")
-    _call("reconstruct", "RECONSTRUCT", partial(client.reconstruct, args[0]))
+    lines = _call(
+        "reconstruct", "RECONSTRUCT", partial(client.reconstruct, args[0], recursive=recursive)
+    )
+    out.write("".join(line + "\n" for line in lines))
 
 
 COMMANDS: tuple[Command, ...] = (
@@ -309,7 +316,7 @@ COMMANDS: tuple[Command, ...] = (
         "show quota roots and quotas for mailbox",
         _listquotaroot,
     ),
-    Command("reconstruct", (), "mailbox", "reconstruct mailbox (if supported)", _reconstruct),
+    Command("reconstruct", (), "[-r] mailbox", "reconstruct mailbox (if supported)", _reconstruct),
     Command(
         "renamemailbox",
         ("renm", "rename"),

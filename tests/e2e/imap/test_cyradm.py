@@ -3,15 +3,20 @@ their Cyrus aliases, the server's refusals, and users who are not administrators
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from posthouse.app import mail_store_for
 from posthouse.auth.users import UserDatabase
+from posthouse.config.load import load_settings
+from posthouse.store.fs.backend import FsBackend
 from tests.e2e.conftest import PASSWORD, Server
 
 ADMIN = "cyrus"
@@ -276,3 +281,28 @@ def test_setquota_short_forms_and_errors(cyradm: Cyradm) -> None:
     assert status == 1 and err == "setquota: STORAGE: lots: not a number\n"
     status, _, err = cyradm.as_user("alice").run("sq", "user.alice", "STORAGE", "9", local=False)
     assert status == 1 and err.startswith("setquota: ") and "admin" in err
+
+
+def test_reconstruct_finds_a_message_file_added_by_hand(cyradm: Cyradm) -> None:
+    client = imaplib.IMAP4("127.0.0.1", cyradm.server.ports["imap"], timeout=30)
+    client.login("bob", PASSWORD)
+    assert client.append("INBOX", None, None, b"Subject: 1\r\n\r\nx\r\n")[0] == "OK"
+    store = mail_store_for(load_settings(cyradm.server.config_path))
+    backend = store.backend
+    assert isinstance(backend, FsBackend)
+    record = asyncio.run(backend.get_mailbox("user.bob"))
+    assert record is not None
+    folder = backend.layout.mailbox_dir(record.partition, record.id)
+    shutil.copy(folder / "1.", folder / "9.")
+    out = cyradm.ok("reconstruct", "user.bob")
+    assert "user.bob: 2 messages, 1 added, 0 dropped" in out
+    assert "user.bob.Sent" not in out
+    assert client.select("INBOX")[0] == "OK"
+    assert client.uid("SEARCH", "ALL")[1] == [b"1 9"]
+    client.logout()
+    out = cyradm.ok("-c", "reconstruct -r user.bob")
+    assert "user.bob.Sent: 0 messages" in out  # -r: the folders below too
+    status, _, err = cyradm.run("reconstruct", "user.nobody")
+    assert status == 1 and err.startswith("reconstruct: ")
+    status, _, err = cyradm.as_user("bob").run("reconstruct", "user.bob", local=False)
+    assert status == 1 and "NOPERM" in err
