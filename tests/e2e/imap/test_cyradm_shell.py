@@ -21,14 +21,15 @@ PROMPT = b"127.0.0.1> "
 class Terminal:
     """``posthouse cyradm`` with a pty as its terminal."""
 
-    def __init__(self, server: Server, home: Path, password_file: Path) -> None:
+    def __init__(self, server: Server, home: Path, password_file: Path | None) -> None:
         self.master, slave = pty.openpty()
         env = dict(
             os.environ, HOME=str(home), TERM="xterm", POSTHOUSE_CONFIG=str(server.config_path)
         )
+        password = [] if password_file is None else ["--password-file", str(password_file)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "posthouse", "cyradm", "--user", ADMIN,
-             "--password-file", str(password_file), "--port", str(server.ports["imap"])],
+            [sys.executable, "-m", "posthouse", "cyradm", "--user", ADMIN, *password,
+             "--port", str(server.ports["imap"])],
             stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True,
         )  # fmt: skip
         os.close(slave)
@@ -100,3 +101,11 @@ def test_interactive_help_errors_and_history(
     assert b"user.bob.from-shell-2" in shell.expect(PROMPT)
     shell.send(b"\x04")  # end of input leaves the shell
     assert shell.close() == 0
+
+    # Without --password-file the password is asked on the terminal, not echoed.
+    shell = Terminal(server, home, None)
+    shell.expect(b"IMAP Password for cyrus: ")
+    shell.send(PASSWORD.encode() + b"\r")
+    assert PASSWORD.encode() not in shell.expect(PROMPT)
+    shell.send(b"exit 4\r")
+    assert shell.close() == 4
