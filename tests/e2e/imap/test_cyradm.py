@@ -306,3 +306,14 @@ def test_reconstruct_finds_a_message_file_added_by_hand(cyradm: Cyradm) -> None:
     assert status == 1 and err.startswith("reconstruct: ")
     status, _, err = cyradm.as_user("bob").run("reconstruct", "user.bob", local=False)
     assert status == 1 and "NOPERM" in err
+
+
+def test_deletemailbox_of_a_pattern_deletes_each_match(cyradm: Cyradm) -> None:
+    cyradm.ok("-c", "cm user.carol.tmp1; cm user.carol.tmp2; cm user.carol.keep")
+    out = cyradm.ok("dm", "user.carol.tmp%")
+    assert out.splitlines() == [
+        "Deleting mailbox user.carol.tmp1...OK.",
+        "Deleting mailbox user.carol.tmp2...OK.",
+    ]
+    names = names_over_imap(cyradm.server, "carol")
+    assert "INBOX.keep" in names and not {"INBOX.tmp1", "INBOX.tmp2"} & names
