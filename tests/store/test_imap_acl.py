@@ -4,6 +4,7 @@ groups from posthouse's table and from the system, and each right's effect."""
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import pwd
 from pathlib import Path
@@ -366,3 +367,20 @@ def test_defaultacl_is_written_as_imapd_conf_writes_it_and_checked(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match=r"posthouse.toml:6.*pairs of an identifier"):
         mail_store_for(load_settings(config))
+
+
+def test_concurrent_acl_changes_are_none_of_them_lost(store: MailStore) -> None:
+    async def main() -> None:
+        await shared_folder(store, "")
+        hansen = store.session("hansen")
+        users = [f"user{n}" for n in range(20)]
+        await asyncio.gather(*(hansen.set_acl("INBOX.shared", u, "lr") for u in users))
+        assert {i for i, _ in await hansen.get_acl("INBOX.shared")} == {"hansen", *users}
+        await asyncio.gather(*(hansen.set_acl("INBOX.shared", u, "+s") for u in users[:10]))
+        await asyncio.gather(*(hansen.delete_acl("INBOX.shared", u) for u in users[10:]))
+        entries = dict(await hansen.get_acl("INBOX.shared"))
+        assert entries == {"hansen": frozenset("lrswipkxtea")} | {
+            u: frozenset("lrs") for u in users[:10]
+        }
+
+    run(main())

@@ -280,6 +280,11 @@ class MailStoreBackend(Protocol):
         """The names of the configured partitions."""
         ...
 
+    async def set_acl(self, name: str, acl: str, *, expected: str | None = None) -> MailboxRecord:
+        """Set the ACL; with ``expected``, only if the ACL is still that text, else
+        :class:`~posthouse.store.errors.AclChanged` (read-modify-write without lost updates)."""
+        ...
+
     async def move_mailbox(self, name: str, partition: str) -> MailboxRecord:
         """Move mailbox ``name`` to ``partition`` (chapter 12.5.9), whole in one place or the
         other at every instant; :class:`MailboxNotFound`, or :class:`StoreError` for an
@@ -290,8 +295,6 @@ class MailStoreBackend(Protocol):
         """Rebuild mailbox ``name``'s index from its message files, keeping what the old
         index holds where it survives (chapter 12.5.5); :class:`MailboxNotFound`."""
         ...
-
-    async def set_acl(self, name: str, acl: str) -> MailboxRecord: ...
 
     # -- messages --
 

@@ -6,9 +6,11 @@ nothing else does, so IMAP, POP3, delivery and the tools get the same answers.
 
 :class:`CyrusAccess` is the chapter's rule: the ACL's rights for the user, ``anyone`` and the
 user's groups, minus the matching negative rights, plus ``l`` and ``a`` implicitly for the
-owner of a personal mailbox and for the configured admins.  The quota rule (the limit of
-the nearest quota root, and delivery's exception) is
-:class:`~posthouse.store.quota_policy.RootLimits`.
+owner of a personal mailbox and for the configured admins.  Its ``groups`` callable names a
+user's groups (the application passes :class:`posthouse.auth.groups.GroupDirectory`: system
+groups and posthouse's group table); :meth:`CyrusAccess.implicit_rights` is what LISTRIGHTS
+reports as always granted.  The quota rule (the limit of the nearest quota root, and
+delivery's exception) is :class:`~posthouse.store.quota_policy.RootLimits`.
 """
 
 from __future__ import annotations

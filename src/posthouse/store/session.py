@@ -9,7 +9,7 @@ an open (selected) mailbox is an :class:`OpenMailbox` carrying its rights and sn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -32,7 +32,13 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.errors import MailboxExists, MailboxNotFound, NotPermitted, StoreUnavailable
+from posthouse.store.errors import (
+    AclChanged,
+    MailboxExists,
+    MailboxNotFound,
+    NotPermitted,
+    StoreUnavailable,
+)
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
     INBOX,
@@ -52,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = ["ListItem", "OpenMailbox", "UserSession"]
 
 ANY_RIGHT = frozenset("lrikxa")  # RFC 4314 §4: the "Any" column (MYRIGHTS)
+ACL_ATTEMPTS = 20  # reads and writes of an ACL that others change at the same time
 
 
 @dataclass(frozen=True)
@@ -151,19 +158,32 @@ class UserSession:
         rights (an empty result removes the entry); needs ``a``.  An unknown letter is
         :class:`~posthouse.store.acl.UnknownRight` before anything else is looked at."""
         modified_rights(frozenset(), rights)
-        check_identifier(identifier)
-        record, _ = await self._find(visible, "a", "change the ACL of this mailbox")
-        acl = Acl.parse(record.acl)
-        new = modified_rights(acl.rights_of(identifier), rights)
-        await self.backend.set_acl(record.name, str(acl.with_entry(identifier, new)))
+        await self._change_acl(
+            visible, identifier, lambda acl: modified_rights(acl.rights_of(identifier), rights)
+        )
 
     async def delete_acl(self, visible: str, identifier: str) -> None:
         """RFC 4314 §3.2 DELETEACL (an identifier without an entry is no error); needs ``a``."""
+        await self._change_acl(visible, identifier, lambda acl: frozenset())
+
+    async def _change_acl(
+        self, visible: str, identifier: str, rights: Callable[[Acl], frozenset[str]]
+    ) -> None:
+        """Give ``identifier`` ``rights(current ACL)``; the ACL is read and written again
+        when another change came in between (none is lost)."""
         check_identifier(identifier)
-        record, _ = await self._find(visible, "a", "change the ACL of this mailbox")
-        acl = Acl.parse(record.acl)
-        if acl.rights_of(identifier):
-            await self.backend.set_acl(record.name, str(acl.with_entry(identifier, frozenset())))
+        for _ in range(ACL_ATTEMPTS):
+            record, _ = await self._find(visible, "a", "change the ACL of this mailbox")
+            acl = Acl.parse(record.acl)
+            new = str(acl.with_entry(identifier, rights(acl)))
+            if new == record.acl:
+                return
+            try:
+                await self.backend.set_acl(record.name, new, expected=record.acl)
+                return
+            except AclChanged:
+                continue
+        raise StoreUnavailable(f"the ACL of {visible} keeps changing; try again")
 
     async def list_rights(self, visible: str, identifier: str) -> frozenset[str]:
         """RFC 4314 §3.4 LISTRIGHTS: the rights ``identifier`` always holds here, whatever

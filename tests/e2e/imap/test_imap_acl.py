@@ -113,8 +113,9 @@ def probe_i(server: Server, user: str) -> tuple[str, ...]:
     appended = outcome(client.append(shared("i", user), None, None, message(f"by {user}")))
     assert client.select("INBOX")[0] == "OK"
     copied = outcome(client.copy("1", shared("i", user)))
+    moved = outcome(command(client, f"MOVE 1 {shared('i', user)}"))  # type: ignore[arg-type]
     client.logout()
-    return (appended, copied)
+    return (appended, copied, moved)
 
 
 def probe_k(server: Server, user: str) -> tuple[str, ...]:
@@ -144,8 +145,10 @@ def probe_e(server: Server, user: str) -> tuple[str, ...]:
     assert client.store("1", "+FLAGS", "(\\Deleted)")[0] == "OK"
     expunged = outcome(client.expunge())
     _, data = client.select(name)
+    left = f"{data[0].decode()} left"  # type: ignore[union-attr]
+    moved = outcome(command(client, "MOVE 1 INBOX"))  # type: ignore[arg-type]  # RFC 6851: t e
     client.logout()
-    return (expunged, f"{data[0].decode()} left")  # type: ignore[union-attr]
+    return (expunged, left, moved)
 
 
 def probe_a(server: Server, user: str) -> tuple[str, ...]:
@@ -165,10 +168,11 @@ def probe_a(server: Server, user: str) -> tuple[str, ...]:
 # right -> (the rights both users hold besides it, probe, with it, without it).
 # RFC 4314 §4: LIST l; SELECT/EXAMINE/STATUS r; STORE \Seen and FETCH's implicit \Seen s
 # (kept for that user alone: the owner's seen state is the owner's); STORE of other flags w;
-# STORE \Deleted t; APPEND/COPY into i; CREATE, and RENAME into, k on the parent; DELETE
-# and RENAME from x; EXPUNGE e; SETACL/DELETEACL/GETACL/LISTRIGHTS a, MYRIGHTS any right.
-# A refused flag is left alone and the STORE answers OK (PERMANENTFLAGS told the client
-# which it may change).  p governs no IMAP command: the delivery tests cover it.
+# STORE \Deleted t; APPEND/COPY/MOVE into i (RFC 6851 MOVE also t e on the source);
+# CREATE, and RENAME into, k on the parent; DELETE and RENAME from x; EXPUNGE e;
+# SETACL/DELETEACL/GETACL/LISTRIGHTS a, MYRIGHTS any right.  A refused flag is left alone
+# and the STORE answers OK (PERMANENTFLAGS told the client which it may change).  p governs
+# no IMAP command: the delivery tests cover it.
 NOPERM = "NO [NOPERM]"
 MATRIX: dict[str, tuple[str, Probe, tuple[str, ...], tuple[str, ...]]] = {
     "l": ("r", probe_l, ("OK", "listed"), ("OK", "not listed")),
@@ -191,10 +195,10 @@ MATRIX: dict[str, tuple[str, Probe, tuple[str, ...], tuple[str, ...]]] = {
         ("OK", "kept", "stored"),
         ("OK", "not kept", "not stored"),
     ),
-    "i": ("lr", probe_i, ("OK", "OK"), (NOPERM, NOPERM)),
+    "i": ("lr", probe_i, ("OK", "OK", "OK"), (NOPERM,) * 3),
     "k": ("lrx", probe_k, ("OK", "OK"), (NOPERM, NOPERM)),
     "x": ("lrk", probe_x, ("OK", "OK"), (NOPERM, NOPERM)),
-    "e": ("lrst", probe_e, ("OK", "1 left"), (NOPERM, "2 left")),
+    "e": ("lrst", probe_e, ("OK", "1 left", "OK"), (NOPERM, "2 left", NOPERM)),
     "a": ("lr", probe_a, ("OK",) * 5, (NOPERM,) * 4 + ("OK",)),
 }
 
@@ -355,3 +359,43 @@ def test_mbsync_syncs_a_folder_shared_read_only_without_writing_flags_back(
     # deletion) and stays on the server, which never let her delete it
     assert local_view(folder) == {"plain": "S"}, third.stdout
     assert server_view(imap_server, "INBOX.ro") == before
+
+
+def test_a_mailbox_alice_may_not_see_answers_as_one_that_does_not_exist(
+    imap_server: Server,
+) -> None:
+    append(imap_server, "INBOX.secret", message("secret"))
+    append(imap_server, "INBOX", message("alice's own"), user="alice")
+    alice = connect(imap_server, "alice")
+    answers: dict[str, list[tuple[str, list[bytes]]]] = {}
+    for name in ("user.bob.secret", "user.bob.missing"):
+        assert alice.select("INBOX")[0] == "OK"
+        answers[name] = [
+            command(alice, line.format(name))
+            for line in (
+                "COPY 1 {}",  # first: a failed SELECT leaves the selected state
+                "SELECT {}",
+                "EXAMINE {}",
+                "STATUS {} (MESSAGES)",
+                "APPEND {} {{5+}}\r\nhello",
+                "DELETE {}",
+                "RENAME {} user.bob.other",
+                "GETACL {}",
+                "MYRIGHTS {}",
+                "LISTRIGHTS {} alice",
+                "SETACL {} alice lr",
+                "DELETEACL {} alice",
+            )
+        ]
+    alice.logout()
+    hidden = [
+        (s, [d.replace(b"secret", b"NAME") for d in data]) for s, data in answers["user.bob.secret"]
+    ]
+    missing = [
+        (s, [d.replace(b"missing", b"NAME") for d in data])
+        for s, data in answers["user.bob.missing"]
+    ]
+    assert hidden == missing
+    assert {status for status, _ in hidden} == {"NO"}
+    assert hidden[0][1][-1] == b"[TRYCREATE] mailbox user.bob.NAME does not exist"  # COPY
+    assert hidden[1][1][-1] == b"[NONEXISTENT] mailbox user.bob.NAME does not exist"
