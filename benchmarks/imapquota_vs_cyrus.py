@@ -135,14 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _, report = timed(ours, env)
         roots = sum(1 for line in report.splitlines() if line.rstrip().endswith(tuple(users)))
         _, cyrus_report = timed(cyrus_command)
-        cyrus_roots = sum(1 for line in cyrus_report.splitlines() if "STORAGE user." in line)
+        cyrus_roots = sum(1 for line in cyrus_report.splitlines() if " STORAGE user." in line)
         cyrus_time = median_time(cyrus_command, args.runs)
         our_time = median_time(ours, args.runs, env)
+        startup = median_time([*ours[:4], "--help"], args.runs, env)
         result = {
             "users": args.users,
             "messages_per_user": args.messages,
             "roots": {"posthouse": roots, "cyrus": cyrus_roots},
             "seconds": {"posthouse": round(our_time, 3), "cyrus": round(cyrus_time, 3)},
+            "posthouse_startup_seconds": round(startup, 3),  # imapquota --help: imports alone
             "ratio_posthouse_to_cyrus": round(our_time / cyrus_time, 2),
         }
         json.dump(result, sys.stdout, indent=2)

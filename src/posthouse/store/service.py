@@ -152,6 +152,23 @@ class MailStore:
         right of ``poster``: ``anonymous`` unless ``deliver -a`` names who posts, chapter
         12.5.7), else to the INBOX, as Cyrus's deliver does.
         """
+        record = await self._delivery_target(user, folder, poster)
+        messages = self.checked(messages)
+        await self.quota.check(
+            self.backend, record, sum(len(m.content) for m in messages), delivery=True
+        )
+        return await self.backend.append(record.id, messages)
+
+    async def check_delivery(
+        self, user: str, *, folder: str | None = None, poster: str = ANONYMOUS
+    ) -> None:
+        """Raise what :meth:`deliver` would before any message is seen (the MTA asks at RCPT
+        time): above all :class:`~posthouse.store.errors.OverQuota` when the mailbox's root is
+        already over its limit (chapter 12.5.8), so the sender is told to retry at once."""
+        record = await self._delivery_target(user, folder, poster)
+        await self.quota.check(self.backend, record, 0, delivery=True)
+
+    async def _delivery_target(self, user: str, folder: str | None, poster: str) -> MailboxRecord:
         inbox = user_inbox(user)
         record = None
         if folder:
@@ -165,11 +182,7 @@ class MailStore:
             record = await self.backend.get_mailbox(inbox)
         if record is None:
             raise MailboxNotFound(f"user {user} has no INBOX")
-        messages = self.checked(messages)
-        await self.quota.check(
-            self.backend, record, sum(len(m.content) for m in messages), delivery=True
-        )
-        return await self.backend.append(record.id, messages)
+        return record
 
     # -- helpers for sessions --
 

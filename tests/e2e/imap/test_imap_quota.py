@@ -1,8 +1,8 @@
 """Quotas end to end through the real daemon (chapter 12.5.8, RFC 9208): imaplib and
 imapclient with GETQUOTA/GETQUOTAROOT/SETQUOTA, APPEND/COPY/MOVE refused with [OVERQUOTA]
 and nothing written, the quotawarn alert on SELECT, and delivery over quota deferred: 452
-4.2.2 over LMTP, kept in the queue after SMTP until the user deletes mail, exit 75 from
-``posthouse deliver``."""
+4.2.2 at RCPT TO over SMTP and LMTP, exit 75 from ``posthouse deliver``, mail already
+queued kept there until the user deletes mail and the queue runs."""
 
 from __future__ import annotations
 
@@ -198,25 +198,50 @@ def test_select_alerts_past_quotawarn_only_users_who_can_expunge(server: Server)
         bob.logout()
 
 
+class LMTPClient:
+    """An LMTP conversation over the daemon's unix socket, one command at a time."""
+
+    def __init__(self, server: Server) -> None:
+        assert server.lmtp_path is not None
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(server.lmtp_path))
+        self.sock.settimeout(60)
+        self.stream = self.sock.makefile("rwb")
+        assert self.reply().startswith(b"220 ")
+        assert self.command(b"LHLO client").startswith(b"250")
+
+    def reply(self) -> bytes:
+        line = self.stream.readline()
+        while line[3:4] == b"-":
+            line = self.stream.readline()
+        return line
+
+    def command(self, line: bytes) -> bytes:
+        self.stream.write(line + b"\r\n")
+        self.stream.flush()
+        return self.reply()
+
+    def data(self, body: bytes) -> bytes:
+        assert self.command(b"DATA").startswith(b"354")
+        self.stream.write(body + b"\r\n.\r\n")
+        self.stream.flush()
+        return self.reply()
+
+    def close(self) -> None:
+        self.command(b"QUIT")
+        self.stream.close()
+        self.sock.close()
+
+
 def lmtp_deliver(server: Server, recipient: str, body: bytes) -> bytes:
-    assert server.lmtp_path is not None
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(server.lmtp_path))
-        sock.settimeout(60)
-        stream = sock.makefile("rwb")
-        assert stream.readline().startswith(b"220 ")
-        stream.write(b"LHLO client\r\nMAIL FROM:<a@remote.test>\r\n")
-        stream.write(f"RCPT TO:<{recipient}>\r\nDATA\r\n".encode())
-        stream.flush()
-        line = b""
-        while not line.startswith(b"354"):
-            line = stream.readline()
-        stream.write(body + b"\r\n.\r\n")
-        stream.flush()
-        reply = stream.readline()
-        stream.write(b"QUIT\r\n")
-        stream.flush()
-        return reply
+    """The RCPT reply when it refuses, else the reply after DATA."""
+    client = LMTPClient(server)
+    try:
+        assert client.command(b"MAIL FROM:<a@remote.test>").startswith(b"250")
+        rcpt = client.command(f"RCPT TO:<{recipient}>".encode())
+        return client.data(body) if rcpt.startswith(b"250") else rcpt
+    finally:
+        client.close()
 
 
 def queue_listing(server: Server) -> str:
@@ -234,16 +259,23 @@ def test_delivery_over_quota_is_deferred_until_the_user_deletes_mail(
     set_quota(server, "user.alice", 10)
     # Under the limit when delivery starts: delivered whatever its size.
     assert lmtp_deliver(server, "alice@example.test", sized("big", 12 * KB)).startswith(b"250 ")
-    # Now over it: LMTP answers 452 4.2.2 (RFC 3463 mailbox full), so the sender retries.
+    # Now over it: 452 4.2.2 (RFC 3463 mailbox full) at RCPT TO, over LMTP as over SMTP,
+    # so the sending server keeps the message and retries.
     reply = lmtp_deliver(server, "alice@example.test", sized("lmtp", 1 * KB))
     assert reply.startswith(b"452 4.2.2"), reply
-    assert "empty" in queue_listing(server)  # the LMTP client keeps it, not our queue
+    with (
+        smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60) as client,
+        pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
+    ):
+        client.sendmail("dave@remote.test", ["alice@example.test"], sized("smtp", KB))
+    code, text = refused.value.recipients["alice@example.test"]
+    assert code == 452 and text.startswith(b"4.2.2"), text
     # deliver(8): EX_TEMPFAIL, for the MTA that called it to retry.
     done = server.cli("deliver", "alice", input=sized("deliver", KB))
     assert done.returncode == 75 and b"quota" in done.stderr, done
-    # Over SMTP the message is accepted and stays in the queue, deferred.
-    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60) as client:
-        client.sendmail("dave@remote.test", ["alice@example.test"], sized("smtp", KB))
+    # Mail that is already here (submitted locally) waits in the queue, deferred.
+    done = server.cli("sendmail", "alice@example.test", input=sized("queued", KB))
+    assert done.returncode == 0, done.stderr
     wait_until(lambda: "over quota" in queue_listing(server), what="a deferred entry")
     assert "<alice@example.test>" in queue_listing(server)
     assert messages_in(server, "alice") == 1
@@ -263,6 +295,28 @@ def test_delivery_over_quota_is_deferred_until_the_user_deletes_mail(
     try:
         client.select("INBOX", readonly=True)
         status, data = client.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        assert status == "OK" and b"Subject: smtp" in data[0][1]
+        assert status == "OK" and b"Subject: queued" in data[0][1]
     finally:
         client.logout()
+
+
+def test_lmtp_refusing_after_data_leaves_nothing_in_the_queue(
+    imap_factory: Callable[..., Server],
+) -> None:
+    """Over quota between RCPT and DATA: 452 after DATA, and the client keeps the message
+    (RFC 2033), so this host must not deliver it later as well."""
+    server = imap_factory(extra=ADMIN, queue={"retry_seconds": 3600.0})
+    assert server.cli("mailusradm", "set", "alice", "imap").returncode == 0
+    set_quota(server, "user.alice", 10)
+    client = LMTPClient(server)
+    try:
+        assert client.command(b"MAIL FROM:<a@remote.test>").startswith(b"250")
+        assert client.command(b"RCPT TO:<alice@example.test>").startswith(b"250")
+        done = server.cli("deliver", "alice", input=sized("big", 12 * KB))  # now over
+        assert done.returncode == 0, done.stderr
+        reply = client.data(sized("late", KB))
+        assert reply.startswith(b"452 4.2.2"), reply
+    finally:
+        client.close()
+    assert "empty" in queue_listing(server)
+    assert messages_in(server, "alice") == 1

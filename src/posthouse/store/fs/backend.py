@@ -480,9 +480,14 @@ class FsBackend:
         existing = {usage.root for usage in self.quotas.list()}
         wanted = existing if roots is None else existing & roots
         used = dict.fromkeys(wanted, 0)
+        if roots is None:
+            candidates = self.mailboxes.list()
+        else:  # only the mailboxes at or below the roots can count to them
+            found = {r.name: r for root in wanted for r in self._records_in(root)}
+            candidates = list(found.values())
         records = [
             (record, root)
-            for record in self.mailboxes.list()
+            for record in candidates
             if (root := nearest_root(record.name, existing)) in wanted
         ]
         sizes = self._sync_pool.map(self._message_bytes, [record for record, _ in records])
@@ -491,6 +496,11 @@ class FsBackend:
                 used[root] += size
         self.quotas.set_usage(used)
         return [usage for usage in self.quotas.list() if usage.root in wanted]
+
+    def _records_in(self, name: str) -> list[MailboxRecord]:
+        """The mailbox ``name`` (if it exists) and every mailbox below it."""
+        own = self.mailboxes.lookup(name)
+        return ([own] if own else []) + self.mailboxes.list(children_prefix(name))
 
     def _message_bytes(self, record: MailboxRecord) -> int:
         try:
