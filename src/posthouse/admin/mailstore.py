@@ -17,7 +17,6 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from posthouse.admin.errors import InvalidRequest, NotFound, StorageFailure
-from posthouse.app import mail_store_for
 from posthouse.config.schema import Settings
 from posthouse.store.acl import ALL_RIGHTS, AclError, format_rights
 from posthouse.store.errors import InvalidName, MailboxExists, MailboxNotFound, StoreError
@@ -66,6 +65,8 @@ def as_store_owner(settings: Settings) -> Iterator[None]:
 def run_with_store(settings: Settings, work: Callable[[MailStore], Coroutine[Any, Any, T]]) -> T:
     """Open the configuration's store, run ``work`` on it, close it (raises the store's
     errors; wrap the call in :func:`store_errors`), as the store's owner."""
+
+    from posthouse.app import mail_store_for  # here: the offline tools need not load it
 
     async def main() -> T:
         store = mail_store_for(settings)

@@ -31,7 +31,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,27 +99,35 @@ def _writer_gone(name: str) -> bool:
     return False
 
 
-def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple[Any, ...]]:
-    """The rows a damaged database still gives, up to the first error."""
-    with contextlib.suppress(sqlite3.Error):
-        yield from conn.execute(sql)
+def _rows(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql``; from a damaged database, those it gives up to the first error."""
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.Error:
+        rows: list[tuple[Any, ...]] = []
+        with contextlib.suppress(sqlite3.Error):
+            rows.extend(conn.execute(sql))
+        return rows
 
 
-def _salvage(conn: sqlite3.Connection, uids: Iterable[int] = ()) -> _Salvage:
-    """What the old index gives; with ``uids`` (a damaged index), the message rows of those
-    UIDs are also looked up one by one, past the pages a whole-table read stops at."""
+def _salvage(conn: sqlite3.Connection, damaged_uids: Iterable[int] | None = None) -> _Salvage:
+    """What the old index holds.  For a damaged index (``damaged_uids``: the UIDs of the
+    message files) every value is checked, the rows of those UIDs are also looked up one by
+    one, past the pages a whole-table read stops at, and the cached blobs are kept."""
     found = _Salvage()
     for row in _rows(conn, "SELECT uidvalidity, uidnext, highestmodseq FROM state"):
         found.state = (int(row[0]), int(row[1]), int(row[2]))
     sql = f"SELECT {ROW_COLUMNS} FROM messages"
-    for row in _rows(conn, sql):
-        _add_row(found, row)
-    for uid in uids:
-        if uid not in found.rows:
-            for row in _rows(conn, sql + f" WHERE uid = {int(uid)}"):
-                _add_row(found, row)
-    for row in _rows(conn, "SELECT uid, envelope, bodystructure, header FROM cache"):
-        found.cache.append(row)
+    if damaged_uids is None:  # an intact index: written by the store, the types are right
+        found.rows = {row[0]: row for row in _rows(conn, sql)}
+    else:
+        for row in _rows(conn, sql):
+            _add_row(found, row)
+        for uid in damaged_uids:
+            if uid not in found.rows:
+                for row in _rows(conn, sql + f" WHERE uid = {int(uid)}"):
+                    _add_row(found, row)
+        found.cache = _rows(conn, "SELECT uid, envelope, bodystructure, header FROM cache")
     for row in _rows(conn, "SELECT uid, modseq FROM expunged"):
         found.expunged[int(row[0])] = int(row[1])
     for row in _rows(conn, "SELECT user, uids, recent_uid, modseq FROM seen"):
