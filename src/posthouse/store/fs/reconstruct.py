@@ -42,7 +42,7 @@ from posthouse.store.errors import StoreError
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.metacache import ROW_COLUMNS
-from posthouse.store.fs.sqlite import Database
+from posthouse.store.fs.sqlite import Database, open_read_only
 from posthouse.store.uidset import MAX_UID
 
 __all__ = ["reconstruct_folder"]
@@ -149,7 +149,7 @@ def _healthy(path: Path, mailbox_id: str) -> bool:
     if not path.exists():
         return False
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = open_read_only(path)
     except sqlite3.Error:
         return False
     try:
@@ -306,7 +306,7 @@ def reconstruct_folder(
         files = _scan(directory)
         if path.exists():
             with contextlib.suppress(sqlite3.Error):
-                old = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                old = open_read_only(path)
                 try:  # a file shorter than its header says is read as far as it goes
                     old.execute("PRAGMA writable_schema=ON")
                     salvage = _salvage(old, files.messages)
@@ -332,7 +332,7 @@ def reconstruct_folder(
 
 def _same_mailbox(path: Path, mailbox_id: str) -> bool:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = open_read_only(path)
         try:
             row = conn.execute("SELECT mailbox_id FROM state").fetchone()
         finally:
