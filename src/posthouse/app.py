@@ -19,7 +19,6 @@ import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
@@ -29,6 +28,7 @@ from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
 from posthouse.config.load import located_error
 from posthouse.config.schema import ListenerSection, Settings
+from posthouse.imap_layout import store_layout
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
 from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
@@ -64,7 +64,6 @@ from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.store.acl import Acl, AclError
 from posthouse.store.fs.backend import FsBackend
-from posthouse.store.fs.layout import FsLayout
 from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
@@ -508,25 +507,6 @@ def lock_settings_for(settings: Settings) -> LockSettings:
         LockMethod(mail.locking),
         timeout=mail.lock_timeout_seconds,
         stale_after=mail.stale_lock_seconds,
-    )
-
-
-def store_layout(settings: Settings) -> FsLayout:
-    """Where the IMAP store is (12.5): ``[imap] configdirectory`` and the partitions
-    (``partition-default`` and every ``partition-NAME``, 12.5.9)."""
-    imap = settings.config.imap
-    data_dir = settings.paths.data_dir
-
-    def pick(value: str, default: Path) -> Path:
-        path = Path(value) if value else default
-        return path if path.is_absolute() else data_dir / path
-
-    partitions = {"default": pick(imap.partition_default, data_dir / "imap" / "spool")}
-    partitions.update((name, pick(path, data_dir)) for name, path in imap.partitions)
-    return FsLayout(
-        pick(imap.configdirectory, data_dir / "imap"),
-        partitions,
-        default_partition=imap.defaultpartition,
     )
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.app import mail_store_for, store_layout
+from posthouse.app import mail_store_for
 from posthouse.cli.main import main
 from posthouse.config.load import load_settings
+from posthouse.imap_layout import store_layout
 from posthouse.store.fs.mailboxes_backup import check_backup
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from posthouse.admin.daemon import LSB_OK, STATUS_UNKNOWN, daemon_status
 from posthouse.admin.errors import InputMissing, InvalidRequest, StorageFailure, Unavailable
 from posthouse.admin.mailstore import as_store_owner
-from posthouse.app import store_layout
 from posthouse.config.schema import Settings
+from posthouse.imap_layout import store_layout
 from posthouse.store.fs.mailboxes_backup import (
     BackupCheck,
     backup_list,

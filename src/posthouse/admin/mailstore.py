@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from posthouse.admin.errors import InvalidRequest, NotFound, StorageFailure
-from posthouse.app import mail_store_for
 from posthouse.config.schema import Settings
 from posthouse.store.acl import ALL_RIGHTS, Acl, AclError, format_rights, parse_rights
 from posthouse.store.backend import MailboxRecord, NewMailbox, Viewer
@@ -81,6 +80,8 @@ def as_store_owner(settings: Settings) -> Iterator[None]:
 def run_with_store(settings: Settings, work: Callable[[MailStore], Coroutine[Any, Any, T]]) -> T:
     """Open the configuration's store, run ``work`` on it, close it (raises the store's
     errors; wrap the call in :func:`store_errors`), as the store's owner."""
+
+    from posthouse.app import mail_store_for  # here: the offline tools need not load it
 
     async def main() -> T:
         store = mail_store_for(settings)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from posthouse.durable import sync_directory
 from posthouse.store.fs.layout import FsLayout
+from posthouse.store.fs.sqlite import open_read_only
 from posthouse.store.names import InvalidName, check_name
 
 __all__ = ["BackupCheck", "backup_list", "check_backup", "restore_list"]
@@ -53,7 +54,7 @@ def _copy(source: Path, target: Path) -> int:
     """A consistent, durable copy of database ``source`` at ``target``; returns its rows."""
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     temporary.unlink(missing_ok=True)
-    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    reader = open_read_only(source)
     writer = sqlite3.connect(temporary)
     try:
         reader.backup(writer)
@@ -85,7 +86,7 @@ def check_backup(layout: FsLayout, backup: Path) -> BackupCheck:
     problems: list[str] = []
     rows: list[tuple[object, ...]] = []
     try:
-        conn = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+        conn = open_read_only(backup)
         try:
             verdict = [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
             if verdict != ["ok"]:

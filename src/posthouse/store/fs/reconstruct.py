@@ -31,7 +31,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from posthouse.store.errors import StoreError
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.metacache import ROW_COLUMNS
-from posthouse.store.fs.sqlite import Database
+from posthouse.store.fs.sqlite import Database, open_read_only
 from posthouse.store.uidset import MAX_UID
 
 __all__ = ["reconstruct_folder"]
@@ -99,27 +99,35 @@ def _writer_gone(name: str) -> bool:
     return False
 
 
-def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple[Any, ...]]:
-    """The rows a damaged database still gives, up to the first error."""
-    with contextlib.suppress(sqlite3.Error):
-        yield from conn.execute(sql)
+def _rows(conn: sqlite3.Connection, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql``; from a damaged database, those it gives up to the first error."""
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.Error:
+        rows: list[tuple[Any, ...]] = []
+        with contextlib.suppress(sqlite3.Error):
+            rows.extend(conn.execute(sql))
+        return rows
 
 
-def _salvage(conn: sqlite3.Connection, uids: Iterable[int] = ()) -> _Salvage:
-    """What the old index gives; with ``uids`` (a damaged index), the message rows of those
-    UIDs are also looked up one by one, past the pages a whole-table read stops at."""
+def _salvage(conn: sqlite3.Connection, damaged_uids: Iterable[int] | None = None) -> _Salvage:
+    """What the old index holds.  For a damaged index (``damaged_uids``: the UIDs of the
+    message files) every value is checked, the rows of those UIDs are also looked up one by
+    one, past the pages a whole-table read stops at, and the cached blobs are kept."""
     found = _Salvage()
     for row in _rows(conn, "SELECT uidvalidity, uidnext, highestmodseq FROM state"):
         found.state = (int(row[0]), int(row[1]), int(row[2]))
     sql = f"SELECT {ROW_COLUMNS} FROM messages"
-    for row in _rows(conn, sql):
-        _add_row(found, row)
-    for uid in uids:
-        if uid not in found.rows:
-            for row in _rows(conn, sql + f" WHERE uid = {int(uid)}"):
-                _add_row(found, row)
-    for row in _rows(conn, "SELECT uid, envelope, bodystructure, header FROM cache"):
-        found.cache.append(row)
+    if damaged_uids is None:  # an intact index: written by the store, the types are right
+        found.rows = {row[0]: row for row in _rows(conn, sql)}
+    else:
+        for row in _rows(conn, sql):
+            _add_row(found, row)
+        for uid in damaged_uids:
+            if uid not in found.rows:
+                for row in _rows(conn, sql + f" WHERE uid = {int(uid)}"):
+                    _add_row(found, row)
+        found.cache = _rows(conn, "SELECT uid, envelope, bodystructure, header FROM cache")
     for row in _rows(conn, "SELECT uid, modseq FROM expunged"):
         found.expunged[int(row[0])] = int(row[1])
     for row in _rows(conn, "SELECT user, uids, recent_uid, modseq FROM seen"):
@@ -141,7 +149,7 @@ def _healthy(path: Path, mailbox_id: str) -> bool:
     if not path.exists():
         return False
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = open_read_only(path)
     except sqlite3.Error:
         return False
     try:
@@ -298,7 +306,7 @@ def reconstruct_folder(
         files = _scan(directory)
         if path.exists():
             with contextlib.suppress(sqlite3.Error):
-                old = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                old = open_read_only(path)
                 try:  # a file shorter than its header says is read as far as it goes
                     old.execute("PRAGMA writable_schema=ON")
                     salvage = _salvage(old, files.messages)
@@ -324,7 +332,7 @@ def reconstruct_folder(
 
 def _same_mailbox(path: Path, mailbox_id: str) -> bool:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = open_read_only(path)
         try:
             row = conn.execute("SELECT mailbox_id FROM state").fetchone()
         finally:

@@ -22,12 +22,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from posthouse.store.errors import StoreUnavailable
 
-__all__ = ["BUSY_TIMEOUT", "Database"]
+__all__ = ["BUSY_TIMEOUT", "Database", "open_read_only"]
 
 BUSY_TIMEOUT = 60.0
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a database file nobody vouches for (a backup, a damaged
+    index): SQLite's URI form, the path quoted so ``?`` or ``#`` in it stay part of it."""
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
 
 
 class Database:
