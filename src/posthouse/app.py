@@ -19,7 +19,6 @@ import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
@@ -29,6 +28,7 @@ from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
 from posthouse.config.load import located_error
 from posthouse.config.schema import ListenerSection, Settings
+from posthouse.imap_layout import store_layout
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner
 from posthouse.mta.agents.mbox import MailboxWriter
 from posthouse.mta.agents.smtp import SMTPClientAgent
@@ -39,6 +39,7 @@ from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
+from posthouse.mta.full_mailbox import FullMailboxCheck
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
@@ -63,7 +64,6 @@ from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
 from posthouse.store.acl import Acl, AclError
 from posthouse.store.fs.backend import FsBackend
-from posthouse.store.fs.layout import FsLayout
 from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop
 from posthouse.store.mbox.locking import LockMethod, LockSettings
@@ -98,6 +98,7 @@ class Application:
     transport: RemoteTransport
     stats: Statistics
     locking: LockSettings  # how mailboxes are locked: by delivery and the POP3 maildrop alike
+    full_mailbox: FullMailboxCheck  # RCPT-time 452 4.2.2 for a store user over quota
     _mail_store: MailStore | None = field(default=None, init=False, repr=False)
 
     @property
@@ -438,6 +439,12 @@ def build_application(
         transport=transport,
         stats=stats,
         locking=locking,
+        full_mailbox=FullMailboxCheck(
+            domains.__contains__,
+            lambda key: aliases.lookup(key) is not None,
+            local_mail,
+            store_agent,
+        ),
     )
     return application
 
@@ -489,6 +496,7 @@ def smtp_services_for(
         max_hops=config.smtp.max_hops,
         credentials=app.credentials,
         rewriter=app.transport.rewriter,
+        full_mailbox=None if app.transport.forwards_local_mail else app.full_mailbox,
     )
 
 
@@ -502,29 +510,11 @@ def lock_settings_for(settings: Settings) -> LockSettings:
     )
 
 
-def imap_config_dir(settings: Settings) -> Path:
-    """The IMAP configuration directory (12.5.5): ``[imap] configdirectory``, DATA/imap."""
-    value = settings.config.imap.configdirectory
-    path = Path(value) if value else settings.paths.data_dir / "imap"
-    return path if path.is_absolute() else settings.paths.data_dir / path
-
-
 def mail_store_for(settings: Settings) -> MailStore:
-    """The IMAP mail store (12.5) under ``[imap] configdirectory`` and ``partition-default``."""
+    """The IMAP mail store (12.5) at :func:`store_layout`."""
     imap = settings.config.imap
-    data_dir = settings.paths.data_dir
-
-    def pick(value: str, default: Path) -> Path:
-        path = Path(value) if value else default
-        return path if path.is_absolute() else data_dir / path
-
-    partition = pick(imap.partition_default, data_dir / "imap" / "spool")
-    config_dir = imap_config_dir(settings)
-    layout = FsLayout(
-        config_dir,
-        {imap.defaultpartition: partition},
-        default_partition=imap.defaultpartition,
-    )
+    layout = store_layout(settings)
+    config_dir = layout.config_dir
     try:
         default_acl = str(Acl.from_pairs(imap.defaultacl))
     except AclError as error:
@@ -537,6 +527,7 @@ def mail_store_for(settings: Settings) -> MailStore:
         default_partition=imap.defaultpartition,
         default_acl=default_acl,
         max_message_size=imap.maxmessagesize,
+        quota_warn=imap.quotawarn,
     )
 
 

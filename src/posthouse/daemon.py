@@ -44,7 +44,6 @@ from posthouse.app import (
     check_mailbox_directory,
     engine_settings,
     identity_resolver,
-    imap_config_dir,
     imap_settings_for,
     login_limiter_for,
     open_maildrop_for,
@@ -57,6 +56,7 @@ from posthouse.auth.authenticator import Outcome, VerifiedCache
 from posthouse.auth.failure_limits import LoginLimiter
 from posthouse.config.load import DEFAULTS_SOURCE, ConfigError, load_settings
 from posthouse.config.schema import Config, ListenerSection, Settings
+from posthouse.imap_layout import imap_config_dir
 from posthouse.logsetup import setup_logging
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.aliases import AliasSyntaxError

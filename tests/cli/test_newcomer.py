@@ -35,9 +35,14 @@ COMMAND_LINES = [
     ["deliver", "-m", "work", "-f", "a@b.test", "jake"],
     ["mailusradm", "list"],
     ["mailusradm", "set", "kate", "pop"],
+    ["cyradm", "--user", "cyrus", "lm", "user.*"],
     ["mailq", "-v"],
     ["mailstats"],
     ["setup", "--role", "client"],
+    ["imapquota", "-f", "user.hansen"],
+    ["reconstruct", "-r", "user.kate"],
+    ["mailboxes", "backup", "/tmp/mailboxes.db"],
+    ["mailboxes", "restore", "--force", "/tmp/mailboxes.db"],
 ]
 
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 
 from posthouse.admin.mailstore import as_store_owner
-from posthouse.app import imap_config_dir, mail_store_for, store_delivery_for
+from posthouse.app import mail_store_for, store_delivery_for
 from posthouse.config.schema import Settings
+from posthouse.imap_layout import imap_config_dir
 from posthouse.mta.agents.store import StoreMailbox
 from posthouse.mta.agents.transaction import MessageBody, MessageEnvelope
 from posthouse.mta.errors import MailError

@@ -23,6 +23,7 @@ from posthouse.admin.errors import (
 
 EX_OK = 0
 EX_USAGE = 64
+EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_NOUSER = 67
 EX_UNAVAILABLE = 69

@@ -31,9 +31,13 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailcv",
     "deliver",
     "mailusradm",
+    "cyradm",
     "mailq",
     "mailstats",
     "setup",
+    "imapquota",
+    "reconstruct",
+    "mailboxes",
 )
 
 #: Tools whose module has another name (one module registers them all).

@@ -121,20 +121,43 @@ def _build(cls: type[Any], raw: Any, prefix: str, source: str, locator: _Locator
     if not isinstance(raw, dict):
         raise _fail(source, locator, prefix, f"[{name}] must be a table")
     hints = typing.get_type_hints(cls)
-    known = {_key(f) for f in dataclasses.fields(cls)}
+    known = {_key(f) for f in dataclasses.fields(cls) if "prefix" not in f.metadata}
+    prefixes = {f.metadata["prefix"]: f for f in dataclasses.fields(cls) if "prefix" in f.metadata}
+    collected: dict[str, list[tuple[str, str]]] = {f.name: [] for f in prefixes.values()}
     for key in raw:
-        if key not in known:
+        prefixed = next((f for p, f in prefixes.items() if key.startswith(p)), None)
+        if key not in known and prefixed is not None:
+            dotted = f"{prefix}.{key}" if prefix else key
+            suffix = key[len(prefixed.metadata["prefix"]) :]
+            value = _convert(str, raw[key], dotted, source, locator)
+            if not _SUFFIX.match(suffix):
+                raise _fail(
+                    source,
+                    locator,
+                    dotted,
+                    f"'{dotted}': the name after the dash must be"
+                    " letters, digits, '_' or '-' (at most 64)",
+                )
+            collected[prefixed.name].append((suffix, value))
+        elif key not in known:
             dotted = f"{prefix}.{key}" if prefix else key
             choices = ", ".join(sorted(known))
             raise _fail(source, locator, dotted, f"unknown option '{dotted}' (known: {choices})")
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         key = _key(f)
-        if key not in raw:
+        if key not in raw or key not in known:
             continue
         dotted = f"{prefix}.{key}" if prefix else key
         values[f.name] = _convert(hints[f.name], raw[key], dotted, source, locator)
+    for name, pairs in collected.items():
+        if pairs:
+            values[name] = tuple(pairs)
     return cls(**values)
+
+
+#: What may follow a prefix option's dash (``partition-NAME``).
+_SUFFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}\Z")
 
 
 def _key(f: dataclasses.Field[Any]) -> str:
@@ -235,6 +258,7 @@ def _check_semantics(config: Config, source: str, locator: _Locator) -> None:
         )
     _check_addressing(config, source, locator)
     _check_mailbox_server(config, source, locator)
+    _check_partitions(config, source, locator)
     _check_abuse_limits(config, source, locator)
     if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise _fail(source, locator, "server.workers", "server.workers must be at least 1")
@@ -290,6 +314,23 @@ def _check_mailbox_server(config: Config, source: str, locator: _Locator) -> Non
             locator,
             "mail.mailbox_server",
             "mail.mailbox_server is only used with mailbox_directory = 'nfs-client'",
+        )
+
+
+def _check_partitions(config: Config, source: str, locator: _Locator) -> None:
+    """Chapter 12.5.9: every ``partition-NAME`` has a path; ``defaultpartition`` names one."""
+    imap = config.imap
+    for name, path in imap.partitions:
+        if not path:
+            raise _fail(source, locator, f"imap.partition-{name}", f"partition-{name} needs a path")
+    names = ["default"] + [name for name, _ in imap.partitions]
+    if imap.defaultpartition not in names:
+        raise _fail(
+            source,
+            locator,
+            "imap.defaultpartition",
+            f"defaultpartition {imap.defaultpartition!r} is no partition"
+            f" (configured: {', '.join(names)})",
         )
 
 

@@ -121,11 +121,14 @@ class POP3Section:
 class IMAPSection:
     """The IMAP server and its mail store (12.5), with imapd.conf's option names.
 
-    ``partition-default`` is written with its dash, as in imapd.conf."""
+    ``partition-default`` is written with its dash, as in imapd.conf; every other
+    ``partition-NAME = PATH`` names one more partition (chapter 12.5.9), collected in
+    ``partitions``."""
 
     configdirectory: str = ""  # the store's mailboxes list, indexes of users; default DATA/imap
     partition_default: str = field(default="", metadata={"key": "partition-default"})
-    defaultpartition: str = "default"
+    partitions: tuple[tuple[str, str], ...] = field(default=(), metadata={"prefix": "partition-"})
+    defaultpartition: str = "default"  # a new top-level mailbox's partition
     admins: str = ""  # space-separated user names (imapd.conf admins)
     defaultacl: str = "anyone lrs"  # a new top-level mailbox's ACL: "ID RIGHTS ID RIGHTS ..."
     quotawarn: int = 90  # percent of a quota root that draws a warning

@@ -20,6 +20,7 @@ __all__ = [
     "OverQuota",
     "StoreError",
     "StoreUnavailable",
+    "UnknownPartition",
 ]
 
 
@@ -54,6 +55,10 @@ class AclChanged(StoreError):
 
 class OverQuota(StoreError):
     """The quota root's limit would be exceeded (``[OVERQUOTA]``)."""
+
+
+class UnknownPartition(StoreError):
+    """No partition of that name is configured (chapter 12.5.9)."""
 
 
 class MessageNotFound(StoreError):

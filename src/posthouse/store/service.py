@@ -31,12 +31,14 @@ from posthouse.store.backend import (
     MailStoreBackend,
     NewMailbox,
     NewMessage,
+    ReconstructReport,
 )
 from posthouse.store.content import to_crlf
 from posthouse.store.errors import (
     MailboxExists,
     MailboxNotFound,
     StoreError,
+    UnknownPartition,
 )
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
@@ -49,7 +51,8 @@ from posthouse.store.names import (
     parent_of,
     user_inbox,
 )
-from posthouse.store.policy import AccessPolicy, CountOnlyQuota, CyrusAccess, QuotaPolicy
+from posthouse.store.policy import AccessPolicy, CyrusAccess, QuotaPolicy
+from posthouse.store.quota_policy import RootLimits
 from posthouse.store.session import ListItem, OpenMailbox, UserSession
 
 __all__ = [
@@ -76,11 +79,12 @@ class MailStore:
 
     backend: MailStoreBackend
     access: AccessPolicy = field(default_factory=CyrusAccess)
-    quota: QuotaPolicy = field(default_factory=CountOnlyQuota)
+    quota: QuotaPolicy = field(default_factory=RootLimits)
     default_partition: str = "default"
     default_acl: str = ""  # imapd.conf defaultacl: a top-level mailbox's ACL
     max_message_size: int = 64 * 1024 * 1024  # octets; the engine announces it (APPENDLIMIT)
     max_messages_per_append: int = 10_000  # one MULTIAPPEND or delivery batch
+    quota_warn: int = 90  # imapd.conf quotawarn: the percentage of a root that draws an alert
 
     def checked(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
         """The messages with CRLF line ends and valid flags, within the limits."""
@@ -153,6 +157,24 @@ class MailStore:
         right of ``poster``: ``anonymous`` unless ``deliver -a`` names who posts, chapter
         12.5.7), else to the INBOX, as Cyrus's deliver does.
         """
+        record = await self._delivery_target(user, folder, poster)
+        messages = self.checked(messages)
+        if not ignore_quota:
+            await self.quota.check(
+                self.backend, record, sum(len(m.content) for m in messages), delivery=True
+            )
+        return await self.backend.append(record.id, messages)
+
+    async def check_delivery(
+        self, user: str, *, folder: str | None = None, poster: str = ANONYMOUS
+    ) -> None:
+        """Raise what :meth:`deliver` would before any message is seen (the MTA asks at RCPT
+        time): above all :class:`~posthouse.store.errors.OverQuota` when the mailbox's root is
+        already over its limit (chapter 12.5.8), so the sender is told to retry at once."""
+        record = await self._delivery_target(user, folder, poster)
+        await self.quota.check(self.backend, record, 0, delivery=True)
+
+    async def _delivery_target(self, user: str, folder: str | None, poster: str) -> MailboxRecord:
         inbox = user_inbox(user)
         record = None
         if folder:
@@ -166,17 +188,30 @@ class MailStore:
             record = await self.backend.get_mailbox(inbox)
         if record is None:
             raise MailboxNotFound(f"user {user} has no INBOX")
-        messages = self.checked(messages)
-        if not ignore_quota:
-            await self.quota.check(
-                self.backend, record, sum(len(m.content) for m in messages), delivery=True
-            )
-        return await self.backend.append(record.id, messages)
+        return record
 
     # -- helpers for sessions --
 
     def rights(self, user: str, record: MailboxRecord) -> frozenset[str]:
         return self.access.rights(user, record)
+
+    async def reconstruct(self, name: str, *, recursive: bool = False) -> list[ReconstructReport]:
+        """Rebuild ``name``'s index (and with ``recursive`` its inferiors'), chapter 12.5.5;
+        :class:`MailboxNotFound` if ``name`` does not exist."""
+        record = await self.backend.get_mailbox(check_name(name))
+        if record is None:
+            raise MailboxNotFound(f"no mailbox {name}")
+        names = [record.name]
+        if recursive:
+            names += [r.name for r in await self.backend.list_mailboxes(children_prefix(name))]
+        return [await self.backend.reconstruct(each) for each in names]
+
+    async def check_partition(self, partition: str) -> None:
+        """:class:`UnknownPartition` unless ``partition`` is configured (chapter 12.5.9)."""
+        known = self.backend.partitions()
+        if partition not in known:
+            names = ", ".join(sorted(known))
+            raise UnknownPartition(f"no partition named {partition!r} (configured: {names})")
 
     async def closest_existing(self, name: str) -> MailboxRecord | None:
         parent = parent_of(name)

@@ -28,6 +28,7 @@ from posthouse.store.backend import (
     MessageMeta,
     NewMailbox,
     NewMessage,
+    ReconstructReport,
     StoreResult,
     Viewer,
 )
@@ -261,6 +262,8 @@ class UserSession:
         administrator names a ``partition`` (cyradm); IMAP clients never can."""
         if partition is not None and not self.is_admin:
             raise NotPermitted("only an administrator chooses a partition")
+        if partition is not None:
+            await self.service.check_partition(partition)
         # RFC 3501 §6.3.3: a trailing separator only declares the intent to hold children.
         name = self.view.to_internal(visible[:-1] if visible.endswith(SEPARATOR) else visible)
         if self.view.has_inbox and name == self.view.inbox:
@@ -308,11 +311,28 @@ class UserSession:
         deleted = await self.backend.delete_mailboxes([record.name])
         return [self.view.to_visible(r.name) for r in deleted]
 
-    async def rename(self, old_visible: str, new_visible: str) -> list[tuple[str, str]]:
+    async def rename(
+        self, old_visible: str, new_visible: str, *, partition: str | None = None
+    ) -> list[tuple[str, str]]:
         """RFC 3501 §6.3.5; renaming INBOX moves its messages to the new mailbox and leaves
-        INBOX (and INBOX's inferiors) where they are."""
+        INBOX (and INBOX's inferiors) where they are.
+
+        With a ``partition`` (administrators only, cyradm's ``renamemailbox``, chapter
+        12.5.9) the mailbox's files move there, after the rename if the names differ;
+        ``RENAME a a PARTITION`` only moves them, as in Cyrus."""
+        if partition is not None and not self.is_admin:
+            raise NotPermitted("only an administrator chooses a partition")
         old = self.view.to_internal(old_visible)
         new = self.view.to_internal(new_visible)
+        if partition is not None:
+            await self.service.check_partition(partition)
+            if new == old:
+                await self._find(old_visible, "", "move this mailbox")
+                await self.backend.move_mailbox(old, partition)
+                return [(old_visible, new_visible)]
+            pairs = await self.rename(old_visible, new_visible)
+            await self.backend.move_mailbox(new, partition)
+            return pairs
         needed = "" if self.is_admin else "x"
         record, _ = await self._find(old_visible, needed, "rename this mailbox")
         parent = await self.service.closest_existing(new)
@@ -332,6 +352,16 @@ class UserSession:
             return [(old_visible, new_visible)]
         pairs = await self.backend.rename_mailbox(old, new)
         return [(self.view.to_visible(a), self.view.to_visible(b)) for a, b in pairs]
+
+    async def reconstruct(
+        self, visible: str, *, recursive: bool = False
+    ) -> list[ReconstructReport]:
+        """Cyrus's ``RECONSTRUCT mailbox [RECURSIVE]`` (chapter 12.5.5): administrators
+        only."""
+        if not self.is_admin:
+            raise NotPermitted("only an administrator reconstructs mailboxes")
+        name = self.view.to_internal(visible)
+        return await self.service.reconstruct(name, recursive=recursive)
 
     # -- SELECT, EXAMINE, STATUS --
 
@@ -516,7 +546,11 @@ class UserSession:
             self._require(mailbox.rights, "te", "move messages out of this mailbox")
         metas = await self.backend.fetch(mailbox.mailbox_id, uids, viewer=mailbox.viewer)
         await self.service.quota.check(
-            self.backend, target, sum(m.size for m in metas), delivery=False
+            self.backend,
+            target,
+            sum(m.size for m in metas),
+            delivery=False,
+            leaving=mailbox.record if move else None,
         )
         result = await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
         await self._copied_flags(mailbox, metas, target, rights, result)

@@ -281,3 +281,28 @@ def test_rfc_4466_parameter_lists_are_never_empty() -> None:
     assert refusal(b"a SELECT INBOX ()").response.status == "BAD"
     assert refusal(b"a FETCH 1 (FLAGS) ()").response.status == "BAD"
     assert refusal(b"a SELECT INBOX (CONDSTORE )").response.status == "BAD"
+
+
+def test_partitions_and_reconstruct_as_cyrus_takes_them() -> None:
+    """Chapter 12.5.9 / 12.5.5: the administrator's partition argument (Cyrus 3.6 accepts
+    ``CREATE name part`` and RFC 4466 create-params ``(PARTITION part)``; ``RENAME a b
+    part``) and ``RECONSTRUCT mailbox [RECURSIVE]``."""
+    assert parse(b"a CREATE user.bob.x fast").arguments == arguments.Create(
+        "user.bob.x", (), "fast"
+    )
+    assert parse(b"a CREATE user.bob.x (PARTITION fast)").arguments == arguments.Create(
+        "user.bob.x", (), "fast"
+    )
+    assert parse(b"a CREATE x (USE (\\Sent) PARTITION p2)").arguments == arguments.Create(
+        "x", ("\\Sent",), "p2"
+    )
+    assert parse(b"a RENAME user.bob user.bob p2").arguments == arguments.Rename(
+        "user.bob", "user.bob", "p2"
+    )
+    assert parse(b"a RECONSTRUCT user.bob RECURSIVE").arguments == arguments.Reconstruct(
+        "user.bob", True
+    )
+    assert parse(b"a RECONSTRUCT user.bob").arguments == arguments.Reconstruct("user.bob")
+    assert refusal(b"a CREATE x (PARTITION)").response.status == "BAD"
+    assert refusal(b"a RECONSTRUCT x NOW").response.status == "BAD"
+    assert refusal(b"a RENAME a b c d").response.status == "BAD"

@@ -88,12 +88,22 @@ class Select:
 class Create:
     mailbox: str
     special_use: tuple[str, ...] = ()  # RFC 6154 §3 USE (...)
+    partition: str | None = None  # chapter 12.5.9, administrators only (as Cyrus)
 
 
 @dataclass(frozen=True)
 class Rename:
     source: str
     target: str
+    partition: str | None = None  # chapter 12.5.9, administrators only (as Cyrus)
+
+
+@dataclass(frozen=True)
+class Reconstruct:
+    """Cyrus's administrator command ``RECONSTRUCT mailbox [RECURSIVE]``."""
+
+    mailbox: str
+    recursive: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,21 @@ class Compress:
     mechanism: str
 
 
+@dataclass(frozen=True)
+class QuotaRoot:
+    """RFC 9208 §4.2 GETQUOTA: a quota root name (a mailbox name here)."""
+
+    root: str
+
+
+@dataclass(frozen=True)
+class SetQuota:
+    """RFC 9208 §4.1.3 SETQUOTA: the root and (resource name, limit) pairs; () removes it."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
 Arguments = (
     NoArguments
     | Login
@@ -211,4 +236,7 @@ Arguments = (
     | Sort
     | Thread
     | Compress
+    | QuotaRoot
+    | SetQuota
+    | Reconstruct
 )

@@ -8,7 +8,7 @@ RFC 3691 UNSELECT, RFC 4315 UID EXPUNGE, RFC 4466 extended SELECT/CREATE/STORE/F
 LIST parameters, RFC 4731 ESEARCH RETURN, RFC 4959 SASL-IR, RFC 4978 COMPRESS,
 RFC 5161 ENABLE, RFC 5256 SORT/THREAD, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
 RFC 6154 SPECIAL-USE, RFC 6851 MOVE, RFC 6855 UTF8 APPEND, RFC 7162 CONDSTORE/QRESYNC,
-RFC 2177 IDLE, RFC 2342 NAMESPACE, RFC 4314 ACL.
+RFC 2177 IDLE, RFC 2342 NAMESPACE, RFC 4314 ACL, RFC 9208 QUOTA.
 
 A command the table does not know is a `CommandError` (BAD) like any syntax error; the
 caller answers it for that tag only.  Which commands are legal in which state is the
@@ -41,8 +41,11 @@ from posthouse.protocols.imap.arguments import (
     MailboxName,
     NoArguments,
     Qresync,
+    QuotaRoot,
+    Reconstruct,
     Rename,
     Select,
+    SetQuota,
     Sort,
     SortCriterion,
     Status,
@@ -85,6 +88,7 @@ ID_MAX_NAME: Final = 30
 ID_MAX_VALUE: Final = 1024
 _BASE64: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 MODSEQ_MAX: Final = 2**63 - 1  # RFC 7162 §7 mod-sequence-value
+QUOTA_MAX_RESOURCES: Final = 16  # RFC 9208 names 6 resources; more is no client's need
 
 
 @dataclass(frozen=True)
@@ -264,28 +268,55 @@ def _qresync(cursor: Cursor) -> Qresync:
 
 
 def _create(cursor: Cursor) -> Arguments:
+    """CREATE mailbox [SP partition / SP "(" create-param *(SP create-param) ")"]: RFC 4466
+    §2.2 create-params (RFC 6154 §3 USE, Cyrus's PARTITION) or Cyrus's bare partition."""
     cursor.sp()
     name = mailbox(cursor)
     uses: list[str] = []
-    if cursor.take(b" "):  # RFC 4466 §2.2 create-params; RFC 6154 §3 USE
+    partition: str | None = None
+    if cursor.take(b" "):
+        if cursor.peek() != 0x28:  # Cyrus: CREATE name partition
+            return Create(name, (), cursor.astring_text("a partition name"))
         cursor.open_list()
-        cursor.expect(b"USE ", "USE (special-use attributes)")
-        cursor.open_list()
+        first = True
         while cursor.peek() != 0x29:
-            if uses:
+            if not first:
                 cursor.sp()
-            cursor.expect(b"\\", "a special-use attribute like \\Sent")
-            uses.append("\\" + cursor.atom("a special-use attribute"))
+            first = False
+            if cursor.take(b"PARTITION "):
+                partition = cursor.astring_text("a partition name")
+                continue
+            cursor.expect(b"USE ", "USE (special-use attributes) or PARTITION name")
+            cursor.open_list()
+            while cursor.peek() != 0x29:
+                if uses:
+                    cursor.sp()
+                cursor.expect(b"\\", "a special-use attribute like \\Sent")
+                uses.append("\\" + cursor.atom("a special-use attribute"))
+            cursor.close_list()
         cursor.close_list()
-        cursor.close_list()
-    return Create(name, tuple(uses))
+    return Create(name, tuple(uses), partition)
 
 
 def _rename(cursor: Cursor) -> Arguments:
+    """RENAME mailbox SP mailbox [SP partition] (the partition as Cyrus takes it)."""
     cursor.sp()
     source = mailbox(cursor)
     cursor.sp()
-    return Rename(source, mailbox(cursor))
+    target = mailbox(cursor)
+    partition = cursor.astring_text("a partition name") if cursor.take(b" ") else None
+    return Rename(source, target, partition)
+
+
+def _reconstruct(cursor: Cursor) -> Arguments:
+    """Cyrus: RECONSTRUCT mailbox [SP "RECURSIVE"] (administrators, chapter 12.5.5)."""
+    cursor.sp()
+    name = mailbox(cursor)
+    recursive = False
+    if cursor.take(b" "):
+        cursor.expect(b"RECURSIVE", "RECURSIVE")
+        recursive = True
+    return Reconstruct(name, recursive)
 
 
 def _list(cursor: Cursor) -> Arguments:
@@ -524,6 +555,32 @@ def _compress(cursor: Cursor) -> Arguments:
     return Compress(cursor.atom("a compression mechanism").upper())
 
 
+def _getquota(cursor: Cursor) -> Arguments:
+    """RFC 9208 §8: getquota = "GETQUOTA" SP quota-root-name (an astring)."""
+    cursor.sp()
+    return QuotaRoot(cursor.astring_text("a quota root name"))
+
+
+def _setquota(cursor: Cursor) -> Arguments:
+    """RFC 9208 §8: "SETQUOTA" SP quota-root-name SP setquota-list, where setquota-list =
+    "(" [setquota-resource *(SP setquota-resource)] ")", resource-name SP number64."""
+    cursor.sp()
+    root = cursor.astring_text("a quota root name")
+    cursor.sp()
+    cursor.open_list()
+    limits: list[tuple[str, int]] = []
+    while cursor.peek() != 0x29:
+        if limits:
+            cursor.sp()
+        name = cursor.atom("a resource name").upper()
+        cursor.sp()
+        limits.append((name, cursor.number(limit=MODSEQ_MAX)))
+        if len(limits) > QUOTA_MAX_RESOURCES:
+            raise CommandError(f"Syntax error: at most {QUOTA_MAX_RESOURCES} resources")
+    cursor.close_list()
+    return SetQuota(root, tuple(limits))
+
+
 Parser = Callable[[Cursor], Arguments]
 
 # Every command the grammar knows, with its argument parser.
@@ -566,6 +623,10 @@ COMMANDS: Final[dict[str, Parser]] = {
     "GETACL": _acl(identifier=False),
     "LISTRIGHTS": _acl(identifier=True),
     "MYRIGHTS": _acl(identifier=False),
+    "GETQUOTA": _getquota,  # RFC 9208 §4.2-§4.3
+    "GETQUOTAROOT": _one_mailbox,
+    "SETQUOTA": _setquota,
+    "RECONSTRUCT": _reconstruct,
 }
 # Commands that take the UID prefix (RFC 3501 §6.4.8, RFC 4315, RFC 5256, RFC 6851).
 UID_COMMANDS: Final[dict[str, Parser]] = {

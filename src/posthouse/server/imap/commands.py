@@ -13,6 +13,7 @@ selected state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -32,9 +33,11 @@ from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.response import Atom, Code, data, number_code
 from posthouse.protocols.imap.selected import SelectedMailbox
 from posthouse.server.imap.acl_commands import AclCommands
+from posthouse.server.imap.admin_commands import reconstruct
 from posthouse.server.imap.list_subscribed import SubscribedItem, subscribed_items
 from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
+from posthouse.server.imap.quota_commands import QuotaCommands
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import MailboxStatus
 from posthouse.store.errors import InvalidName, StoreError, StoreUnavailable
@@ -55,6 +58,7 @@ class CommandRunner:
         self.session = session
         self.engine = session.engine
         self.messages = MessageCommands(session)
+        self.quotas = QuotaCommands(session)
         self._handlers: dict[str, Handler] = {
             "SELECT": self.select,
             "EXAMINE": self.select,
@@ -68,8 +72,10 @@ class CommandRunner:
             "STATUS": self.status,
             "APPEND": self.append,
             "NAMESPACE": self.namespace,
+            "RECONSTRUCT": functools.partial(reconstruct, self),
             **self.messages.handlers(),
             **AclCommands(session).handlers(),
+            **self.quotas.handlers(),
         }
 
     @property
@@ -177,6 +183,7 @@ class CommandRunner:
                     engine.untagged(response.fetch(seq, items, utf8=engine.utf8))
         engine.select(selected)
         session.opened(mailbox)
+        await self.quotas.alert(mailbox)
         log.info("imap: %s opened %s", self.user.user, mailbox.name)
         code = Code("READ-ONLY") if mailbox.read_only else Code("READ-WRITE")
         return Outcome("OK", f"{command.name} completed", code)
@@ -186,7 +193,11 @@ class CommandRunner:
     async def create(self, command: Command) -> Outcome | None:
         arguments = command.arguments
         assert isinstance(arguments, Create)
-        await self.user.create(self.name_in(arguments.mailbox), special_use=arguments.special_use)
+        await self.user.create(
+            self.name_in(arguments.mailbox),
+            partition=arguments.partition,
+            special_use=arguments.special_use,
+        )
         return None
 
     async def delete(self, command: Command) -> Outcome | None:
@@ -204,7 +215,11 @@ class CommandRunner:
     async def rename(self, command: Command) -> Outcome | None:
         arguments = command.arguments
         assert isinstance(arguments, Rename)
-        await self.user.rename(self.name_in(arguments.source), self.name_in(arguments.target))
+        await self.user.rename(
+            self.name_in(arguments.source),
+            self.name_in(arguments.target),
+            partition=arguments.partition,
+        )
         return None
 
     async def subscribe(self, command: Command) -> Outcome | None:

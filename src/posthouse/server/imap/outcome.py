@@ -35,6 +35,7 @@ from posthouse.store.errors import (
     SpecialUseRefused,
     StoreError,
     StoreUnavailable,
+    UnknownPartition,
 )
 
 log = logging.getLogger("posthouse.imap")
@@ -68,7 +69,7 @@ def store_error_status(error: StoreError | InvalidName, *, target: bool = False)
             return Outcome("NO", text, EXPUNGEISSUED)
         case SpecialUseRefused():
             return Outcome("NO", text, Code("USEATTR"))  # RFC 6154 §3
-        case InvalidName() | NoInbox():
+        case InvalidName() | NoInbox() | UnknownPartition():
             return Outcome("NO", text, Code("CANNOT"))
         case StoreUnavailable():
             return Outcome("NO", "The mail store is not available now, try again", UNAVAILABLE)

@@ -24,7 +24,9 @@ index's write lock (``BEGIN IMMEDIATE``) serialises, so UIDs are increasing and 
 
 Expunge commits first and unlinks the files afterwards (a crash leaves orphans, never a row
 without its file).  A deleted mailbox is marked in its index before its files go, so a
-writer in another process that still holds it open fails cleanly.
+writer in another process that still holds it open fails cleanly.  A mailbox moved to
+another partition is marked *superseded* in its old index the same way
+(:class:`IndexSuperseded`: look the mailbox up again).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from posthouse.store.backend import (
     Viewer,
 )
 from posthouse.store.content import header_contains
-from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError
+from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError, StoreUnavailable
 from posthouse.store.flags import (
     DELETED_BIT,
     SEEN_BIT,
@@ -70,7 +72,7 @@ from posthouse.store.fs.metacache import MetadataCache, meta_of_row
 from posthouse.store.fs.sqlite import Database
 from posthouse.store.uidset import MAX_UID, UidSet
 
-__all__ = ["MAX_KEYWORDS", "MailboxIndex", "PreparedMessage", "sync_file"]
+__all__ = ["MAX_KEYWORDS", "IndexSuperseded", "MailboxIndex", "PreparedMessage", "sync_file"]
 
 _log = logging.getLogger("posthouse.store")
 
@@ -80,6 +82,16 @@ TOMBSTONE_LIMIT = 20_000
 MAX_KEYWORDS = 256
 _WRITE_CHUNK = 1 << 20
 SEEN_FLAG = frozenset({"\\Seen"})
+DELETED, SUPERSEDED = 1, 2  # values of state.deleted
+
+
+class IndexSuperseded(StoreUnavailable):
+    """The mailbox has moved to another folder (another partition) since this index was
+    opened: forget it and look the mailbox up again."""
+
+    def __init__(self, mailbox_id: str) -> None:
+        super().__init__("the mailbox is being moved to another partition; try again")
+        self.mailbox_id = mailbox_id
 
 
 @dataclass
@@ -166,9 +178,14 @@ class MailboxIndex:
             sync_directory(directory.parent.parent)
         return index
 
-    def mark_deleted(self) -> None:
+    def mark_deleted(self, mark: int = DELETED) -> None:
+        """Mark the index deleted (or :data:`SUPERSEDED`, or 0 to undo a superseding)."""
         with self.db.write() as conn:
-            conn.execute("UPDATE state SET deleted = 1")
+            conn.execute("UPDATE state SET deleted = ?", (mark,))
+
+    def check_live(self, conn: sqlite3.Connection) -> None:
+        """:class:`MailboxNotFound` (or :class:`IndexSuperseded`) unless the mailbox is here."""
+        self._state(conn)
 
     def remove_files(self) -> None:
         """Unlink the folder's files and the folder (after :meth:`mark_deleted`)."""
@@ -186,6 +203,8 @@ class MailboxIndex:
         row = conn.execute(
             "SELECT uidvalidity, uidnext, highestmodseq, messages, bytes, deleted FROM state"
         ).fetchone()
+        if row is not None and row[5] == SUPERSEDED:
+            raise IndexSuperseded(self.mailbox_id)
         if row is None or row[5]:
             raise MailboxNotFound("the mailbox has been deleted")
         return _State(*row[:5])
@@ -243,6 +262,12 @@ class MailboxIndex:
     def status(self, viewer: Viewer) -> MailboxStatus:
         with self.db.read() as conn:
             return self._status(conn, viewer)[0]
+
+    def message_bytes(self) -> int:
+        """The sizes of the messages, summed row by row (what ``imapquota -f`` trusts)."""
+        with self.db.read() as conn:
+            self._state(conn)
+            return int(conn.execute("SELECT total(size) FROM messages").fetchone()[0])
 
     def snapshot(self, viewer: Viewer) -> MailboxSnapshot:
         with self.db.read() as conn:
@@ -426,8 +451,8 @@ class MailboxIndex:
         temp = self.dir / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            raise MailboxNotFound("the mailbox has been deleted") from None
+        except FileNotFoundError:  # deleted or moved: the caller looks the mailbox up again
+            raise IndexSuperseded(self.mailbox_id) from None
         try:
             view = memoryview(message.content)
             while view:

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from posthouse.store.errors import UnknownPartition
+
 __all__ = ["FsLayout", "check_mailbox_id", "message_file_name", "user_file_stem"]
 
 _ID = re.compile(r"[0-9a-f]{32}\Z")
@@ -89,7 +91,10 @@ class FsLayout:
         try:
             return self.partitions[partition]
         except KeyError:
-            raise ValueError(f"no partition named {partition!r}") from None
+            known = ", ".join(sorted(self.partitions))
+            raise UnknownPartition(
+                f"no partition named {partition!r} (configured: {known})"
+            ) from None
 
     def mailbox_dir(self, partition: str, mailbox_id: str) -> Path:
         check_mailbox_id(mailbox_id)

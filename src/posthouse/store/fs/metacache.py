@@ -6,7 +6,8 @@ mailbox's messages raises its HIGHESTMODSEQ (appends, flag changes, expunges, pr
 changes), so a copy taken at HIGHESTMODSEQ *m* is exact for as long as the index still says
 *m*, in whatever process the changes were made.  When the index has moved on, the copy
 catches up with the rows whose MODSEQ is above *m* and the tombstones above *m*: the
-CONDSTORE/QRESYNC machinery read from the other side.
+CONDSTORE/QRESYNC machinery read from the other side.  A copy whose count then differs
+from the index's (an index ``reconstruct`` rebuilt from damage) is read anew.
 
 Only mailboxes of :data:`MIN_MESSAGES` or more are kept, at most :data:`MAX_MAILBOXES` per
 process (the least recently used is dropped).  The copy is only read and refreshed inside a
@@ -48,28 +49,30 @@ class _Mailbox:
         self.by_uid: dict[int, MessageMeta] = {}
         self.uids: list[int] = []
 
-    def refresh(self, conn: sqlite3.Connection, highestmodseq: int) -> None:
+    def refresh(self, conn: sqlite3.Connection, highestmodseq: int, messages: int) -> None:
         if self.modseq == highestmodseq:
             return
-        if self.modseq == 0:
+        if self.modseq != 0:
+            self._catch_up(conn)
+        if self.modseq == 0 or len(self.by_uid) != messages:  # new, or an index rebuilt
             rows = conn.execute(f"SELECT {ROW_COLUMNS} FROM messages ORDER BY uid")
             self.by_uid = {row[0]: meta_of_row(row) for row in rows}
             self.uids = list(self.by_uid)
-        else:
-            changed = conn.execute(
-                f"SELECT {ROW_COLUMNS} FROM messages WHERE modseq > ?", (self.modseq,)
-            ).fetchall()
-            gone = conn.execute(
-                "SELECT uid FROM expunged WHERE modseq > ?", (self.modseq,)
-            ).fetchall()
-            known = len(self.by_uid)
-            for row in changed:
-                self.by_uid[row[0]] = meta_of_row(row)
-            for (uid,) in gone:
-                self.by_uid.pop(uid, None)
-            if gone or len(self.by_uid) != known:
-                self.uids = sorted(self.by_uid)
         self.modseq = highestmodseq
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """The rows changed and the UIDs expunged since the copy's MODSEQ."""
+        changed = conn.execute(
+            f"SELECT {ROW_COLUMNS} FROM messages WHERE modseq > ?", (self.modseq,)
+        ).fetchall()
+        gone = conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (self.modseq,)).fetchall()
+        known = len(self.by_uid)
+        for row in changed:
+            self.by_uid[row[0]] = meta_of_row(row)
+        for (uid,) in gone:
+            self.by_uid.pop(uid, None)
+        if gone or len(self.by_uid) != known:
+            self.uids = sorted(self.by_uid)
 
     def select(self, uids: UidSet) -> list[MessageMeta]:
         result: list[MessageMeta] = []
@@ -111,7 +114,7 @@ class MetadataCache:
             while len(self._mailboxes) > self.max_mailboxes:
                 self._mailboxes.popitem(last=False)
         with entry.lock:
-            entry.refresh(conn, highestmodseq)
+            entry.refresh(conn, highestmodseq, messages)
             return entry.select(uids)
 
     def forget(self, mailbox_id: str) -> None:

@@ -7,6 +7,11 @@ before anything is acknowledged), a busy timeout (a writer in another process is
 for, not failed on).  :meth:`Database.write` holds the database's write lock from the start
 (``BEGIN IMMEDIATE``): that is the cross-process lock the store relies on.  Within a process
 one connection is shared under a mutex; after ``fork`` the child opens its own.
+
+A connection follows its path: when another file has been put there (``reconstruct``
+replacing a damaged index, a restored mailboxes list), the next transaction opens the new
+file; a write checks again once it holds the lock, so it never commits to the file that
+was replaced while it waited.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from posthouse.store.errors import StoreUnavailable
 
-__all__ = ["BUSY_TIMEOUT", "Database"]
+__all__ = ["BUSY_TIMEOUT", "Database", "open_read_only"]
 
 BUSY_TIMEOUT = 60.0
+
+
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a database file nobody vouches for (a backup, a damaged
+    index): SQLite's URI form, the path quoted so ``?`` or ``#`` in it stay part of it."""
+    return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
 
 
 class Database:
@@ -34,8 +46,20 @@ class Database:
         self._mutex = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
+        self._inode = 0
+
+    def _replaced(self) -> bool:
+        """Whether the file at the path is no longer the one the connection has open (a
+        missing file is not: the open one is all there is)."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return False
 
     def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid() and self._replaced():
+            self._conn.close()
+            self._conn = None
         if self._conn is None or self._pid != os.getpid():
             try:
                 conn = sqlite3.connect(
@@ -48,9 +72,10 @@ class Database:
                 conn.execute("PRAGMA synchronous=FULL")
                 conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
                 self._schema(conn)
-            except sqlite3.Error as exc:
+                inode = os.stat(self.path).st_ino
+            except (sqlite3.Error, OSError) as exc:
                 raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
-            self._conn, self._pid = conn, os.getpid()
+            self._conn, self._pid, self._inode = conn, os.getpid(), inode
         return self._conn
 
     @contextmanager
@@ -75,6 +100,10 @@ class Database:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                if self._replaced():  # replaced while we waited for the lock: the new file
+                    conn.execute("ROLLBACK")
+                    conn = self._connection()
+                    conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot lock {self.path}: {exc}") from exc
             try:
