@@ -19,10 +19,12 @@ import ssl
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
+from posthouse.auth.groups import GroupDirectory
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
 from posthouse.config.load import located_error
@@ -60,6 +62,7 @@ from posthouse.server.imap.views import prepared
 from posthouse.server.pop3 import apop_timestamp
 from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
+from posthouse.store.acl import Acl, AclError
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.inbox_maildrop import InboxMaildrop
 from posthouse.store.maildrop import Maildrop
@@ -499,22 +502,38 @@ def lock_settings_for(settings: Settings) -> LockSettings:
     )
 
 
+def imap_config_dir(settings: Settings) -> Path:
+    """The IMAP configuration directory (12.5.5): ``[imap] configdirectory``, DATA/imap."""
+    return store_layout(settings).config_dir
+
+
 def mail_store_for(settings: Settings) -> MailStore:
     """The IMAP mail store (12.5) at :func:`store_layout`."""
     imap = settings.config.imap
     layout = store_layout(settings)
+    config_dir = layout.config_dir
+    try:
+        default_acl = str(Acl.from_pairs(imap.defaultacl))
+    except AclError as error:
+        raise located_error(settings.source, "imap.defaultacl", f"defaultacl: {error}") from error
     return MailStore(
         FsBackend(layout),
-        access=CyrusAccess(admins=frozenset(imap.admins.split())),
+        access=CyrusAccess(
+            admins=frozenset(imap.admins.split()), groups=GroupDirectory(config_dir / "groups")
+        ),
         default_partition=imap.defaultpartition,
+        default_acl=default_acl,
         max_message_size=imap.maxmessagesize,
     )
 
 
-def store_delivery_for(store: Callable[[], MailStore], poster: str = "anonymous") -> StoreDelivery:
+def store_delivery_for(
+    store: Callable[[], MailStore], poster: str = "anonymous", *, ignore_quota: bool = False
+) -> StoreDelivery:
     """The store delivery agent, with the caches built by the IMAP server's own function;
-    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``)."""
-    return StoreDelivery(store, prepared, poster=poster)
+    ``poster``: whose ``p`` right admits mail to a folder (``deliver -a``); ``ignore_quota``:
+    ``deliver -q``."""
+    return StoreDelivery(store, prepared, poster=poster, ignore_quota=ignore_quota)
 
 
 def imap_settings_for(

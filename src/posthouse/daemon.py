@@ -44,6 +44,7 @@ from posthouse.app import (
     check_mailbox_directory,
     engine_settings,
     identity_resolver,
+    imap_config_dir,
     imap_settings_for,
     login_limiter_for,
     open_maildrop_for,
@@ -68,6 +69,7 @@ from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines
 from posthouse.server.control import Caller, ControlServer, Operation, Reply, bind_control_socket
 from posthouse.server.imap.session import IMAPServices, IMAPSession
+from posthouse.server.imap.telemetry import TelemetryDirectory
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import (
     BindError,
@@ -689,6 +691,7 @@ def service_specs(
                 store=app.mail_store,
                 tls_context=tls_context,
                 local_domains=app.local_domains.__contains__,
+                telemetry=TelemetryDirectory(imap_config_dir(app.settings) / "log"),
             )
             imap_for = imap_settings_for(app, None if implicit else tls_context)
             handler = _serve(IMAPSession, imap_services, imap_for, stopping)

@@ -151,7 +151,10 @@ def write_config(
     queue: dict[str, object] | None = None,
     smtp: dict[str, object] | None = None,
 ) -> Path:
-    cert = ca.issue_cert("localhost", "127.0.0.1", "mail.example.test")
+    # A common name as well as the subjectAltNames: clients that check the name the old
+    # way (fetchmail, offlineimap) verify the server against the test CA (ca.pem) like any.
+    cert = ca.issue_cert("localhost", "127.0.0.1", "mail.example.test", common_name="localhost")
+    ca.cert_pem.write_to_path(str(home / "ca.pem"))
     cert_file = home / "cert.pem"
     key_file = home / "key.pem"
     cert.cert_chain_pems[0].write_to_path(str(cert_file))

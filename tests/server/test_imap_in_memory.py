@@ -97,7 +97,7 @@ def test_select_append_fetch_transcript(tmp_path: Path) -> None:
             b"* 0 RECENT\r\n",
         ]
         assert lines[-1] == b"s OK [READ-WRITE] SELECT completed\r\n"
-        assert client.memory.connection.record.mailbox == "INBOX"
+        assert client.memory.connection.record.mailbox == "user.alice"
         assert client.memory.connection.record.user == "alice"
         client.memory.send(b"a APPEND INBOX (\\Seen) {%d}\r\n" % len(message("one")))
         assert (

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posthouse.store.acl import Acl, AclError, parse_rights, rights_for
+from posthouse.store.errors import StoreError
 from posthouse.store.names import (
     MAX_LEVEL_LENGTH,
     MAX_NAME_LENGTH,
@@ -170,8 +171,10 @@ def test_star_and_percent() -> None:
 
 
 def test_patterns_are_bounded() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(StoreError, match="at most 20 wildcards"):
         compile_pattern("*" * 50)
+    with pytest.raises(StoreError, match="at most 1024 characters"):
+        compile_pattern("a" * 1025)
 
 
 LEVEL = st.text(

@@ -23,6 +23,7 @@ from posthouse.admin.errors import NotPermitted, StorageFailure, Unavailable
 from posthouse.config.load import DEFAULTS_SOURCE
 from posthouse.config.schema import Settings
 from posthouse.server.control import ControlError, request
+from posthouse.server.records import read_records
 
 __all__ = [
     "LSB_FAILED",
@@ -35,6 +36,7 @@ __all__ = [
     "STATUS_UNKNOWN",
     "Result",
     "change_own_mail_password",
+    "connection_listing",
     "daemon_status",
     "queue_listing",
     "reload_daemon",
@@ -112,6 +114,24 @@ def daemon_status(settings: Settings) -> Result:
         f"generation {fields.get('generation')}, {fields.get('sessions')} session(s))",
         pid,
     )
+
+
+def connection_listing(settings: Settings) -> str:
+    """The live connections of every worker process (chapter 12.5.5's proc directory): one
+    line each with the process, protocol, client, user and selected mailbox.
+
+    NotPermitted for an account other than root and the daemon's: the records are 0700."""
+    try:
+        connections = read_records(settings.paths.proc_dir)
+    except PermissionError:
+        raise NotPermitted(
+            f"only root and the daemon's account may read {settings.paths.proc_dir}"
+        ) from None
+    lines = [f"{'PID':>7}  {'PROTOCOL':<10} {'CLIENT':<24} {'USER':<16} MAILBOX"]
+    for c in connections:
+        user, mailbox = c.user or "-", c.mailbox or "-"
+        lines.append(f"{c.pid:>7}  {c.protocol:<10} {c.client:<24} {user:<16} {mailbox}")
+    return "\n".join(lines)
 
 
 def start_daemon(settings: Settings, *, timeout: float = START_TIMEOUT) -> Result:

@@ -7,6 +7,11 @@ caches the IMAP server builds, durable before it returns), to each user's INBOX 
 folder (``-m``), to ``INBOX.folder`` when that mailbox lets ``poster`` (``-a``; else
 ``anonymous``) post to it.  It returns one result per user; a store that cannot be opened
 is a temporary failure of every user, so the calling MTA retries.
+
+``ignore_quota`` (``-q``) delivers whatever the quota says; ``suppress_duplicates`` (``-e``)
+skips a user (and folder) this Message-ID was delivered to already, as recorded in
+``deliver.db`` under the IMAP configuration directory (:mod:`posthouse.store.fs.delivered`);
+a message without a Message-ID is always delivered.
 """
 
 from __future__ import annotations
@@ -16,15 +21,17 @@ import io
 import sqlite3
 import time
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
 
 from posthouse.admin.mailstore import as_store_owner
-from posthouse.app import mail_store_for, store_delivery_for
+from posthouse.app import imap_config_dir, mail_store_for, store_delivery_for
 from posthouse.config.schema import Settings
 from posthouse.mta.agents.store import StoreMailbox
 from posthouse.mta.agents.transaction import MessageBody, MessageEnvelope
 from posthouse.mta.errors import MailError
 from posthouse.store.acl import ANONYMOUS
 from posthouse.store.errors import StoreError
+from posthouse.store.fs.delivered import DeliveredLog
 
 __all__ = ["DeliverRequest", "DeliverResult", "deliver_message"]
 
@@ -36,12 +43,15 @@ class DeliverRequest:
     sender: str  # "" for the null sender
     folder: str | None = None
     poster: str | None = None  # -a: whose posting right admits the message to the folder
+    ignore_quota: bool = False  # -q
+    suppress_duplicates: bool = False  # -e
 
 
 @dataclass(frozen=True)
 class DeliverResult:
     user: str
-    error: MailError | None  # None: delivered
+    error: MailError | None  # None: delivered (or, with ``duplicate``, delivered before)
+    duplicate: bool = False
 
 
 def deliver_message(settings: Settings, request: DeliverRequest) -> list[DeliverResult]:
@@ -58,9 +68,39 @@ def deliver_message(settings: Settings, request: DeliverRequest) -> list[Deliver
 async def _deliver(
     settings: Settings, request: DeliverRequest, users: list[str]
 ) -> list[DeliverResult]:
+    message_id = message_id_of(request.content) if request.suppress_duplicates else ""
+    delivered = DeliveredLog(imap_config_dir(settings) / "deliver.db") if message_id else None
+    try:
+        duplicates = {
+            user
+            for user in users
+            if delivered is not None and delivered.delivered(message_id, _recipient(request, user))
+        }
+        errors = await _store_deliver(settings, request, [u for u in users if u not in duplicates])
+        if delivered is not None:
+            done = [u for u in users if u not in duplicates and errors[u] is None]
+            delivered.record(message_id, [_recipient(request, u) for u in done])
+    finally:
+        if delivered is not None:
+            delivered.close()
+    return [
+        DeliverResult(user, None, duplicate=True)
+        if user in duplicates
+        else DeliverResult(user, errors[user])
+        for user in users
+    ]
+
+
+async def _store_deliver(
+    settings: Settings, request: DeliverRequest, users: list[str]
+) -> dict[str, MailError | None]:
+    if not users:
+        return {}
     store = mail_store_for(settings)
     try:
-        agent = store_delivery_for(lambda: store, request.poster or ANONYMOUS)
+        agent = store_delivery_for(
+            lambda: store, request.poster or ANONYMOUS, ignore_quota=request.ignore_quota
+        )
         envelope = MessageEnvelope("deliver", request.sender, time.time(), len(request.content))
         transaction = agent.start(envelope)
         for user in users:
@@ -69,5 +109,14 @@ async def _deliver(
         results = await transaction.commit()
     finally:
         await store.backend.close()
-    errors = {result.recipient.user: result.error for result in results}
-    return [DeliverResult(user, errors[user]) for user in users]
+    return {result.recipient.user: result.error for result in results}
+
+
+def message_id_of(content: bytes) -> str:
+    """The message's Message-ID as written (surrounding space removed), or ''."""
+    value = BytesHeaderParser().parsebytes(content).get("Message-ID", "")
+    return " ".join(str(value).split())
+
+
+def _recipient(request: DeliverRequest, user: str) -> str:
+    return f"{user}+{request.folder}" if request.folder else user

@@ -6,7 +6,8 @@
     posthouse stop       stop it, waiting while it finishes the sessions in flight
     posthouse restart    stop, then start (a new configuration file applies as a whole; one
                          whose NFS mailbox directory is not mounted leaves it running)
-    posthouse status     say whether it runs
+    posthouse status     say whether it runs; with --connections, list the live connections
+                         (process, protocol, client, user, selected IMAP mailbox: 12.5.5)
     posthouse reload     re-read the configuration (as SIGHUP does); says what needs a restart
 
 The chapter's ``/sbin/init.d/sendmail start|stop|restart`` (12.8).  The exit codes are those
@@ -25,13 +26,16 @@ from typing import Any
 
 from posthouse.admin.daemon import (
     LSB_NOT_CONFIGURED,
+    LSB_NOT_PERMITTED,
     Result,
+    connection_listing,
     daemon_status,
     reload_daemon,
     restart_daemon,
     start_daemon,
     stop_daemon,
 )
+from posthouse.admin.errors import NotPermitted
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 
@@ -58,6 +62,14 @@ def add_parser(subparsers: Any) -> None:
                 help="how long to wait for the daemon to exit "
                 "(default: server.shutdown_grace_seconds + 30)",
             )
+        if name == "status":
+            parser.add_argument(
+                "-c",
+                "--connections",
+                action="store_true",
+                help="also list the live connections: process, protocol, client, user and "
+                "selected IMAP mailbox (root and the daemon's account)",
+            )
         parser.set_defaults(func=run, daemon_action=name)
 
 
@@ -70,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
     result = ACTIONS[args.daemon_action][1](settings, args)
     stream = sys.stdout if result.code == 0 else sys.stderr
     print(f"posthouse {args.daemon_action}: {result.message}", file=stream)
+    if result.code == 0 and getattr(args, "connections", False):
+        try:
+            print(connection_listing(settings))
+        except NotPermitted as exc:
+            print(f"posthouse status: {exc}", file=sys.stderr)
+            return LSB_NOT_PERMITTED
     return result.code

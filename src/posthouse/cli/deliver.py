@@ -2,13 +2,18 @@
 
 ::
 
-    posthouse deliver [-f SENDER] [-m FOLDER] [-a AUTHUSER] USER...
+    posthouse deliver [-f SENDER] [-m FOLDER] [-a AUTHUSER] [-q] [-e] USER...
+    posthouse deliver -l [-a AUTHUSER] [-q] [-e]
 
 The chapter's deliver(8) (12.5), as Cyrus's: each USER's INBOX gets the message, or with
 ``-m FOLDER`` the mailbox ``INBOX.FOLDER`` when it lets the poster (``-a AUTHUSER``, else
 anonymous) post to it, else the INBOX.  ``-f`` (or ``-r``) is the envelope sender written
 as ``Return-Path:`` (default: the invoking user).  The message is durable in every mailbox
-before the command exits 0.  What delivering does is :mod:`posthouse.admin.deliver`'s.
+before the command exits 0.  ``-q`` delivers even over quota; ``-e`` suppresses duplicates:
+a message whose Message-ID was delivered to the user (and folder) in the last three days is
+not stored again (Cyrus's deliver.db).  What delivering does is
+:mod:`posthouse.admin.deliver`'s.  ``-l`` speaks LMTP on standard input and output instead
+(recipients ``user`` or ``user+folder``; :mod:`posthouse.admin.deliver_lmtp`), as Cyrus's.
 
 Exit codes follow sysexits, so a local mailer can act on them: 0 delivered to every user;
 75 (EX_TEMPFAIL) when any user failed temporarily (the store unavailable or over quota:
@@ -25,6 +30,7 @@ import sys
 from typing import BinaryIO, NoReturn, TextIO
 
 from posthouse.admin.deliver import DeliverRequest, DeliverResult, deliver_message
+from posthouse.admin.deliver_lmtp import DeliverOptions, serve_lmtp
 from posthouse.cli.exits import EX_CONFIG, EX_NOPERM, EX_NOUSER, EX_OK, EX_USAGE
 from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
@@ -50,6 +56,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("-m", dest="folder", metavar="FOLDER", help="deliver to INBOX.FOLDER")
     parser.add_argument(
         "-a", dest="poster", metavar="AUTHUSER", help="whose post right -m FOLDER needs"
+    )
+    parser.add_argument(
+        "-q", dest="ignore_quota", action="store_true", help="deliver even over quota"
+    )
+    parser.add_argument(
+        "-e",
+        dest="suppress_duplicates",
+        action="store_true",
+        help="do not deliver a Message-ID again to a user it reached in the last three days",
+    )
+    parser.add_argument(
+        "-l",
+        dest="lmtp",
+        action="store_true",
+        help="speak LMTP (RFC 2033) on standard input and output; no USER then",
     )
     parser.add_argument("users", metavar="USER", nargs="*", help="the users to deliver to")
     parser.set_defaults(func=main, usage_status=EX_USAGE)
@@ -77,10 +98,17 @@ def run_deliver(
     *,
     stdin: BinaryIO | None = None,
     stderr: TextIO | None = None,
+    stdout: BinaryIO | None = None,
 ) -> int:
     """Read the message, deliver it, report each failure; the sysexits status."""
     stdin = sys.stdin.buffer if stdin is None else stdin
     stderr = sys.stderr if stderr is None else stderr
+    if getattr(args, "lmtp", False):
+        if args.users or args.folder or args.sender:
+            print(f"{TOOL}: -l takes no USER, -m or -f (LMTP names them)", file=stderr)
+            return EX_USAGE
+        options = DeliverOptions(args.poster, args.ignore_quota, args.suppress_duplicates)
+        return serve_lmtp(settings, stdin, stdout or sys.stdout.buffer, options)
     if not args.users:
         print(f"{TOOL}: name at least one USER to deliver to", file=stderr)
         return EX_USAGE
@@ -93,11 +121,21 @@ def run_deliver(
         print(f"{TOOL}: the message is over {limit} octets (imap maxmessagesize)", file=stderr)
         return EX_DATAERR
     sender = args.sender if args.sender is not None else getpass.getuser()
-    request = DeliverRequest(tuple(args.users), content, sender, args.folder, args.poster)
+    request = DeliverRequest(
+        tuple(args.users),
+        content,
+        sender,
+        args.folder,
+        args.poster,
+        ignore_quota=args.ignore_quota,
+        suppress_duplicates=args.suppress_duplicates,
+    )
     results = deliver_message(settings, request)
     for result in results:
         if result.error is not None:
             print(f"{TOOL}: {result.error}", file=stderr)
+        elif result.duplicate:
+            print(f"{TOOL}: {result.user}: a duplicate, delivered before: skipped", file=stderr)
     return exit_status(results)
 
 

@@ -130,6 +130,7 @@ class IMAPSection:
     partitions: tuple[tuple[str, str], ...] = field(default=(), metadata={"prefix": "partition-"})
     defaultpartition: str = "default"  # a new top-level mailbox's partition
     admins: str = ""  # space-separated user names (imapd.conf admins)
+    defaultacl: str = "anyone lrs"  # a new top-level mailbox's ACL: "ID RIGHTS ID RIGHTS ..."
     quotawarn: int = 90  # percent of a quota root that draws a warning
     allowplaintext: bool = False  # LOGIN/AUTHENTICATE without TLS (always from loopback)
     maxmessagesize: int = 64 * 1024 * 1024  # one APPEND message (APPENDLIMIT), octets

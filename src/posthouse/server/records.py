@@ -8,6 +8,9 @@ user, mailbox).  The file is rewritten off the event loop at most every
 no file-system work; a process's file is removed when it stops, and files of
 processes that died are removed at start-up.
 
+:func:`read_records` reads them back for ``posthouse status --connections``; an IMAP
+session's mailbox is its internal name (``user.alice.Sent``), as in Cyrus's proc files.
+
 The records say who is connected from where, so only the daemon's account may read
 them: the directory is made mode 0700 (:func:`prepare_records_dir`, also called when a
 registry is created) and each file is written 0600 (created with ``O_NOFOLLOW``, its mode
@@ -52,6 +55,42 @@ class ConnectionRecord:
     def remove(self) -> None:
         if self.registry is not None:
             self.registry.forget(self)
+
+
+@dataclass(frozen=True)
+class LiveConnection:
+    """One line of a ``proc/PID`` file, as read back."""
+
+    pid: int
+    name: str
+    protocol: str
+    client: str
+    user: str
+    mailbox: str
+
+
+def read_records(directory: Path) -> list[LiveConnection]:
+    """Every live connection recorded under ``directory``, by process and record name.
+
+    PermissionError when this account may not read them (only root and the daemon's may);
+    a missing directory has none; files being replaced and malformed lines are skipped."""
+    connections: list[LiveConnection] = []
+    try:
+        entries = sorted(directory.iterdir(), key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue  # a temporary ".PID.tmp" being renamed into place
+        try:
+            text = entry.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            continue  # the process stopped meanwhile
+        for line in text.splitlines():
+            fields = line.split("\t")
+            if len(fields) == 5:
+                connections.append(LiveConnection(int(entry.name), *fields))
+    return connections
 
 
 def prepare_records_dir(directory: Path) -> None:

@@ -84,7 +84,7 @@ class NewMailbox:
     partition: str
     acl: str
     quota_root: str | None = None
-    special_use: str = ""  # RFC 6154 attribute, e.g. "\\Sent"
+    special_use: str = ""  # RFC 6154 attributes, space-separated, e.g. "\\Sent"
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ class MailboxStatus:
     unseen: int
     recent: int
     size: int
+    deleted: int = 0  # messages with \\Deleted (RFC 9051 §6.3.11 STATUS DELETED)
 
 
 @dataclass(frozen=True)
@@ -292,7 +293,10 @@ class MailStoreBackend(Protocol):
         index holds where it survives (chapter 12.5.5); :class:`MailboxNotFound`."""
         ...
 
-    async def set_acl(self, name: str, acl: str) -> MailboxRecord: ...
+    async def set_acl(self, name: str, acl: str, *, expected: str | None = None) -> MailboxRecord:
+        """Set the ACL; with ``expected``, only if the ACL is still that text, else
+        :class:`~posthouse.store.errors.AclChanged` (read-modify-write without lost updates)."""
+        ...
 
     async def set_quota_root(self, name: str, root: str | None) -> MailboxRecord: ...
 
@@ -377,6 +381,10 @@ class MailStoreBackend(Protocol):
     async def subscriptions(self, user: str) -> frozenset[str]: ...
 
     async def set_subscribed(self, user: str, name: str, subscribed: bool) -> None: ...
+
+    async def forget_subscriptions(self, user: str) -> None:
+        """Remove ``user``'s subscriptions record (the user is deleted)."""
+        ...
 
     # -- quota roots --
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from posthouse.store.names import InvalidName, NoInbox
 
 __all__ = [
+    "AclChanged",
     "InvalidName",
     "MailboxExists",
     "MailboxNotFound",
@@ -46,6 +47,12 @@ class NotPermitted(StoreError):
     """The user sees the mailbox but lacks the right for the operation (``[NOPERM]``)."""
 
 
+class AclChanged(StoreError):
+    """Another change of the ACL came first (a read-modify-write is tried again)."""
+
+    temporary = True
+
+
 class OverQuota(StoreError):
     """The quota root's limit would be exceeded (``[OVERQUOTA]``)."""
 
@@ -62,3 +69,7 @@ class StoreUnavailable(StoreError):
     """An I/O error, a lock not obtained in time, a damaged index (``[UNAVAILABLE]``)."""
 
     temporary = True
+
+
+class SpecialUseRefused(StoreError):
+    """A special use the server does not support or the user has already (``[USEATTR]``)."""

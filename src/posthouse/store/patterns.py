@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from posthouse.store.errors import StoreError
 from posthouse.store.names import INBOX, SEPARATOR
 
 __all__ = ["MAX_PATTERN", "Match", "compile_pattern", "join_reference", "listing", "literal_prefix"]
@@ -36,11 +37,12 @@ def join_reference(reference: str, pattern: str) -> str:
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """A regular expression matching the visible names ``pattern`` selects."""
+    """A regular expression matching the visible names ``pattern`` selects; a StoreError
+    (IMAP: NO [LIMIT]) for a pattern over the limits."""
     if len(pattern) > MAX_PATTERN:
-        raise ValueError(f"a LIST pattern is at most {MAX_PATTERN} characters")
+        raise StoreError(f"a LIST pattern is at most {MAX_PATTERN} characters")
     if pattern.count("*") + pattern.count("%") > _MAX_WILDCARDS:
-        raise ValueError(f"a LIST pattern holds at most {_MAX_WILDCARDS} wildcards")
+        raise StoreError(f"a LIST pattern holds at most {_MAX_WILDCARDS} wildcards")
     parts: list[str] = []
     for ch in pattern:
         if ch == "*":

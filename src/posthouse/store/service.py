@@ -4,8 +4,8 @@
 once, the rules of chapter 12.5.6-12.5.8: the namespace (``INBOX`` for ``user.NAME``, users
 with dots have no INBOX, creating a user's INBOX creates the user with the SPECIAL-USE
 folders, deleting it deletes all their mailboxes), the rights of each user on each mailbox
-(:class:`~posthouse.store.policy.AccessPolicy`; a mailbox the user may neither list nor read
-answers as one that does not exist), seen state per user, and quota checks
+(:class:`~posthouse.store.policy.AccessPolicy`; a user lacking a right on a mailbox the user
+may not look up gets the answer a missing mailbox gets), seen state per user, and quota checks
 (:class:`~posthouse.store.policy.QuotaPolicy`).  :meth:`MailStore.session` gives one logged-in
 user's view (:class:`UserSession`), in the names that user sees.
 
@@ -122,9 +122,12 @@ class MailStore:
         return record
 
     async def delete_user(self, user: str) -> list[str]:
-        """Delete ``user``'s INBOX and every mailbox below it; returns the names deleted."""
+        """Delete ``user``'s INBOX and every mailbox below it, and the user's subscriptions
+        (chapter 12.5.5's ``user/NAME.sub``); returns the names deleted."""
         inbox = user_inbox(user)
-        return await self._delete_tree(inbox)
+        deleted = await self._delete_tree(inbox)
+        await self.backend.forget_subscriptions(user)
+        return deleted
 
     async def _delete_tree(self, name: str) -> list[str]:
         records = await self.backend.list_mailboxes(children_prefix(name))
@@ -142,8 +145,10 @@ class MailStore:
         *,
         folder: str | None = None,
         poster: str = ANONYMOUS,
+        ignore_quota: bool = False,
     ) -> AppendResult:
         """Local delivery into ``user``'s INBOX (the MTA's agent and ``deliver`` call this).
+        ``ignore_quota``: ``deliver -q``, the quota is not checked (Cyrus's deliver -q).
 
         With ``folder`` (``user+folder@domain``, ``deliver -m folder``) the message goes to
         ``INBOX.folder`` when that mailbox lets the delivery system post to it (the ``p``
@@ -164,9 +169,10 @@ class MailStore:
         if record is None:
             raise MailboxNotFound(f"user {user} has no INBOX")
         messages = self.checked(messages)
-        await self.quota.check(
-            self.backend, record, sum(len(m.content) for m in messages), delivery=True
-        )
+        if not ignore_quota:
+            await self.quota.check(
+                self.backend, record, sum(len(m.content) for m in messages), delivery=True
+            )
         return await self.backend.append(record.id, messages)
 
     # -- helpers for sessions --

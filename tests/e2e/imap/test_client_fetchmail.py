@@ -4,38 +4,32 @@ a file: ``keep`` leaves the mail (seen) on the server, ``no keep`` deletes what 
 from __future__ import annotations
 
 import email
-import hashlib
 import os
-import ssl
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.e2e.conftest import PASSWORD, Server
 from tests.e2e.imap.mailbox import append, message, run, server_view
 
 #: How fetchmail reaches the server: plain text, STARTTLS or implicit TLS, the last two with
-#: the server's certificate pinned by its fingerprint (fetchmail's CA check wants a common
-#: name, which the test CA's certificates do not have).
+#: the server's certificate checked against the test CA (ca.pem) and the name localhost.
 TRANSPORTS = {
     "plain": ("imap", ["--sslproto", ""]),
-    "starttls": ("imap", ["--sslproto", "auto", "--nosslcertck"]),
-    "tls": ("imaps", ["--ssl", "--nosslcertck"]),
+    "starttls": ("imap", ["--sslproto", "auto", "--sslcertck"]),
+    "tls": ("imaps", ["--ssl", "--sslcertck"]),
 }
 
 
-def pinned(server: Server) -> list[str]:
-    der = ssl.PEM_cert_to_DER_cert((server.home / "cert.pem").read_text())
-    digest = hashlib.md5(der).hexdigest().upper()
-    return ["--sslfingerprint", ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))]
-
-
-def fetchmail(server: Server, home: Path, out: Path, transport: str, *options: str) -> str:
+def fetchmail(
+    server: Server, home: Path, out: Path, transport: str, *options: str, ca: Path | None = None
+) -> str:
     listener, tls_options = TRANSPORTS[transport]
     if transport != "plain":
-        tls_options = [*tls_options, *pinned(server)]
+        tls_options = [*tls_options, "--sslcertfile", str(ca or server.home / "ca.pem")]
     rc = home / "fetchmailrc"
-    rc.write_text(f'poll 127.0.0.1 user bob password "{PASSWORD}"\n')
+    rc.write_text(f'poll localhost user bob password "{PASSWORD}"\n')
     rc.chmod(0o600)
     env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
     done = run(
@@ -65,7 +59,7 @@ def test_fetchmail_keep_then_no_keep(imap_server: Server, tmp_path: Path, transp
         directory.mkdir()
 
     log = fetchmail(imap_server, home, kept, transport, "--keep")
-    assert ("fingerprints match" in log) == (transport != "plain"), log  # TLS when asked
+    assert ("SSL/TLS: using protocol" in log) == (transport != "plain"), log  # TLS when asked
     assert subjects(kept) == ["fm one", "fm two"], log
     assert (
         b"body one" in min(kept.iterdir(), key=lambda f: b"fm two" in f.read_bytes()).read_bytes()
@@ -80,3 +74,18 @@ def test_fetchmail_keep_then_no_keep(imap_server: Server, tmp_path: Path, transp
     log = fetchmail(imap_server, home, rest, transport, "--nokeep", "--all")
     assert subjects(rest) == ["fm one", "fm two"], log
     assert server_view(imap_server) == {}
+
+
+def test_fetchmail_refuses_a_server_its_ca_did_not_certify(
+    imap_server: Server, tmp_path: Path
+) -> None:
+    """The check above is real: with another CA the same server is refused."""
+    append(imap_server, "INBOX", message("fm stays", "body"))
+    home, out = tmp_path / "home", tmp_path / "out"
+    home.mkdir()
+    out.mkdir()
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    with pytest.raises(AssertionError, match="Server certificate verification error"):
+        fetchmail(imap_server, home, out, "tls", "--keep", ca=other)
+    assert list(out.iterdir()) == []

@@ -4,12 +4,11 @@ folder made on the server arrives."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import ssl
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.e2e.conftest import PASSWORD, Server
 from tests.e2e.imap.mailbox import append, message, run, server_view
@@ -26,8 +25,7 @@ def offlineimap(rc: Path, home: Path) -> str:
 
 
 #: How offlineimap reaches the server: plain text, or implicit TLS with the server's certificate
-#: pinned (offlineimap's CA check wants a common name, which the test CA's certificates do not
-#: have) and COMPRESS=DEFLATE on top.
+#: checked against the test CA (ca.pem) and the name localhost, and COMPRESS=DEFLATE on top.
 TRANSPORTS = {
     "plain": ("127.0.0.1", "imap", "ssl = no\nstarttls = no\n"),
     "tls-compressed": ("localhost", "imaps", "ssl = yes\nusecompression = yes\n"),
@@ -42,9 +40,8 @@ def test_offlineimap_syncs_and_pushes_local_changes(
     append(imap_server, "INBOX", message("north", "n"), message("south", "s"), message("east", "e"))
     home, local = tmp_path / "home", tmp_path / "Mail"
     home.mkdir()
-    der = ssl.PEM_cert_to_DER_cert((imap_server.home / "cert.pem").read_text())
     if listener == "imaps":
-        options += f"cert_fingerprint = {hashlib.sha512(der).hexdigest()}\n"
+        options += f"sslcacertfile = {imap_server.home / 'ca.pem'}\n"
     rc = home / "offlineimaprc"
     rc.write_text(
         f"[general]\naccounts = posthouse\nmetadata = {home}/.offlineimap\n\n"
@@ -79,3 +76,28 @@ def test_offlineimap_syncs_and_pushes_local_changes(
     assert set(local_view(inbox)) == {"north", "south", "west"}, log
     assert server_view(imap_server, "INBOX.Travel") == {"tickets": {"\\Seen"}}, log
     assert local_view(local / "INBOX.Recipes") == {"soup": ""}, log
+
+
+def test_offlineimap_refuses_a_server_its_ca_did_not_certify(
+    imap_server: Server, tmp_path: Path
+) -> None:
+    """The TLS check above is real: with another CA the same server is refused."""
+    home, local = tmp_path / "home", tmp_path / "Mail"
+    home.mkdir()
+    other = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other))
+    rc = home / "offlineimaprc"
+    rc.write_text(
+        f"[general]\naccounts = posthouse\nmetadata = {home}/.offlineimap\n\n"
+        "[Account posthouse]\nlocalrepository = local\nremoterepository = remote\n\n"
+        f"[Repository local]\ntype = Maildir\nlocalfolders = {local}\n\n"
+        f"[Repository remote]\ntype = IMAP\nremotehost = localhost\n"
+        f"remoteport = {imap_server.ports['imaps']}\nremoteuser = bob\nremotepass = {PASSWORD}\n"
+        f"ssl = yes\nsslcacertfile = {other}\n"
+    )
+    try:
+        log = offlineimap(rc, home)
+    except AssertionError as failed:  # it exits non-zero
+        log = str(failed)
+    assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log, log
+    assert not (local / "INBOX").exists()

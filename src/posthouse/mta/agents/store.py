@@ -82,14 +82,21 @@ def store_error(user: str, exc: Exception) -> MailError:
 class StoreDelivery:
     """The store delivery agent (module docstring).  ``store`` gives the process's one
     :class:`MailStore` (made on first use); ``poster`` is whose ``p`` right lets mail into
-    a folder (``anonymous``: the MTA; ``deliver -a USER`` names a user)."""
+    a folder (``anonymous``: the MTA; ``deliver -a USER`` names a user); ``ignore_quota``:
+    ``deliver -q``."""
 
     def __init__(
-        self, store: Callable[[], MailStore], prepare: Prepare, *, poster: str = ANONYMOUS
+        self,
+        store: Callable[[], MailStore],
+        prepare: Prepare,
+        *,
+        poster: str = ANONYMOUS,
+        ignore_quota: bool = False,
     ) -> None:
         self._store = store
         self._prepare = prepare
         self._poster = poster
+        self._ignore_quota = ignore_quota
 
     def start(self, envelope: MessageEnvelope) -> StoreTransaction:
         return StoreTransaction(envelope, agent=self)
@@ -113,7 +120,13 @@ class StoreDelivery:
     async def deliver(self, box: StoreMailbox, message: NewMessage) -> MailError | None:
         """Append ``message`` durably to ``box``; None on success, else the error."""
         try:
-            await self._store().deliver(box.user, [message], folder=box.folder, poster=self._poster)
+            await self._store().deliver(
+                box.user,
+                [message],
+                folder=box.folder,
+                poster=self._poster,
+                ignore_quota=self._ignore_quota,
+            )
         except Exception as exc:  # every failure is a result, never an exception
             return store_error(box.user, exc)
         return None

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from posthouse.protocols import sasl
 from posthouse.protocols.engine_base import (
@@ -105,6 +105,11 @@ _AUTHENTICATED: Final = _ANY | {
     "NAMESPACE",
     "IDLE",
     "COMPRESS",
+    "SETACL",  # RFC 4314 §3
+    "DELETEACL",
+    "GETACL",
+    "LISTRIGHTS",
+    "MYRIGHTS",
     "RECONSTRUCT",
 }
 #: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
@@ -163,6 +168,14 @@ class IMAPSettings:
     server_id: tuple[tuple[str, str], ...] = (("name", "posthouse"),)
 
 
+class Tap(Protocol):
+    """Sees the session's octets as the protocol has them (inside TLS and COMPRESS)."""
+
+    def received(self, data: bytes) -> None: ...
+
+    def sent(self, data: bytes) -> None: ...
+
+
 class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
     """One server-side IMAP session."""
 
@@ -183,6 +196,7 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
         self._inflate: zlib._Decompress | None = None
         self._deflate: zlib._Compress | None = None
         self._plain = b""
+        self.tap: Tap | None = None  # the telemetry log (chapter 12.5.5), when one is kept
         self._send(
             Status("OK", f"{settings.hostname} IMAP4rev1 ready", code=self._capability_code())
         )
@@ -240,8 +254,10 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "UNSELECT",
             "CHILDREN",
             "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
             "LIST-EXTENDED",
             "LIST-STATUS",
+            "STATUS=SIZE",
             "ESEARCH",
             "CONDSTORE",
             "QRESYNC",
@@ -253,6 +269,8 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "MULTIAPPEND",
             "UTF8=ACCEPT",
             f"APPENDLIMIT={self._settings.reader.append}",
+            "ACL",  # RFC 4314 §3; RIGHTS=: the rights beyond RFC 2086's (§2.1.1)
+            "RIGHTS=kxte",
         ]
         if self._deflate is None:
             caps.append("COMPRESS=DEFLATE")
@@ -266,10 +284,14 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
                 self._send(Status("BYE", "Invalid compressed data"))
                 self._close("invalid compressed data")
                 return
+        if self.tap is not None:
+            self.tap.received(data)
         super().receive_data(data)
 
     def data_to_send(self) -> bytes:
         data = super().data_to_send()
+        if self.tap is not None and (self._plain or data):
+            self.tap.sent(self._plain + data)
         if self._deflate is not None and data:
             data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         plain, self._plain = self._plain, b""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from posthouse.protocols.imap import mutf7, response
@@ -32,13 +32,15 @@ from posthouse.protocols.imap.commands import Command
 from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.response import Atom, Code, data, number_code
 from posthouse.protocols.imap.selected import SelectedMailbox
+from posthouse.server.imap.acl_commands import AclCommands
 from posthouse.server.imap.admin_commands import reconstruct
+from posthouse.server.imap.list_subscribed import SubscribedItem, subscribed_items
 from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import MailboxStatus
 from posthouse.store.errors import InvalidName, StoreError, StoreUnavailable
-from posthouse.store.service import UserSession
+from posthouse.store.service import ListItem, UserSession
 
 if TYPE_CHECKING:
     from posthouse.server.imap.session import IMAPSession
@@ -70,6 +72,7 @@ class CommandRunner:
             "NAMESPACE": self.namespace,
             "RECONSTRUCT": functools.partial(reconstruct, self),
             **self.messages.handlers(),
+            **AclCommands(session).handlers(),
         }
 
     @property
@@ -186,9 +189,11 @@ class CommandRunner:
     async def create(self, command: Command) -> Outcome | None:
         arguments = command.arguments
         assert isinstance(arguments, Create)
-        if arguments.special_use:
-            raise Outcome("NO", "Choosing a special use is not supported", Code("USEATTR"))
-        await self.user.create(self.name_in(arguments.mailbox), partition=arguments.partition)
+        await self.user.create(
+            self.name_in(arguments.mailbox),
+            special_use=arguments.special_use,
+            partition=arguments.partition,
+        )
         return None
 
     async def delete(self, command: Command) -> Outcome | None:
@@ -233,10 +238,16 @@ class CommandRunner:
         show_subscribed = subscribed_only or "SUBSCRIBED" in returns
         special_only = "SPECIAL-USE" in selection
         reference = self.name_in(arguments.reference)
+        recursive = "RECURSIVEMATCH" in selection  # RFC 5258 §3.5
+        if recursive and not selection - {"RECURSIVEMATCH", "REMOTE"}:
+            raise Outcome("BAD", "RECURSIVEMATCH needs another selection option (RFC 5258 §3)")
         seen: set[str] = set()
         for pattern in arguments.patterns:
             wanted = self.name_in(pattern)
-            if lsub:
+            items: Sequence[ListItem | SubscribedItem]
+            if subscribed_only:
+                items = await subscribed_items(self.user, reference, wanted, recursive=recursive)
+            elif lsub:
                 items = await self.user.list_subscribed(reference, wanted)
             else:
                 items = await self.user.list_mailboxes(reference, wanted)
@@ -245,23 +256,29 @@ class CommandRunner:
                     continue
                 seen.add(item.name)
                 attributes = set(item.attributes)
-                if subscribed_only and "\\Subscribed" not in attributes:
-                    continue
                 if special_only and not attributes & _SPECIAL_USE:
                     continue
                 if not show_subscribed:
                     attributes.discard("\\Subscribed")
                 name: object = self.name_out(item.name) if item.name else ""
+                extended: list[object] = []
+                if isinstance(item, SubscribedItem) and item.childinfo:
+                    extended.append(["CHILDINFO", ["SUBSCRIBED"]])
                 self.engine.untagged(
                     data(
                         Atom(command.name),
                         [Atom(a) for a in sorted(attributes)],
                         ".",
                         name,
+                        *extended,
                         utf8=self.engine.utf8,
                     )
                 )
-                if arguments.status_items and item.name and "\\Noselect" not in attributes:
+                if (
+                    arguments.status_items
+                    and item.name
+                    and not attributes & {"\\Noselect", "\\NonExistent"}
+                ):
                     await self._status_line(item.name, arguments.status_items, quiet=True)
         return None
 
@@ -337,6 +354,8 @@ def _status_value(status: MailboxStatus, item: str, appendlimit: int) -> int | N
             return status.highestmodseq
         case "SIZE":
             return status.size
+        case "DELETED":
+            return status.deleted
         case "APPENDLIMIT":
             return appendlimit
     return None

@@ -32,6 +32,7 @@ from posthouse.store.errors import (
     NoInbox,
     NotPermitted,
     OverQuota,
+    SpecialUseRefused,
     StoreError,
     StoreUnavailable,
     UnknownPartition,
@@ -66,6 +67,8 @@ def store_error_status(error: StoreError | InvalidName, *, target: bool = False)
             return Outcome("NO", text, OVERQUOTA)
         case MessageNotFound():
             return Outcome("NO", text, EXPUNGEISSUED)
+        case SpecialUseRefused():
+            return Outcome("NO", text, Code("USEATTR"))  # RFC 6154 §3
         case InvalidName() | NoInbox() | UnknownPartition():
             return Outcome("NO", text, Code("CANNOT"))
         case StoreUnavailable():

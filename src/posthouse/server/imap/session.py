@@ -43,6 +43,7 @@ from posthouse.protocols.imap.selected import FlagUpdate
 from posthouse.server.connection import Connection
 from posthouse.server.imap.commands import CommandRunner
 from posthouse.server.imap.outcome import store_error_status
+from posthouse.server.imap.telemetry import TelemetryDirectory
 from posthouse.server.session import SessionDriver, Unit
 from posthouse.store.errors import InvalidName, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore, OpenMailbox, UserSession
@@ -61,6 +62,7 @@ class IMAPServices:
     store: MailStore
     tls_context: ssl.SSLContext | None
     local_domains: Callable[[str], bool]
+    telemetry: TelemetryDirectory | None = None  # the configuration directory's log/
 
 
 class IMAPSession:
@@ -78,6 +80,8 @@ class IMAPSession:
         self.settings = settings
         self.stopping = stopping
         self.engine = imap_engine.IMAPEngine(settings)
+        self.telemetry = services.telemetry.session_log() if services.telemetry else None
+        self.engine.tap = self.telemetry
         self.driver = SessionDriver(connection, self.engine, stopping)
         self.user: UserSession | None = None
         self.mailbox: OpenMailbox | None = None
@@ -91,6 +95,8 @@ class IMAPSession:
             await self.driver.run(self)
         finally:
             await self._stop_idle()
+            if self.telemetry is not None:
+                self.telemetry.close()
 
     # -- the driver's SessionLogic --
 
@@ -142,6 +148,8 @@ class IMAPSession:
 
     async def _login(self, event: events.LoginAttempt) -> None:
         client = self.connection.peer.address
+        if self.telemetry is not None:
+            self.telemetry.login_attempted()
         if event.authzid and event.authzid != event.user:
             log.info("NOTICE imap: proxy login of %s as %s refused", event.user, event.authzid)
             self.engine.reject_login("Proxy logins are not supported", Code("AUTHORIZATIONFAILED"))
@@ -162,11 +170,16 @@ class IMAPSession:
             self.user = self.services.store.session(user)
         except (StoreError, InvalidName) as error:
             outcome = store_error_status(error)
+            log.info("NOTICE imap: login of %s from %s failed: %s", user, client, outcome.text)
             self.engine.reject_login(outcome.text, outcome.code)
             return
         log.info("NOTICE imap: %s logged in from %s (%s)", user, client, event.mechanism)
         self.connection.authenticated()
         self.connection.record.update(user=user)
+        if self.telemetry is not None:
+            self.telemetry.logged_in(user)
+            if not self.telemetry.recording:
+                self.engine.tap = self.telemetry = None
         self.engine.accept_login(user)
 
     async def _start_tls(self) -> None:
@@ -188,7 +201,7 @@ class IMAPSession:
         assert self.user is not None
         self.token = self.user.change_token(mailbox)
         self.seen_modseq = mailbox.snapshot.status.highestmodseq
-        self.connection.record.update(mailbox=mailbox.name)
+        self.connection.record.update(mailbox=mailbox.record.name)  # internal, as Cyrus's
 
     async def look(self) -> None:
         """Hand what changed in the selected mailbox since the last look to the engine."""

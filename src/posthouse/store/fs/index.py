@@ -6,6 +6,10 @@ per message its UID, MODSEQ, flags and keywords, internal date and size; the cac
 ENVELOPE/BODYSTRUCTURE/header blobs (a separate table, so flag scans stay small); tombstones
 of expunged UIDs (QRESYNC); each user's private seen set and recent mark.
 
+**Tombstones are pruned.**  Beyond ``TOMBSTONE_LIMIT`` of them the older half goes in the
+expunge's own transaction and the highest MODSEQ pruned is kept; a client resynchronising
+from before it is told every UID that is gone (RFC 7162 §3.2.5.2), not a partial list.
+
 **Durable before visible.**  An append writes each message to a temporary file in the
 mailbox folder and ``fdatasync``\\ s it *before* taking the index's write lock.  Under the lock
 it reads UIDNEXT, renames the files to ``UID.``, ``fsync``\\ s the folder once, inserts the rows
@@ -28,6 +32,7 @@ another partition is marked *superseded* in its old index the same way
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import sqlite3
@@ -68,6 +73,11 @@ from posthouse.store.fs.sqlite import Database
 from posthouse.store.uidset import MAX_UID, UidSet
 
 __all__ = ["MAX_KEYWORDS", "IndexSuperseded", "MailboxIndex", "PreparedMessage", "sync_file"]
+
+_log = logging.getLogger("posthouse.store")
+
+#: Expunge tombstones kept for QRESYNC: beyond this many the older half is pruned.
+TOMBSTONE_LIMIT = 20_000
 
 MAX_KEYWORDS = 256
 _WRITE_CHUNK = 1 << 20
@@ -143,6 +153,7 @@ class MailboxIndex:
         self._pending_lock = threading.Lock()
         self._pending: list[_Request] = []
         self.batches = 0  # commits made by this process (group-commit statistics)
+        self.tombstone_limit = TOMBSTONE_LIMIT
 
     # -- creation and removal --
 
@@ -224,10 +235,15 @@ class MailboxIndex:
                 for low, high in seen.uids.ranges
             )
             unseen = state.messages - seen_count
-        else:
-            unseen = conn.execute(
-                "SELECT count(*) FROM messages WHERE sysflags & ? = 0", (SEEN_BIT,)
+            deleted = conn.execute(
+                "SELECT count(*) FROM messages WHERE sysflags & ?", (DELETED_BIT,)
             ).fetchone()[0]
+        else:  # one pass for both counts
+            unseen, deleted = conn.execute(
+                "SELECT coalesce(sum(sysflags & ? = 0), 0), coalesce(sum(sysflags & ? != 0), 0)"
+                " FROM messages",
+                (SEEN_BIT, DELETED_BIT),
+            ).fetchone()
         recent = conn.execute(
             "SELECT count(*) FROM messages WHERE uid > ?", (seen.recent_uid,)
         ).fetchone()[0]
@@ -239,6 +255,7 @@ class MailboxIndex:
             unseen=unseen,
             recent=recent,
             size=state.bytes,
+            deleted=deleted,
         )
         return status, seen
 
@@ -358,8 +375,18 @@ class MailboxIndex:
             raise MessageNotFound(f"no message with UID {uid}")
         try:
             return open(self.dir / message_file_name(uid), "rb")
-        except FileNotFoundError:
+        except FileNotFoundError as error:
+            if self._still_listed(uid):  # not expunged meanwhile (rows go before files): lost
+                _log.error("store: a message file is lost: %s", error)  # chapter 12.5.4: ERR
             raise MessageNotFound(f"message file of UID {uid} is missing") from None
+
+    def _still_listed(self, uid: int) -> bool:
+        try:
+            with self.db.read() as conn:
+                row = conn.execute("SELECT 1 FROM messages WHERE uid = ?", (uid,)).fetchone()
+        except (OSError, sqlite3.Error, StoreError):
+            return False  # the mailbox is being deleted
+        return row is not None
 
     def changes_since(self, modseq: int, viewer: Viewer) -> Changes:
         with self.db.read() as conn:
@@ -373,11 +400,41 @@ class MailboxIndex:
                     for row in conn.execute("SELECT uid FROM messages WHERE modseq > ?", (modseq,))
                 )
             changed = self._rows(conn, uids, viewer, cached=False)
-            vanished = UidSet.of(
-                row[0]
-                for row in conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (modseq,))
-            )
+            vanished = self._vanished_since(conn, modseq, state)
         return Changes(state.highestmodseq, tuple(changed), vanished)
+
+    @staticmethod
+    def _vanished_since(conn: sqlite3.Connection, modseq: int, state: _State) -> UidSet:
+        """The UIDs expunged after ``modseq``.  When tombstones after it were pruned, every
+        UID below UIDNEXT that is not in the mailbox: a superset the caller narrows to the
+        UIDs its client knows (RFC 7162 §3.2.5.2 and §3.2.10: VANISHED (EARLIER) may name
+        UIDs the client never saw; it ignores them)."""
+        row = conn.execute("SELECT modseq FROM pruned").fetchone()
+        if row is not None and modseq < row[0]:
+            existing = UidSet.of(r[0] for r in conn.execute("SELECT uid FROM messages"))
+            below = UidSet([(1, state.uidnext - 1)]) if state.uidnext > 1 else UidSet.of([])
+            return below.difference(existing)
+        return UidSet.of(
+            r[0] for r in conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (modseq,))
+        )
+
+    def _prune_tombstones(self, conn: sqlite3.Connection) -> None:
+        """Once there are more than ``tombstone_limit`` tombstones, prune all but the newest
+        half (whole expunges at a time: their tombstones share a MODSEQ), and remember the
+        highest MODSEQ pruned (see `_vanished_since`)."""
+        count = conn.execute("SELECT count(*) FROM expunged").fetchone()[0]
+        if count <= self.tombstone_limit:
+            return
+        keep = self.tombstone_limit // 2
+        cut = conn.execute(
+            "SELECT modseq FROM expunged ORDER BY modseq DESC LIMIT 1 OFFSET ?", (keep,)
+        ).fetchone()[0]
+        conn.execute("DELETE FROM expunged WHERE modseq <= ?", (cut,))
+        conn.execute(
+            "INSERT INTO pruned VALUES (1, ?) ON CONFLICT(one) DO UPDATE SET"
+            " modseq = max(modseq, excluded.modseq)",
+            (cut,),
+        )
 
     # -- appending --
 
@@ -579,6 +636,7 @@ class MailboxIndex:
                 conn.executemany(
                     "INSERT OR REPLACE INTO expunged VALUES (?, ?)", [(u, modseq) for u, _ in gone]
                 )
+                self._prune_tombstones(conn)
                 conn.execute(
                     "UPDATE state SET highestmodseq = ?, messages = messages - ?,"
                     " bytes = bytes - ?",

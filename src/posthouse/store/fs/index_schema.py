@@ -5,8 +5,10 @@ cyrus.cache and cyrus.seen), versioned with ``PRAGMA user_version``.
 bytes, and the mark a deletion leaves.  ``messages``: per UID its MODSEQ, system flags (bit
 mask), keywords, internal date (seconds and zone offset) and size.  ``cache``: the ENVELOPE,
 BODYSTRUCTURE and header blobs, apart so flag scans stay small.  ``expunged``: tombstones
-(UID, MODSEQ) for QRESYNC.  ``seen``: each user's private seen UIDs, recent mark and the
-MODSEQ of their last change.  ``keywords``: the keywords in use (FLAGS, PERMANENTFLAGS).
+(UID, MODSEQ) for QRESYNC; ``pruned`` (at most one row): the highest MODSEQ of the
+tombstones pruned so far (Cyrus's deletedmodseq; an index without it has pruned none).
+``seen``: each user's private seen UIDs, recent mark and the MODSEQ of their last change.
+``keywords``: the keywords in use (FLAGS, PERMANENTFLAGS).
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def create_schema(conn: sqlite3.Connection) -> None:
         );
         CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL);
         CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (modseq);
+        CREATE TABLE IF NOT EXISTS pruned (
+            one INTEGER PRIMARY KEY CHECK (one = 1),
+            modseq INTEGER NOT NULL
+        );
         CREATE TABLE IF NOT EXISTS seen (
             user TEXT PRIMARY KEY,
             uids TEXT NOT NULL DEFAULT '',

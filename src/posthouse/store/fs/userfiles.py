@@ -61,3 +61,14 @@ class SubscriptionFiles:
                 os.close(fd)
             os.replace(temp, path)
             sync_directory(path.parent)
+
+    def forget(self, user: str) -> None:
+        """Remove ``user``'s file: the user was deleted.  The empty lock file stays (a
+        process waiting on it would otherwise lock a file no other process can see)."""
+        path = self.layout.subscriptions_file(user)
+        with (
+            user_lock(self.layout.user_lock_file(user, "sub")),
+            contextlib.suppress(FileNotFoundError),
+        ):
+            path.unlink()
+            sync_directory(path.parent)
