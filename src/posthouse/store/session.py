@@ -330,8 +330,8 @@ class UserSession:
     async def search_headers(
         self, mailbox: OpenMailbox, uids: UidSet, field: str, needle: bytes
     ) -> tuple[UidSet, UidSet]:
-        """SEARCH HEADER from the cached header sections: (matches, UIDs without a cached
-        header, which the caller searches in the message itself)."""
+        """SEARCH HEADER from the cached header sections: (matches, UIDs the cached headers
+        cannot answer for, which the caller searches itself: see `Backend.search_headers`)."""
         return await self.backend.search_headers(mailbox.mailbox_id, uids, field, needle)
 
     async def store_cache(
