@@ -169,16 +169,18 @@ class MessageCommands:
         match's header too (SORT, THREAD).  Body and text keys read each message; header
         keys make do with the header section cached at APPEND time."""
         user, mailbox, selected = self._open()
-        pairs = selected.live(enumerate(selected.uids, 1))
         narrowing = _narrowing_header(key)
-        if narrowing is not None and pairs:  # the store narrows down, the matcher decides
+        if narrowing is not None and selected.count:  # the store narrows, the matcher decides
             hits, unsure = await user.search_headers(
                 mailbox,
-                UidSet.of(u for _, u in pairs),
+                UidSet([(1, selected.largest_uid)]),
                 narrowing.name,
                 narrowing.value.casefold().encode("ascii"),
             )
-            pairs = [(s, u) for s, u in pairs if u in hits or u in unsure]
+            known = ((selected.seq_of(u), u) for u in sorted(hits.union(unsure)))
+            pairs = selected.live((seq, u) for seq, u in known if seq is not None)
+        else:
+            pairs = selected.live(enumerate(selected.uids, 1))
         content = _needs(key, (search.Body, search.Text))
         header = headers or _needs(key, (search.Header,))
         messages = await self._messages(pairs, cached=header and not content)
