@@ -114,7 +114,7 @@ class UserSession:
         record = await self.backend.get_mailbox(name)
         if record is None:
             raise MailboxNotFound(f"mailbox {visible} does not exist")
-        rights = self.service.rights(self.user, record)
+        rights = _interned(self.service.rights(self.user, record))
         if not rights & {"l", "r"}:
             raise MailboxNotFound(f"mailbox {visible} does not exist")
         return record, rights
@@ -453,6 +453,17 @@ class UserSession:
     async def refresh(self, mailbox: OpenMailbox) -> MailboxSnapshot:
         """A new snapshot of an open mailbox (for NOOP/IDLE: new UIDs, new keywords)."""
         return await self.backend.snapshot(mailbox.mailbox_id, viewer=mailbox.viewer)
+
+
+_RIGHTS_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _interned(rights: frozenset[str]) -> frozenset[str]:
+    """One shared object per distinct rights set: every open mailbox keeps its rights, and
+    10,000 idle sessions would otherwise hold 10,000 copies of the same few sets."""
+    if len(_RIGHTS_SETS) >= 256:
+        _RIGHTS_SETS.clear()
+    return _RIGHTS_SETS.setdefault(rights, rights)
 
 
 def _right_for_flag(flag: str) -> str:
