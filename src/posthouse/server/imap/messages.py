@@ -307,7 +307,7 @@ class MessageCommands:
         """FETCH of metadata items only (``1:* (UID FLAGS)``): lines written straight
         from the store's metadata, no per-message objects."""
         user, mailbox, selected = self._open()
-        seq_of = dict((u, s) for s, u in pairs)
+        seq_of = {u: s for s, u in pairs}
         if not seq_of:
             return
         metas = await user.fetch(mailbox, UidSet.of(seq_of))
