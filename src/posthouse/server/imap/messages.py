@@ -6,6 +6,11 @@ VANISHED), STORE (UNCHANGEDSINCE, MODIFIED), COPY and MOVE (RFC 6851) with COPYU
 and THREAD (RFC 5256).  Sequence numbers and UIDs are resolved by the engine's
 `SelectedMailbox`; a message another session expunged keeps its number until the client
 is told, and is skipped.
+
+Two fast paths for big mailboxes: a FETCH of metadata only (``1:* (UID FLAGS)``) is
+written straight from the store's rows (metadata_fetch.py), and a SEARCH with a header
+key asks the store's cached-header search for the candidates before the exact matcher
+looks at them.
 """
 
 from __future__ import annotations
