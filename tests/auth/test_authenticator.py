@@ -317,3 +317,34 @@ def test_system_users_are_checked_with_pam(
     # posthouse users are not sent to PAM.
     assert auth.check("alice", "alice-pw", client="192.0.2.1")
     assert len(pam.calls) == 2
+
+
+def test_recently_verified_login_does_not_queue_behind_its_clients_turn(db: UserDatabase) -> None:
+    """Many mail clients behind one address: while a slow check holds the address's turn, a
+    password verified minutes ago gets in at once; a wrong one still waits and is counted."""
+    in_pam = threading.Event()
+    release = threading.Event()
+
+    def slow_pam(name: str, password: str, service: str) -> bool:
+        in_pam.set()
+        return release.wait(timeout=30)
+
+    async def run() -> None:
+        sleep = FakeSleep()
+        directory = UserDirectory(db, system_accounts=True, system_lookup=system_account)
+        auth = Authenticator(directory, pam_check=slow_pam, sleep=sleep)
+        client = "192.0.2.7"
+        assert await auth.check_async("alice", "alice-pw", client=client)  # now cached
+        slow = asyncio.create_task(auth.check_async("sysuser", "unix-pw", client=client))
+        await asyncio.to_thread(in_pam.wait, 30)
+        again = asyncio.create_task(auth.check_async("alice", "alice-pw", client=client))
+        guess = asyncio.create_task(auth.check_async("alice", "guess", client=client))
+        done, _pending = await asyncio.wait({again}, timeout=20)
+        assert again in done and again.result() is True
+        assert not slow.done() and not guess.done()  # the guess waits for the turn
+        release.set()
+        assert await slow is True
+        assert await guess is False
+        assert sleep.delays  # the guess was counted and delayed
+
+    asyncio.run(run())
