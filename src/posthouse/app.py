@@ -24,6 +24,7 @@ from pathlib import Path
 from posthouse.auth.authenticator import Authenticator, UserDirectory, VerifiedCache
 from posthouse.auth.credentials import CredentialChecker
 from posthouse.auth.failure_limits import LoginLimiter
+from posthouse.auth.groups import GroupDirectory
 from posthouse.auth.mailauth import MailAuthDatabase
 from posthouse.auth.users import ServiceType, UserDatabase
 from posthouse.config.load import located_error
@@ -60,6 +61,7 @@ from posthouse.server.imap.views import prepared
 from posthouse.server.pop3 import apop_timestamp
 from posthouse.server.records import ConnectionRecord
 from posthouse.server.smtp import SMTPServices, SMTPSession
+from posthouse.store.acl import Acl, AclError
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.inbox_maildrop import InboxMaildrop
@@ -517,15 +519,23 @@ def mail_store_for(settings: Settings) -> MailStore:
         return path if path.is_absolute() else data_dir / path
 
     partition = pick(imap.partition_default, data_dir / "imap" / "spool")
+    config_dir = imap_config_dir(settings)
     layout = FsLayout(
-        imap_config_dir(settings),
+        config_dir,
         {imap.defaultpartition: partition},
         default_partition=imap.defaultpartition,
     )
+    try:
+        default_acl = str(Acl.from_pairs(imap.defaultacl))
+    except AclError as error:
+        raise located_error(settings.source, "imap.defaultacl", f"defaultacl: {error}") from error
     return MailStore(
         FsBackend(layout),
-        access=CyrusAccess(admins=frozenset(imap.admins.split())),
+        access=CyrusAccess(
+            admins=frozenset(imap.admins.split()), groups=GroupDirectory(config_dir / "groups")
+        ),
         default_partition=imap.defaultpartition,
+        default_acl=default_acl,
         max_message_size=imap.maxmessagesize,
     )
 

@@ -127,6 +127,7 @@ class IMAPSection:
     partition_default: str = field(default="", metadata={"key": "partition-default"})
     defaultpartition: str = "default"
     admins: str = ""  # space-separated user names (imapd.conf admins)
+    defaultacl: str = "anyone lrs"  # a new top-level mailbox's ACL: "ID RIGHTS ID RIGHTS ..."
     quotawarn: int = 90  # percent of a quota root that draws a warning
     allowplaintext: bool = False  # LOGIN/AUTHENTICATE without TLS (always from loopback)
     maxmessagesize: int = 64 * 1024 * 1024  # one APPEND message (APPENDLIMIT), octets

@@ -10,6 +10,7 @@ from __future__ import annotations
 from posthouse.store.names import InvalidName, NoInbox
 
 __all__ = [
+    "AclChanged",
     "InvalidName",
     "MailboxExists",
     "MailboxNotFound",
@@ -43,6 +44,12 @@ class MailboxExists(StoreError):
 
 class NotPermitted(StoreError):
     """The user sees the mailbox but lacks the right for the operation (``[NOPERM]``)."""
+
+
+class AclChanged(StoreError):
+    """Another change of the ACL came first (a read-modify-write is tried again)."""
+
+    temporary = True
 
 
 class OverQuota(StoreError):

@@ -6,7 +6,10 @@ nothing else does, so IMAP, POP3, delivery and the tools get the same answers.
 
 :class:`CyrusAccess` is the chapter's rule: the ACL's rights for the user, ``anyone`` and the
 user's groups, minus the matching negative rights, plus ``l`` and ``a`` implicitly for the
-owner of a personal mailbox and for the configured admins.  :class:`CountOnlyQuota` counts
+owner of a personal mailbox and for the configured admins.  Its ``groups`` callable names a
+user's groups (the application passes :class:`posthouse.auth.groups.GroupDirectory`: system
+groups and posthouse's group table); :meth:`CyrusAccess.implicit_rights` is what LISTRIGHTS
+reports as always granted.  :class:`CountOnlyQuota` counts
 usage (the backend does that) and refuses nothing: enforcing limits (``[OVERQUOTA]``, the
 delivery exception, ``quotawarn``) is the next step and plugs in here.
 """
@@ -19,7 +22,7 @@ from typing import Protocol
 
 from posthouse.store.acl import Acl, rights_for
 from posthouse.store.backend import MailboxRecord, MailStoreBackend
-from posthouse.store.names import owner_of
+from posthouse.store.names import USER_PREFIX, owner_of, parent_of
 
 __all__ = ["AccessPolicy", "CountOnlyQuota", "CyrusAccess", "QuotaPolicy"]
 
@@ -30,6 +33,10 @@ class AccessPolicy(Protocol):
     def rights(self, user: str, record: MailboxRecord) -> frozenset[str]: ...
 
     def is_admin(self, user: str) -> bool: ...
+
+    def implicit_rights(self, identifier: str, record: MailboxRecord) -> frozenset[str]:
+        """The rights ``identifier`` holds on ``record`` whatever its ACL (LISTRIGHTS)."""
+        ...
 
 
 class QuotaPolicy(Protocol):
@@ -57,6 +64,15 @@ class CyrusAccess:
         if user in self.admins or owner_of(record.name) == user:
             rights |= IMPLICIT_RIGHTS
         return rights
+
+    def implicit_rights(self, identifier: str, record: MailboxRecord) -> frozenset[str]:
+        """``l a`` for the owner and the admins; ``p`` on a user's INBOX for everyone else,
+        as Cyrus answers LISTRIGHTS: delivery to an INBOX never asks for ``p``."""
+        if identifier in self.admins or owner_of(record.name) == identifier:
+            return IMPLICIT_RIGHTS
+        if parent_of(record.name) == USER_PREFIX:
+            return frozenset("p")
+        return frozenset()
 
 
 class CountOnlyQuota:

@@ -4,8 +4,8 @@
 once, the rules of chapter 12.5.6-12.5.8: the namespace (``INBOX`` for ``user.NAME``, users
 with dots have no INBOX, creating a user's INBOX creates the user with the SPECIAL-USE
 folders, deleting it deletes all their mailboxes), the rights of each user on each mailbox
-(:class:`~posthouse.store.policy.AccessPolicy`; a mailbox the user may neither list nor read
-answers as one that does not exist), seen state per user, and quota checks
+(:class:`~posthouse.store.policy.AccessPolicy`; a user lacking a right on a mailbox the user
+may not look up gets the answer a missing mailbox gets), seen state per user, and quota checks
 (:class:`~posthouse.store.policy.QuotaPolicy`).  :meth:`MailStore.session` gives one logged-in
 user's view (:class:`UserSession`), in the names that user sees.
 

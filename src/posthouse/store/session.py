@@ -9,10 +9,11 @@ an open (selected) mailbox is an :class:`OpenMailbox` carrying its rights and sn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
+from posthouse.store.acl import Acl, check_identifier, modified_rights
 from posthouse.store.backend import (
     SYSTEM_FLAGS,
     AppendResult,
@@ -30,7 +31,13 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.errors import MailboxExists, MailboxNotFound, NotPermitted, StoreUnavailable
+from posthouse.store.errors import (
+    AclChanged,
+    MailboxExists,
+    MailboxNotFound,
+    NotPermitted,
+    StoreUnavailable,
+)
 from posthouse.store.flags import check_flags
 from posthouse.store.names import (
     INBOX,
@@ -49,6 +56,9 @@ if TYPE_CHECKING:
     from posthouse.store.service import MailStore
 
 __all__ = ["ListItem", "OpenMailbox", "UserSession"]
+
+ANY_RIGHT = frozenset("lrikxa")  # RFC 4314 §4: the "Any" column (MYRIGHTS)
+ACL_ATTEMPTS = 20  # reads and writes of an ACL that others change at the same time
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,13 @@ class OpenMailbox:
 class UserSession:
     """One logged-in user's view of the store: names as the user sees them, rights checked.
 
-    A mailbox the user may neither look up (``l``) nor read (``r``) raises
-    :class:`MailboxNotFound`, exactly as a missing one (RFC 4314 §6).
+    Each command checks the rights RFC 4314 §4 ties to it.  A user who lacks them gets
+    :class:`NotPermitted` when the user may look the mailbox up (``l``), else
+    :class:`MailboxNotFound`, exactly as for a missing one (RFC 4314 §6), as Cyrus answers:
+    with ``r s`` and no ``l`` a mailbox can be selected by name but is never listed.
+    SUBSCRIBE needs no right (a name that does not exist may be subscribed too), so LSUB
+    shows a subscribed mailbox the user may not look up as it shows a subscribed name that
+    does not exist.
     """
 
     def __init__(self, store: MailStore, view: UserView) -> None:
@@ -110,14 +125,19 @@ class UserSession:
     def _viewer(self, record: MailboxRecord) -> Viewer:
         return Viewer(self.user, private_seen=owner_of(record.name) != self.user)
 
-    async def _find(self, visible: str) -> tuple[MailboxRecord, frozenset[str]]:
+    async def _find(
+        self, visible: str, needed: str, what: str
+    ) -> tuple[MailboxRecord, frozenset[str]]:
+        """The mailbox and the user's rights on it, when the user holds ``needed`` (RFC 4314
+        §4).  Lacking them, :class:`NotPermitted` if the user may look the mailbox up (``l``),
+        else :class:`MailboxNotFound` with the very text a missing mailbox gets (RFC 4314 §6:
+        no answer tells that a mailbox the user may not see exists)."""
         name = self.view.to_internal(visible)
         record = await self.backend.get_mailbox(name)
-        if record is None:
+        rights = frozenset() if record is None else self.service.rights(self.user, record)
+        if record is None or not rights or (set(needed) - rights and "l" not in rights):
             raise MailboxNotFound(f"mailbox {visible} does not exist")
-        rights = self.service.rights(self.user, record)
-        if not rights & {"l", "r"}:
-            raise MailboxNotFound(f"mailbox {visible} does not exist")
+        self._require(rights, needed, what)
         return record, rights
 
     @staticmethod
@@ -125,6 +145,59 @@ class UserSession:
         missing = set(needed) - rights
         if missing:
             raise NotPermitted(f"you may not {what} (missing rights {''.join(sorted(missing))})")
+
+    # -- RFC 4314 ACL commands --
+
+    async def get_acl(self, visible: str) -> tuple[tuple[str, frozenset[str]], ...]:
+        """RFC 4314 §3.3 GETACL: the entries, negative ones with their ``-`` (needs ``a``)."""
+        record, _ = await self._find(visible, "a", "read the ACL of this mailbox")
+        return Acl.parse(record.acl).entries
+
+    async def set_acl(self, visible: str, identifier: str, rights: str) -> None:
+        """RFC 4314 §3.1 SETACL: ``+`` adds, ``-`` removes, else replaces ``identifier``'s
+        rights (an empty result removes the entry); needs ``a``.  An unknown letter is
+        :class:`~posthouse.store.acl.UnknownRight` before anything else is looked at."""
+        modified_rights(frozenset(), rights)
+        await self._change_acl(
+            visible, identifier, lambda acl: modified_rights(acl.rights_of(identifier), rights)
+        )
+
+    async def delete_acl(self, visible: str, identifier: str) -> None:
+        """RFC 4314 §3.2 DELETEACL (an identifier without an entry is no error); needs ``a``."""
+        await self._change_acl(visible, identifier, lambda acl: frozenset())
+
+    async def _change_acl(
+        self, visible: str, identifier: str, rights: Callable[[Acl], frozenset[str]]
+    ) -> None:
+        """Give ``identifier`` ``rights(current ACL)``; the ACL is read and written again
+        when another change came in between (none is lost)."""
+        check_identifier(identifier)
+        for _ in range(ACL_ATTEMPTS):
+            record, _ = await self._find(visible, "a", "change the ACL of this mailbox")
+            acl = Acl.parse(record.acl)
+            new = str(acl.with_entry(identifier, rights(acl)))
+            if new == record.acl:
+                return
+            try:
+                await self.backend.set_acl(record.name, new, expected=record.acl)
+                return
+            except AclChanged:
+                continue
+        raise StoreUnavailable(f"the ACL of {visible} keeps changing; try again")
+
+    async def list_rights(self, visible: str, identifier: str) -> frozenset[str]:
+        """RFC 4314 §3.4 LISTRIGHTS: the rights ``identifier`` always holds here, whatever
+        the ACL says (the others may all be granted, each on its own); needs ``a``."""
+        check_identifier(identifier)
+        record, _ = await self._find(visible, "a", "read the ACL of this mailbox")
+        return self.service.access.implicit_rights(identifier, record)
+
+    async def my_rights(self, visible: str) -> frozenset[str]:
+        """RFC 4314 §3.5 MYRIGHTS: needs any of ``l r i k x a`` (RFC 4314 §4 "Any")."""
+        _, rights = await self._find(visible, "", "")
+        if not rights & ANY_RIGHT:
+            raise MailboxNotFound(f"mailbox {visible} does not exist")
+        return rights
 
     # -- LIST, LSUB, subscriptions --
 
@@ -228,9 +301,8 @@ class UserSession:
         name = self.view.to_internal(visible)
         if self.view.has_inbox and name == self.view.inbox and not self.is_admin:
             raise NotPermitted("INBOX cannot be deleted")
-        record, rights = await self._find(visible)
-        if not self.is_admin:
-            self._require(rights, "x", "delete this mailbox")
+        needed = "" if self.is_admin else "x"
+        record, _ = await self._find(visible, needed, "delete this mailbox")
         if owner_of(name) is not None and parent_of(name) == USER_PREFIX:
             return await self.service.delete_user(owner_of(name) or "")
         deleted = await self.backend.delete_mailboxes([record.name])
@@ -241,16 +313,15 @@ class UserSession:
         INBOX (and INBOX's inferiors) where they are."""
         old = self.view.to_internal(old_visible)
         new = self.view.to_internal(new_visible)
-        record, rights = await self._find(old_visible)
-        if not self.is_admin:
-            self._require(rights, "x", "rename this mailbox")
-        if await self.backend.get_mailbox(new) is not None:
-            raise MailboxExists(f"mailbox {new_visible} already exists")
+        needed = "" if self.is_admin else "x"
+        record, _ = await self._find(old_visible, needed, "rename this mailbox")
         parent = await self.service.closest_existing(new)
         if not self.is_admin and (
             parent is None or "k" not in self.service.rights(self.user, parent)
-        ):
+        ):  # checked first: without k, whether the new name is taken is none of the user's business
             raise NotPermitted(f"you may not create {new_visible}")
+        if await self.backend.get_mailbox(new) is not None:
+            raise MailboxExists(f"mailbox {new_visible} already exists")
         if self.view.has_inbox and old == self.view.inbox:
             target = await self.backend.create_mailbox(
                 NewMailbox(new, record.partition, record.acl)
@@ -266,8 +337,7 @@ class UserSession:
 
     async def select(self, visible: str, *, read_only: bool = False) -> OpenMailbox:
         """RFC 3501 §6.3.1/§6.3.2: the snapshot; \\Recent is claimed unless read-only."""
-        record, rights = await self._find(visible)
-        self._require(rights, "r", "read this mailbox")
+        record, rights = await self._find(visible, "r", "read this mailbox")
         viewer = self._viewer(record)
         writable = bool(rights & set("wsitex"))
         read_only = read_only or not writable
@@ -305,19 +375,16 @@ class UserSession:
             raise MailboxNotFound(f"no mailbox {record.name} (deleted meanwhile)")
 
     async def status(self, visible: str) -> MailboxStatus:
-        record, rights = await self._find(visible)
-        self._require(rights, "r", "read this mailbox")
+        record, _ = await self._find(visible, "r", "read this mailbox")
         return await self.backend.status(record.id, viewer=self._viewer(record))
 
     # -- messages --
 
     async def append(self, visible: str, messages: Sequence[NewMessage]) -> AppendResult:
         """RFC 3501 §6.3.11 / RFC 3502 MULTIAPPEND: all the messages or none."""
-        record, rights = await self._find(visible)
-        self._require(rights, "i", "append to this mailbox")
-        messages = self.service.checked(messages)
-        if any("\\Seen" in m.flags for m in messages) and "s" not in rights:
-            messages = [_without(m, "\\Seen") for m in messages]
+        record, rights = await self._find(visible, "i", "append to this mailbox")
+        # RFC 4314 §4: flags the user may not set are left off (\\Seen s, \\Deleted t, others w)
+        messages = [_permitted(m, rights) for m in self.service.checked(messages)]
         await self.service.quota.check(
             self.backend, record, sum(len(m.content) for m in messages), delivery=False
         )
@@ -440,9 +507,9 @@ class UserSession:
     async def copy(
         self, mailbox: OpenMailbox, uids: UidSet, target_visible: str, *, move: bool = False
     ) -> CopyResult:
-        """RFC 3501 §6.4.7 COPY, RFC 6851 MOVE; the result carries RFC 4315 COPYUID data."""
-        target, rights = await self._find(target_visible)
-        self._require(rights, "i", "copy messages into that mailbox")
+        """RFC 3501 §6.4.7 COPY, RFC 6851 MOVE; the result carries RFC 4315 COPYUID data.
+        The copies keep only the flags the user may set in the target (RFC 4314 §4 COPY)."""
+        target, rights = await self._find(target_visible, "i", "copy messages into that mailbox")
         if move:
             if mailbox.read_only:
                 raise NotPermitted("the mailbox is read-only")
@@ -451,7 +518,37 @@ class UserSession:
         await self.service.quota.check(
             self.backend, target, sum(m.size for m in metas), delivery=False
         )
-        return await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
+        result = await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
+        await self._copied_flags(mailbox, metas, target, rights, result)
+        return result
+
+    async def _copied_flags(
+        self,
+        source: OpenMailbox,
+        metas: Sequence[MessageMeta],
+        target: MailboxRecord,
+        rights: frozenset[str],
+        result: CopyResult,
+    ) -> None:
+        """The backend copies the flags as they are; take off those the user may not set in
+        the target, and make \\Seen the user's own: the shared flag copied is the source
+        owner's, and in a mailbox of someone else's the user's seen state is private."""
+        viewer = self._viewer(target)
+        refused = {f for m in metas for f in m.flags if _right_for_flag(f) not in rights}
+        refused.discard("\\Recent")
+        exact_seen = not (source.viewer.private_seen or viewer.private_seen)
+        if "s" not in rights or not exact_seen:
+            refused.add("\\Seen")
+        copies = dict(zip(result.source_uids, result.target_uids, strict=True))
+        if refused and copies:
+            change = FlagChange(FlagMode.REMOVE, frozenset(refused))
+            await self.backend.store_flags(
+                target.id, UidSet.of(copies.values()), change, viewer=Viewer("")
+            )
+        seen = [copies[m.uid] for m in metas if "\\Seen" in m.flags and m.uid in copies]
+        if "s" in rights and not exact_seen and seen:
+            change = FlagChange(FlagMode.ADD, frozenset({"\\Seen"}))
+            await self.backend.store_flags(target.id, UidSet.of(seen), change, viewer=viewer)
 
     async def changes_since(self, mailbox: OpenMailbox, modseq: int) -> Changes:
         """RFC 7162 CHANGEDSINCE / QRESYNC: changed messages and VANISHED UIDs."""
@@ -474,11 +571,16 @@ def _right_for_flag(flag: str) -> str:
     return {"\\Seen": "s", "\\Deleted": "t"}.get(flag, "w")
 
 
-def _without(message: NewMessage, flag: str) -> NewMessage:
+def _permitted(message: NewMessage, rights: frozenset[str]) -> NewMessage:
+    refused = {f for f in message.flags if _right_for_flag(f) not in rights}
+    return _without(message, *refused) if refused else message
+
+
+def _without(message: NewMessage, *flags: str) -> NewMessage:
     return NewMessage(
         message.content,
         message.internal_date,
-        message.flags - {flag},
+        message.flags - set(flags),
         message.envelope,
         message.bodystructure,
         message.header,

@@ -49,6 +49,16 @@ class Id:
 
 
 @dataclass(frozen=True)
+class AclArguments:
+    """RFC 4314 §3: SETACL (mailbox, identifier, rights), DELETEACL and LISTRIGHTS (mailbox,
+    identifier), GETACL and MYRIGHTS (mailbox); what a command does not take is None."""
+
+    mailbox: str
+    identifier: str | None = None
+    rights: str | None = None
+
+
+@dataclass(frozen=True)
 class MailboxName:
     """DELETE, SUBSCRIBE, UNSUBSCRIBE: one mailbox (INBOX in any case becomes "INBOX")."""
 
@@ -186,6 +196,7 @@ Arguments = (
     | Enable
     | Id
     | MailboxName
+    | AclArguments
     | Select
     | Create
     | Rename

@@ -8,7 +8,7 @@ RFC 3691 UNSELECT, RFC 4315 UID EXPUNGE, RFC 4466 extended SELECT/CREATE/STORE/F
 LIST parameters, RFC 4731 ESEARCH RETURN, RFC 4959 SASL-IR, RFC 4978 COMPRESS,
 RFC 5161 ENABLE, RFC 5256 SORT/THREAD, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
 RFC 6154 SPECIAL-USE, RFC 6851 MOVE, RFC 6855 UTF8 APPEND, RFC 7162 CONDSTORE/QRESYNC,
-RFC 2177 IDLE, RFC 2342 NAMESPACE.
+RFC 2177 IDLE, RFC 2342 NAMESPACE, RFC 4314 ACL.
 
 A command the table does not know is a `CommandError` (BAD) like any syntax error; the
 caller answers it for that tag only.  Which commands are legal in which state is the
@@ -25,6 +25,7 @@ from typing import Final
 
 from posthouse.protocols.imap import fetchatt, search, seqset
 from posthouse.protocols.imap.arguments import (
+    AclArguments,
     Append,
     AppendMessage,
     Arguments,
@@ -500,6 +501,24 @@ def _thread(cursor: Cursor) -> Arguments:
     return Thread(algorithm, _search_criteria(cursor))
 
 
+def _acl(identifier: bool, rights: bool = False) -> Parser:
+    """RFC 4314 §3: command SP mailbox [SP identifier [SP mod-rights]], all astrings."""
+
+    def parse(cursor: Cursor) -> Arguments:
+        cursor.sp()
+        name = mailbox(cursor)
+        who = what = None
+        if identifier:
+            cursor.sp()
+            who = cursor.astring_text("an identifier")
+        if rights:
+            cursor.sp()
+            what = cursor.astring_text("the rights")
+        return AclArguments(name, who, what)
+
+    return parse
+
+
 def _compress(cursor: Cursor) -> Arguments:
     cursor.sp()
     return Compress(cursor.atom("a compression mechanism").upper())
@@ -542,6 +561,11 @@ COMMANDS: Final[dict[str, Parser]] = {
     "SORT": _sort,
     "THREAD": _thread,
     "COMPRESS": _compress,
+    "SETACL": _acl(identifier=True, rights=True),
+    "DELETEACL": _acl(identifier=True),
+    "GETACL": _acl(identifier=False),
+    "LISTRIGHTS": _acl(identifier=True),
+    "MYRIGHTS": _acl(identifier=False),
 }
 # Commands that take the UID prefix (RFC 3501 §6.4.8, RFC 4315, RFC 5256, RFC 6851).
 UID_COMMANDS: Final[dict[str, Parser]] = {

@@ -105,6 +105,11 @@ _AUTHENTICATED: Final = _ANY | {
     "NAMESPACE",
     "IDLE",
     "COMPRESS",
+    "SETACL",  # RFC 4314 §3
+    "DELETEACL",
+    "GETACL",
+    "LISTRIGHTS",
+    "MYRIGHTS",
 }
 #: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
 #: Commands the grammar does not know never get here: the reader answers them BAD.
@@ -263,6 +268,8 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "MULTIAPPEND",
             "UTF8=ACCEPT",
             f"APPENDLIMIT={self._settings.reader.append}",
+            "ACL",  # RFC 4314 §3; RIGHTS=: the rights beyond RFC 2086's (§2.1.1)
+            "RIGHTS=kxte",
         ]
         if self._deflate is None:
             caps.append("COMPRESS=DEFLATE")

@@ -31,6 +31,7 @@ from posthouse.protocols.imap.commands import Command
 from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.response import Atom, Code, data, number_code
 from posthouse.protocols.imap.selected import SelectedMailbox
+from posthouse.server.imap.acl_commands import AclCommands
 from posthouse.server.imap.list_subscribed import SubscribedItem, subscribed_items
 from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
@@ -68,6 +69,7 @@ class CommandRunner:
             "APPEND": self.append,
             "NAMESPACE": self.namespace,
             **self.messages.handlers(),
+            **AclCommands(session).handlers(),
         }
 
     @property

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import os
 import secrets
@@ -43,7 +44,13 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.errors import MailboxExists, MailboxNotFound, StoreError, StoreUnavailable
+from posthouse.store.errors import (
+    AclChanged,
+    MailboxExists,
+    MailboxNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from posthouse.store.fs.index import MailboxIndex, sync_file
 from posthouse.store.fs.layout import FsLayout
 from posthouse.store.fs.mailboxes import MailboxList
@@ -217,8 +224,18 @@ class FsBackend:
         assert record is not None
         return record
 
-    async def set_acl(self, name: str, acl: str) -> MailboxRecord:
-        return await self._run(self._update, name, "acl", acl)
+    def _set_acl(self, name: str, acl: str, expected: str | None) -> MailboxRecord:
+        with self.mailboxes.db.write() as conn:
+            record = self.mailboxes.get(conn, name)
+            if record is None:
+                raise MailboxNotFound(f"no mailbox {name}")
+            if expected is not None and record.acl != expected:
+                raise AclChanged(f"the ACL of {name} changed meanwhile")
+            self.mailboxes.update(conn, name, "acl", acl)
+        return dataclasses.replace(record, acl=acl)
+
+    async def set_acl(self, name: str, acl: str, *, expected: str | None = None) -> MailboxRecord:
+        return await self._run(self._set_acl, name, acl, expected)
 
     async def set_quota_root(self, name: str, root: str | None) -> MailboxRecord:
         return await self._run(self._update, name, "quota_root", root)
