@@ -39,6 +39,7 @@ from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander
+from posthouse.mta.full_mailbox import FullMailboxCheck
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
@@ -98,6 +99,7 @@ class Application:
     transport: RemoteTransport
     stats: Statistics
     locking: LockSettings  # how mailboxes are locked: by delivery and the POP3 maildrop alike
+    full_mailbox: FullMailboxCheck  # RCPT-time 452 4.2.2 for a store user over quota
     _mail_store: MailStore | None = field(default=None, init=False, repr=False)
 
     @property
@@ -438,6 +440,12 @@ def build_application(
         transport=transport,
         stats=stats,
         locking=locking,
+        full_mailbox=FullMailboxCheck(
+            domains.__contains__,
+            lambda key: aliases.lookup(key) is not None,
+            local_mail,
+            store_agent,
+        ),
     )
     return application
 
@@ -489,6 +497,7 @@ def smtp_services_for(
         max_hops=config.smtp.max_hops,
         credentials=app.credentials,
         rewriter=app.transport.rewriter,
+        full_mailbox=None if app.transport.forwards_local_mail else app.full_mailbox,
     )
 
 
@@ -537,6 +546,7 @@ def mail_store_for(settings: Settings) -> MailStore:
         default_partition=imap.defaultpartition,
         default_acl=default_acl,
         max_message_size=imap.maxmessagesize,
+        quota_warn=imap.quotawarn,
     )
 
 

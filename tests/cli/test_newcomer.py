@@ -38,6 +38,7 @@ COMMAND_LINES = [
     ["mailq", "-v"],
     ["mailstats"],
     ["setup", "--role", "client"],
+    ["imapquota", "-f", "user.hansen"],
 ]
 
 

@@ -18,7 +18,6 @@ from posthouse.mta.expand import Expander
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.queue.control_file import Envelope, RecipientState
 from posthouse.server.imap.views import prepared
-from posthouse.store.backend import MailboxRecord, MailStoreBackend
 from posthouse.store.errors import NotPermitted, OverQuota, StoreUnavailable
 from posthouse.store.mbox.locking import LockMethod, LockSettings
 from posthouse.store.names import INBOX
@@ -120,20 +119,15 @@ def test_a_folder_that_allows_posting_gets_the_message_else_the_inbox(tmp_path: 
     assert inbox(store, "alice") == [STORED, STORED]
 
 
-class RefusingQuota:
-    async def check(
-        self, backend: MailStoreBackend, record: MailboxRecord, added_bytes: int, *, delivery: bool
-    ) -> None:
-        raise OverQuota("quota root user.alice is over its limit")
-
-
 def test_over_quota_is_a_temporary_failure(tmp_path: Path) -> None:
     store = open_store(tmp_path)
     run(store.create_user("alice"))
-    store.quota = RefusingQuota()
+    run(store.backend.set_quota("user.alice", 0))
+    body = MessageBody(io.BytesIO, CONTENT)
+    assert deliver(store, [StoreMailbox("alice")], body) == [None]  # not over when it starts
     [error] = deliver(store, [StoreMailbox("alice")], MessageBody(io.BytesIO, CONTENT))
     assert error is not None and error.status == "4.2.2" and error.temporary
-    assert inbox(store, "alice") == []
+    assert len(inbox(store, "alice")) == 1
 
 
 def test_a_message_over_the_stores_limit_is_refused_for_good(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ TOOL_MODULES: tuple[str, ...] = (
     "mailq",
     "mailstats",
     "setup",
+    "imapquota",
 )
 
 #: Tools whose module has another name (one module registers them all).

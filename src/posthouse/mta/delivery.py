@@ -200,6 +200,18 @@ class QueueDelivery:
 
     # -- expansion ---------------------------------------------------------------------
 
+    def hand_back_deferred(self, queue_id: str) -> None:
+        """Drop the deferred recipients of an entry (their sender was told 4xx and retries);
+        an entry left with nothing to do is removed."""
+        with self.store.claim(queue_id, blocking=True) as envelope:
+            if envelope is None:
+                return
+            envelope.recipients = [r for r in envelope.recipients if r.status != "deferred"]
+            if any(r.status in ACTIVE for r in envelope.recipients):
+                self.store.update(envelope)
+            else:
+                self.store.remove(queue_id)
+
     def _expand(self, work: _Work, now: float) -> None:
         recipients = _reopen_legacy(work.envelope.recipients)
         work.changed = work.changed or recipients is not work.envelope.recipients
@@ -425,6 +437,8 @@ class QueueDelivery:
         if error.temporary and not expired:
             rcpt.status = "deferred"
             rcpt.next_attempt = self.retry.next_attempt(rcpt.attempts, now)
+            # LMTP answers with this error's own code (452 4.2.2 for a full mailbox).
+            work.outcome.failures.setdefault(rcpt.original or rcpt.address, error)
             log.info("%s, stat=Deferred: %s", line, rcpt.last_error)
         else:
             rcpt.status = "failed"

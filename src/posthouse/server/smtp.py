@@ -24,6 +24,7 @@ import logging
 import sqlite3
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -100,6 +101,8 @@ class SMTPServices:
     max_hops: int = 50  # Received: fields a message may carry (RFC 5321 §6.3 loop detection)
     credentials: CredentialChecker | None = None  # logins; else the authenticator alone
     rewriter: AddressRewriter | None = None  # header address rewriting; None: none
+    # RCPT-time check of a local IMAP-store user's quota (452 4.2.2); None: none
+    full_mailbox: Callable[[str], Awaitable[MailError | None]] | None = None
 
 
 class SMTPSession:
@@ -165,7 +168,7 @@ class SMTPSession:
                 self.recipients = []
                 self.engine.respond(replies.mail_ok("Sender ok"))
             case events.RcptTo():
-                self.engine.respond(self._check_recipient(event.address))
+                self.engine.respond(await self._check_recipient(event.address))
             case events.DataStart():
                 self._start_message()
             case events.MessageData():
@@ -207,7 +210,7 @@ class SMTPSession:
         if incoming is not None:
             incoming.abort()
 
-    def _check_recipient(self, address: str) -> Reply:
+    async def _check_recipient(self, address: str) -> Reply:
         try:
             self.services.policy.check_recipient(
                 address,
@@ -221,6 +224,11 @@ class SMTPSession:
             if self.services.stats is not None:
                 self.services.stats.record_rejected(self._mailer_name())
             return reply_for_error(error)
+        if self.services.full_mailbox is not None:
+            full = await self.services.full_mailbox(address)
+            if full is not None:  # chapter 12.5.8: the sender retries until there is room
+                log.info("RCPT <%s> from %s: deferred: %s", address, self.connection.peer, full)
+                return reply_for_error(full)
         self.recipients.append(address)
         return replies.rcpt_ok("Recipient ok")
 

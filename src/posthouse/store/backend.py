@@ -28,7 +28,8 @@ one (:mod:`posthouse.store.fs`, message files plus SQLite indexes) and later Pos
   them back.  ENVELOPE, BODYSTRUCTURE and the header section are cached as opaque blobs the
   caller computed (the store does not parse mail).
 * **Quota usage** is counted per quota root in the same call as the change (bytes, each copy
-  counted); limits are enforced by the service.
+  counted, index files never); the root of a mailbox is the nearest root at or above its
+  name (:mod:`posthouse.store.quota_roots`); limits are enforced by the service.
 
 All methods are coroutines except :meth:`change_token` (a memory read) and
 :meth:`open_message` (returns a blocking file object, for a thread).
@@ -83,7 +84,6 @@ class NewMailbox:
     name: str
     partition: str
     acl: str
-    quota_root: str | None = None
     special_use: str = ""  # RFC 6154 attributes, space-separated, e.g. "\\Sent"
 
 
@@ -95,7 +95,6 @@ class MailboxRecord:
     name: str
     partition: str
     acl: str
-    quota_root: str | None
     uidvalidity: int
     created_at: float
     special_use: str = ""
@@ -266,8 +265,6 @@ class MailStoreBackend(Protocol):
         :class:`~posthouse.store.errors.AclChanged` (read-modify-write without lost updates)."""
         ...
 
-    async def set_quota_root(self, name: str, root: str | None) -> MailboxRecord: ...
-
     # -- messages --
 
     async def status(self, mailbox_id: str, *, viewer: Viewer) -> MailboxStatus: ...
@@ -358,11 +355,27 @@ class MailStoreBackend(Protocol):
 
     async def quota(self, root: str) -> QuotaUsage | None: ...
 
-    async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        """Create or change a quota root (its usage is recomputed from its mailboxes)."""
+    async def quota_root_of(self, name: str) -> QuotaUsage | None:
+        """The root that limits mailbox ``name``: the nearest root at or above it."""
         ...
 
-    async def remove_quota(self, root: str) -> None: ...
+    async def list_quotas(self, prefix: str = "") -> list[QuotaUsage]:
+        """The roots whose names start with ``prefix``, sorted by name."""
+        ...
+
+    async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
+        """Create or change a quota root (a new root's usage is counted from its mailboxes,
+        and the root above it, which loses them, is counted again)."""
+        ...
+
+    async def remove_quota(self, root: str) -> None:
+        """Remove a root: its limit is lifted, its mailboxes count to the root above."""
+        ...
+
+    async def recompute_quotas(self, roots: Sequence[str] | None = None) -> list[QuotaUsage]:
+        """Count the usage of ``roots`` (None: all) again from the mailboxes' messages
+        (``imapquota -f``); returns them as they are now."""
+        ...
 
     # -- change notification --
 

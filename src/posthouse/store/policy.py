@@ -9,9 +9,8 @@ user's groups, minus the matching negative rights, plus ``l`` and ``a`` implicit
 owner of a personal mailbox and for the configured admins.  Its ``groups`` callable names a
 user's groups (the application passes :class:`posthouse.auth.groups.GroupDirectory`: system
 groups and posthouse's group table); :meth:`CyrusAccess.implicit_rights` is what LISTRIGHTS
-reports as always granted.  :class:`CountOnlyQuota` counts
-usage (the backend does that) and refuses nothing: enforcing limits (``[OVERQUOTA]``, the
-delivery exception, ``quotawarn``) is the next step and plugs in here.
+reports as always granted.  The quota rule (the limit of the nearest quota root, and
+delivery's exception) is :class:`~posthouse.store.quota_policy.RootLimits`.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from posthouse.store.acl import Acl, rights_for
 from posthouse.store.backend import MailboxRecord, MailStoreBackend
 from posthouse.store.names import USER_PREFIX, owner_of, parent_of
 
-__all__ = ["AccessPolicy", "CountOnlyQuota", "CyrusAccess", "QuotaPolicy"]
+__all__ = ["AccessPolicy", "CyrusAccess", "QuotaPolicy"]
 
 IMPLICIT_RIGHTS = frozenset("la")
 
@@ -41,9 +40,16 @@ class AccessPolicy(Protocol):
 
 class QuotaPolicy(Protocol):
     async def check(
-        self, backend: MailStoreBackend, record: MailboxRecord, added_bytes: int, *, delivery: bool
+        self,
+        backend: MailStoreBackend,
+        record: MailboxRecord,
+        added_bytes: int,
+        *,
+        delivery: bool,
+        leaving: MailboxRecord | None = None,
     ) -> None:
-        """Raise :class:`~posthouse.store.errors.OverQuota` to refuse the addition."""
+        """Raise :class:`~posthouse.store.errors.OverQuota` to refuse the addition;
+        ``leaving``: the mailbox the bytes leave in the same operation (MOVE)."""
         ...
 
 
@@ -73,10 +79,3 @@ class CyrusAccess:
         if parent_of(record.name) == USER_PREFIX:
             return frozenset("p")
         return frozenset()
-
-
-class CountOnlyQuota:
-    async def check(
-        self, backend: MailStoreBackend, record: MailboxRecord, added_bytes: int, *, delivery: bool
-    ) -> None:
-        return None

@@ -49,7 +49,8 @@ from posthouse.store.names import (
     parent_of,
     user_inbox,
 )
-from posthouse.store.policy import AccessPolicy, CountOnlyQuota, CyrusAccess, QuotaPolicy
+from posthouse.store.policy import AccessPolicy, CyrusAccess, QuotaPolicy
+from posthouse.store.quota_policy import RootLimits
 from posthouse.store.session import ListItem, OpenMailbox, UserSession
 
 __all__ = [
@@ -76,11 +77,12 @@ class MailStore:
 
     backend: MailStoreBackend
     access: AccessPolicy = field(default_factory=CyrusAccess)
-    quota: QuotaPolicy = field(default_factory=CountOnlyQuota)
+    quota: QuotaPolicy = field(default_factory=RootLimits)
     default_partition: str = "default"
     default_acl: str = ""  # imapd.conf defaultacl: a top-level mailbox's ACL
     max_message_size: int = 64 * 1024 * 1024  # octets; the engine announces it (APPENDLIMIT)
     max_messages_per_append: int = 10_000  # one MULTIAPPEND or delivery batch
+    quota_warn: int = 90  # imapd.conf quotawarn: the percentage of a root that draws an alert
 
     def checked(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
         """The messages with CRLF line ends and valid flags, within the limits."""
@@ -153,6 +155,24 @@ class MailStore:
         right of ``poster``: ``anonymous`` unless ``deliver -a`` names who posts, chapter
         12.5.7), else to the INBOX, as Cyrus's deliver does.
         """
+        record = await self._delivery_target(user, folder, poster)
+        messages = self.checked(messages)
+        if not ignore_quota:
+            await self.quota.check(
+                self.backend, record, sum(len(m.content) for m in messages), delivery=True
+            )
+        return await self.backend.append(record.id, messages)
+
+    async def check_delivery(
+        self, user: str, *, folder: str | None = None, poster: str = ANONYMOUS
+    ) -> None:
+        """Raise what :meth:`deliver` would before any message is seen (the MTA asks at RCPT
+        time): above all :class:`~posthouse.store.errors.OverQuota` when the mailbox's root is
+        already over its limit (chapter 12.5.8), so the sender is told to retry at once."""
+        record = await self._delivery_target(user, folder, poster)
+        await self.quota.check(self.backend, record, 0, delivery=True)
+
+    async def _delivery_target(self, user: str, folder: str | None, poster: str) -> MailboxRecord:
         inbox = user_inbox(user)
         record = None
         if folder:
@@ -166,12 +186,7 @@ class MailStore:
             record = await self.backend.get_mailbox(inbox)
         if record is None:
             raise MailboxNotFound(f"user {user} has no INBOX")
-        messages = self.checked(messages)
-        if not ignore_quota:
-            await self.quota.check(
-                self.backend, record, sum(len(m.content) for m in messages), delivery=True
-            )
-        return await self.backend.append(record.id, messages)
+        return record
 
     # -- helpers for sessions --
 

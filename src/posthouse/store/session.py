@@ -516,7 +516,11 @@ class UserSession:
             self._require(mailbox.rights, "te", "move messages out of this mailbox")
         metas = await self.backend.fetch(mailbox.mailbox_id, uids, viewer=mailbox.viewer)
         await self.service.quota.check(
-            self.backend, target, sum(m.size for m in metas), delivery=False
+            self.backend,
+            target,
+            sum(m.size for m in metas),
+            delivery=False,
+            leaving=mailbox.record if move else None,
         )
         result = await self.backend.copy(mailbox.mailbox_id, uids, target.id, move=move)
         await self._copied_flags(mailbox, metas, target, rights, result)

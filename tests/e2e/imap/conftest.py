@@ -74,10 +74,12 @@ def start(config: Path, home: Path, ca: trustme.CA, extra_ports: int) -> Server:
 def imap_factory(tmp_path: Path, ca: trustme.CA) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
-    def factory(workers: int = 1, extra: str = "") -> Server:
+    def factory(
+        workers: int = 1, extra: str = "", queue: dict[str, object] | None = None
+    ) -> Server:
         root = tmp_path / f"imap{len(started)}"
         root.mkdir()
-        config = write_config(root, ca, IMAP_LISTENERS + extra, workers)
+        config = write_config(root, ca, IMAP_LISTENERS + extra, workers, queue=queue)
         (root / "data" / "etc").mkdir(parents=True, exist_ok=True)
         add_users(root)
         create_inboxes(config)

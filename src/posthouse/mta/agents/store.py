@@ -20,6 +20,7 @@ The store's errors become :class:`~posthouse.mta.errors.MailError` with RFC 3463
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -129,6 +130,17 @@ class StoreDelivery:
             )
         except Exception as exc:  # every failure is a result, never an exception
             return store_error(box.user, exc)
+        return None
+
+    async def over_quota(self, box: StoreMailbox) -> MailError | None:
+        """4.2.2 when ``box``'s quota root is already over its limit (asked at RCPT time);
+        None otherwise: every other problem is found, and answered, at delivery."""
+        try:
+            await self._store().check_delivery(box.user, folder=box.folder, poster=self._poster)
+        except OverQuota as exc:
+            return store_error(box.user, exc)
+        except (StoreError, InvalidName, OSError, sqlite3.Error):
+            return None
         return None
 
 

@@ -60,12 +60,18 @@ class DeliveryScheduler:
         self._wake.set()
 
     async def deliver_now(self, queue_id: str) -> dict[str, MailError]:
-        """Deliver one message at once (LMTP) and return the failures by recipient."""
+        """Deliver one message at once (LMTP) and return the failures by recipient.
+
+        The recipients that failed temporarily are handed back: the client gets their 4xx
+        and keeps the message (RFC 2033 §4.2), so the queue must not deliver it later too."""
         self._known.add(queue_id)
         async with self._slots:
             outcomes = await asyncio.to_thread(self.delivery.run_batch, [queue_id])
+            failures = outcomes[0].failures if outcomes else {}
+            if any(error.temporary for error in failures.values()):
+                await asyncio.to_thread(self.delivery.hand_back_deferred, queue_id)
         self._after_batch(outcomes)
-        return outcomes[0].failures if outcomes else {}
+        return failures
 
     async def drain_submitted(self) -> None:
         """Deliver everything submitted so far (short-lived processes: ``sendmail -bs``)."""

@@ -189,6 +189,21 @@ class Compress:
     mechanism: str
 
 
+@dataclass(frozen=True)
+class QuotaRoot:
+    """RFC 9208 §4.2 GETQUOTA: a quota root name (a mailbox name here)."""
+
+    root: str
+
+
+@dataclass(frozen=True)
+class SetQuota:
+    """RFC 9208 §4.1.3 SETQUOTA: the root and (resource name, limit) pairs; () removes it."""
+
+    root: str
+    limits: tuple[tuple[str, int], ...]
+
+
 Arguments = (
     NoArguments
     | Login
@@ -211,4 +226,6 @@ Arguments = (
     | Sort
     | Thread
     | Compress
+    | QuotaRoot
+    | SetQuota
 )

@@ -8,7 +8,7 @@ RFC 3691 UNSELECT, RFC 4315 UID EXPUNGE, RFC 4466 extended SELECT/CREATE/STORE/F
 LIST parameters, RFC 4731 ESEARCH RETURN, RFC 4959 SASL-IR, RFC 4978 COMPRESS,
 RFC 5161 ENABLE, RFC 5256 SORT/THREAD, RFC 5258 LIST-EXTENDED, RFC 5819 LIST-STATUS,
 RFC 6154 SPECIAL-USE, RFC 6851 MOVE, RFC 6855 UTF8 APPEND, RFC 7162 CONDSTORE/QRESYNC,
-RFC 2177 IDLE, RFC 2342 NAMESPACE, RFC 4314 ACL.
+RFC 2177 IDLE, RFC 2342 NAMESPACE, RFC 4314 ACL, RFC 9208 QUOTA.
 
 A command the table does not know is a `CommandError` (BAD) like any syntax error; the
 caller answers it for that tag only.  Which commands are legal in which state is the
@@ -41,8 +41,10 @@ from posthouse.protocols.imap.arguments import (
     MailboxName,
     NoArguments,
     Qresync,
+    QuotaRoot,
     Rename,
     Select,
+    SetQuota,
     Sort,
     SortCriterion,
     Status,
@@ -85,6 +87,7 @@ ID_MAX_NAME: Final = 30
 ID_MAX_VALUE: Final = 1024
 _BASE64: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 MODSEQ_MAX: Final = 2**63 - 1  # RFC 7162 §7 mod-sequence-value
+QUOTA_MAX_RESOURCES: Final = 16  # RFC 9208 names 6 resources; more is no client's need
 
 
 @dataclass(frozen=True)
@@ -524,6 +527,32 @@ def _compress(cursor: Cursor) -> Arguments:
     return Compress(cursor.atom("a compression mechanism").upper())
 
 
+def _getquota(cursor: Cursor) -> Arguments:
+    """RFC 9208 §8: getquota = "GETQUOTA" SP quota-root-name (an astring)."""
+    cursor.sp()
+    return QuotaRoot(cursor.astring_text("a quota root name"))
+
+
+def _setquota(cursor: Cursor) -> Arguments:
+    """RFC 9208 §8: "SETQUOTA" SP quota-root-name SP setquota-list, where setquota-list =
+    "(" [setquota-resource *(SP setquota-resource)] ")", resource-name SP number64."""
+    cursor.sp()
+    root = cursor.astring_text("a quota root name")
+    cursor.sp()
+    cursor.open_list()
+    limits: list[tuple[str, int]] = []
+    while cursor.peek() != 0x29:
+        if limits:
+            cursor.sp()
+        name = cursor.atom("a resource name").upper()
+        cursor.sp()
+        limits.append((name, cursor.number(limit=MODSEQ_MAX)))
+        if len(limits) > QUOTA_MAX_RESOURCES:
+            raise CommandError(f"Syntax error: at most {QUOTA_MAX_RESOURCES} resources")
+    cursor.close_list()
+    return SetQuota(root, tuple(limits))
+
+
 Parser = Callable[[Cursor], Arguments]
 
 # Every command the grammar knows, with its argument parser.
@@ -566,6 +595,9 @@ COMMANDS: Final[dict[str, Parser]] = {
     "GETACL": _acl(identifier=False),
     "LISTRIGHTS": _acl(identifier=True),
     "MYRIGHTS": _acl(identifier=False),
+    "GETQUOTA": _getquota,  # RFC 9208 §4.2-§4.3
+    "GETQUOTAROOT": _one_mailbox,
+    "SETQUOTA": _setquota,
 }
 # Commands that take the UID prefix (RFC 3501 §6.4.8, RFC 4315, RFC 5256, RFC 6851).
 UID_COMMANDS: Final[dict[str, Parser]] = {

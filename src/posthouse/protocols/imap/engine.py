@@ -110,6 +110,9 @@ _AUTHENTICATED: Final = _ANY | {
     "GETACL",
     "LISTRIGHTS",
     "MYRIGHTS",
+    "GETQUOTA",  # RFC 9208
+    "GETQUOTAROOT",
+    "SETQUOTA",
 }
 #: The one table of the commands legal in each state (RFC 3501 §6.1-§6.4 and extensions).
 #: Commands the grammar does not know never get here: the reader answers them BAD.
@@ -267,6 +270,8 @@ class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):
             "BINARY",
             "MULTIAPPEND",
             "UTF8=ACCEPT",
+            "QUOTA",  # RFC 9208 §3.1
+            "QUOTA=RES-STORAGE",
             f"APPENDLIMIT={self._settings.reader.append}",
             "ACL",  # RFC 4314 §3; RIGHTS=: the rights beyond RFC 2086's (§2.1.1)
             "RIGHTS=kxte",

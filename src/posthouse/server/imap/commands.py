@@ -35,6 +35,7 @@ from posthouse.server.imap.acl_commands import AclCommands
 from posthouse.server.imap.list_subscribed import SubscribedItem, subscribed_items
 from posthouse.server.imap.messages import MessageCommands
 from posthouse.server.imap.outcome import Outcome, command_error, store_error_status, unexpected
+from posthouse.server.imap.quota_commands import QuotaCommands
 from posthouse.server.imap.views import prepared
 from posthouse.store.backend import MailboxStatus
 from posthouse.store.errors import InvalidName, StoreError, StoreUnavailable
@@ -55,6 +56,7 @@ class CommandRunner:
         self.session = session
         self.engine = session.engine
         self.messages = MessageCommands(session)
+        self.quotas = QuotaCommands(session)
         self._handlers: dict[str, Handler] = {
             "SELECT": self.select,
             "EXAMINE": self.select,
@@ -70,6 +72,7 @@ class CommandRunner:
             "NAMESPACE": self.namespace,
             **self.messages.handlers(),
             **AclCommands(session).handlers(),
+            **self.quotas.handlers(),
         }
 
     @property
@@ -177,6 +180,7 @@ class CommandRunner:
                     engine.untagged(response.fetch(seq, items, utf8=engine.utf8))
         engine.select(selected)
         session.opened(mailbox)
+        await self.quotas.alert(mailbox)
         log.info("imap: %s opened %s", self.user.user, mailbox.name)
         code = Code("READ-ONLY") if mailbox.read_only else Code("READ-WRITE")
         return Outcome("OK", f"{command.name} completed", code)

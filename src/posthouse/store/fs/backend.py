@@ -58,7 +58,8 @@ from posthouse.store.fs.metacache import MetadataCache
 from posthouse.store.fs.notify import ChangeCounters
 from posthouse.store.fs.quota import QuotaRoots
 from posthouse.store.fs.userfiles import SubscriptionFiles
-from posthouse.store.names import children_prefix, is_inferior
+from posthouse.store.names import children_prefix, is_inferior, parent_of
+from posthouse.store.quota_roots import nearest_root
 from posthouse.store.uidset import UidSet
 
 __all__ = ["FsBackend"]
@@ -142,9 +143,7 @@ class FsBackend:
     def _changed(self, mailbox_id: str, quota_delta: int = 0) -> None:
         self.counters.bump(mailbox_id)
         if quota_delta:
-            root = self._record(mailbox_id).quota_root
-            if root is not None:
-                self.quotas.add_usage(root, quota_delta)
+            self.quotas.add_usage(self._record(mailbox_id).name, quota_delta)
 
     # -- the mailboxes list --
 
@@ -158,7 +157,6 @@ class FsBackend:
                 name=spec.name,
                 partition=spec.partition,
                 acl=spec.acl,
-                quota_root=spec.quota_root,
                 uidvalidity=self.mailboxes.next_uidvalidity(conn),
                 created_at=time.time(),
                 special_use=spec.special_use,
@@ -189,10 +187,14 @@ class FsBackend:
             except MailboxNotFound:
                 continue
             with contextlib.suppress(MailboxNotFound):  # already marked by another process
+                self.quotas.add_usage(record.name, -index.message_bytes())
                 index.mark_deleted()
-            self._changed(record.id)
+            self.counters.bump(record.id)
             self._forget(record.id)
             index.remove_files()
+        for record in records:  # a deleted mailbox's quota root goes with it (Cyrus too)
+            if self.quotas.get(record.name) is not None:
+                self._remove_quota(record.name)
         return records
 
     async def delete_mailboxes(self, names: Sequence[str]) -> list[MailboxRecord]:
@@ -210,7 +212,18 @@ class FsBackend:
                 if self.mailboxes.get(conn, target) is not None:
                     raise MailboxExists(f"mailbox {target} already exists")
             self.mailboxes.rename(conn, pairs)
+        # Usage moves with the mailboxes: a root renamed with its mailbox keeps its limit,
+        # and the roots the mailboxes left or joined are counted again.
+        before = {self.quotas.nearest(name) for name, _ in pairs}
+        self.quotas.rename([(r.root, new + r.root[len(old) :]) for r in self._roots_in(old)])
+        after = {self.quotas.nearest(name) for _, name in pairs}
+        self._recompute({u.root for u in before | after if u is not None})
         return pairs
+
+    def _roots_in(self, name: str) -> list[QuotaUsage]:
+        """The quota roots at ``name`` and below it."""
+        own = self.quotas.get(name)
+        return ([own] if own else []) + self.quotas.list(children_prefix(name))
 
     async def rename_mailbox(self, old: str, new: str) -> list[tuple[str, str]]:
         return await self._run(self._rename, old, new)
@@ -236,9 +249,6 @@ class FsBackend:
 
     async def set_acl(self, name: str, acl: str, *, expected: str | None = None) -> MailboxRecord:
         return await self._run(self._set_acl, name, acl, expected)
-
-    async def set_quota_root(self, name: str, root: str | None) -> MailboxRecord:
-        return await self._run(self._update, name, "quota_root", root)
 
     # -- messages --
 
@@ -381,18 +391,71 @@ class FsBackend:
     async def quota(self, root: str) -> QuotaUsage | None:
         return await self._run(self.quotas.get, root)
 
+    async def quota_root_of(self, name: str) -> QuotaUsage | None:
+        return await self._run(self.quotas.nearest, name)
+
+    async def list_quotas(self, prefix: str = "") -> list[QuotaUsage]:
+        return await self._run(self.quotas.list, prefix)
+
     def _set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        used = 0
-        for record in self.mailboxes.list():
-            if record.quota_root == root:
-                used += self._index(record.id, record.partition).status(Viewer("")).size
-        return self.quotas.set(root, limit_kb, used)
+        above = self._root_above(root)
+        if self.quotas.set_limit(root, limit_kb):  # a new root takes mailboxes from the one above
+            self._recompute({root} | ({above.root} if above else set()))
+        usage = self.quotas.get(root)
+        assert usage is not None
+        return usage
+
+    def _root_above(self, root: str) -> QuotaUsage | None:
+        parent = parent_of(root)
+        return self.quotas.nearest(parent) if parent is not None else None
 
     async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
         return await self._run(self._set_quota, root, limit_kb)
 
+    def _remove_quota(self, root: str) -> None:
+        if self.quotas.remove(root):  # its mailboxes now count to the root above, if any
+            above = self._root_above(root)
+            if above is not None:
+                self._recompute({above.root})
+
     async def remove_quota(self, root: str) -> None:
-        await self._run(self.quotas.remove, root)
+        await self._run(self._remove_quota, root)
+
+    def _recompute(self, roots: set[str] | None) -> list[QuotaUsage]:
+        """Count the usage of ``roots`` (None: every root) again from the mailbox indexes."""
+        existing = {usage.root for usage in self.quotas.list()}
+        wanted = existing if roots is None else existing & roots
+        used = dict.fromkeys(wanted, 0)
+        if roots is None:
+            candidates = self.mailboxes.list()
+        else:  # only the mailboxes at or below the roots can count to them
+            found = {r.name: r for root in wanted for r in self._records_in(root)}
+            candidates = list(found.values())
+        records = [
+            (record, root)
+            for record in candidates
+            if (root := nearest_root(record.name, existing)) in wanted
+        ]
+        sizes = self._sync_pool.map(self._message_bytes, [record for record, _ in records])
+        for (_, root), size in zip(records, sizes, strict=True):
+            if root is not None:
+                used[root] += size
+        self.quotas.set_usage(used)
+        return [usage for usage in self.quotas.list() if usage.root in wanted]
+
+    def _records_in(self, name: str) -> list[MailboxRecord]:
+        """The mailbox ``name`` (if it exists) and every mailbox below it."""
+        own = self.mailboxes.lookup(name)
+        return ([own] if own else []) + self.mailboxes.list(children_prefix(name))
+
+    def _message_bytes(self, record: MailboxRecord) -> int:
+        try:
+            return self._index(record.id, record.partition).message_bytes()
+        except MailboxNotFound:  # deleted meanwhile
+            return 0
+
+    async def recompute_quotas(self, roots: Sequence[str] | None = None) -> list[QuotaUsage]:
+        return await self._run(self._recompute, None if roots is None else set(roots))
 
     # -- change notification --
 

@@ -244,6 +244,12 @@ class MailboxIndex:
         with self.db.read() as conn:
             return self._status(conn, viewer)[0]
 
+    def message_bytes(self) -> int:
+        """The sizes of the messages, summed row by row (what ``imapquota -f`` trusts)."""
+        with self.db.read() as conn:
+            self._state(conn)
+            return int(conn.execute("SELECT total(size) FROM messages").fetchone()[0])
+
     def snapshot(self, viewer: Viewer) -> MailboxSnapshot:
         with self.db.read() as conn:
             status, seen = self._status(conn, viewer)

@@ -1,11 +1,13 @@
 """The mailboxes list: one row per mailbox in ``mailboxes.db``, kept sorted by name.
 
 The table is keyed by name (a ``WITHOUT ROWID`` B-tree, so the list is stored sorted, as
-the chapter's mailboxes file is) and holds what Cyrus keeps there (partition, ACL, quota
-root) plus the mailbox's id, UIDVALIDITY, creation time and SPECIAL-USE attribute.  Every
-change is one transaction under the database's write lock, so a subtree rename or a user's
-deletion is all or nothing.  UIDVALIDITY values come from a counter kept in the same
-database: a mailbox created again under an old name never reuses an old UIDVALIDITY.
+the chapter's mailboxes file is) and holds what Cyrus keeps there (partition, ACL; a
+mailbox's quota root is not stored but found from its name, see
+:mod:`posthouse.store.quota_roots`) plus the mailbox's id, UIDVALIDITY, creation time and
+SPECIAL-USE attribute.  Every change is one transaction under the database's write lock,
+so a subtree rename or a user's deletion is all or nothing.  UIDVALIDITY values come from
+a counter kept in the same database: a mailbox created again under an old name never
+reuses an old UIDVALIDITY.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from posthouse.store.fs.sqlite import Database
 
 __all__ = ["MailboxList"]
 
-_COLUMNS = "id, name, partition, acl, quota_root, uidvalidity, created_at, special_use"
+_COLUMNS = "id, name, partition, acl, uidvalidity, created_at, special_use"
 
 
 def _schema(conn: sqlite3.Connection) -> None:
@@ -32,7 +34,6 @@ def _schema(conn: sqlite3.Connection) -> None:
             id TEXT NOT NULL UNIQUE,
             partition TEXT NOT NULL,
             acl TEXT NOT NULL,
-            quota_root TEXT,
             uidvalidity INTEGER NOT NULL,
             created_at REAL NOT NULL,
             special_use TEXT NOT NULL DEFAULT ''
@@ -42,16 +43,15 @@ def _schema(conn: sqlite3.Connection) -> None:
     )
 
 
-def _record(row: tuple[str, str, str, str, str | None, int, float, str]) -> MailboxRecord:
+def _record(row: tuple[str, str, str, str, int, float, str]) -> MailboxRecord:
     return MailboxRecord(
         id=check_mailbox_id(row[0]),
         name=row[1],
         partition=row[2],
         acl=row[3],
-        quota_root=row[4],
-        uidvalidity=row[5],
-        created_at=row[6],
-        special_use=row[7],
+        uidvalidity=row[4],
+        created_at=row[5],
+        special_use=row[6],
     )
 
 
@@ -112,13 +112,12 @@ class MailboxList:
     @staticmethod
     def insert(conn: sqlite3.Connection, record: MailboxRecord) -> None:
         conn.execute(
-            f"INSERT INTO mailboxes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO mailboxes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 record.id,
                 record.name,
                 record.partition,
                 record.acl,
-                record.quota_root,
                 record.uidvalidity,
                 record.created_at,
                 record.special_use,
@@ -141,6 +140,6 @@ class MailboxList:
 
     @staticmethod
     def update(conn: sqlite3.Connection, name: str, column: str, value: str | None) -> None:
-        if column not in ("acl", "quota_root", "partition"):
+        if column not in ("acl", "partition"):
             raise ValueError(column)
         conn.execute(f"UPDATE mailboxes SET {column} = ? WHERE name = ?", (value, name))
