@@ -13,10 +13,20 @@ asked for) ``user1..userN`` with password ``pass`` and ``--messages`` messages e
   (``service imap-login { service_count = 0; process_min_avail = 2 }``), the target;
 * ``cyrus``: ``../shared/peers/cyrus.sh`` (the chapter's own server), mail delivered over
   its LMTP listener;
-* ``posthouse-wN``: posthouse with N worker processes (``--workers``, default 2), users of
-  service type IMAP (argon2id passwords: the first login of each user costs about 0.1 s of
-  CPU, later ones hit the verified-login cache), mail put into the store in bulk through
-  the store's service, with the caches the IMAP server's APPEND would compute.
+* ``posthouse-wN`` (``posthouse``; ``posthouse-uvloop``: with ``event_loop = "uvloop"``):
+  posthouse with N worker processes (``--workers``, default 2), users of
+  service type IMAP, mail put into the store in bulk through the store's service, with the
+  caches the IMAP server's APPEND would compute.
+
+The same password scheme everywhere: argon2id (Dovecot's users file gets ``{ARGON2ID}``
+hashes from ``doveadm pw``), with each server's cache of verified logins (posthouse's
+verified-login cache, Dovecot's ``auth_cache_size``, both 300 s), and every user logs in
+once before the timed runs so that both caches hold them.  Dovecot's auth cache keeps the
+hash, not the verification, so each Dovecot login still runs argon2;
+``--dovecot-passwords plain`` gives Dovecot plain-text passwords instead (no hashing at
+all: the comparison of the protocol work alone).  Cyrus keeps its own password
+set-up.  The runs are interleaved: at each client count every server runs before the next,
+and ``--rounds`` repeats the whole sequence, so that a shared machine's load falls on all.
 
 Then the big mailbox: user ``user{N+1}`` gets ``--big`` messages (default 100,000; Dovecot
 only unless ``--big-servers`` names others, as delivering 100,000 messages over Cyrus's LMTP
@@ -58,6 +68,11 @@ from smtp_vs_postfix import bench_config, posthouse_command  # noqa: E402
 # The peers sit beside the repository: ../shared/peers/ from its root.
 PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
 PASSWORD = "pass"
+AUTH_CACHE = """
+auth_cache_size = 10M
+auth_cache_ttl = 300 s
+auth_cache_negative_ttl = 0
+"""
 HIGH_PERFORMANCE_LOGIN = """
 service imap-login {
   service_count = 0
@@ -107,10 +122,11 @@ class Server(Protocol):
 class Dovecot:
     """Dovecot with maildir, optionally in its high-performance login mode."""
 
-    def __init__(self, root: Path, high_performance: bool) -> None:
+    def __init__(self, root: Path, high_performance: bool, passwords: str = "argon2id") -> None:
         self.name = "dovecot-hp" if high_performance else "dovecot"
         self.dir = root / self.name
         self.high_performance = high_performance
+        self.passwords = passwords
         self.port = free_port()
 
     def _maildir(self, user: str) -> Path:
@@ -133,10 +149,27 @@ class Dovecot:
         stop_pid_file(self.dir / "run" / "master.pid")
         for user in users:
             self._write(user, messages, size)
+        if self.passwords == "argon2id":
+            self._argon2id_passwords()
         if self.high_performance:
             with (self.dir / "dovecot.conf").open("a") as conf:
                 conf.write(HIGH_PERFORMANCE_LOGIN)
         self._start()
+
+    def _argon2id_passwords(self) -> None:
+        """The users' passwords as argon2id hashes, posthouse's scheme, with Dovecot's
+        auth cache for the verified ones (posthouse's verified-login cache: 300 s)."""
+        hashed = subprocess.run(
+            ["doveadm", "pw", "-s", "ARGON2ID", "-p", PASSWORD],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        users = self.dir / "users"
+        lines = users.read_text().splitlines()
+        users.write_text(
+            "".join(line.replace("{PLAIN}" + PASSWORD, hashed, 1) + "\n" for line in lines)
+        )
+        with (self.dir / "dovecot.conf").open("a") as conf:
+            conf.write(AUTH_CACHE)
 
     def _start(self) -> None:
         subprocess.run(["chown", "-R", "mail:mail", str(self.dir / "mail")], check=True)
@@ -194,8 +227,8 @@ class Cyrus:
 class Posthouse:
     """posthouse's IMAP server with ``workers`` processes on a fresh data directory."""
 
-    def __init__(self, root: Path, workers: int) -> None:
-        self.name = f"posthouse-w{workers}"
+    def __init__(self, root: Path, workers: int, event_loop: str = "asyncio") -> None:
+        self.name = f"posthouse-w{workers}" + ("" if event_loop == "asyncio" else f"-{event_loop}")
         self.dir = root / self.name
         self.dir.mkdir(parents=True)
         self.workers = workers
@@ -208,6 +241,10 @@ class Posthouse:
             ),
             encoding="utf-8",
         )  # fmt: skip
+        if event_loop != "asyncio":
+            text = self.config.read_text(encoding="utf-8")
+            loop = f'[server]\nevent_loop = "{event_loop}"\n'
+            self.config.write_text(text.replace("[server]\n", loop, 1), encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None
 
     def _fill(self, users: Sequence[str], count: int, size: int, first: int = 1) -> None:
@@ -268,18 +305,23 @@ class Posthouse:
 async def big_mailbox_times(
     server: Server, user: str, word: str, timeout: float
 ) -> dict[str, float]:
-    """Seconds for SELECT, FETCH 1:* (UID FLAGS) and UID SEARCH HEADER Subject WORD."""
+    """Seconds for SELECT, FETCH 1:* (UID FLAGS) and UID SEARCH HEADER Subject WORD.
+
+    The responses are read in large chunks up to the tagged completion, not line by line:
+    parsing 100,000 FETCH lines in Python would cost the client more than the servers."""
     client = await IMAPClient.connect("127.0.0.1", server.port, timeout)
     times: dict[str, float] = {}
     try:
         await client.command(f'LOGIN {user} "{PASSWORD}"')
-        for name, text in (
-            ("select", "SELECT INBOX"),
-            ("fetch-uid-flags", "FETCH 1:* (UID FLAGS)"),
-            ("uid-search-header", f"UID SEARCH HEADER Subject {word}"),
+        for number, (name, text) in enumerate(
+            (
+                ("select", "SELECT INBOX"),
+                ("fetch-uid-flags", "FETCH 1:* (UID FLAGS)"),
+                ("uid-search-header", f"UID SEARCH HEADER Subject {word}"),
+            )
         ):
             started = time.perf_counter()
-            await client.command(text)
+            await bulk_command(client, f"big{number}", text)
             times[name] = round(time.perf_counter() - started, 3)
         await client.command("LOGOUT")
     finally:
@@ -287,23 +329,46 @@ async def big_mailbox_times(
     return times
 
 
+async def bulk_command(client: IMAPClient, tag: str, text: str) -> None:
+    """Send ``text`` and read until its tagged OK (the untagged responses are not kept)."""
+    client.writer.write(f"{tag} {text}\r\n".encode())
+    await client.writer.drain()
+    ending = f"\r\n{tag} ".encode()
+    tail = b"\r\n"
+    while True:
+        chunk = await asyncio.wait_for(client.reader.read(1 << 20), client.timeout)
+        if not chunk:
+            raise RuntimeError(f"{text}: connection closed")
+        tail = (tail + chunk)[-4096:]  # the tagged line is shorter than this
+        at = tail.rfind(ending)
+        if at >= 0 and tail.endswith(b"\r\n"):
+            status = tail[at + len(ending) : at + len(ending) + 2]
+            if status != b"OK":
+                raise RuntimeError(f"{text}: {tail[at:]!r}")
+            return
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "-"
 
 
-def table(results: dict[str, dict[int, LoadResult]], reference: str) -> str:
+def table(results: dict[str, dict[int, list[LoadResult]]], reference: str) -> str:
+    """One line per server, client count and round; the ratio is against the reference
+    server's run of the same round."""
     lines = [
-        f"{'server':<12} {'clients':>7} {'sessions/s':>10} {'ops/s':>9} {'failed':>6}"
-        f" {'vs ' + reference:>14}"
+        f"{'server':<12} {'clients':>7} {'round':>5} {'sessions/s':>10} {'ops/s':>9}"
+        f" {'failed':>6} {'vs ' + reference:>14}"
     ]
     for name, by_clients in results.items():
-        for clients, r in sorted(by_clients.items()):
-            ref = results.get(reference, {}).get(clients)
-            against = ratio(r.operations_per_second, ref.operations_per_second) if ref else "-"
-            lines.append(
-                f"{name:<12} {clients:>7} {r.sessions_per_second:>10} {r.operations_per_second:>9}"
-                f" {r.failures:>6} {against:>14}"
-            )
+        for clients, runs in sorted(by_clients.items()):
+            refs = results.get(reference, {}).get(clients, [])
+            for n, r in enumerate(runs):
+                ref = refs[n] if n < len(refs) else None
+                against = ratio(r.operations_per_second, ref.operations_per_second) if ref else "-"
+                lines.append(
+                    f"{name:<12} {clients:>7} {n + 1:>5} {r.sessions_per_second:>10}"
+                    f" {r.operations_per_second:>9} {r.failures:>6} {against:>14}"
+                )
     return "\n".join(lines)
 
 
@@ -315,6 +380,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--messages", type=int, default=100, help="messages per user")
     p.add_argument("--size", type=int, default=5000, help="body bytes per message")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load per run")
+    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every run")
+    p.add_argument(
+        "--dovecot-passwords",
+        choices=("argon2id", "plain"),
+        default="argon2id",
+        help="Dovecot's scheme: argon2id as posthouse's (default), or plain text",
+    )
     p.add_argument("--big", type=int, default=100_000, help="messages in the big mailbox; 0: none")
     p.add_argument("--big-servers", default="dovecot-hp", help="servers that get the big mailbox")
     p.add_argument("--io-timeout", type=float, default=60.0)
@@ -323,16 +395,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_server(name: str, root: Path, workers: int) -> Server:
+def make_server(name: str, root: Path, workers: int, dovecot_passwords: str) -> Server:
     if name == "dovecot":
-        return Dovecot(root, high_performance=False)
+        return Dovecot(root, high_performance=False, passwords=dovecot_passwords)
     if name == "dovecot-hp":
-        return Dovecot(root, high_performance=True)
+        return Dovecot(root, high_performance=True, passwords=dovecot_passwords)
     if name == "cyrus":
         return Cyrus(root)
     if name == "posthouse":
         return Posthouse(root, workers)
-    raise SystemExit(f"unknown server {name!r} (dovecot, dovecot-hp, cyrus, posthouse)")
+    if name == "posthouse-uvloop":
+        return Posthouse(root, workers, "uvloop")
+    raise SystemExit(
+        f"unknown server {name!r} (dovecot, dovecot-hp, cyrus, posthouse, posthouse-uvloop)"
+    )
+
+
+async def warm_up(port: int, users: Sequence[str], timeout: float) -> None:
+    """One login per user, so every server's login cache (posthouse's verified-login
+    cache, Dovecot's auth cache) holds them before the timed runs, as with mail clients
+    that log in every few minutes."""
+    for user in users:
+        client = await IMAPClient.connect("127.0.0.1", port, timeout)
+        try:
+            await client.command(f'LOGIN {user} "{PASSWORD}"')
+            await client.command("LOGOUT")
+        finally:
+            await client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,31 +431,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     big_user = f"user{counts[-1] + 1}"
     root = Path(tempfile.mkdtemp(prefix="imapbench-", dir="/var/tmp"))
     os.chmod(root, 0o755)
-    results: dict[str, dict[int, LoadResult]] = {}
+    results: dict[str, dict[int, list[LoadResult]]] = {}
     big: dict[str, list[dict[str, float]]] = {}
+    servers: list[Server] = []
     try:
         for name in args.servers.split(","):
-            server = make_server(name, root, args.workers)
-            try:
-                server.start(users, args.messages, args.size)
-                for clients in counts:
+            server = make_server(name, root, args.workers, args.dovecot_passwords)
+            servers.append(server)
+            server.start(users, args.messages, args.size)
+            asyncio.run(warm_up(server.port, users, args.io_timeout))
+        # Interleaved: every server's run at a client count before the next round, so that
+        # the load of a shared machine falls on all of them alike.
+        for round_ in range(args.rounds):
+            for clients in counts:
+                for server in servers:
                     load = argparse.Namespace(
                         host="127.0.0.1", port=server.port, password=PASSWORD, size=args.size,
                         duration=args.duration, io_timeout=args.io_timeout,
                     )  # fmt: skip
                     result = asyncio.run(run_load(load, users[:clients]))
-                    results.setdefault(name, {})[clients] = result
-                    print(f"{name} {clients} clients: {json.dumps(result.__dict__)}", flush=True)
-                if args.big and name in args.big_servers.split(","):
-                    server.add_big_mailbox(big_user, args.big, 500)
-                    word = str(args.big // 2)  # the number in one subject
-                    big[name] = [
-                        asyncio.run(big_mailbox_times(server, big_user, word, args.io_timeout * 10))
-                        for _ in range(2)
-                    ]
-                    print(f"{name} big mailbox ({args.big}): cold, warm {big[name]}", flush=True)
-            finally:
-                server.stop()
+                    results.setdefault(server.name, {}).setdefault(clients, []).append(result)
+                    print(
+                        f"round {round_ + 1} {server.name} {clients} clients:"
+                        f" {json.dumps(result.__dict__)}",
+                        flush=True,
+                    )
+        word = str(args.big // 2)  # the number in one subject
+        with_big = [s for s in servers if s.name.split("-w")[0] in args.big_servers.split(",")]
+        for server in with_big if args.big else []:
+            server.add_big_mailbox(big_user, args.big, 500)
+        for _ in range(2 if args.big else 0):  # cold (after the restart), then warm; interleaved
+            for server in with_big:
+                times = asyncio.run(big_mailbox_times(server, big_user, word, args.io_timeout * 10))
+                big.setdefault(server.name, []).append(times)
+                print(f"{server.name} big mailbox ({args.big}): {times}", flush=True)
         reference = "dovecot-hp" if "dovecot-hp" in results else next(iter(results))
         print()
         print(table(results, reference))
@@ -377,7 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 json.dumps(
                     {
                         "load": {
-                            n: {c: r.__dict__ for c, r in v.items()} for n, v in results.items()
+                            n: {c: [r.__dict__ for r in rs] for c, rs in v.items()}
+                            for n, v in results.items()
                         },
                         "big": big,
                     },
@@ -385,6 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
     finally:
+        for server in servers:
+            server.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     return 0

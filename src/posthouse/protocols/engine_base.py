@@ -25,7 +25,6 @@ events, and the *wording* of what the core sends (``_ending_reply``, ``_sasl_*``
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -119,7 +118,9 @@ class EngineCore(Generic[EventT, DecisionT, ReplyT]):
 
     def __init__(self, limits: Limits, *, tls_active: bool, decision: type[DecisionT]) -> None:
         self._buf = LineBuffer()
-        self._events: deque[EventT] = deque()
+        # A list, not a deque: it holds a few events at most, and an empty deque costs
+        # 600 bytes in every one of 10,000 idle sessions.
+        self._events: list[EventT] = []
         self._out = bytearray()
         self._pending: DecisionT | None = None
         self._decision = decision
@@ -160,7 +161,7 @@ class EngineCore(Generic[EventT, DecisionT, ReplyT]):
                 return PAUSED
             if not self._step():
                 return NEED_DATA
-        return self._events.popleft()
+        return self._events.pop(0)
 
     def data_to_send(self) -> bytes:
         """Drain and return the queued output."""

@@ -296,7 +296,9 @@ class MailStoreBackend(Protocol):
     ) -> tuple[UidSet, UidSet]:
         """RFC 3501 §6.4.4 ``HEADER field string`` over the cached header sections: the UIDs
         whose ``field`` contains ``needle`` (ASCII case-insensitive substring of the raw,
-        unfolded value), and the UIDs with no cached header (the caller reads those)."""
+        unfolded value), and the UIDs the cached headers cannot answer for: no cached header,
+        or one whose decoded text may differ from its octets (8-bit, RFC 2047 encoded words;
+        `content.plain_header`).  The caller searches those itself."""
         ...
 
     async def read_message(self, mailbox_id: str, uid: int) -> bytes: ...

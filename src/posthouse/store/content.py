@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["header_contains", "to_crlf"]
+__all__ = ["header_contains", "plain_header", "to_crlf"]
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 
@@ -16,6 +16,16 @@ def to_crlf(content: bytes) -> bytes:
     if content.count(b"\n") == crlf and content.count(b"\r") == crlf:
         return content
     return _LINE_ENDS.sub(b"\r\n", content)
+
+
+def plain_header(header: bytes) -> bool:
+    """Whether the header section's decoded text is its octets: ASCII, no NUL, no RFC 2047
+    encoded word, CRLF line ends only.  Only then does `header_contains` find exactly
+    what a search of the decoded header finds (RFC 3501 §6.4.4)."""
+    if not header.isascii() or b"=?" in header or b"\x00" in header:
+        return False
+    crlf = header.count(b"\r\n")
+    return header.count(b"\r") == crlf and header.count(b"\n") == crlf
 
 
 def header_contains(header: bytes, field: str, lowered_needle: bytes) -> bool:

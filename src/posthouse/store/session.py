@@ -134,7 +134,9 @@ class UserSession:
         no answer tells that a mailbox the user may not see exists)."""
         name = self.view.to_internal(visible)
         record = await self.backend.get_mailbox(name)
-        rights = frozenset() if record is None else self.service.rights(self.user, record)
+        rights = (
+            frozenset() if record is None else _interned(self.service.rights(self.user, record))
+        )
         if record is None or not rights or (set(needed) - rights and "l" not in rights):
             raise MailboxNotFound(f"mailbox {visible} does not exist")
         self._require(rights, needed, what)
@@ -412,8 +414,8 @@ class UserSession:
     async def search_headers(
         self, mailbox: OpenMailbox, uids: UidSet, field: str, needle: bytes
     ) -> tuple[UidSet, UidSet]:
-        """SEARCH HEADER from the cached header sections: (matches, UIDs without a cached
-        header, which the caller searches in the message itself)."""
+        """SEARCH HEADER from the cached header sections: (matches, UIDs the cached headers
+        cannot answer for, which the caller searches itself: see `Backend.search_headers`)."""
         return await self.backend.search_headers(mailbox.mailbox_id, uids, field, needle)
 
     async def store_cache(
@@ -569,6 +571,17 @@ class UserSession:
     async def refresh(self, mailbox: OpenMailbox) -> MailboxSnapshot:
         """A new snapshot of an open mailbox (for NOOP/IDLE: new UIDs, new keywords)."""
         return await self.backend.snapshot(mailbox.mailbox_id, viewer=mailbox.viewer)
+
+
+_RIGHTS_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _interned(rights: frozenset[str]) -> frozenset[str]:
+    """One shared object per distinct rights set: every open mailbox keeps its rights, and
+    10,000 idle sessions would otherwise hold 10,000 copies of the same few sets."""
+    if len(_RIGHTS_SETS) >= 256:
+        _RIGHTS_SETS.clear()
+    return _RIGHTS_SETS.setdefault(rights, rights)
 
 
 def _right_for_flag(flag: str) -> str:

@@ -81,6 +81,12 @@ def parse(data: bytes) -> Part:
     return _parse_part(data, 0, len(data), default=("TEXT", "PLAIN"), depth=0, budget=_Budget())
 
 
+def outline(data: bytes) -> Part:
+    """Only where the message's header ends: enough for the sections of the message as a
+    whole (`sections.top_level_only`), without reading a header field."""
+    return Part(0, header_end(data, 0, len(data)), len(data), [])
+
+
 def header_end(data: bytes, start: int, end: int) -> int:
     """Where the body starts: after the blank line that ends the header at ``start``."""
     if data.startswith(b"\r\n", start) and start + 2 <= end:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import re
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -140,7 +139,7 @@ class CommandReader:
         self._skip = 0  # octets of a refused literal still to throw away
         self._abandoned = False  # the rest of a refused command is being thrown away
         self._closed = False
-        self._queued: deque[Event] = deque()  # a Fatal that follows a refusal
+        self._queued: list[Event] = []  # a Fatal that follows a refusal
 
     # ------------------------------------------------------------ API
 
@@ -192,7 +191,7 @@ class CommandReader:
     def next_event(self) -> Event | Signal:
         """The next event, or NEED_DATA when more input is needed."""
         if self._queued:
-            return self._queued.popleft()
+            return self._queued.pop(0)
         while not self._closed:
             if self._skip:
                 if not self._discard_octets():

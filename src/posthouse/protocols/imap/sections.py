@@ -82,6 +82,24 @@ def header_fields(header: bytes, names: Sequence[str], *, exclude: bool) -> byte
     return bytes(out)
 
 
+_TOP_LEVEL_TEXTS: Final = frozenset({None, "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"})
+
+
+def top_level_only(item: FetchItem) -> bool:
+    """Whether the item's octets are cut by the message's own header end alone (RFC822,
+    RFC822.HEADER, RFC822.TEXT, BODY[], BODY[HEADER...], BODY[TEXT]): `message.outline`
+    serves it, no parse of the structure is needed."""
+    if item.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+        return True
+    section = item.section
+    return (
+        item.name == "BODY"
+        and section is not None
+        and not section.part
+        and section.text in _TOP_LEVEL_TEXTS
+    )
+
+
 def item_octets(data: bytes, message: Part, item: FetchItem) -> bytes | None:
     """The content a FETCH item returns, its partial range applied: BODY[section],
     BINARY[part], RFC822, RFC822.HEADER, RFC822.TEXT (RFC 3501 §6.4.5, RFC 3516 §4.2).

@@ -17,10 +17,12 @@ from posthouse.protocols.imap import response, search, seqset, sort, thread
 from posthouse.protocols.imap.arguments import Expunge, Fetch, Sort, Store, Thread, Transfer
 from posthouse.protocols.imap.commands import Command
 from posthouse.protocols.imap.fetchatt import FetchItem, FetchRequest
+from posthouse.protocols.imap.metadata_fetch import FlagForms, MetadataFetch, metadata_only
 from posthouse.protocols.imap.response import Atom, Code
 from posthouse.protocols.imap.selected import SelectedMailbox
 from posthouse.server.imap.outcome import Outcome
 from posthouse.server.imap.views import StoredMessage, fetch_items, missing_blobs, needs_cache
+from posthouse.server.session import OUTPUT_FLUSH
 from posthouse.store.backend import FlagChange, FlagMode, MessageMeta
 from posthouse.store.service import OpenMailbox, UserSession
 from posthouse.store.uidset import UidSet
@@ -45,6 +47,31 @@ def _needs(key: search.Key, kinds: tuple[type, ...]) -> bool:
     return isinstance(key, kinds)
 
 
+def _narrowing_header(key: search.Key) -> search.Header | None:
+    """A HEADER key that every match of ``key`` satisfies and that the store's search of
+    the cached headers can look for: a non-empty needle, ASCII once case-folded, on one
+    line, and a plain field name."""
+    match key:
+        case search.Header(name, value):
+            folded = value.casefold()
+            if (
+                folded
+                and folded.isascii()
+                and "\r" not in folded
+                and "\n" not in folded
+                and name.isascii()
+                and name.isprintable()
+                and not set(name) & set(" :")
+            ):
+                return key
+        case search.And(keys):
+            for inner in keys:
+                found = _narrowing_header(inner)
+                if found is not None:
+                    return found
+    return None
+
+
 def _sets_seen(item: FetchItem) -> bool:
     return item.name in _SETS_SEEN or (
         item.name in ("BODY", "BINARY") and item.section is not None and not item.peek
@@ -58,6 +85,7 @@ class MessageCommands:
         self.session = session
         self.engine = session.engine
         self.saved: list[int] = []  # RFC 5182 "$": UIDs of the last SEARCH ... RETURN (SAVE)
+        self.flag_forms = FlagForms()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -140,8 +168,19 @@ class MessageCommands:
         """The live messages matching ``key``; ``headers``: the caller needs every
         match's header too (SORT, THREAD).  Body and text keys read each message; header
         keys make do with the header section cached at APPEND time."""
-        _, _, selected = self._open()
-        pairs = selected.live(enumerate(selected.uids, 1))
+        user, mailbox, selected = self._open()
+        narrowing = _narrowing_header(key)
+        if narrowing is not None and selected.count:  # the store narrows, the matcher decides
+            hits, unsure = await user.search_headers(
+                mailbox,
+                UidSet([(1, selected.largest_uid)]),
+                narrowing.name,
+                narrowing.value.casefold().encode("ascii"),
+            )
+            known = ((selected.seq_of(u), u) for u in sorted(hits.union(unsure)))
+            pairs = selected.live((seq, u) for seq, u in known if seq is not None)
+        else:
+            pairs = selected.live(enumerate(selected.uids, 1))
         content = _needs(key, (search.Body, search.Text))
         header = headers or _needs(key, (search.Header,))
         messages = await self._messages(pairs, cached=header and not content)
@@ -229,6 +268,9 @@ class MessageCommands:
         items = list(request.items)
         if command.uid and not any(i.name == "UID" for i in items):
             items.insert(0, FetchItem("UID"))
+        if metadata_only(items):
+            await self._fetch_metadata(pairs, items, request.changed_since)
+            return None
         seen_setting = not mailbox.read_only and any(_sets_seen(i) for i in items)
         messages = await self._messages(pairs, cached=needs_cache(request))
         if request.changed_since is not None:
@@ -258,6 +300,30 @@ class MessageCommands:
             message.forget_content()
             await self.session.driver.send_soon()
         return None
+
+    async def _fetch_metadata(
+        self, pairs: list[tuple[int, int]], items: list[FetchItem], changed_since: int | None
+    ) -> None:
+        """FETCH of metadata items only (``1:* (UID FLAGS)``): lines written straight
+        from the store's metadata, no per-message objects."""
+        user, mailbox, selected = self._open()
+        seq_of = dict((u, s) for s, u in pairs)
+        if not seq_of:
+            return
+        metas = await user.fetch(mailbox, UidSet.of(seq_of))
+        writer = MetadataFetch(items, self.flag_forms, condstore=self.engine.condstore)
+        out = bytearray()
+        for meta in metas:
+            seq = seq_of.get(meta.uid)
+            if seq is None or (changed_since is not None and meta.modseq <= changed_since):
+                continue
+            flags = selected.flags_of(meta.uid, meta.flags)
+            out += writer.line(seq, meta, flags)
+            if len(out) >= OUTPUT_FLUSH:
+                self.engine.send_raw(bytes(out))
+                out.clear()
+                await self.session.driver.send_soon()
+        self.engine.send_raw(bytes(out))
 
     # -- STORE --
 

@@ -50,7 +50,11 @@ from posthouse.store.service import MailStore, OpenMailbox, UserSession
 
 log = logging.getLogger("posthouse.imap")
 
-IDLE_POLL_SECONDS = 1.0  # IDLE looks at least this often (12.5: news within one second)
+# IDLE is woken by the store's change counters (every commit bumps them; other processes'
+# commits reach this one within the notifier's 0.2 s poll: 12.5's news within one second),
+# so its own look is a safety net only: 10,000 idling sessions each looking every second
+# would keep a core busy.
+IDLE_POLL_SECONDS = 30.0
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,13 @@ class StoredMessage:
             self._part = message.parse(source)
         return self._part
 
+    def structure_for(self, item: FetchItem, data: bytes) -> message.Part:
+        """The structure ``item`` needs to be cut out of ``data`` (the content or the cached
+        header): the full parse, or only the header end for the message's own sections."""
+        if self._part is None and sections.top_level_only(item):
+            return message.outline(data)
+        return self.part
+
     def use_content(self, content: bytes) -> None:
         """The message octets are loaded (a parse of the header alone is dropped)."""
         self.content = content
@@ -182,10 +189,11 @@ def _value(stored: StoredMessage, item: FetchItem) -> object:
             return sections.binary_size(_loaded(stored), stored.part, item.section.part)
         case "BINARY":
             return binary_value(sections.item_octets(_loaded(stored), stored.part, item))
-    if stored.content is None:  # a header item, from the cached header section
+    data = stored.content
+    if data is None:  # a header item, from the cached header section
         assert meta.header is not None
-        return sections.item_octets(meta.header, stored.part, item)
-    return sections.item_octets(stored.content, stored.part, item)
+        data = meta.header
+    return sections.item_octets(data, stored.structure_for(item, data), item)
 
 
 def _loaded(stored: StoredMessage) -> bytes:

@@ -55,7 +55,7 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.content import header_contains
+from posthouse.store.content import header_contains, plain_header
 from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError
 from posthouse.store.flags import (
     DELETED_BIT,
@@ -312,11 +312,12 @@ class MailboxIndex:
     def search_headers(self, uids: UidSet, field: str, needle: bytes) -> tuple[UidSet, UidSet]:
         lowered = needle.lower()
         matches: list[int] = []
-        uncached: list[int] = []
+        unsure: list[int] = []  # no cached header, or one whose decoded text may differ
         with self.db.read() as conn:
             self._state(conn)
+            conn.create_function("plain_header", 1, plain_header, deterministic=True)
             for low, high in uids.ranges:
-                uncached += [
+                unsure += [
                     row[0]
                     for row in conn.execute(
                         "SELECT m.uid FROM messages m LEFT JOIN cache c ON c.uid = m.uid"
@@ -324,15 +325,20 @@ class MailboxIndex:
                         (low, high),
                     )
                 ]
-                # SQLite narrows the rows down in C; Python checks the field exactly.
-                for uid, header in conn.execute(
-                    "SELECT uid, header FROM cache WHERE uid BETWEEN ? AND ?"
-                    " AND instr(lower(header), ?) > 0",
+                # SQLite narrows the rows down in C (the CRLFs taken out, so that a needle
+                # across a folded line is found); Python checks the field exactly.
+                for uid, header, plain in conn.execute(
+                    "SELECT uid, header, plain_header(header) FROM cache"
+                    " WHERE uid BETWEEN ? AND ? AND header IS NOT NULL"
+                    " AND (instr(lower(replace(header, X'0D0A', '')), ?) > 0"
+                    " OR NOT plain_header(header))",
                     (low, high, lowered),
                 ):
-                    if header_contains(header, field, lowered):
+                    if not plain:
+                        unsure.append(uid)
+                    elif header_contains(header, field, lowered):
                         matches.append(uid)
-        return UidSet.of(matches), UidSet.of(uncached)
+        return UidSet.of(matches), UidSet.of(unsure)
 
     def fetch(self, uids: UidSet, viewer: Viewer, cached: bool) -> list[MessageMeta]:
         with self.db.read() as conn:

@@ -86,11 +86,14 @@ class ChangeCounters:
         with self._lock:
             self._waiters.setdefault(slot, []).append(waiter)
             self._ensure_poller()
+        # A timer on the future itself, not wait_for and shield: an idle session then holds
+        # one future and one timer (10,000 IDLE sessions hold 10,000 of each).
+        timer = loop.call_later(timeout, _resolve, waiter.future, token)
         try:
-            with contextlib.suppress(TimeoutError):
-                return await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+            await waiter.future
             return self._read(slot)
         finally:
+            timer.cancel()
             with self._lock:
                 waiters = self._waiters.get(slot, [])
                 if waiter in waiters:

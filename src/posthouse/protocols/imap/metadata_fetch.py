@@ -1,0 +1,85 @@
+"""FETCH responses that carry message metadata only, written straight to octets.
+
+``FETCH 1:* (UID FLAGS)`` is what every client sends on opening a mailbox, so on a big
+mailbox it is the FETCH that matters most.  When a request asks for nothing but UID,
+FLAGS, MODSEQ, RFC822.SIZE and INTERNALDATE, `MetadataFetch` writes each
+``* n FETCH (...)`` line (RFC 3501 §7.4.2) without building response values, and keeps
+the wire form of every distinct flag list it has written: a mailbox holds a handful of
+flag combinations, sent again and again.  The octets are exactly those `response.fetch`
+writes for the same items.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from posthouse.protocols.imap.fetchatt import FetchItem
+from posthouse.protocols.imap.response import date_time, encode_value, flags_value
+
+METADATA_ITEMS: Final = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
+MAX_FLAG_FORMS: Final = 512  # distinct flag lists remembered; beyond, start afresh
+
+
+def metadata_only(items: Sequence[FetchItem]) -> bool:
+    """Whether every item is one `MetadataFetch` writes (no section, no partial)."""
+    return all(item.name in METADATA_ITEMS for item in items)
+
+
+class Metadata(Protocol):
+    """What a line needs of a message (the store's metadata row)."""
+
+    @property
+    def uid(self) -> int: ...
+    @property
+    def modseq(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def internal_date(self) -> dt.datetime: ...
+
+
+class FlagForms:
+    """The wire form of flag lists (``(\\Seen $Label)``, sorted), one computation per set."""
+
+    def __init__(self) -> None:
+        self._forms: dict[frozenset[str], bytes] = {}
+
+    def wire(self, flags: frozenset[str]) -> bytes:
+        form = self._forms.get(flags)
+        if form is None:
+            form = encode_value(flags_value(sorted(flags)))
+            if len(self._forms) >= MAX_FLAG_FORMS:
+                self._forms.clear()
+            self._forms[flags] = form
+        return form
+
+
+class MetadataFetch:
+    """Writes FETCH lines of metadata items, in the order the request names them;
+    ``condstore``: MODSEQ is added when not asked for (RFC 7162 §3.1.4.1)."""
+
+    def __init__(self, items: Sequence[FetchItem], forms: FlagForms, *, condstore: bool) -> None:
+        names = [item.name for item in items]
+        if condstore and "MODSEQ" not in names:
+            names.append("MODSEQ")
+        self.names = tuple(names)
+        self.forms = forms
+
+    def line(self, seq: int, meta: Metadata, flags: frozenset[str]) -> bytes:
+        """``* seq FETCH (...)`` and its CRLF; ``flags`` as this session shows them."""
+        parts: list[bytes] = []
+        for name in self.names:
+            if name == "UID":
+                parts.append(b"UID %d" % meta.uid)
+            elif name == "FLAGS":
+                parts.append(b"FLAGS " + self.forms.wire(flags))
+            elif name == "MODSEQ":
+                parts.append(b"MODSEQ (%d)" % meta.modseq)
+            elif name == "RFC822.SIZE":
+                parts.append(b"RFC822.SIZE %d" % meta.size)
+            else:
+                date = date_time(meta.internal_date).encode("ascii")
+                parts.append(b'INTERNALDATE "' + date + b'"')
+        return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
