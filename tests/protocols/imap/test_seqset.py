@@ -50,12 +50,13 @@ def test_n_to_star_above_the_largest_means_largest_to_n() -> None:
 
 
 def test_message_numbers_beyond_the_mailbox_are_bad() -> None:
-    assert seqset.parse("2:3,1").message_numbers(3) == [1, 2, 3]
-    assert seqset.parse("1:*").message_numbers(4) == [1, 2, 3, 4]
+    assert seqset.parse("2:3,1").message_spans(3) == [(1, 3)]
+    assert seqset.parse("1:*").message_spans(4) == [(1, 4)]
+    assert seqset.parse("4,1:2").message_spans(4) == [(1, 2), (4, 4)]
     with pytest.raises(CommandError):
-        seqset.parse("4").message_numbers(3)
+        seqset.parse("4").message_spans(3)
     with pytest.raises(CommandError):
-        seqset.parse("1:*").message_numbers(0)
+        seqset.parse("1:*").message_spans(0)
 
 
 def test_select_uids_skips_missing_ones() -> None:

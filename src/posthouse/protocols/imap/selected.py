@@ -94,10 +94,15 @@ class SelectedMailbox:
             return pairs
         if not self.uids:
             raise CommandError("The mailbox is empty: no message sequence numbers")
-        return [(n, self.uids[n - 1]) for n in numbers.message_numbers(len(self.uids))]
+        pairs = []
+        for low, high in numbers.message_spans(len(self.uids)):  # slices: 1:* of 100,000
+            pairs += zip(range(low, high + 1), self.uids[low - 1 : high], strict=True)
+        return pairs
 
     def live(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """The pairs whose message still exists in the store."""
+        if not self._gone:
+            return list(pairs)
         return [(seq, uid) for seq, uid in pairs if uid not in self._gone]
 
     def is_gone(self, uid: int) -> bool:

@@ -61,8 +61,9 @@ class SequenceSet:
                 return True
         return False
 
-    def message_numbers(self, count: int) -> list[int]:
-        """The sequence numbers in a mailbox of ``count`` messages, ascending.
+    def message_spans(self, count: int) -> list[tuple[int, int]]:
+        """The sequence numbers in a mailbox of ``count`` messages, as ascending, merged
+        (low, high) spans.
 
         RFC 3501 §9 (seq-number): a number that is not a valid message sequence
         number is an error, BAD.
@@ -70,7 +71,7 @@ class SequenceSet:
         spans = self.resolve(count)
         if count == 0 or (spans and spans[-1][1] > count) or (spans and spans[0][0] < 1):
             raise CommandError("Invalid message sequence number (the mailbox has fewer messages)")
-        return [number for low, high in spans for number in range(low, high + 1)]
+        return spans
 
     def select_uids(self, uids: Sequence[int]) -> list[int]:
         """The UIDs of ``uids`` (ascending) that are in the set; "*" is the largest UID.

@@ -6,6 +6,11 @@ VANISHED), STORE (UNCHANGEDSINCE, MODIFIED), COPY and MOVE (RFC 6851) with COPYU
 and THREAD (RFC 5256).  Sequence numbers and UIDs are resolved by the engine's
 `SelectedMailbox`; a message another session expunged keeps its number until the client
 is told, and is skipped.
+
+Two fast paths for big mailboxes: a FETCH of metadata only (``1:* (UID FLAGS)``) is
+written straight from the store's rows (metadata_fetch.py), and a SEARCH with a header
+key asks the store's cached-header search for the candidates before the exact matcher
+looks at them.
 """
 
 from __future__ import annotations
@@ -307,7 +312,7 @@ class MessageCommands:
         """FETCH of metadata items only (``1:* (UID FLAGS)``): lines written straight
         from the store's metadata, no per-message objects."""
         user, mailbox, selected = self._open()
-        seq_of = dict((u, s) for s, u in pairs)
+        seq_of = {u: s for s, u in pairs}
         if not seq_of:
             return
         metas = await user.fetch(mailbox, UidSet.of(seq_of))
