@@ -39,6 +39,7 @@ from typing import TextIO
 from posthouse.admin.cyradm_client import ConnectionFailed, CyradmClient, ServerRefused
 from posthouse.admin.cyradm_commands import CommandFailed, Quit, execute
 from posthouse.admin.imap_words import WordError
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import (
     EX_CONFIG,
     EX_NOINPUT,
@@ -47,7 +48,6 @@ from posthouse.cli.exits import (
     EX_UNAVAILABLE,
     EX_USAGE,
 )
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 
 __all__ = ["add_parser", "command_lines", "run_commands"]
@@ -116,10 +116,8 @@ class TargetError(Exception):
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"{TOOL}: {exc}", file=sys.stderr)
+    settings = settings_for(TOOL, args.config)
+    if settings is None:
         return EX_CONFIG
     try:
         target = resolve_target(settings, args)

@@ -31,8 +31,8 @@ from typing import BinaryIO, NoReturn, TextIO
 
 from posthouse.admin.deliver import DeliverRequest, DeliverResult, deliver_message
 from posthouse.admin.deliver_lmtp import DeliverOptions, serve_lmtp
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import EX_CONFIG, EX_NOPERM, EX_NOUSER, EX_OK, EX_USAGE
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 
 __all__ = ["EX_DATAERR", "EX_TEMPFAIL", "EX_UNAVAILABLE", "add_parser", "run_deliver"]
@@ -84,10 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"{TOOL}: {exc}", file=sys.stderr)
+    settings = settings_for(TOOL, args.config)
+    if settings is None:
         return EX_CONFIG
     return run_deliver(settings, args)
 

@@ -25,8 +25,8 @@ from typing import TextIO
 
 from posthouse.admin.errors import AdminError
 from posthouse.admin.imapquota import QuotaLine, quota_report
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 
 __all__ = ["add_parser", "format_report", "run_imapquota"]
@@ -60,10 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"{TOOL}: {exc}", file=sys.stderr)
+    settings = settings_for(TOOL, args.config)
+    if settings is None:
         return EX_CONFIG
     return run_imapquota(settings, args)
 

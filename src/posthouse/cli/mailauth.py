@@ -53,8 +53,9 @@ from posthouse.admin.daemon import change_own_mail_password
 from posthouse.admin.errors import AdminError, InvalidRequest, NotPermitted
 from posthouse.admin.mailauth import MailAuthFiles
 from posthouse.admin.users import user_name
+from posthouse.cli.configured import configured
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.load import load_settings
 
 __all__ = [
     "MailAuthFiles",
@@ -108,10 +109,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        files = mailauth_files(args.config)
-    except ConfigError as exc:
-        print(f"posthouse mailauth: {exc}", file=sys.stderr)
+    files = configured("posthouse mailauth", args.config, mailauth_files)
+    if files is None:
         return EX_CONFIG
     return run_mailauth(files, args)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from posthouse.admin import mailboxes_list
 from posthouse.admin.errors import AdminError
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import EX_CONFIG, EX_DATAERR, report
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 
 
@@ -46,11 +46,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings | None:
-    try:
-        return load_settings(args.config)
-    except ConfigError as exc:
-        print(f"mailboxes: configuration error: {exc}", file=sys.stderr)
-        return None
+    return settings_for("mailboxes", args.config)
 
 
 def run_backup(args: argparse.Namespace) -> int:

@@ -35,8 +35,8 @@ from typing import TextIO
 from posthouse.admin.errors import AdminError, InvalidRequest
 from posthouse.admin.mailcv import convert_mh_folder
 from posthouse.admin.mbox_to_imap import convert_spool_to_imap
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
-from posthouse.config.load import ConfigError, load_settings
 from posthouse.config.schema import Settings
 
 __all__ = ["add_parser", "run_mailcv"]
@@ -80,10 +80,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"{TOOL}: {exc}", file=sys.stderr)
+    settings = settings_for(TOOL, args.config)
+    if settings is None:
         return EX_CONFIG
     return run_mailcv(settings, args)
 

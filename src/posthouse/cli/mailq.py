@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from posthouse.admin.daemon import queue_listing
 from posthouse.admin.errors import AdminError
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.cli.configured import settings_for
 from posthouse.config.schema import Settings
 from posthouse.mta.queue.listing import EMPTY_QUEUE, list_queue
 from posthouse.mta.queue.store import QueueStore
@@ -90,10 +90,8 @@ def _write(lines: Iterator[str], stream: TextIO) -> None:
 
 
 def mailq(config: str | None, *, verbose: bool = False, out: TextIO | None = None) -> int:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        print(f"mailq: configuration error: {exc}", file=sys.stderr)
+    settings = settings_for("mailq", config)
+    if settings is None:
         return EX_CONFIG
     return print_queue(settings, verbose=verbose, out=out)
 

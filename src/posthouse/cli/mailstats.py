@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.cli.configured import settings_for
 from posthouse.mta.stats import CorruptStatistics, Statistics, format_stats, format_stats_program
 
 EX_DATAERR = 65
@@ -80,11 +80,10 @@ def mailstats(
     if stats_file is not None:
         path = Path(stats_file)
     else:
-        try:
-            path = load_settings(config).paths.stats_file
-        except ConfigError as exc:
-            print(f"mailstats: configuration error: {exc}", file=sys.stderr)
+        settings = settings_for("mailstats", config)
+        if settings is None:
             return EX_CONFIG
+        path = settings.paths.stats_file
     return show(path, mode=mode, out=out)
 
 

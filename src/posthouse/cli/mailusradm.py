@@ -44,6 +44,7 @@ from posthouse.admin.errors import AdminError, InputMissing, InvalidRequest
 from posthouse.admin.mailauth import files_of
 from posthouse.admin.mailstore import StoredMailbox, delete_imap_mail, ensure_inbox, imap_mail_of
 from posthouse.admin.users import ServiceType, UserEntry
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
 from posthouse.cli.mailauth import (
     MailAuthFiles,
@@ -51,7 +52,6 @@ from posthouse.cli.mailauth import (
     announce_handover,
     read_new_password,
 )
-from posthouse.config.load import ConfigError, load_settings
 
 __all__ = ["add_parser", "format_mailboxes", "format_table", "run_mailusradm"]
 
@@ -100,10 +100,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"posthouse mailusradm: {exc}", file=sys.stderr)
+    settings = settings_for("posthouse mailusradm", args.config)
+    if settings is None:
         return EX_CONFIG
     return run_mailusradm(
         files_of(settings),

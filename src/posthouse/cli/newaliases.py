@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.cli.configured import settings_for
 from posthouse.config.schema import Settings
 from posthouse.mta.aliasdb import build_alias_database
 from posthouse.mta.aliases import AliasSyntaxError
@@ -46,10 +46,8 @@ def rebuild(settings: Settings) -> int:
 
 
 def newaliases(config: str | None) -> int:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        print(f"newaliases: configuration error: {exc}", file=sys.stderr)
+    settings = settings_for("newaliases", config)
+    if settings is None:
         return EX_CONFIG
     return rebuild(settings)
 

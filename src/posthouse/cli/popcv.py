@@ -29,9 +29,9 @@ from typing import TextIO
 
 from posthouse.admin.errors import AdminError
 from posthouse.admin.popcv import DEFAULT_POP_FILE, import_pop_file
+from posthouse.cli.configured import configured
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
 from posthouse.cli.mailauth import MailAuthFiles, announce_handover, mailauth_files
-from posthouse.config.load import ConfigError
 
 __all__ = ["add_parser", "run_popcv"]
 
@@ -58,10 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``."""
-    try:
-        files = mailauth_files(args.config)
-    except ConfigError as exc:
-        print(f"posthouse popcv: {exc}", file=sys.stderr)
+    files = configured("posthouse popcv", args.config, mailauth_files)
+    if files is None:
         return EX_CONFIG
     return run_popcv(files, args.file, clear=args.clear)
 

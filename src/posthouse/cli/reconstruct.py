@@ -9,8 +9,8 @@ from typing import Any
 
 from posthouse.admin.errors import AdminError
 from posthouse.admin.reconstruct import describe, reconstruct
+from posthouse.cli.configured import settings_for
 from posthouse.cli.exits import EX_CONFIG, EX_NOUSER, report
-from posthouse.config.load import ConfigError, load_settings
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,10 +32,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"reconstruct: configuration error: {exc}", file=sys.stderr)
+    settings = settings_for("reconstruct", args.config)
+    if settings is None:
         return EX_CONFIG
     try:
         outcome = reconstruct(settings, args.mailboxes, recursive=args.recursive)

@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from posthouse.app import Application, build_application, serve_stdio
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.cli.configured import settings_for
+from posthouse.config.load import ConfigError
 from posthouse.config.schema import Settings
 from posthouse.logsetup import SYSLOG_SOCKET, setup_logging
 from posthouse.mta.address_fields import addresses_in, rewrite_header_section
@@ -201,10 +202,8 @@ def sendmail(argv: Sequence[str], *, default_config: str | None = None) -> int:
     if options.mode == "help":
         sys.stdout.write(USAGE)
         return EX_OK
-    try:
-        settings = load_settings(options.config or default_config)
-    except ConfigError as exc:
-        print(f"sendmail: configuration error: {exc}", file=sys.stderr)
+    settings = settings_for("sendmail", options.config or default_config)
+    if settings is None:
         return EX_CONFIG
     log_like_the_daemon(settings)
     if options.queue_dir:

@@ -28,8 +28,9 @@ from typing import TextIO
 from posthouse.admin import users as admin
 from posthouse.admin.errors import AdminError, InvalidRequest
 from posthouse.admin.users import ServiceType, User
+from posthouse.cli.configured import configured
 from posthouse.cli.exits import EX_CONFIG, EX_OK, report
-from posthouse.config.load import ConfigError, load_settings
+from posthouse.config.load import load_settings
 
 __all__ = ["add_parser", "run_user_command"]
 
@@ -79,10 +80,8 @@ def _password_options(parser: argparse.ArgumentParser, *, allow_none: bool) -> N
 
 def main(args: argparse.Namespace) -> int:
     """Entry point set as ``func``: find the users database, then run the action."""
-    try:
-        db_path = _users_db_path(args.config)
-    except ConfigError as exc:
-        print(f"posthouse user: {exc}", file=sys.stderr)
+    db_path = configured("posthouse user", args.config, _users_db_path)
+    if db_path is None:
         return EX_CONFIG
     return run_user_command(db_path, args)
 
