@@ -568,3 +568,27 @@ def test_select_racing_a_delete_is_no_such_mailbox_not_an_io_error(
             await hansen.select("INBOX.kept")
 
     run(main())
+
+
+def test_relative_names_resolve_as_the_chapter_says(store: MailStore) -> None:
+    """12.5.6: with the top of the hierarchy named user.hansen, .work.personnel.issues
+    resolves to user.hansen.work.personnel.issues and work.personnel.issues to itself."""
+
+    async def main() -> None:
+        await store.create_user("hansen")
+        hansen, cyrus = store.session("hansen"), store.session("cyrus")
+        await hansen.create("INBOX.work")
+        await hansen.create("INBOX.work.personnel")
+        await hansen.create("INBOX.work.personnel.issues")
+        await cyrus.create("work")
+        await cyrus.create("work.personnel")
+        await cyrus.create("work.personnel.issues")
+        relative = await cyrus.list_mailboxes("user.hansen", ".work.personnel.issues")
+        assert names(relative) == ["user.hansen.work.personnel.issues"]
+        absolute = await cyrus.list_mailboxes("user.hansen", "work.personnel.issues")
+        assert names(absolute) == ["work.personnel.issues"]
+        # a reference ending in the separator, or a pattern starting with a wildcard, joins
+        assert names(await hansen.list_mailboxes("INBOX.work.", "%")) == ["INBOX.work.personnel"]
+        assert "INBOX.work" in names(await hansen.list_mailboxes("INBOX", "*"))
+
+    run(main())

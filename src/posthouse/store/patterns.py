@@ -31,8 +31,19 @@ class Match:
 
 
 def join_reference(reference: str, pattern: str) -> str:
-    """The pattern to match once the reference is applied: the two concatenated, as Cyrus
-    does (RFC 3501 §6.3.8 leaves a non-empty reference to the implementation)."""
+    """The pattern to match once the reference is applied (RFC 3501 §6.3.8 leaves a non-empty
+    reference to the implementation).  The chapter's relative names (12.5.6): under the
+    reference ``user.hansen``, ``.work.personnel.issues`` is relative and resolves to
+    ``user.hansen.work.personnel.issues``, while ``work.personnel.issues`` names itself.  So
+    a name is joined to the reference when either side brings the separator, or the name
+    starts with a wildcard (``LIST INBOX *`` as Cyrus takes it); otherwise it stands alone."""
+    if (
+        reference
+        and pattern
+        and not reference.endswith(SEPARATOR)
+        and pattern[0] not in (SEPARATOR, "*", "%")
+    ):
+        return pattern
     return reference + pattern
 
 
