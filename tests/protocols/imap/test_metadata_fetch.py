@@ -101,6 +101,8 @@ def test_blocks_equal_the_general_writers_line_by_line(
         for seq, m in zip(seqs, messages, strict=True)
     )
     assert writer.block(seqs, messages, recent) == expected
+    uids, flags = [m.uid for m in messages], [m.flags for m in messages]
+    assert writer.block(seqs, messages, recent, uids=uids, flags=flags) == expected
     assert writer.block([], [], recent) == b""
 
 

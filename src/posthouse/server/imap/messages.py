@@ -343,11 +343,15 @@ class MessageCommands:
                 [uids[i] for i in kept],
                 [metas[i] for i in kept],
             )
-        selected.told_flags(uids, list(map(_flags_of, metas)))
+        flags = list(map(_flags_of, metas))
+        selected.told_flags(uids, flags)
         writer = MetadataFetch(items, self.flag_forms, condstore=self.engine.condstore)
         for start in range(0, len(metas), _BLOCK_ROWS):
-            stop = start + _BLOCK_ROWS
-            self.engine.send_raw(writer.block(seqs[start:stop], metas[start:stop], selected.recent))
+            part = slice(start, start + _BLOCK_ROWS)
+            lines = writer.block(
+                seqs[part], metas[part], selected.recent, uids=uids[part], flags=flags[part]
+            )
+            self.engine.send_raw(lines)
             await self.session.driver.send_soon()
 
     # -- STORE --
