@@ -380,7 +380,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--messages", type=int, default=100, help="messages per user")
     p.add_argument("--size", type=int, default=5000, help="body bytes per message")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of load per run")
-    p.add_argument("--rounds", type=int, default=1, help="interleaved rounds of every run")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="interleaved rounds of every run; 0: no session runs (the big mailbox only)",
+    )
     p.add_argument(
         "--dovecot-passwords",
         choices=("argon2id", "plain"),
@@ -465,9 +470,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 times = asyncio.run(big_mailbox_times(server, big_user, word, args.io_timeout * 10))
                 big.setdefault(server.name, []).append(times)
                 print(f"{server.name} big mailbox ({args.big}): {times}", flush=True)
-        reference = "dovecot-hp" if "dovecot-hp" in results else next(iter(results))
-        print()
-        print(table(results, reference))
+        if results:  # none with --rounds 0
+            reference = "dovecot-hp" if "dovecot-hp" in results else next(iter(results))
+            print()
+            print(table(results, reference))
         for name, runs in big.items():
             print(f"{name} {args.big}-message mailbox, seconds (cold, warm): {runs}")
         if args.json:

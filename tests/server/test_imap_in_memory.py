@@ -311,3 +311,65 @@ def test_header_searches_and_fetches_use_the_cached_header_others_read_messages(
         await client.task
 
     scenario(body, tmp_path)
+
+
+@pytest.mark.parametrize("copied", [False, True])
+def test_metadata_fetches_write_what_the_general_fetch_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copied: bool
+) -> None:
+    """The block-written metadata FETCH (messages.py) against the general FETCH writer, on
+    a mailbox with \\Recent and older messages, keywords, UID sets with holes, and messages
+    another session expunged that this one has not been told of; ``copied``: from the
+    process's metadata copy (metacache.py) rather than the index."""
+    from posthouse.server.imap import messages
+    from posthouse.store.fs.metacache import MetadataCache
+
+    async def body(store: MailStore) -> None:
+        assert isinstance(store.backend, FsBackend)
+        if copied:
+            store.backend.metadata = MetadataCache(min_messages=1)
+        other = store.session("alice")
+        now = dt.datetime.now(dt.UTC)
+        seen = frozenset({"\\Seen"})
+        await other.append("INBOX", [prepared(message(f"{n}"), now, seen) for n in range(20)])
+        client = Client(store)
+        await client.login()
+        await client.command(b"s SELECT INBOX")  # 1..20 are \Recent in this session
+        await other.append(
+            "INBOX", [prepared(message(f"{n}"), now, frozenset()) for n in range(20)]
+        )
+        opened = await other.select("INBOX")
+        before_changes = opened.snapshot.status.highestmodseq
+        await other.store_flags(
+            opened, UidSet.of([3, 4, 25]), FlagChange(FlagMode.ADD, frozenset({"$Work", "NonJunk"}))
+        )
+        await other.store_flags(
+            opened, UidSet.of([5, 6, 7, 30]), FlagChange(FlagMode.ADD, frozenset({"\\Deleted"}))
+        )
+        assert (await client.command(b"n NOOP"))[-1] == b"n OK NOOP completed\r\n"  # 21..40
+        await other.expunge(opened)  # not told until a NOOP: 5, 6, 7, 30 keep their numbers
+        commands = [
+            b"FETCH 1:* (UID FLAGS)",
+            b"FETCH 2,4:9,12:15,38:* (FLAGS UID RFC822.SIZE MODSEQ)",
+            b"FETCH 1:* (UID FLAGS) (CHANGEDSINCE %d)" % before_changes,
+            b"NOOP",  # the expunges told: UID FETCH may tell them too (RFC 3501 §7.4.1)
+            b"UID FETCH 2:6,9,22:31 (FLAGS)",
+            b"UID FETCH 1:* (INTERNALDATE FLAGS)",
+        ]
+        for number, command in enumerate(commands):
+            if command == b"NOOP":
+                assert b"* 7 EXPUNGE\r\n" in await client.command(b"n2 NOOP")
+                continue
+            fast = await client.command(b"f%d " % number + command)
+            monkeypatch.setattr(messages, "metadata_only", lambda items: False)
+            general = await client.command(b"f%d " % number + command)
+            monkeypatch.undo()
+            assert fast[-1].endswith(b"OK FETCH completed\r\n") or fast[-1].endswith(
+                b"OK UID FETCH completed\r\n"
+            )
+            assert len(fast) > 3
+            assert fast == general, command
+        await client.command(b"z LOGOUT")
+        await client.task
+
+    scenario(body, tmp_path)

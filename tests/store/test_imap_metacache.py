@@ -31,6 +31,9 @@ def test_the_copy_follows_every_change_made_by_another_process(tmp_path: Path) -
             for uids in (EVERYTHING, UidSet.of([2, 3, 7, 40])):
                 got = run(cached.fetch(record.id, uids, viewer=viewer))
                 assert got == run(plain.fetch(record.id, uids, viewer=viewer))
+            # SELECT's UIDs come from the copy too
+            snapshot = run(cached.snapshot(record.id, viewer=viewer))
+            assert list(snapshot.uids) == list(run(plain.snapshot(record.id, viewer=viewer)).uids)
 
     run(other.append(record.id, [message(n) for n in range(1, 11)]))
     same()  # first load
@@ -50,6 +53,14 @@ def test_the_copy_follows_every_change_made_by_another_process(tmp_path: Path) -
     run(other.store_flags(record.id, UidSet.of([12]), delete, viewer=owner))
     run(other.expunge(record.id))
     same()  # appended and expunged between two looks
+    run(other.append(record.id, [message(13), message(14)]))
+    run(other.store_flags(record.id, UidSet.of([2, 13]), delete, viewer=owner))
+    run(other.expunge(record.id))
+    run(other.store_flags(record.id, UidSet.of([4, 14]), add, viewer=owner))
+    same()  # appended, expunged and changed between two looks
+    run(cached.snapshot(record.id, viewer=owner))
+    run(other.append(record.id, [message(15)]))
+    same()  # the copy made by SELECT, caught up by the next look
     assert [m.uid for m in run(cached.fetch(record.id, EVERYTHING, viewer=owner))] == [
-        2, 3, 4, 5, 6, 8, 9, 10,
+        3, 4, 5, 6, 8, 9, 10, 14, 15,
     ]  # fmt: skip

@@ -22,6 +22,7 @@ class Meta(NamedTuple):
     modseq: int
     size: int
     internal_date: dt.datetime
+    flags: frozenset[str] = frozenset()
 
 
 MESSAGE = Meta(
@@ -29,13 +30,15 @@ MESSAGE = Meta(
 )
 
 
-def general(seq: int, names: list[str], flags: frozenset[str], condstore: bool) -> bytes:
+def general(
+    seq: int, names: list[str], flags: frozenset[str], condstore: bool, message: Meta = MESSAGE
+) -> bytes:
     values = {
-        "UID": MESSAGE.uid,
+        "UID": message.uid,
         "FLAGS": response.flags_value(sorted(flags)),
-        "MODSEQ": [MESSAGE.modseq],
-        "RFC822.SIZE": MESSAGE.size,
-        "INTERNALDATE": response.date_time(MESSAGE.internal_date),
+        "MODSEQ": [message.modseq],
+        "RFC822.SIZE": message.size,
+        "INTERNALDATE": response.date_time(message.internal_date),
     }
     items = [(name, values[name]) for name in names]
     if condstore and "MODSEQ" not in names:
@@ -60,6 +63,47 @@ def test_lines_equal_the_general_writers(
     writer = MetadataFetch(items, FlagForms(), condstore=condstore)
     for _ in range(2):  # the second time from the remembered flag form
         assert writer.line(17, MESSAGE, flags) == general(17, names, flags, condstore)
+
+
+FLAG_LISTS = [
+    frozenset(),
+    frozenset({"\\Seen"}),
+    frozenset({"\\Seen", "$Label", "\\Answered"}),
+    frozenset({"\\Deleted"}),
+    frozenset({"50%off"}),  # a "%" in a keyword must not become a format directive
+]
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ["UID", "FLAGS"],
+        ["FLAGS"],
+        ["FLAGS", "UID"],
+        ["UID", "RFC822.SIZE", "FLAGS", "MODSEQ"],
+        ["RFC822.SIZE", "INTERNALDATE", "UID", "MODSEQ", "FLAGS"],
+    ],
+)
+@pytest.mark.parametrize("condstore", [False, True])
+@pytest.mark.parametrize("recent", [set(), {9, 12, 30}])
+def test_blocks_equal_the_general_writers_line_by_line(
+    names: list[str], condstore: bool, recent: set[int]
+) -> None:
+    when = MESSAGE.internal_date
+    messages = [
+        Meta(uid, 1000 + uid * 3, 400 + uid, when + dt.timedelta(minutes=uid), FLAG_LISTS[uid % 5])
+        for uid in range(5, 40, 1)
+    ]
+    seqs = [n * 2 + 1 for n in range(len(messages))]  # any numbering, not just 1, 2, 3 ...
+    writer = MetadataFetch([FetchItem(name) for name in names], FlagForms(), condstore=condstore)
+    expected = b"".join(
+        general(seq, names, m.flags | ({"\\Recent"} if m.uid in recent else set()), condstore, m)
+        for seq, m in zip(seqs, messages, strict=True)
+    )
+    assert writer.block(seqs, messages, recent) == expected
+    uids, flags = [m.uid for m in messages], [m.flags for m in messages]
+    assert writer.block(seqs, messages, recent, uids=uids, flags=flags) == expected
+    assert writer.block([], [], recent) == b""
 
 
 def test_requests_with_content_or_structure_take_the_general_path() -> None:

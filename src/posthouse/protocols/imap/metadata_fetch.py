@@ -7,12 +7,17 @@ FLAGS, MODSEQ, RFC822.SIZE and INTERNALDATE, `MetadataFetch` writes each
 the wire form of every distinct flag list it has written: a mailbox holds a handful of
 flag combinations, sent again and again.  The octets are exactly those `response.fetch`
 writes for the same items.
+
+`MetadataFetch.block` writes many lines at once without a Python step per line: each
+distinct flag list gets a line template (``* %d FETCH (UID %d FLAGS (\\Seen))``), the
+templates of the rows are joined, and the numbers of all rows are put in with one ``%``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
+from operator import attrgetter
 from typing import Final, Protocol
 
 from posthouse.protocols.imap.fetchatt import FetchItem
@@ -20,6 +25,9 @@ from posthouse.protocols.imap.response import date_time, encode_value, flags_val
 
 METADATA_ITEMS: Final = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE"})
 MAX_FLAG_FORMS: Final = 512  # distinct flag lists remembered; beyond, start afresh
+_RECENT: Final = frozenset({"\\Recent"})
+_NUMBERS: Final = {"UID": b"UID %d", "MODSEQ": b"MODSEQ (%d)", "RFC822.SIZE": b"RFC822.SIZE %d"}
+_COLUMNS: Final = {"MODSEQ": "modseq", "RFC822.SIZE": "size"}
 
 
 def metadata_only(items: Sequence[FetchItem]) -> bool:
@@ -38,6 +46,8 @@ class Metadata(Protocol):
     def size(self) -> int: ...
     @property
     def internal_date(self) -> dt.datetime: ...
+    @property
+    def flags(self) -> frozenset[str]: ...
 
 
 class FlagForms:
@@ -83,3 +93,48 @@ class MetadataFetch:
                 date = date_time(meta.internal_date).encode("ascii")
                 parts.append(b'INTERNALDATE "' + date + b'"')
         return b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n"
+
+    def block(
+        self,
+        seqs: Sequence[int],
+        metas: Sequence[Metadata],
+        recent: Container[int],
+        *,
+        uids: Sequence[int] | None = None,
+        flags: Sequence[frozenset[str]] | None = None,
+    ) -> bytes:
+        """The lines of ``metas`` (numbered ``seqs``) in one piece, each message's stored
+        flags shown with \\Recent when its UID is in ``recent``: the same octets as
+        `line` for each.  ``uids`` and ``flags``: the messages' UIDs and flags when the
+        caller has them as lists already (each pass over 100,000 rows counts)."""
+        if uids is None:
+            uids = list(map(attrgetter("uid"), metas))
+        if flags is None:
+            flags = list(map(attrgetter("flags"), metas))
+        shown = flags
+        if recent:
+            with_recent = {f: f | _RECENT for f in set(flags)}  # one set per flag list
+            shown = [with_recent[f] if u in recent else f for f, u in zip(flags, uids, strict=True)]
+        if "INTERNALDATE" in self.names:  # a date per row: line by line
+            return b"".join(map(self.line, seqs, metas, shown))
+        templates = {value: self._template(value) for value in set(shown)}
+        columns: list[Sequence[int]] = [seqs]
+        for name in self.names:
+            if name == "UID":
+                columns.append(uids)
+            elif name in _COLUMNS:
+                columns.append(list(map(attrgetter(_COLUMNS[name]), metas)))
+        numbers: list[int] = [0] * (len(columns) * len(seqs))
+        for offset, column in enumerate(columns):
+            numbers[offset :: len(columns)] = column
+        return b"".join(map(templates.__getitem__, shown)) % tuple(numbers)
+
+    def _template(self, flags: frozenset[str]) -> bytes:
+        """A line with ``%d`` for the sequence number and each number item, in order."""
+        parts = [
+            b"FLAGS " + self.forms.wire(flags).replace(b"%", b"%%")
+            if name == "FLAGS"
+            else _NUMBERS[name]
+            for name in self.names
+        ]
+        return b"* %d FETCH (" + b" ".join(parts) + b")\r\n"

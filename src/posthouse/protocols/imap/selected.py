@@ -82,22 +82,27 @@ class SelectedMailbox:
     def resolve(self, numbers: seqset.SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
         """(sequence number, UID) pairs of the set; a UID set ignores UIDs not here
         (RFC 3501 §6.4.8), a sequence set beyond the count is BAD (RFC 3501 §9)."""
-        if uid:
-            chosen = numbers.select_uids(self.uids)  # ascending, like self.uids
-            start = bisect.bisect_left(self.uids, chosen[0]) if chosen else 0
-            pairs: list[tuple[int, int]] = []
-            index = start
-            for wanted in chosen:
-                while self.uids[index] != wanted:
-                    index += 1
-                pairs.append((index + 1, wanted))
-            return pairs
-        if not self.uids:
-            raise CommandError("The mailbox is empty: no message sequence numbers")
-        pairs = []
-        for low, high in numbers.message_spans(len(self.uids)):  # slices: 1:* of 100,000
+        pairs: list[tuple[int, int]] = []
+        for low, high in self.spans(numbers, uid=uid):  # slices: 1:* of 100,000
             pairs += zip(range(low, high + 1), self.uids[low - 1 : high], strict=True)
         return pairs
+
+    def spans(self, numbers: seqset.SequenceSet, *, uid: bool) -> list[tuple[int, int]]:
+        """The set as ascending, disjoint (first, last) runs of sequence numbers; see
+        `resolve`.  A UID set costs a bisection per range, not a step per UID."""
+        if not uid:
+            if not self.uids:
+                raise CommandError("The mailbox is empty: no message sequence numbers")
+            return numbers.message_spans(len(self.uids))
+        spans: list[tuple[int, int]] = []
+        if not self.uids:
+            return spans
+        for low, high in numbers.resolve(self.uids[-1]):  # ascending, merged
+            start = bisect.bisect_left(self.uids, low)
+            stop = bisect.bisect_right(self.uids, high)
+            if start < stop:
+                spans.append((start + 1, stop))
+        return spans
 
     def live(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """The pairs whose message still exists in the store."""
@@ -105,8 +110,29 @@ class SelectedMailbox:
             return list(pairs)
         return [(seq, uid) for seq, uid in pairs if uid not in self._gone]
 
+    def live_columns(self, spans: Iterable[tuple[int, int]]) -> tuple[list[int], list[int]]:
+        """The sequence numbers and UIDs of ``spans`` (see `spans`) whose message still
+        exists in the store, as two lists: slices, not a step per message."""
+        seqs: list[int] = []
+        uids: list[int] = []
+        for low, high in spans:
+            seqs += range(low, high + 1)
+            uids += self.uids[low - 1 : high]
+        if self._gone:
+            live = [(s, u) for s, u in zip(seqs, uids, strict=True) if u not in self._gone]
+            seqs, uids = [s for s, _ in live], [u for _, u in live]
+        return seqs, uids
+
     def is_gone(self, uid: int) -> bool:
         return uid in self._gone
+
+    def told_flags(self, uids: Sequence[int], stored: Sequence[frozenset[str]]) -> None:
+        """`flags_of` for many messages at once, without the answer: the caller shows
+        \\Recent for the UIDs in `recent`."""
+        self.known_flags.update(zip(uids, stored, strict=True))
+        if self._flag_news:
+            for uid in uids:
+                self._flag_news.pop(uid, None)
 
     def flags_of(self, uid: int, stored: frozenset[str]) -> frozenset[str]:
         """The flags to show: the store's plus \\Recent in this session; remembered as told."""

@@ -16,6 +16,7 @@ looks at them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from operator import attrgetter
 from typing import TYPE_CHECKING
 
 from posthouse.protocols.imap import response, search, seqset, sort, thread
@@ -27,7 +28,6 @@ from posthouse.protocols.imap.response import Atom, Code
 from posthouse.protocols.imap.selected import SelectedMailbox
 from posthouse.server.imap.outcome import Outcome
 from posthouse.server.imap.views import StoredMessage, fetch_items, missing_blobs, needs_cache
-from posthouse.server.session import OUTPUT_FLUSH
 from posthouse.store.backend import FlagChange, FlagMode, MessageMeta
 from posthouse.store.service import OpenMailbox, UserSession
 from posthouse.store.uidset import UidSet
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Command], Awaitable[Outcome | None]]
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
+_BLOCK_ROWS = 4096  # FETCH lines rendered at once: about 160 KiB of UID FLAGS
+_uid_of = attrgetter("uid")
+_flags_of = attrgetter("flags")
 _MODES = {"replace": FlagMode.REPLACE, "add": FlagMode.ADD, "remove": FlagMode.REMOVE}
 
 
@@ -261,7 +264,6 @@ class MessageCommands:
             engine.use_condstore()
         if request.vanished and not engine.qresync:
             raise Outcome("BAD", "VANISHED needs QRESYNC enabled (RFC 7162 §3.2.6)")
-        pairs = self._pairs(arguments.numbers, uid=command.uid)
         if request.vanished and request.changed_since is not None:
             changes = await user.changes_since(mailbox, request.changed_since)
             uids = set(
@@ -274,8 +276,9 @@ class MessageCommands:
         if command.uid and not any(i.name == "UID" for i in items):
             items.insert(0, FetchItem("UID"))
         if metadata_only(items):
-            await self._fetch_metadata(pairs, items, request.changed_since)
+            await self._fetch_metadata(arguments.numbers, command.uid, items, request.changed_since)
             return None
+        pairs = self._pairs(arguments.numbers, uid=command.uid)
         seen_setting = not mailbox.read_only and any(_sets_seen(i) for i in items)
         messages = await self._messages(pairs, cached=needs_cache(request))
         if request.changed_since is not None:
@@ -307,28 +310,49 @@ class MessageCommands:
         return None
 
     async def _fetch_metadata(
-        self, pairs: list[tuple[int, int]], items: list[FetchItem], changed_since: int | None
+        self,
+        numbers: seqset.SequenceSet,
+        uid: bool,
+        items: list[FetchItem],
+        changed_since: int | None,
     ) -> None:
-        """FETCH of metadata items only (``1:* (UID FLAGS)``): lines written straight
-        from the store's metadata, no per-message objects."""
+        """FETCH of metadata items only (``1:* (UID FLAGS)``): sequence numbers and UIDs
+        as columns (slices of the session's UIDs), the store's rows as they come, the
+        lines written a block at a time (`MetadataFetch.block`)."""
         user, mailbox, selected = self._open()
-        seq_of = {u: s for s, u in pairs}
-        if not seq_of:
+        if numbers.saved:
+            pairs = self._pairs(numbers, uid=uid)
+            seqs, uids = [s for s, _ in pairs], [u for _, u in pairs]
+            ranges = [(u, u) for u in uids]
+        else:
+            spans = selected.spans(numbers, uid=uid)
+            seqs, uids = selected.live_columns(spans)
+            ranges = [(selected.uids[low - 1], selected.uids[high - 1]) for low, high in spans]
+        if not uids:
             return
-        metas = await user.fetch(mailbox, UidSet.of(seq_of))
+        metas = await user.fetch(mailbox, UidSet(ranges))
+        if list(map(_uid_of, metas)) != uids:  # the store and the session's view differ
+            seq_of = dict(zip(uids, seqs, strict=True))
+            metas = [m for m in metas if m.uid in seq_of]
+            uids = [m.uid for m in metas]
+            seqs = [seq_of[u] for u in uids]
+        if changed_since is not None:
+            kept = [i for i, m in enumerate(metas) if m.modseq > changed_since]
+            seqs, uids, metas = (
+                [seqs[i] for i in kept],
+                [uids[i] for i in kept],
+                [metas[i] for i in kept],
+            )
+        flags = list(map(_flags_of, metas))
+        selected.told_flags(uids, flags)
         writer = MetadataFetch(items, self.flag_forms, condstore=self.engine.condstore)
-        out = bytearray()
-        for meta in metas:
-            seq = seq_of.get(meta.uid)
-            if seq is None or (changed_since is not None and meta.modseq <= changed_since):
-                continue
-            flags = selected.flags_of(meta.uid, meta.flags)
-            out += writer.line(seq, meta, flags)
-            if len(out) >= OUTPUT_FLUSH:
-                self.engine.send_raw(bytes(out))
-                out.clear()
-                await self.session.driver.send_soon()
-        self.engine.send_raw(bytes(out))
+        for start in range(0, len(metas), _BLOCK_ROWS):
+            part = slice(start, start + _BLOCK_ROWS)
+            lines = writer.block(
+                seqs[part], metas[part], selected.recent, uids=uids[part], flags=flags[part]
+            )
+            self.engine.send_raw(lines)
+            await self.session.driver.send_soon()
 
     # -- STORE --
 

@@ -272,9 +272,15 @@ class MailboxIndex:
     def snapshot(self, viewer: Viewer) -> MailboxSnapshot:
         with self.db.read() as conn:
             status, seen = self._status(conn, viewer)
-            uids = array(
-                "L", (row[0] for row in conn.execute("SELECT uid FROM messages ORDER BY uid"))
-            )
+            uids = None
+            if self.metadata is not None:  # a big mailbox: its copy, made now if need be
+                uids = self.metadata.uids(
+                    self.mailbox_id, conn, status.highestmodseq, status.messages
+                )
+            if uids is None:
+                uids = array(
+                    "L", (row[0] for row in conn.execute("SELECT uid FROM messages ORDER BY uid"))
+                )
             keywords = tuple(row[0] for row in conn.execute("SELECT name FROM keywords"))
             if viewer.private_seen:
                 first_unseen = next((uid for uid in uids if uid not in seen.uids), 0)

@@ -9,7 +9,10 @@ catches up with the rows whose MODSEQ is above *m* and the tombstones above *m*:
 CONDSTORE/QRESYNC machinery read from the other side.  A copy whose count then differs
 from the index's (an index ``reconstruct`` rebuilt from damage) is read anew.
 
-Only mailboxes of :data:`MIN_MESSAGES` or more are kept, at most :data:`MAX_MAILBOXES` per
+SELECT makes the copy and takes the snapshot's UIDs from it (one scan of the index instead
+of two: a client follows SELECT with ``FETCH 1:* (UID FLAGS)``).  The copy is two lists in
+UID order, the UIDs and the `MessageMeta` rows, so a UID range is two bisections and a
+slice.  Only mailboxes of :data:`MIN_MESSAGES` or more are kept, at most :data:`MAX_MAILBOXES` per
 process (the least recently used is dropped).  The copy is only read and refreshed inside a
 read transaction: a write transaction's uncommitted rows never reach it.
 """
@@ -19,7 +22,10 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import threading
+from array import array
 from collections import OrderedDict
+from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
 from posthouse.store.backend import MessageMeta
@@ -31,6 +37,7 @@ __all__ = ["MAX_MAILBOXES", "MIN_MESSAGES", "MetadataCache", "meta_of_row"]
 MIN_MESSAGES = 2000
 MAX_MAILBOXES = 16
 ROW_COLUMNS = "uid, modseq, sysflags, keywords, idate, tzmin, size"
+_UID = attrgetter("uid")
 
 
 def meta_of_row(row: tuple[Any, ...]) -> MessageMeta:
@@ -42,45 +49,78 @@ def meta_of_row(row: tuple[Any, ...]) -> MessageMeta:
     return MessageMeta(row[0], row[1], flags, *row[4:])
 
 
+def _metas_of_rows(rows: Iterable[tuple[Any, ...]]) -> list[MessageMeta]:
+    """`meta_of_row` for many rows of ``ROW_COLUMNS``, without a call per row."""
+    return [
+        MessageMeta(
+            uid,
+            modseq,
+            FLAG_SETS[sysflags] | frozenset(keywords.split(" "))
+            if keywords
+            else FLAG_SETS[sysflags],
+            idate,
+            tzmin,
+            size,
+        )
+        for uid, modseq, sysflags, keywords, idate, tzmin, size in rows
+    ]
+
+
 class _Mailbox:
+    """The metadata in UID order: ``uids[i]`` is ``metas[i].uid``."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.modseq = 0
-        self.by_uid: dict[int, MessageMeta] = {}
         self.uids: list[int] = []
+        self.metas: list[MessageMeta] = []
 
     def refresh(self, conn: sqlite3.Connection, highestmodseq: int, messages: int) -> None:
         if self.modseq == highestmodseq:
             return
         if self.modseq != 0:
             self._catch_up(conn)
-        if self.modseq == 0 or len(self.by_uid) != messages:  # new, or an index rebuilt
-            rows = conn.execute(f"SELECT {ROW_COLUMNS} FROM messages ORDER BY uid")
-            self.by_uid = {row[0]: meta_of_row(row) for row in rows}
-            self.uids = list(self.by_uid)
+        if self.modseq == 0 or len(self.uids) != messages:  # new, or an index rebuilt
+            self.metas = _metas_of_rows(
+                conn.execute(f"SELECT {ROW_COLUMNS} FROM messages ORDER BY uid")
+            )
+            self.uids = list(map(_UID, self.metas))
         self.modseq = highestmodseq
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         """The rows changed and the UIDs expunged since the copy's MODSEQ."""
-        changed = conn.execute(
-            f"SELECT {ROW_COLUMNS} FROM messages WHERE modseq > ?", (self.modseq,)
-        ).fetchall()
-        gone = conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (self.modseq,)).fetchall()
-        known = len(self.by_uid)
-        for row in changed:
-            self.by_uid[row[0]] = meta_of_row(row)
-        for (uid,) in gone:
-            self.by_uid.pop(uid, None)
-        if gone or len(self.by_uid) != known:
-            self.uids = sorted(self.by_uid)
+        changed = _metas_of_rows(
+            conn.execute(
+                f"SELECT {ROW_COLUMNS} FROM messages WHERE modseq > ? ORDER BY uid", (self.modseq,)
+            )
+        )
+        gone = {
+            uid
+            for (uid,) in conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (self.modseq,))
+        }
+        uids, metas = self.uids, self.metas
+        added: list[MessageMeta] = []
+        for meta in changed:
+            at = bisect.bisect_left(uids, meta.uid)
+            if at < len(uids) and uids[at] == meta.uid:
+                metas[at] = meta
+            else:
+                added.append(meta)
+        if gone:
+            metas = [meta for meta in metas if meta.uid not in gone]
+        if added:  # new messages: above every UID but after a reconstruct
+            metas = metas + added
+            if uids and added[0].uid < uids[-1]:
+                metas.sort(key=_UID)
+        if gone or added:
+            self.metas, self.uids = metas, list(map(_UID, metas))
 
     def select(self, uids: UidSet) -> list[MessageMeta]:
         result: list[MessageMeta] = []
-        by_uid, sorted_uids = self.by_uid, self.uids
         for low, high in uids.ranges:
-            start = bisect.bisect_left(sorted_uids, low)
-            end = bisect.bisect_right(sorted_uids, high)
-            result.extend(by_uid[uid] for uid in sorted_uids[start:end])
+            start = bisect.bisect_left(self.uids, low)
+            end = bisect.bisect_right(self.uids, high)
+            result += self.metas[start:end]
         return result
 
 
@@ -104,6 +144,27 @@ class MetadataCache:
         """The metadata of ``uids`` (shared flags) from the copy, brought up to
         ``highestmodseq`` first; None for a mailbox too small to keep.  Call inside a read
         transaction of the mailbox's index."""
+        entry = self._entry(mailbox_id, messages)
+        if entry is None:
+            return None
+        with entry.lock:
+            entry.refresh(conn, highestmodseq, messages)
+            return entry.select(uids)
+
+    def uids(
+        self, mailbox_id: str, conn: sqlite3.Connection, highestmodseq: int, messages: int
+    ) -> array[int] | None:
+        """Every UID of the mailbox, ascending, from the copy (made now if there is none:
+        SELECT is followed by ``FETCH 1:* (UID FLAGS)``); None for a mailbox too small to
+        keep.  Call inside a read transaction of the mailbox's index."""
+        entry = self._entry(mailbox_id, messages)
+        if entry is None:
+            return None
+        with entry.lock:
+            entry.refresh(conn, highestmodseq, messages)
+            return array("L", entry.uids)
+
+    def _entry(self, mailbox_id: str, messages: int) -> _Mailbox | None:
         if messages < self.min_messages:
             return None
         with self._lock:
@@ -113,9 +174,7 @@ class MetadataCache:
             self._mailboxes.move_to_end(mailbox_id)
             while len(self._mailboxes) > self.max_mailboxes:
                 self._mailboxes.popitem(last=False)
-        with entry.lock:
-            entry.refresh(conn, highestmodseq, messages)
-            return entry.select(uids)
+        return entry
 
     def forget(self, mailbox_id: str) -> None:
         with self._lock:
