@@ -194,14 +194,7 @@ def _setacl(client: CyradmClient, args: list[str], out: TextIO) -> None:
         for identifier, rights in pairs:
             client.setacl(mailbox, identifier, rights)
 
-    if not _is_pattern(args[0]):
-        _call("setacl", "SETACL", lambda: set_all(args[0]))
-        return
-    for name in _selectable(client, args[0], "setacl"):
-        out.write(f"Setting ACL on {name}...")
-        out.flush()
-        _call("setacl", "SETACL", partial(set_all, name))
-        out.write("OK.\n")
+    _on_each(client, args[0], "setacl", "SETACL", "Setting ACL on", set_all, out)
 
 
 def _deleteacl(client: CyradmClient, args: list[str], out: TextIO) -> None:
@@ -212,13 +205,27 @@ def _deleteacl(client: CyradmClient, args: list[str], out: TextIO) -> None:
         for identifier in args[1:]:
             client.deleteacl(mailbox, identifier)
 
-    if not _is_pattern(args[0]):
-        _call("deleteacl", "DELETEACL", lambda: delete_all(args[0]))
+    _on_each(client, args[0], "deleteacl", "DELETEACL", "Deleting acl on", delete_all, out)
+
+
+def _on_each(
+    client: CyradmClient,
+    mailbox: str,
+    command: str,
+    wire: str,
+    doing: str,
+    action: Callable[[str], None],
+    out: TextIO,
+) -> None:
+    """Run ``action`` on ``mailbox``, or, for a pattern, on each selectable match saying
+    ``DOING NAME...OK.`` as Cyrus's cyradm does."""
+    if not _is_pattern(mailbox):
+        _call(command, wire, partial(action, mailbox))
         return
-    for name in _selectable(client, args[0], "deleteacl"):
-        out.write(f"Deleting acl on {name}...")
+    for name in _selectable(client, mailbox, command):
+        out.write(f"{doing} {name}...")
         out.flush()
-        _call("deleteacl", "DELETEACL", partial(delete_all, name))
+        _call(command, wire, partial(action, name))
         out.write("OK.\n")
 
 
