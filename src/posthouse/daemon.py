@@ -54,9 +54,9 @@ from posthouse.app import (
 from posthouse.auth import mail_password
 from posthouse.auth.authenticator import Outcome, VerifiedCache
 from posthouse.auth.failure_limits import LoginLimiter
-from posthouse.config.load import DEFAULTS_SOURCE, ConfigError, load_settings
+from posthouse.config.load import DEFAULTS_SOURCE, ConfigError, load_settings, located_error
 from posthouse.config.schema import Config, ListenerSection, Settings
-from posthouse.imap_layout import imap_config_dir
+from posthouse.imap_layout import imap_config_dir, prepare_store_directories
 from posthouse.logsetup import setup_logging
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.aliases import AliasSyntaxError
@@ -79,7 +79,7 @@ from posthouse.server.listener import (
     bind_socket,
 )
 from posthouse.server.pop3 import POP3Services, POP3Session
-from posthouse.server.privileges import PrivilegeError, drop_privileges
+from posthouse.server.privileges import HandOverError, PrivilegeError, drop_privileges
 from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPSession
 from posthouse.server.supervisor import WorkerSet, run_workers
@@ -185,7 +185,8 @@ def prepare_daemon(settings: Settings) -> Daemon:
 
     Started as root with an account to drop to, programs and files are run by a helper
     that keeps root (never the daemon's account, which holds the keys; see local_runner),
-    and the data directory is handed to that account."""
+    and the data directory is handed to that account, with every store directory the
+    configuration puts outside it (made here first; see prepare_store_directories)."""
     run_as = settings.config.server.run_as
     try:
         control = bind_control_socket(settings.paths.control_socket)
@@ -203,7 +204,15 @@ def prepare_daemon(settings: Settings) -> Daemon:
         control.close()
         raise ListenProblem(str(exc)) from exc
     try:
-        switched_to = drop_privileges(run_as, [settings.paths.data_dir])
+        outside = prepare_store_directories(settings)
+        switched_to = drop_privileges(run_as, [settings.paths.data_dir, *outside])
+    except ConfigError as exc:
+        raise ConfigurationProblem(str(exc)) from exc
+    except HandOverError as exc:
+        option = outside.get(exc.directory)
+        if option is None:
+            raise SystemProblem(str(exc)) from exc
+        raise ConfigurationProblem(str(located_error(settings.source, option, str(exc)))) from exc
     except (PrivilegeError, OSError) as exc:
         raise SystemProblem(str(exc)) from exc
     return Daemon(settings, sockets, control, runner, switched_to)
