@@ -198,3 +198,15 @@ def test_the_command_line_takes_l_q_and_e(settings: Settings) -> None:
     assert done.returncode == 0, done.stderr
     assert b"250 2.1.5 <alice> delivered\r\n221" in done.stdout, done.stdout
     assert count(settings, "INBOX") == 1
+
+
+def test_l_takes_bare_user_and_user_plus_folder_as_cyrus_lmtpd(settings: Settings) -> None:
+    conversation = (
+        b"LHLO mta\r\nMAIL FROM:<x@y.test>\r\nRCPT TO:<alice>\r\nRCPT TO:<alice+work>\r\n"
+        b"RCPT TO:<+work>\r\nDATA\r\nSubject: bare\r\n\r\nno domain\r\n.\r\nQUIT\r\n"
+    )
+    status, lines = lmtp(settings, conversation)
+    codes = [line[:3] for line in lines if not line.startswith(b"250-")]
+    assert status == 0
+    assert codes == [b"220", b"250", b"250", b"250", b"250", b"550", b"354", b"250", b"250", b"221"]
+    assert count(settings, "INBOX") == 1 and count(settings, "INBOX.work") == 1
