@@ -69,7 +69,6 @@ from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines
 from posthouse.server.control import Caller, ControlServer, Operation, Reply, bind_control_socket
 from posthouse.server.imap.session import IMAPServices, IMAPSession
-from posthouse.server.imap.telemetry import TelemetryDirectory
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import (
     BindError,
@@ -83,6 +82,7 @@ from posthouse.server.privileges import HandOverError, PrivilegeError, drop_priv
 from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPSession
 from posthouse.server.supervisor import WorkerSet, run_workers
+from posthouse.server.telemetry import TelemetryDirectory
 from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.maildrop import Maildrop
 
@@ -676,12 +676,14 @@ def service_specs(
     )
     smtp_services = smtp_services_for(app, scheduler, tls_context)
     open_maildrop: Callable[[str], Maildrop] = open_maildrop_for(app)
+    telemetry = TelemetryDirectory(imap_config_dir(app.settings) / "log")  # IMAP and POP3
     pop3_services = POP3Services(
         hostname=config.server.hostname,
         credentials=app.credentials,
         open_maildrop=open_maildrop,
         tls_context=tls_context,
         local_domains=app.local_domains.__contains__,
+        telemetry=telemetry,
     )
     imap_deadlines = Deadlines(
         command_timeout=config.imap.command_timeout_seconds,
@@ -700,7 +702,7 @@ def service_specs(
                 store=app.mail_store,
                 tls_context=tls_context,
                 local_domains=app.local_domains.__contains__,
-                telemetry=TelemetryDirectory(imap_config_dir(app.settings) / "log"),
+                telemetry=telemetry,
             )
             imap_for = imap_settings_for(app, None if implicit else tls_context)
             handler = _serve(IMAPSession, imap_services, imap_for, stopping)
