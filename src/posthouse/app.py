@@ -39,7 +39,7 @@ from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
 from posthouse.mta.expand import Expander, FileSource
-from posthouse.mta.full_mailbox import AliasesOnly, FullMailboxCheck
+from posthouse.mta.full_mailbox import AliasesOnly, FullMailboxCheck, Lookup
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
@@ -335,9 +335,9 @@ def build_application(
     )
     forwards_local_mail = config.mail.forwarding == "local" and config.mail.role != "client"
 
-    def expander_over(files: FileSource) -> Expander:
+    def expander_over(files: FileSource, lookup_alias: Lookup = aliases.lookup) -> Expander:
         return Expander(
-            lookup_alias=aliases.lookup,
+            lookup_alias=lookup_alias,
             is_local_domain=domains.__contains__,
             user_exists=users.exists,
             files=files,
@@ -443,7 +443,12 @@ def build_application(
         transport=transport,
         stats=stats,
         locking=locking,
-        full_mailbox=FullMailboxCheck(expander_over(AliasesOnly()).expand, local_mail, store_agent),
+        full_mailbox=FullMailboxCheck(
+            aliases.lookup,
+            lambda lookup: expander_over(AliasesOnly(), lookup),
+            local_mail,
+            store_agent,
+        ),
     )
     return application
 

@@ -12,7 +12,13 @@ import pytest
 from posthouse.mta.agents.store import StoreMailbox
 from posthouse.mta.errors import MailError
 from posthouse.mta.expand import Expander
-from posthouse.mta.full_mailbox import MAX_CHECKED, AliasesOnly, FullMailboxCheck
+from posthouse.mta.full_mailbox import (
+    MAX_CHECKED,
+    MAX_LOOKUPS,
+    AliasesOnly,
+    FullMailboxCheck,
+    Lookup,
+)
 from posthouse.mta.local_mail import LocalMail
 
 ALIASES = {
@@ -39,18 +45,21 @@ class QuotaRecords:
         return MailError("4.2.2", f"{box.user}: mailbox over quota") if box.user in FULL else None
 
 
-def check(tmp_path: Path) -> tuple[FullMailboxCheck, QuotaRecords]:
-    expander = Expander(
-        lookup_alias=ALIASES.get,
+def expander(lookup: Lookup) -> Expander:
+    return Expander(
+        lookup_alias=lookup,
         is_local_domain=lambda domain: domain == "example.test",
         user_exists=lambda user: user in STORE_USERS | {"dave"},
         files=AliasesOnly(),
         default_domain="example.test",
     )
+
+
+def check(tmp_path: Path, aliases: Lookup = ALIASES.get) -> tuple[FullMailboxCheck, QuotaRecords]:
     records = QuotaRecords()
     local_mail = LocalMail(tmp_path, uses_store=STORE_USERS.__contains__)
     store: Any = records
-    return FullMailboxCheck(expander.expand, local_mail, store), records
+    return FullMailboxCheck(aliases, expander, local_mail, store), records
 
 
 @pytest.mark.parametrize(
@@ -79,3 +88,26 @@ def test_the_folder_of_a_detailed_target_is_the_one_asked_about(tmp_path: Path) 
     full_mailbox, records = check(tmp_path)
     asyncio.run(full_mailbox("detail@example.test"))
     assert records.asked == [StoreMailbox("carol", "lists")]
+
+
+def test_an_expansion_over_the_lookup_budget_is_accepted_unexpanded(tmp_path: Path) -> None:
+    """A list of aliases of a full user: refused while its expansion is small; with more
+    than MAX_LOOKUPS aliases in it the RCPT-time check stops there and accepts (delivery
+    judges each copy)."""
+    nested = dict(ALIASES)
+    nested["big"] = tuple(f"level{i}" for i in range(10))
+    nested.update({f"level{i}": ("alice",) for i in range(10)})
+    asked: list[str] = []
+
+    def lookup(name: str) -> tuple[str, ...] | None:
+        asked.append(name)
+        return nested.get(name)
+
+    full_mailbox, _ = check(tmp_path, lookup)
+    refusal = asyncio.run(full_mailbox("big@example.test"))  # 12 lookups: within, all full
+    assert refusal is not None and refusal.status == "4.2.2"
+    nested["big"] = tuple(f"level{i % 10}x{i}" for i in range(MAX_LOOKUPS + 10))
+    nested.update({f"level{i % 10}x{i}": ("alice",) for i in range(MAX_LOOKUPS + 10)})
+    asked.clear()
+    assert asyncio.run(full_mailbox("big@example.test")) is None
+    assert len(asked) == MAX_LOOKUPS

@@ -13,8 +13,10 @@ address, a program or file) is accepted, and delivery defers the full ones, as i
 message to several users.  Nothing is read but the aliases, the user table and the store's
 quota records: ``.forward`` files are not read (a user is taken as its own mailbox, as
 before), an ``:include:`` file counts as a destination that may take the message, and any
-doubt (an expansion error, more than :data:`MAX_CHECKED` destinations) answers "not full":
-delivery checks again and defers the message then.
+doubt (an expansion error, more than :data:`MAX_CHECKED` destinations, an expansion that
+needs more than :data:`MAX_LOOKUPS` alias lookups) answers "not full": delivery checks again
+and defers the message then.  The limits keep a big list in the aliases file from costing
+every RCPT its whole expansion.
 """
 
 from __future__ import annotations
@@ -26,12 +28,20 @@ from pathlib import Path
 from posthouse.mta.agents.store import StoreDelivery, StoreMailbox
 from posthouse.mta.destinations import LocalMailbox
 from posthouse.mta.errors import MailError
-from posthouse.mta.expand import Expansion, Refused, TrustedText
+from posthouse.mta.expand import Expander, Refused, TrustedText
 from posthouse.mta.local_mail import LocalMail
 
-__all__ = ["MAX_CHECKED", "AliasesOnly", "FullMailboxCheck"]
+__all__ = ["MAX_CHECKED", "MAX_LOOKUPS", "AliasesOnly", "FullMailboxCheck", "Lookup"]
 
 MAX_CHECKED = 50  # destinations of one recipient checked at RCPT time; more: accepted
+MAX_LOOKUPS = 200  # alias lookups of one recipient's expansion at RCPT time; more: accepted
+
+#: An alias lookup: the targets of a name, or None when it is no alias.
+Lookup = Callable[[str], tuple[str, ...] | None]
+
+
+class _OverBudget(Exception):
+    """The expansion needs more alias lookups than RCPT time allows."""
 
 
 class AliasesOnly:
@@ -47,15 +57,29 @@ class AliasesOnly:
 
 @dataclass(frozen=True)
 class FullMailboxCheck:
-    """See the module docstring; call it with a recipient address.  ``expand`` is an
-    expander over :class:`AliasesOnly`."""
+    """See the module docstring; call it with a recipient address.  ``expander(lookup)``
+    makes the daemon's expander over :class:`AliasesOnly` with ``lookup`` for its alias
+    lookups (``lookup_alias``, counted)."""
 
-    expand: Callable[[str], Expansion]
+    lookup_alias: Lookup
+    expander: Callable[[Lookup], Expander]
     local_mail: LocalMail
     store: StoreDelivery
 
     async def __call__(self, address: str) -> MailError | None:
-        expansion = self.expand(address)
+        left = MAX_LOOKUPS
+
+        def counted(name: str) -> tuple[str, ...] | None:
+            nonlocal left
+            left -= 1
+            if left < 0:
+                raise _OverBudget
+            return self.lookup_alias(name)
+
+        try:
+            expansion = self.expander(counted).expand(address)
+        except _OverBudget:
+            return None
         deliveries = expansion.deliveries
         if expansion.errors or not deliveries or len(deliveries) > MAX_CHECKED:
             return None
