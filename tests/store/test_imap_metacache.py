@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posthouse.store.backend import FlagChange, FlagMode, Viewer
+from posthouse.store.backend import FlagChange, FlagColumns, FlagMode, Viewer
 from posthouse.store.fs.backend import FsBackend
 from posthouse.store.fs.metacache import MetadataCache
 from posthouse.store.uidset import UidSet
@@ -31,6 +31,11 @@ def test_the_copy_follows_every_change_made_by_another_process(tmp_path: Path) -
             for uids in (EVERYTHING, UidSet.of([2, 3, 7, 40])):
                 got = run(cached.fetch(record.id, uids, viewer=viewer))
                 assert got == run(plain.fetch(record.id, uids, viewer=viewer))
+                # FETCH 1:* (UID FLAGS) takes the copy's columns
+                columns = run(cached.fetch_flags(record.id, uids, viewer=viewer))
+                assert columns == FlagColumns(
+                    [m.uid for m in got], [m.modseq for m in got], [m.flags for m in got]
+                )
             # SELECT's UIDs come from the copy too
             snapshot = run(cached.snapshot(record.id, viewer=viewer))
             assert list(snapshot.uids) == list(run(plain.snapshot(record.id, viewer=viewer)).uids)
@@ -58,9 +63,17 @@ def test_the_copy_follows_every_change_made_by_another_process(tmp_path: Path) -
     run(other.expunge(record.id))
     run(other.store_flags(record.id, UidSet.of([4, 14]), add, viewer=owner))
     same()  # appended, expunged and changed between two looks
+    run(other.append(record.id, [message(16)]))
+    run(other.store_flags(record.id, UidSet.of([3]), seen, viewer=owner))
+    for uids in (EVERYTHING, UidSet.of([3, 15])):  # the columns caught up before a full fetch
+        columns = run(cached.fetch_flags(record.id, uids, viewer=owner))
+        assert columns.flags == [m.flags for m in run(plain.fetch(record.id, uids, viewer=owner))]
+    run(other.store_flags(record.id, UidSet.of([15]), delete, viewer=owner))
+    run(other.expunge(record.id))
+    same()
     run(cached.snapshot(record.id, viewer=owner))
     run(other.append(record.id, [message(15)]))
     same()  # the copy made by SELECT, caught up by the next look
     assert [m.uid for m in run(cached.fetch(record.id, EVERYTHING, viewer=owner))] == [
-        3, 4, 5, 6, 8, 9, 10, 14, 15,
+        3, 4, 5, 6, 8, 9, 10, 14, 16,
     ]  # fmt: skip

@@ -21,6 +21,7 @@ from posthouse.store.backend import (
     CopyResult,
     ExpungeResult,
     FlagChange,
+    FlagColumns,
     FlagMode,
     MailboxRecord,
     MailboxSnapshot,
@@ -440,6 +441,9 @@ class UserSession:
         return await self.backend.fetch(
             mailbox.mailbox_id, uids, viewer=mailbox.viewer, cached=cached
         )
+
+    async def fetch_flags(self, mailbox: OpenMailbox, uids: UidSet) -> FlagColumns:
+        return await self.backend.fetch_flags(mailbox.mailbox_id, uids, viewer=mailbox.viewer)
 
     async def search_headers(
         self, mailbox: OpenMailbox, uids: UidSet, field: str, needle: bytes

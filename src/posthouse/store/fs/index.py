@@ -50,6 +50,7 @@ from posthouse.store.backend import (
     Changes,
     ExpungeResult,
     FlagChange,
+    FlagColumns,
     MailboxSnapshot,
     MailboxStatus,
     MessageMeta,
@@ -362,6 +363,20 @@ class MailboxIndex:
         with self.db.read() as conn:
             state = self._state(conn)
             return self._rows(conn, uids, viewer, cached, state)
+
+    def fetch_flags(self, uids: UidSet, viewer: Viewer) -> FlagColumns:
+        with self.db.read() as conn:
+            state = self._state(conn)
+            if self.metadata is not None and not viewer.private_seen:
+                columns = self.metadata.fetch_columns(
+                    self.mailbox_id, conn, state.highestmodseq, state.messages, uids
+                )
+                if columns is not None:
+                    return columns
+            metas = self._rows(conn, uids, viewer, False, state)
+        return FlagColumns(
+            [m.uid for m in metas], [m.modseq for m in metas], [m.flags for m in metas]
+        )
 
     def store_cache(
         self, uid: int, envelope: bytes | None, bodystructure: bytes | None, header: bytes | None
