@@ -170,12 +170,12 @@ class MessageMeta(NamedTuple):
 
 
 class FlagColumns(NamedTuple):
-    """The UIDs, MODSEQs and flags of messages as three lists in UID order: what
+    """The UIDs, flags and (when asked for) MODSEQs of messages as lists in UID order: what
     ``FETCH 1:* (UID FLAGS)`` needs of 100,000 messages, without a tuple per message."""
 
     uids: list[int]
-    modseqs: list[int]
     flags: list[frozenset[str]]
+    modseqs: list[int] | None
 
 
 class FlagMode(enum.Enum):
@@ -333,8 +333,10 @@ class MailStoreBackend(Protocol):
         """Metadata of the messages in ``uids`` that exist, by UID."""
         ...
 
-    async def fetch_flags(self, mailbox_id: str, uids: UidSet, *, viewer: Viewer) -> FlagColumns:
-        """`fetch` of the UIDs, MODSEQs and flags only, as columns."""
+    async def fetch_flags(
+        self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
+    ) -> FlagColumns:
+        """`fetch` of the UIDs, flags and (if ``modseqs``) MODSEQs only, as columns."""
         ...
 
     async def search_headers(

@@ -442,8 +442,12 @@ class UserSession:
             mailbox.mailbox_id, uids, viewer=mailbox.viewer, cached=cached
         )
 
-    async def fetch_flags(self, mailbox: OpenMailbox, uids: UidSet) -> FlagColumns:
-        return await self.backend.fetch_flags(mailbox.mailbox_id, uids, viewer=mailbox.viewer)
+    async def fetch_flags(
+        self, mailbox: OpenMailbox, uids: UidSet, *, modseqs: bool = False
+    ) -> FlagColumns:
+        return await self.backend.fetch_flags(
+            mailbox.mailbox_id, uids, viewer=mailbox.viewer, modseqs=modseqs
+        )
 
     async def search_headers(
         self, mailbox: OpenMailbox, uids: UidSet, field: str, needle: bytes

@@ -333,8 +333,13 @@ class MessageCommands:
             return
         metas: list[MessageMeta] | None = None
         modseqs: list[int] | None = None
-        if {item.name for item in items} <= _FLAG_ITEMS:  # the store's columns as they are
-            stored, modseqs, flags = await user.fetch_flags(mailbox, UidSet(ranges))
+        writer = MetadataFetch(items, self.flag_forms, condstore=self.engine.condstore)
+        if set(writer.names) <= _FLAG_ITEMS:  # the store's columns as they are
+            stored, flags, modseqs = await user.fetch_flags(
+                mailbox,
+                UidSet(ranges),
+                modseqs="MODSEQ" in writer.names or changed_since is not None,
+            )
         else:
             metas = await user.fetch(mailbox, UidSet(ranges))
             stored, flags = list(map(_uid_of, metas)), list(map(_flags_of, metas))
@@ -350,7 +355,6 @@ class MessageCommands:
             modseqs = None if modseqs is None else [modseqs[i] for i in kept]
             metas = None if metas is None else [metas[i] for i in kept]
         selected.told_flags(uids, flags)
-        writer = MetadataFetch(items, self.flag_forms, condstore=self.engine.condstore)
         for start in range(0, len(uids), _BLOCK_ROWS):
             part = slice(start, start + _BLOCK_ROWS)
             lines = writer.block(

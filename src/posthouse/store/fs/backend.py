@@ -341,8 +341,10 @@ class FsBackend:
     ) -> list[MessageMeta]:
         return await self._run(lambda: self._index(mailbox_id).fetch(uids, viewer, cached))
 
-    async def fetch_flags(self, mailbox_id: str, uids: UidSet, *, viewer: Viewer) -> FlagColumns:
-        return await self._run(lambda: self._index(mailbox_id).fetch_flags(uids, viewer))
+    async def fetch_flags(
+        self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
+    ) -> FlagColumns:
+        return await self._run(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
 
     async def search_headers(
         self, mailbox_id: str, uids: UidSet, field: str, needle: bytes

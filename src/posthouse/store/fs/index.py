@@ -364,18 +364,25 @@ class MailboxIndex:
             state = self._state(conn)
             return self._rows(conn, uids, viewer, cached, state)
 
-    def fetch_flags(self, uids: UidSet, viewer: Viewer) -> FlagColumns:
+    def fetch_flags(self, uids: UidSet, viewer: Viewer, modseqs: bool) -> FlagColumns:
         with self.db.read() as conn:
             state = self._state(conn)
             if self.metadata is not None and not viewer.private_seen:
                 columns = self.metadata.fetch_columns(
-                    self.mailbox_id, conn, state.highestmodseq, state.messages, uids
+                    self.mailbox_id,
+                    conn,
+                    state.highestmodseq,
+                    state.messages,
+                    uids,
+                    modseqs=modseqs,
                 )
                 if columns is not None:
                     return columns
             metas = self._rows(conn, uids, viewer, False, state)
         return FlagColumns(
-            [m.uid for m in metas], [m.modseq for m in metas], [m.flags for m in metas]
+            [m.uid for m in metas],
+            [m.flags for m in metas],
+            [m.modseq for m in metas] if modseqs else None,
         )
 
     def store_cache(
