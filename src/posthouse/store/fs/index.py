@@ -575,7 +575,7 @@ class MailboxIndex:
                 raise StoreError("the mailbox has used up its UIDs", temporary=False)
             self._add_keywords(conn, keywords)
             sync_directory(self.dir)  # the new names are durable before the rows commit
-            header_fields.insert_rows(conn, field_rows)  # the messages' trigger keeps them
+            header_fields.insert_rows(conn, field_rows)  # first: the trigger then leaves them
             conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT INTO cache VALUES (?, ?, ?, ?)", cache_rows)
             conn.execute(
