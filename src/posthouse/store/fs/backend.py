@@ -34,6 +34,7 @@ from posthouse.store.backend import (
     CopyResult,
     ExpungeResult,
     FlagChange,
+    FlagColumns,
     MailboxRecord,
     MailboxSnapshot,
     MailboxStatus,
@@ -339,6 +340,11 @@ class FsBackend:
         self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, cached: bool = False
     ) -> list[MessageMeta]:
         return await self._run(lambda: self._index(mailbox_id).fetch(uids, viewer, cached))
+
+    async def fetch_flags(
+        self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
+    ) -> FlagColumns:
+        return await self._run(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
 
     async def search_headers(
         self, mailbox_id: str, uids: UidSet, field: str, needle: bytes
