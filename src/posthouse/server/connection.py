@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import math
 import ssl
@@ -69,15 +70,20 @@ class Peer:
 
     @property
     def is_loopback(self) -> bool:
-        if not self.address:
-            return True  # unix socket: a local process
-        try:
-            return ipaddress.ip_address(self.address).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.address)
 
     def __str__(self) -> str:
         return f"[{self.address}]:{self.port}" if self.address else "local"
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(address: str) -> bool:
+    if not address:
+        return True  # unix socket: a local process
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class Connection:
