@@ -260,7 +260,10 @@ class Connection:
         self.record.remove()
         with contextlib.suppress(Exception):
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
+            if self.tls_active or self.writer.transport.get_write_buffer_size():
+                # A TLS shutdown or output a slow client has not read yet: wait, bounded.
+                # Otherwise the socket is closed on the loop's next round, nothing to wait for.
+                await asyncio.wait_for(self.writer.wait_closed(), 5)
 
 
 async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, timeout: float) -> None:
