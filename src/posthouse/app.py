@@ -463,20 +463,26 @@ def engine_settings(
         listener.protocol
     ]
 
+    made: dict[tuple[bool, bool], smtp_engine.SMTPSettings] = {}  # (TLS, loopback): settings
+
     def settings_for(connection: Connection) -> smtp_engine.SMTPSettings:
-        return smtp_engine.SMTPSettings(
-            hostname=hostname,
-            mode=mode,  # type: ignore[arg-type]
-            max_message_size=smtp.max_message_size,
-            max_recipients=smtp.max_recipients,
-            max_command_line=smtp.max_command_line,
-            max_data_line=smtp.max_data_line,
-            max_commands=smtp.max_commands,
-            max_errors=smtp.max_errors,
-            starttls_available=tls and not connection.tls_active,
-            tls_active=connection.tls_active,
-            auth_allowed_without_tls=smtp.allow_plaintext_auth or connection.peer.is_loopback,
-        )
+        tls_active, loopback = connection.tls_active, connection.peer.is_loopback
+        settings = made.get((tls_active, loopback))
+        if settings is None:
+            settings = made[tls_active, loopback] = smtp_engine.SMTPSettings(
+                hostname=hostname,
+                mode=mode,  # type: ignore[arg-type]
+                max_message_size=smtp.max_message_size,
+                max_recipients=smtp.max_recipients,
+                max_command_line=smtp.max_command_line,
+                max_data_line=smtp.max_data_line,
+                max_commands=smtp.max_commands,
+                max_errors=smtp.max_errors,
+                starttls_available=tls and not tls_active,
+                tls_active=tls_active,
+                auth_allowed_without_tls=smtp.allow_plaintext_auth or loopback,
+            )
+        return settings
 
     return settings_for
 

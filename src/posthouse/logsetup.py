@@ -6,35 +6,47 @@ can read them; the syslog tag is ``posthouse``.  NOTICE (authentication
 results, 12.4.5) is logged at INFO with the word NOTICE in the message.
 
 Lines are formatted and written by a thread of their own (:class:`LogThread`), not
-by the event loop that logs them; ``flush()`` on the root logger's handler waits
+by the event loop that logs them, in batches (a busy server wakes it about fifty times a
+second, not twice per message); ``flush()`` on the root logger's handler waits
 until every line logged so far is written, and the interpreter's exit does too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
 import queue
 import sys
+import threading
 
 from posthouse.config.schema import ServerSection
 
 SYSLOG_SOCKET = "/dev/log"
 
 
+#: Seconds the log thread gathers lines after writing some: a busy server wakes it at most
+#: 1/LINGER times a second (not once per line), and a line is written at most this late.
+LINGER = 0.02
+_STOP = object()  # tells the thread to end once it has written what came before
+
+
 class LogThread(logging.handlers.QueueHandler):
     """Hands each record to a thread that formats and writes it with *target*.
 
-    The record goes as it is (its arguments are formatted later, on the thread).  A thread
-    does not survive ``os.fork()``: it is stopped before a fork (writing every line queued)
-    and started again in both processes.  :meth:`flush` waits until the lines logged so
-    far are written; :meth:`close` (called by ``logging.shutdown()`` at exit) stops it."""
+    The record goes as it is (its arguments are formatted later, on the thread).  The thread
+    writes every record waiting, then gathers for :data:`LINGER` seconds before it looks
+    again.  A thread does not survive ``os.fork()``: it is stopped before a fork (writing
+    every line queued) and started again in both processes.  :meth:`flush` waits until the
+    lines logged so far are written; :meth:`close` (called by ``logging.shutdown()`` at
+    exit) stops it."""
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__(queue.SimpleQueue())
         self.target = target
-        self._listener: logging.handlers.QueueListener | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._closed = False
         self._start()
         os.register_at_fork(
@@ -55,16 +67,35 @@ class LogThread(logging.handlers.QueueHandler):
         super().close()
 
     def _start(self) -> None:
-        if self._closed or self._listener is not None:
+        if self._closed or self._thread is not None:
             return
-        self._listener = logging.handlers.QueueListener(self.queue, self.target)
-        self._listener.start()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._write_lines, args=(self._stopping,), name="posthouse-log", daemon=True
+        )
+        self._thread.start()
 
     def _stop(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.stop()  # writes what is queued, then ends the thread
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stopping.set()  # no more gathering
+            self.queue.put_nowait(_STOP)
+            thread.join()  # writes what is queued, then ends the thread
         self.target.flush()
+
+    def _write_lines(self, stopping: threading.Event) -> None:
+        records: queue.SimpleQueue[logging.LogRecord | object] = self.queue  # type: ignore[assignment]
+        while True:
+            batch = [records.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(records.get_nowait())
+            for record in batch:
+                if isinstance(record, logging.LogRecord):
+                    self.target.handle(record)
+            if _STOP in batch:
+                return
+            stopping.wait(LINGER)
 
 
 def setup_logging(server: ServerSection) -> str:

@@ -121,6 +121,13 @@ def test_reload_names_what_needs_a_restart(server: Server) -> None:
     wait_until(lambda: "server.workers" in log.read_text(), what="the log to name it")
 
 
+def new_submission_port(server: Server) -> int | None:
+    """The submission port a reload moved to, once the log thread has written it."""
+    log = (server.home / "server.log").read_text()
+    ports = [int(p) for p in re.findall(r"listening submission on 127\.0\.0\.1:(\d+)", log)]
+    return ports[-1] if ports and ports[-1] != server.ports["submission"] else None
+
+
 def test_reload_opens_and_closes_listeners(server: Server) -> None:
     """A listener taken out stops accepting while its sessions go on; a new one serves."""
     pop3 = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
@@ -137,9 +144,9 @@ def test_reload_opens_and_closes_listeners(server: Server) -> None:
     pop3.quit()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.ports["pop3"]), timeout=30)
-    log = (server.home / "server.log").read_text()
-    port = int(re.findall(r"listening submission on 127\.0\.0\.1:(\d+)", log)[-1])
-    assert port != server.ports["submission"]
+    wait_until(lambda: new_submission_port(server) is not None, what="the log thread's line")
+    port = new_submission_port(server)
+    assert port is not None
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         assert client.ehlo()[0] == 250
         assert client.has_extn("auth") or client.has_extn("starttls")
@@ -176,9 +183,9 @@ def test_reload_replaces_workers_gracefully(server_factory: Callable[..., Server
     assert b"finished" in server.wait_for_messages("alice", 1)[0]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", server.ports["pop3"]), timeout=30)
-    log = (server.home / "server.log").read_text()
-    port = int(re.findall(r"listening submission on 127\.0\.0\.1:(\d+)", log)[-1])
-    assert port != server.ports["submission"]
+    wait_until(lambda: new_submission_port(server) is not None, what="the log thread's line")
+    port = new_submission_port(server)
+    assert port is not None
     for each in (port, server.smtp_port):
         with smtplib.SMTP("127.0.0.1", each, timeout=30) as client:
             assert client.ehlo()[0] == 250

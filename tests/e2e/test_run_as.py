@@ -163,6 +163,7 @@ def test_an_unsafe_forward_is_refused_and_the_mail_kept(
         wait_until(lambda: mailbox.exists() and len(mbox_messages(mailbox)) == 1, what="mail")
         assert b"kept in the mailbox" in mbox_messages(mailbox)[0]
         assert not (base / "out" / "bad").exists()
-        assert f"forward file {forward} refused: world writable file" in daemon.log()
+        refused = f"forward file {forward} refused: world writable file"
+        wait_until(lambda: refused in daemon.log(), what="the log thread's line")
     finally:
         daemon.stop()

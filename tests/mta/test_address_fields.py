@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,3 +177,56 @@ def test_every_written_mailbox_is_found_and_rewritten_in_place(
 @given(st.binary(max_size=300))
 def test_an_unchanging_rewrite_keeps_any_header_section(header: bytes) -> None:
     assert rewrite_header_section(header, {"from": str, "to": str}) == header
+
+
+def _both_ways(value: str) -> tuple[tuple[str, list[str]], tuple[str, list[str]]]:
+    """(result, addresses given to the rewrite) with the shortcut and by the tokenizer."""
+    from posthouse.mta import address_fields
+
+    def run(rewrite_list: Callable[[str, Callable[[str], str]], str]) -> tuple[str, list[str]]:
+        calls: list[str] = []
+
+        def rewrite(address: str) -> str:
+            calls.append(address)
+            return address.upper() + ".q"
+
+        return rewrite_list(value, rewrite), calls
+
+    return run(rewrite_address_list), run(address_fields._rewrite_tokens)
+
+
+_PLAIN_BODIES = [
+    " <sender@local.test>\r",
+    " sender@local.test",
+    " joe",
+    " Joe Smith <joe@a.example>\r\n\t",
+    "\r\n\t<a.b-c+d@x-1.example>",
+    " host!user",
+    " <joe>",
+    # Not plain: the tokenizer decides, and the answers must agree.
+    " <>",
+    " Joe<joe@a.example>",
+    ' "Joe" <joe@a.example>',
+    " joe@a.example (Joe)",
+    " a@b, c@d",
+    " .joe@a.example",
+    " joe..x@a.example",
+    " joe@[10.0.0.1]",
+    " <@r.example:joe@a.example>",
+    " VAXA::SMITH",
+    " team: a;",
+    " Joe Smith",
+]
+
+
+@pytest.mark.parametrize("value", _PLAIN_BODIES)
+def test_the_shortcut_for_one_plain_mailbox_agrees_with_the_tokenizer(value: str) -> None:
+    fast, slow = _both_ways(value)
+    assert fast == slow
+    assert rewrite_address_list(value, lambda a: a) == value
+
+
+@given(st.text(alphabet="ab.@<>!( \t\r\n", max_size=20))
+def test_the_shortcut_agrees_with_the_tokenizer_on_any_text(value: str) -> None:
+    fast, slow = _both_ways(value)
+    assert fast == slow

@@ -128,6 +128,25 @@ def test_at_most_one_stat_per_lookup(tmp_path: Path, monkeypatch: pytest.MonkeyP
     adb.close()
 
 
+def test_answers_are_read_once_per_database_file(tmp_path: Path) -> None:
+    db, _ = write_and_build(tmp_path, "a: b\n")
+    adb = AliasDatabase(db)
+    assert adb.lookup("a") == ("b",)
+    statements: list[str] = []
+    assert adb._conn is not None
+    adb._conn.set_trace_callback(statements.append)
+    for _ in range(10):
+        assert adb.lookup("A") == ("b",)
+        assert adb.lookup("nobody") is None
+    assert [s for s in statements if s.startswith("SELECT")] == [
+        "SELECT targets FROM aliases WHERE name = 'nobody'"
+    ]
+    write_and_build(tmp_path, "a: c\nnobody: d\n")  # a new file: nothing kept is used
+    assert adb.lookup("a") == ("c",)
+    assert adb.lookup("nobody") == ("d",)
+    adb.close()
+
+
 def test_corrupt_database_raises(tmp_path: Path) -> None:
     db = tmp_path / "aliases.db"
     db.write_bytes(b"this is not sqlite" * 100)

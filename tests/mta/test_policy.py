@@ -142,6 +142,7 @@ def test_a_local_process_without_an_address_is_trusted() -> None:
 
 def test_set_trusted_networks_replaces_them() -> None:
     p = policy("10.0.0.0/8")
+    assert p.is_trusted("10.0.0.1") and p.is_trusted("10.0.0.1")  # judged, then remembered
     p.set_trusted_networks(["192.0.2.0/24"])
     assert p.is_trusted("192.0.2.5") and not p.is_trusted("10.0.0.1")
     p.set_trusted_networks([])

@@ -83,3 +83,18 @@ def test_what_the_encoder_stores_decodes_to_the_content(data: bytes, cuts: list[
     assert stored.endswith(b"\n")
     expected = b"".join(line + b"\r\n" for line in _lines(data))
     assert decode(cut(stored[:-1], cuts)) == expected  # without the separator line
+
+
+def quoted(data: bytes) -> bytes:
+    """The encoder's reference: CRLF to LF, one more ">" on each ``>*From `` line."""
+    return re.sub(rb"(?m)^(>*From )", rb">\1", data.replace(b"\r\n", b"\n"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(contents, st.lists(st.integers(0, 200), max_size=12))
+def test_encoder_matches_the_reference_model_however_cut(data: bytes, cuts: list[int]) -> None:
+    for pieces in ([data], cut(data, cuts), [data[i : i + 1] for i in range(len(data))]):
+        encoder = MboxrdEncoder()
+        stored = b"".join(encoder.feed(p) for p in pieces) + encoder.finish()
+        body = quoted(data)
+        assert stored == body + (b"\n" if body and not body.endswith(b"\n") else b"") + b"\n"

@@ -187,12 +187,35 @@ def addr_specs(value: str) -> list[str]:
     return found
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"  # RFC 5322 §3.2.3
+_PLAIN_SPEC = rf"{_ATEXT}+(?:\.{_ATEXT}+)*(?:@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)?"
+# The commonest field body, one mailbox in plain words (``<a@b>``, ``Joe Smith <a@b>``, ``a@b``):
+# its addr-spec found without the tokenizer, exactly where the tokenizer finds it.
+_ONE_PLAIN_MAILBOX = re.compile(
+    rf"[ \t\r\n]*(?:(?:{_ATEXT}+[ \t]+)*<(?P<angle>{_PLAIN_SPEC})>|(?P<bare>{_PLAIN_SPEC}))"
+    r"[ \t\r\n]*"
+)
+
+
 def rewrite_address_list(value: str, rewrite: AddressRewrite) -> str:
     """``value`` with each addr-spec replaced by ``rewrite(addr_spec)`` where that differs.
 
     >>> rewrite_address_list(' "Joe (x)" <joe> (home)', lambda a: a + "@h.example")
     ' "Joe (x)" <joe@h.example> (home)'
     """
+    plain = _ONE_PLAIN_MAILBOX.fullmatch(value)
+    if plain is not None:
+        where = "angle" if plain.group("angle") is not None else "bare"
+        old = plain.group(where)
+        new = rewrite(old)
+        return (
+            value if new == old else value[: plain.start(where)] + new + value[plain.end(where) :]
+        )
+    return _rewrite_tokens(value, rewrite)
+
+
+def _rewrite_tokens(value: str, rewrite: AddressRewrite) -> str:
+    """:func:`rewrite_address_list` by the tokenizer, for any address list."""
     tokens = _tokens(value)
     replacements: list[tuple[int, int, str]] = []
     for element in _elements(tokens):

@@ -7,6 +7,9 @@ atomically renames it over the old one, so readers only ever see a whole old
 or a whole new database.  :class:`AliasDatabase` is the reader: it stats the
 database path (at most once per lookup) and reopens when the file was
 replaced, so a rebuilt database is picked up without restarting the daemon.
+The answers it read from one file are kept while the path still names that file
+(same device, inode, mtime and size): a database file never changes, so they cannot
+go stale, and a busy server's repeated lookups of the same names cost a stat each.
 
 Because a database file is never modified after the rename, readers open it
 read-only and ``immutable`` (no locking, no journal), which makes any number
@@ -91,6 +94,7 @@ def build_alias_database(aliases_path: Path, db_path: Path) -> int:
 
 
 _Identity = tuple[int, int, int, int]  # st_dev, st_ino, st_mtime_ns, st_size
+_KEPT_ANSWERS = 4096  # answers kept from the current file (all dropped when it is full)
 
 
 class AliasDatabase:
@@ -98,7 +102,8 @@ class AliasDatabase:
 
     Every :meth:`lookup` does one ``os.stat`` of the path and reopens the
     database when the file was replaced (device, inode, mtime or size
-    changed).  A missing database behaves as empty.  Instances may be shared
+    changed), answering names already looked up in that file from memory.
+    A missing database behaves as empty.  Instances may be shared
     between threads; after ``fork`` the child reopens its own connection.
     """
 
@@ -107,6 +112,7 @@ class AliasDatabase:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._identity: _Identity | None = None
+        self._answers: dict[str, tuple[str, ...] | None] = {}  # from the current file
         self._pid = os.getpid()
         self._closed = False
 
@@ -120,6 +126,7 @@ class AliasDatabase:
                 self._conn.close()
             self._conn = None
         self._identity = None
+        self._answers.clear()
 
     def _stat_identity(self) -> _Identity | None:
         try:
@@ -134,6 +141,7 @@ class AliasDatabase:
             # A connection inherited over fork must not be used (or closed) here.
             self._conn = None
             self._identity = None
+            self._answers.clear()
             self._pid = os.getpid()
         identity = self._stat_identity()
         if self._conn is not None and identity == self._identity:
@@ -191,17 +199,20 @@ class AliasDatabase:
             conn = self._refresh()
             if conn is None:
                 return None
+            key = normalize_local(name)
+            answers = self._answers
+            if key in answers:
+                return answers[key]
             try:
-                row = conn.execute(
-                    "SELECT targets FROM aliases WHERE name = ?", (normalize_local(name),)
-                ).fetchone()
+                row = conn.execute("SELECT targets FROM aliases WHERE name = ?", (key,)).fetchone()
             except sqlite3.DatabaseError as exc:
                 self._drop()
                 raise AliasDatabaseError(f"{self._path}: {exc}") from exc
-        if row is None:
-            return None
-        targets = json.loads(row[0])
-        return tuple(str(t) for t in targets)
+            found = None if row is None else tuple(str(t) for t in json.loads(row[0]))
+            if len(answers) >= _KEPT_ANSWERS:
+                answers.clear()
+            answers[key] = found
+            return found
 
     def close(self) -> None:
         with self._lock:

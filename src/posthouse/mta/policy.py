@@ -46,6 +46,9 @@ class LocalDomains:
         return domain == "" or domain.lower().rstrip(".") in self._domains
 
 
+_JUDGED_CLIENTS = 4096  # client addresses whose trust is kept (all dropped when full)
+
+
 class RecipientPolicy:
     """Decides at RCPT time whether a recipient is accepted."""
 
@@ -58,19 +61,31 @@ class RecipientPolicy:
     ) -> None:
         self.local_domains = local_domains
         self.trusted: tuple[IPNetwork, ...] = ()
+        self._judged: dict[str, bool] = {}  # client address -> trusted, for self.trusted
         self.set_trusted_networks(trusted_networks)
         self.is_deliverable = is_deliverable
 
     def set_trusted_networks(self, networks: Iterable[str]) -> None:
         """Replace the trusted networks (a bad one raises ValueError)."""
         self.trusted = tuple(_unmapped_network(n) for n in networks)
+        self._judged = {}
 
     def is_trusted(self, client_address: str) -> bool:
         """Whether ``client_address`` may relay without authenticating.
 
         An IPv4 client seen as an IPv4-mapped IPv6 address (``::ffff:10.1.2.3``, as a
-        dual-stack listener reports it) is judged by its IPv4 address.
+        dual-stack listener reports it) is judged by its IPv4 address.  Answers are kept
+        until the networks change (a busy client is judged once, not per message).
         """
+        judged = self._judged.get(client_address)
+        if judged is None:
+            judged = self._judge(client_address)
+            if len(self._judged) >= _JUDGED_CLIENTS:
+                self._judged.clear()
+            self._judged[client_address] = judged
+        return judged
+
+    def _judge(self, client_address: str) -> bool:
         if not client_address:
             return True  # a local process on a unix socket
         try:

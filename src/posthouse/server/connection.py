@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import math
 import ssl
@@ -69,15 +70,20 @@ class Peer:
 
     @property
     def is_loopback(self) -> bool:
-        if not self.address:
-            return True  # unix socket: a local process
-        try:
-            return ipaddress.ip_address(self.address).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.address)
 
     def __str__(self) -> str:
         return f"[{self.address}]:{self.port}" if self.address else "local"
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_loopback(address: str) -> bool:
+    if not address:
+        return True  # unix socket: a local process
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 class Connection:
@@ -254,7 +260,10 @@ class Connection:
         self.record.remove()
         with contextlib.suppress(Exception):
             self.writer.close()
-            await asyncio.wait_for(self.writer.wait_closed(), 5)
+            if self.tls_active or self.writer.transport.get_write_buffer_size():
+                # A TLS shutdown or output a slow client has not read yet: wait, bounded.
+                # Otherwise the socket is closed on the loop's next round, nothing to wait for.
+                await asyncio.wait_for(self.writer.wait_closed(), 5)
 
 
 async def start_tls(writer: asyncio.StreamWriter, context: ssl.SSLContext, timeout: float) -> None:

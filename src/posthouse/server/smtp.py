@@ -290,7 +290,7 @@ class SMTPSession:
         peer = self.connection.peer
         helo = self.engine.helo_name or "unknown"
         source = f"[{peer.address}]" if peer.address else "localhost"
-        when = format_datetime(datetime.now().astimezone())
+        when = _date_now()
         recipient = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
         header = (
             f"Received: from {helo} ({source})\r\n"
@@ -465,6 +465,20 @@ class SMTPSession:
         if self.incoming is not None:
             self.incoming.abort()
             self.incoming = None
+
+
+_date_of_second: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The RFC 5322 §3.3 date-time of this second, in local time (formatted once a second)."""
+    global _date_of_second
+    second = int(time.time())
+    cached_second, text = _date_of_second
+    if cached_second != second:
+        text = format_datetime(datetime.fromtimestamp(second).astimezone())
+        _date_of_second = (second, text)
+    return text
 
 
 def _passed_back(error: MailError) -> Reply:

@@ -105,9 +105,8 @@ class MboxTransaction(TransactionBase[SpoolMailbox]):
         received = envelope.received
         if body.content is not None:  # one copy in memory, shared by every mailbox
             shared = MboxMessage(envelope.sender, envelope.return_path + body.content, received)
-            errors = await asyncio.gather(
-                *(self._writer.append(box.path, shared) for box in self.recipients)
-            )
+            appends = [self._writer.append(box.path, shared) for box in self.recipients]
+            errors = [await appends[0]] if len(appends) == 1 else await asyncio.gather(*appends)
             return [RecipientResult(b, e) for b, e in zip(self.recipients, errors, strict=True)]
         with contextlib.ExitStack() as files:
             appends = []

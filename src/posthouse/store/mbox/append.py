@@ -139,7 +139,8 @@ def append_messages(
     if not messages:
         return
     parent_existed = path.parent.is_dir()
-    _prepare_parent(path)
+    if not parent_existed:
+        _prepare_parent(path)
     # Only decides whether to fsync the directory afterwards, so a race here is harmless.
     created = not os.path.lexists(path)
     allowed = {os.geteuid(), *trusted_uids}

@@ -86,7 +86,7 @@ LOCK_SUFFIX = ".lock"
 DEFAULT_TIMEOUT = 30.0
 #: Age in seconds after which a dot-lock is taken to be abandoned (liblockfile's figure).
 DEFAULT_STALE_AFTER = 300.0
-_MIN_DELAY = 0.005
+_MIN_DELAY = 0.0005  # a writer holds a mailbox for one append and its fsync: about a millisecond
 _MAX_DELAY = 0.25
 
 
@@ -389,12 +389,13 @@ def _open_or_create(path: Path, create_owner: tuple[int, int] | None) -> int:
     flags = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     for _attempt in range(10):
         try:
+            return os.open(path, flags)  # the mailbox exists (the common case)
+        except FileNotFoundError:
+            pass
+        try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
-            try:
-                return os.open(path, flags)
-            except FileNotFoundError:
-                continue  # removed between the two opens: try creating it again
+            continue  # created between the two opens: open it
         try:
             if create_owner is not None and os.geteuid() == 0:
                 os.fchown(fd, create_owner[0], create_owner[1])

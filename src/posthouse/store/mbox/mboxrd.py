@@ -104,6 +104,23 @@ class MboxrdEncoder:
         return bytes(out)
 
     def _quote(self, data: bytes) -> bytes:
+        if data and not self._partial and FROM not in data:
+            # Nothing to quote; only the last line may still become a ``>*From `` line.
+            newline = data.rfind(b"\n")
+            tail = data[newline + 1 :]
+            if not tail:
+                self._line_start = True
+            elif newline < 0 and not self._line_start:
+                pass  # the rest of a line that is no From_ line
+            elif FROM.startswith(tail.lstrip(b">")):
+                return self._quote_lines(data)  # undecided until the next chunk
+            else:
+                self._line_start = False
+            self._last = data[-1:]
+            return data
+        return self._quote_lines(data)
+
+    def _quote_lines(self, data: bytes) -> bytes:
         out = bytearray()
         pos, end = 0, len(data)
         while pos < end:
