@@ -27,9 +27,10 @@ one (:mod:`posthouse.store.fs`, message files plus SQLite indexes) and later Pos
 * **Bodies** are bytes the caller hands over with CRLF line ends; :meth:`open_message` streams
   them back.  ENVELOPE, BODYSTRUCTURE and the header section are cached as opaque blobs the
   caller computed (the store does not parse mail).
-* **Quota usage** is counted per quota root in the same call as the change (bytes, each copy
-  counted, index files never); the root of a mailbox is the nearest root at or above its
-  name (:mod:`posthouse.store.quota_roots`); limits are enforced by the service.
+* **Quota usage** of a root is the bytes of the messages in the mailboxes it limits (each
+  copy counted, index files never), each mailbox's kept with its messages and summed when
+  asked; the root of a mailbox is the nearest root at or above its name
+  (:mod:`posthouse.store.quota_roots`); limits are enforced by the service.
 
 All methods are coroutines except :meth:`change_token` (a memory read) and
 :meth:`open_message` (returns a blocking file object, for a thread).
@@ -398,8 +399,8 @@ class MailStoreBackend(Protocol):
         ...
 
     async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        """Create or change a quota root (a new root's usage is counted from its mailboxes,
-        and the root above it, which loses them, is counted again)."""
+        """Create or change a quota root (a new root's mailboxes no longer count to the root
+        above it)."""
         ...
 
     async def remove_quota(self, root: str) -> None:
@@ -407,8 +408,9 @@ class MailStoreBackend(Protocol):
         ...
 
     async def recompute_quotas(self, roots: Sequence[str] | None = None) -> list[QuotaUsage]:
-        """Count the usage of ``roots`` (None: all) again from the mailboxes' messages
-        (``imapquota -f``); returns them as they are now."""
+        """Count the usage of ``roots`` (None: all) again from the mailboxes' messages, row by
+        row, correcting what the mailboxes kept (``imapquota -f``); returns them as they are
+        now."""
         ...
 
     # -- change notification --

@@ -1,8 +1,9 @@
 """The file-system backend: :class:`FsBackend` implements :class:`MailStoreBackend`.
 
 It ties together the mailboxes list (:mod:`.mailboxes`), one :class:`MailboxIndex` per
-mailbox folder (:mod:`.index`), quota roots (:mod:`.quota`), per-user files
-(:mod:`.userfiles`) and the shared change counters (:mod:`.notify`), all laid out by
+mailbox folder (:mod:`.index`), quota roots' limits (:mod:`.quota`; their usage is
+summed from the indexes when asked), per-user files (:mod:`.userfiles`) and the shared
+change counters (:mod:`.notify`), all laid out by
 :class:`~posthouse.store.fs.layout.FsLayout`.
 
 The work is blocking (SQLite, fsync), so each coroutine runs it on the backend's own thread
@@ -58,10 +59,10 @@ from posthouse.store.fs.mailboxes import MailboxList
 from posthouse.store.fs.metacache import MetadataCache
 from posthouse.store.fs.move import move_folder, recover_moves
 from posthouse.store.fs.notify import ChangeCounters
-from posthouse.store.fs.quota import QuotaRoots
+from posthouse.store.fs.quota import QuotaRoots, RootLimit
 from posthouse.store.fs.reconstruct import reconstruct_folder
 from posthouse.store.fs.userfiles import SubscriptionFiles
-from posthouse.store.names import children_prefix, is_inferior, parent_of
+from posthouse.store.names import children_prefix, is_inferior
 from posthouse.store.quota_roots import nearest_root
 from posthouse.store.uidset import UidSet
 
@@ -148,10 +149,8 @@ class FsBackend:
         if index is not None:
             index.db.close()
 
-    def _changed(self, mailbox_id: str, quota_delta: int = 0) -> None:
+    def _changed(self, mailbox_id: str) -> None:
         self.counters.bump(mailbox_id)
-        if quota_delta:
-            self.quotas.add_usage(self._record(mailbox_id).name, quota_delta)
 
     # -- the mailboxes list --
 
@@ -195,14 +194,12 @@ class FsBackend:
             except MailboxNotFound:
                 continue
             with contextlib.suppress(MailboxNotFound):  # already marked by another process
-                self.quotas.add_usage(record.name, -index.message_bytes())
                 index.mark_deleted()
             self.counters.bump(record.id)
             self._forget(record.id)
             index.remove_files()
         for record in records:  # a deleted mailbox's quota root goes with it (Cyrus too)
-            if self.quotas.get(record.name) is not None:
-                self._remove_quota(record.name)
+            self.quotas.remove(record.name)
         return records
 
     async def delete_mailboxes(self, names: Sequence[str]) -> list[MailboxRecord]:
@@ -220,15 +217,11 @@ class FsBackend:
                 if self.mailboxes.get(conn, target) is not None:
                     raise MailboxExists(f"mailbox {target} already exists")
             self.mailboxes.rename(conn, pairs)
-        # Usage moves with the mailboxes: a root renamed with its mailbox keeps its limit,
-        # and the roots the mailboxes left or joined are counted again.
-        before = {self.quotas.nearest(name) for name, _ in pairs}
+        # A root renamed with its mailbox keeps its limit; usage follows the names by itself.
         self.quotas.rename([(r.root, new + r.root[len(old) :]) for r in self._roots_in(old)])
-        after = {self.quotas.nearest(name) for _, name in pairs}
-        self._recompute({u.root for u in before | after if u is not None})
         return pairs
 
-    def _roots_in(self, name: str) -> list[QuotaUsage]:
+    def _roots_in(self, name: str) -> list[RootLimit]:
         """The quota roots at ``name`` and below it."""
         own = self.quotas.get(name)
         return ([own] if own else []) + self.quotas.list(children_prefix(name))
@@ -329,7 +322,7 @@ class FsBackend:
                 done.temp.unlink(missing_ok=True)
             raise
         result = index.commit(prepared)
-        self._changed(mailbox_id, sum(m.size for m in prepared))
+        self._changed(mailbox_id)
         return result
 
     async def append(self, mailbox_id: str, messages: Sequence[NewMessage]) -> AppendResult:
@@ -397,9 +390,9 @@ class FsBackend:
         return await self._run(self._store, mailbox_id, uids, change, viewer, unchanged_since)
 
     def _expunge(self, mailbox_id: str, uids: UidSet | None, deleted_only: bool) -> ExpungeResult:
-        result, freed = self._index(mailbox_id).expunge(uids, deleted_only=deleted_only)
+        result, _ = self._index(mailbox_id).expunge(uids, deleted_only=deleted_only)
         if result.uids:
-            self._changed(mailbox_id, -freed)
+            self._changed(mailbox_id)
         return result
 
     async def expunge(self, mailbox_id: str, uids: UidSet | None = None) -> ExpungeResult:
@@ -417,7 +410,7 @@ class FsBackend:
                 done.temp.unlink(missing_ok=True)
             raise
         appended = target.commit(prepared) if prepared else None
-        self._changed(target_id, sum(m.size for m in prepared))
+        self._changed(target_id)
         source_uids = tuple(m.uid for m in metas)
         if move and source_uids:
             self._expunge(source_id, UidSet.of(source_uids), False)
@@ -445,71 +438,77 @@ class FsBackend:
 
     # -- quota roots --
 
-    async def quota(self, root: str) -> QuotaUsage | None:
-        return await self._run(self.quotas.get, root)
-
-    async def quota_root_of(self, name: str) -> QuotaUsage | None:
-        return await self._run(self.quotas.nearest, name)
-
-    async def list_quotas(self, prefix: str = "") -> list[QuotaUsage]:
-        return await self._run(self.quotas.list, prefix)
-
-    def _set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        above = self._root_above(root)
-        if self.quotas.set_limit(root, limit_kb):  # a new root takes mailboxes from the one above
-            self._recompute({root} | ({above.root} if above else set()))
-        usage = self.quotas.get(root)
-        assert usage is not None
-        return usage
-
-    def _root_above(self, root: str) -> QuotaUsage | None:
-        parent = parent_of(root)
-        return self.quotas.nearest(parent) if parent is not None else None
-
-    async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        return await self._run(self._set_quota, root, limit_kb)
-
-    def _remove_quota(self, root: str) -> None:
-        if self.quotas.remove(root):  # its mailboxes now count to the root above, if any
-            above = self._root_above(root)
-            if above is not None:
-                self._recompute({above.root})
-
-    async def remove_quota(self, root: str) -> None:
-        await self._run(self._remove_quota, root)
-
-    def _recompute(self, roots: set[str] | None) -> list[QuotaUsage]:
-        """Count the usage of ``roots`` (None: every root) again from the mailbox indexes."""
-        existing = {usage.root for usage in self.quotas.list()}
-        wanted = existing if roots is None else existing & roots
-        used = dict.fromkeys(wanted, 0)
-        if roots is None:
+    def _usages(self, limits: Sequence[RootLimit], *, recount: bool = False) -> list[QuotaUsage]:
+        """The usage of each root: the bytes of the mailboxes it limits (those at or below
+        it that no nearer root claims), as their indexes hold them; with ``recount`` each
+        index's bytes are first counted again row by row (``imapquota -f``)."""
+        if not limits:
+            return []
+        wanted = {limit.root for limit in limits}
+        everything = self.quotas.list()
+        existing = {limit.root for limit in everything} | wanted
+        if wanted == existing:
             candidates = self.mailboxes.list()
         else:  # only the mailboxes at or below the roots can count to them
             found = {r.name: r for root in wanted for r in self._records_in(root)}
             candidates = list(found.values())
-        records = [
-            (record, root)
-            for record in candidates
-            if (root := nearest_root(record.name, existing)) in wanted
-        ]
-        sizes = self._sync_pool.map(self._message_bytes, [record for record, _ in records])
-        for (_, root), size in zip(records, sizes, strict=True):
-            if root is not None:
-                used[root] += size
-        self.quotas.set_usage(used)
-        return [usage for usage in self.quotas.list() if usage.root in wanted]
+        records = [r for r in candidates if nearest_root(r.name, existing) in wanted]
+        count = functools.partial(self._mailbox_bytes, recount=recount)
+        if len(records) > 8:  # many indexes to open: in parallel
+            sizes = list(self._sync_pool.map(count, records))
+        else:
+            sizes = [count(record) for record in records]
+        used = dict.fromkeys(wanted, 0)
+        for record, size in zip(records, sizes, strict=True):
+            used[nearest_root(record.name, existing) or ""] += size
+        return [QuotaUsage(limit.root, limit.limit_kb, used[limit.root]) for limit in limits]
 
     def _records_in(self, name: str) -> list[MailboxRecord]:
         """The mailbox ``name`` (if it exists) and every mailbox below it."""
         own = self.mailboxes.lookup(name)
         return ([own] if own else []) + self.mailboxes.list(children_prefix(name))
 
-    def _message_bytes(self, record: MailboxRecord) -> int:
+    def _mailbox_bytes(self, record: MailboxRecord, *, recount: bool = False) -> int:
         try:
-            return self._index(record.id, record.partition).message_bytes()
+            index = self._index(record.id, record.partition)
+            return index.recount_bytes() if recount else index.stored_bytes()
         except MailboxNotFound:  # deleted meanwhile
             return 0
+
+    def _quota(self, root: str) -> QuotaUsage | None:
+        limit = self.quotas.get(root)
+        return None if limit is None else self._usages([limit])[0]
+
+    async def quota(self, root: str) -> QuotaUsage | None:
+        return await self._run(self._quota, root)
+
+    def _quota_root_of(self, name: str) -> QuotaUsage | None:
+        limit = self.quotas.nearest(name)
+        return None if limit is None else self._usages([limit])[0]
+
+    async def quota_root_of(self, name: str) -> QuotaUsage | None:
+        return await self._run(self._quota_root_of, name)
+
+    async def list_quotas(self, prefix: str = "") -> list[QuotaUsage]:
+        return await self._run(lambda: self._usages(self.quotas.list(prefix)))
+
+    def _set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
+        self.quotas.set_limit(root, limit_kb)
+        usage = self._quota(root)
+        assert usage is not None
+        return usage
+
+    async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
+        return await self._run(self._set_quota, root, limit_kb)
+
+    async def remove_quota(self, root: str) -> None:
+        """Its mailboxes now count to the root above, if any."""
+        await self._run(self.quotas.remove, root)
+
+    def _recompute(self, roots: set[str] | None) -> list[QuotaUsage]:
+        """Count the usage of ``roots`` (None: every root) again, row by row."""
+        limits = [r for r in self.quotas.list() if roots is None or r.root in roots]
+        return self._usages(limits, recount=True)
 
     async def recompute_quotas(self, roots: Sequence[str] | None = None) -> list[QuotaUsage]:
         return await self._run(self._recompute, None if roots is None else set(roots))

@@ -263,11 +263,26 @@ class MailboxIndex:
         with self.db.read() as conn:
             return self._status(conn, viewer)[0]
 
-    def message_bytes(self) -> int:
-        """The sizes of the messages, summed row by row (what ``imapquota -f`` trusts)."""
+    def stored_bytes(self) -> int:
+        """The bytes of the messages as the state row keeps them (changed in the same
+        transaction as the messages: what quota usage sums)."""
         with self.db.read() as conn:
+            return self._state(conn).bytes
+
+    def recount_bytes(self) -> int:
+        """The sizes of the messages summed row by row (what ``imapquota -f`` trusts); the
+        state row is corrected if it differs."""
+        sql = "SELECT total(size) FROM messages"
+        with self.db.read() as conn:
+            stored = self._state(conn).bytes
+            counted = int(conn.execute(sql).fetchone()[0])
+        if counted == stored:
+            return counted
+        with self.db.write() as conn:
             self._state(conn)
-            return int(conn.execute("SELECT total(size) FROM messages").fetchone()[0])
+            counted = int(conn.execute(sql).fetchone()[0])
+            conn.execute("UPDATE state SET bytes = ?", (counted,))
+        return counted
 
     def snapshot(self, viewer: Viewer) -> MailboxSnapshot:
         with self.db.read() as conn:
