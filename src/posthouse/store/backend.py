@@ -186,10 +186,13 @@ class FlagChange:
 @dataclass(frozen=True)
 class StoreResult:
     """``changed``: the messages whose flags changed, as they are now.  ``failed``: UIDs
-    left alone because their MODSEQ exceeded UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED)."""
+    left alone because their MODSEQ exceeded UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED).
+    ``modseqs``: the mailbox's HIGHESTMODSEQ just before and after the change when it was
+    one commit (else None): a session that had seen the first has now seen the second."""
 
     changed: tuple[MessageMeta, ...]
     failed: UidSet = field(default_factory=UidSet)
+    modseqs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,12 @@ class CopyResult:
 
 @dataclass(frozen=True)
 class ExpungeResult:
+    """The UIDs expunged, the HIGHESTMODSEQ after, and ``modseqs`` as in
+    :class:`StoreResult`."""
+
     uids: UidSet
     modseq: int
+    modseqs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -648,7 +648,8 @@ class MailboxIndex:
             if changed_uids:
                 conn.execute("UPDATE state SET highestmodseq = ?", (modseq,))
             changed = self._rows(conn, UidSet.of(changed_uids), viewer, cached=False)
-        return StoreResult(tuple(changed), UidSet.of(failed))
+        modseqs = (state.highestmodseq, modseq) if changed_uids else None
+        return StoreResult(tuple(changed), UidSet.of(failed), modseqs)
 
     def expunge(
         self, uids: UidSet | None, *, deleted_only: bool = True
@@ -680,7 +681,9 @@ class MailboxIndex:
         for uid, _ in gone:  # after the commit: a crash leaves orphan files, not dangling rows
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / message_file_name(uid))
-        return ExpungeResult(UidSet.of(u for u, _ in gone), modseq), sum(s for _, s in gone)
+        modseqs = (state.highestmodseq, modseq) if gone else None
+        result = ExpungeResult(UidSet.of(u for u, _ in gone), modseq, modseqs)
+        return result, sum(s for _, s in gone)
 
     def message_path(self, uid: int) -> Path:
         return self.dir / message_file_name(uid)
