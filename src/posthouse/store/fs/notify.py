@@ -25,6 +25,7 @@ import mmap
 import os
 import struct
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +49,8 @@ class ChangeCounters:
 
     def __init__(self, path: Path) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self._file = os.fdopen(fd, "r+b", buffering=0)  # for the slots' locks
+        self._fd = fd  # for the slots' locks; closed with the object at the latest
+        self._close_fd = weakref.finalize(self, os.close, fd)
         if os.fstat(fd).st_size < SLOTS * _SLOT.size:
             os.ftruncate(fd, SLOTS * _SLOT.size)  # zero-filled; racing creators agree
         self._map = mmap.mmap(fd, SLOTS * _SLOT.size)
@@ -75,11 +77,11 @@ class ChangeCounters:
         slot = self.slot_of(mailbox_id)
         offset = slot * _SLOT.size
         with self._lock:  # the threads of this process; lockf: the other processes
-            fcntl.lockf(self._file, fcntl.LOCK_EX, _SLOT.size, offset)
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _SLOT.size, offset)
             try:
                 _SLOT.pack_into(self._map, offset, (self._read(slot) + 1) % 2**64)
             finally:
-                fcntl.lockf(self._file, fcntl.LOCK_UN, _SLOT.size, offset)
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset)
         self._wake(slot)
 
     async def wait(self, mailbox_id: str, token: int, timeout: float) -> int:
@@ -133,7 +135,7 @@ class ChangeCounters:
         self._closed.set()
         if self._poller is not None and self._poller_pid == os.getpid():
             self._poller.join(timeout=5)
-        self._file.close()
+        self._close_fd()
 
 
 def _resolve(future: asyncio.Future[int], value: int) -> None:
