@@ -69,7 +69,7 @@ from posthouse.store.flags import (
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.metacache import MetadataCache, meta_of_row
-from posthouse.store.fs.sqlite import Database
+from posthouse.store.fs.sqlite import Database, WouldBlock, inline_active
 from posthouse.store.uidset import MAX_UID, UidSet
 
 __all__ = ["MAX_KEYWORDS", "IndexSuperseded", "MailboxIndex", "PreparedMessage", "sync_file"]
@@ -80,6 +80,7 @@ _log = logging.getLogger("posthouse.store")
 TOMBSTONE_LIMIT = 20_000
 
 MAX_KEYWORDS = 256
+INLINE_MESSAGES = 1000  # a mailbox read in place (fs/sqlite.py inline_reads) at most this big
 _WRITE_CHUNK = 1 << 20
 SEEN_FLAG = frozenset({"\\Seen"})
 DELETED, SUPERSEDED = 1, 2  # values of state.deleted
@@ -207,6 +208,8 @@ class MailboxIndex:
             raise IndexSuperseded(self.mailbox_id)
         if row is None or row[5]:
             raise MailboxNotFound("the mailbox has been deleted")
+        if row[3] > INLINE_MESSAGES and inline_active():
+            raise WouldBlock("a big mailbox is read on a thread")
         return _State(*row[:5])
 
     @staticmethod
