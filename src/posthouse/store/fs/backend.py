@@ -411,7 +411,7 @@ class FsBackend:
         return await self._run(self._store, mailbox_id, uids, change, viewer, unchanged_since)
 
     def _expunge(self, mailbox_id: str, uids: UidSet | None, deleted_only: bool) -> ExpungeResult:
-        result, _ = self._index(mailbox_id).expunge(uids, deleted_only=deleted_only)
+        result = self._index(mailbox_id).expunge(uids, deleted_only=deleted_only)
         if result.uids:
             self._changed(mailbox_id)
         return result

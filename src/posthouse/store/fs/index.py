@@ -1,10 +1,11 @@
 """One mailbox's folder: its message files (``UID.``) and its index (``index.db``).
 
 The index holds what Cyrus splits over cyrus.header, cyrus.index, cyrus.cache and
-cyrus.seen: the mailbox's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count and bytes;
-per message its UID, MODSEQ, flags and keywords, internal date and size; the cached
-ENVELOPE/BODYSTRUCTURE/header blobs (a separate table, so flag scans stay small); tombstones
-of expunged UIDs (QRESYNC); each user's private seen set and recent mark.
+cyrus.seen: the mailbox's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count and bytes (what
+its quota root's usage sums, :mod:`.quota`); per message its UID, MODSEQ, flags and
+keywords, internal date and size; the cached ENVELOPE/BODYSTRUCTURE/header blobs (a separate
+table, so flag scans stay small); tombstones of expunged UIDs (QRESYNC); each user's private
+seen set and recent mark.
 
 **Tombstones are pruned.**  Beyond ``TOMBSTONE_LIMIT`` of them the older half goes in the
 expunge's own transaction and the highest MODSEQ pruned is kept; a client resynchronising
@@ -654,11 +655,9 @@ class MailboxIndex:
         modseqs = (state.highestmodseq, modseq) if changed_uids else None
         return StoreResult(tuple(changed), UidSet.of(failed), modseqs)
 
-    def expunge(
-        self, uids: UidSet | None, *, deleted_only: bool = True
-    ) -> tuple[ExpungeResult, int]:
+    def expunge(self, uids: UidSet | None, *, deleted_only: bool = True) -> ExpungeResult:
         """Remove messages (those flagged \\Deleted unless ``deleted_only`` is False, and in
-        ``uids`` if given); returns the result and the bytes freed."""
+        ``uids`` if given)."""
         with self.db.write() as conn:
             state = self._state(conn)
             modseq = state.highestmodseq + 1
@@ -685,8 +684,7 @@ class MailboxIndex:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / message_file_name(uid))
         modseqs = (state.highestmodseq, modseq) if gone else None
-        result = ExpungeResult(UidSet.of(u for u, _ in gone), modseq, modseqs)
-        return result, sum(s for _, s in gone)
+        return ExpungeResult(UidSet.of(u for u, _ in gone), modseq, modseqs)
 
     def message_path(self, uid: int) -> Path:
         return self.dir / message_file_name(uid)
