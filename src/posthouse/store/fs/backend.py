@@ -459,20 +459,33 @@ class FsBackend:
 
     # -- quota roots --
 
-    def _usages(self, limits: Sequence[RootLimit], *, recount: bool = False) -> list[QuotaUsage]:
+    def _usages(
+        self,
+        limits: Sequence[RootLimit],
+        *,
+        recount: bool = False,
+        lower: Sequence[str] | None = None,
+    ) -> list[QuotaUsage]:
         """The usage of each root: the bytes of the mailboxes it limits (those at or below
         it that no nearer root claims), as their indexes hold them; with ``recount`` each
-        index's bytes are first counted again row by row (``imapquota -f``)."""
+        index's bytes are first counted again row by row (``imapquota -f``).  ``lower``:
+        the roots below a single root, when already known."""
         if not limits:
             return []
         wanted = {limit.root for limit in limits}
-        everything = self.quotas.list()
-        existing = {limit.root for limit in everything} | wanted
-        if wanted == existing:
-            candidates = self.mailboxes.list()
-        else:  # only the mailboxes at or below the roots can count to them
-            found = {r.name: r for root in wanted for r in self._records_in(root)}
-            candidates = list(found.values())
+        if len(wanted) == 1:  # one root (APPEND, SELECT): only its mailboxes and lower roots
+            (root,) = wanted
+            if lower is None:
+                lower = [r.root for r in self.quotas.list(children_prefix(root))]
+            existing = wanted | set(lower)
+            candidates = self._records_in(root)
+        else:
+            existing = wanted | {r.root for r in self.quotas.list()}
+            if wanted == existing:
+                candidates = self.mailboxes.list()
+            else:  # only the mailboxes at or below the roots can count to them
+                found = {r.name: r for root in wanted for r in self._records_in(root)}
+                candidates = list(found.values())
         records = [r for r in candidates if nearest_root(r.name, existing) in wanted]
         count = functools.partial(self._mailbox_bytes, recount=recount)
         if len(records) > 8:  # many indexes to open: in parallel
@@ -488,8 +501,9 @@ class FsBackend:
 
     def _records_in(self, name: str) -> list[MailboxRecord]:
         """The mailbox ``name`` (if it exists) and every mailbox below it."""
-        own = self.mailboxes.lookup(name)
-        return ([own] if own else []) + self.mailboxes.list(children_prefix(name))
+        with self.mailboxes.db.read() as conn:
+            own = self.mailboxes.get(conn, name)
+            return ([own] if own else []) + self.mailboxes.under(conn, children_prefix(name))
 
     def _mailbox_bytes(self, record: MailboxRecord, *, recount: bool = False) -> int:
         try:
@@ -498,16 +512,20 @@ class FsBackend:
         except MailboxNotFound:  # deleted meanwhile
             return 0
 
+    def _usage_of(self, found: tuple[RootLimit, list[str]] | None) -> QuotaUsage | None:
+        if found is None:
+            return None
+        limit, lower = found
+        return self._usages([limit], lower=lower)[0]
+
     def _quota(self, root: str) -> QuotaUsage | None:
-        limit = self.quotas.get(root)
-        return None if limit is None else self._usages([limit])[0]
+        return self._usage_of(self.quotas.limiting(root, exact=True))
 
     async def quota(self, root: str) -> QuotaUsage | None:
         return await self._light(self._quota, root)
 
     def _quota_root_of(self, name: str) -> QuotaUsage | None:
-        limit = self.quotas.nearest(name)
-        return None if limit is None else self._usages([limit])[0]
+        return self._usage_of(self.quotas.limiting(name))
 
     async def quota_root_of(self, name: str) -> QuotaUsage | None:
         return await self._light(self._quota_root_of, name)

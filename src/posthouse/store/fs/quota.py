@@ -29,6 +29,7 @@ from pathlib import Path
 
 from posthouse.store.fs.mailboxes import prefix_bounds
 from posthouse.store.fs.sqlite import Database
+from posthouse.store.names import children_prefix
 from posthouse.store.quota_roots import candidate_roots
 
 __all__ = ["QuotaRoots", "RootLimit"]
@@ -58,9 +59,10 @@ class QuotaRoots:
             row = conn.execute("SELECT limit_kb FROM roots WHERE root = ?", (root,)).fetchone()
         return RootLimit(root, row[0]) if row else None
 
-    def nearest(self, name: str) -> RootLimit | None:
-        """The root that limits mailbox ``name`` (the longest matching name), or None."""
-        candidates = candidate_roots(name)
+    def limiting(self, name: str, *, exact: bool = False) -> tuple[RootLimit, list[str]] | None:
+        """The root that limits mailbox ``name`` (with ``exact``: the root ``name`` itself)
+        and the names of the roots below it, read together; None without such a root."""
+        candidates = [name] if exact else candidate_roots(name)
         marks = ", ".join("?" * len(candidates))
         with self.db.read() as conn:
             row = conn.execute(
@@ -68,7 +70,13 @@ class QuotaRoots:
                 " ORDER BY length(root) DESC LIMIT 1",
                 candidates,
             ).fetchone()
-        return RootLimit(row[0], row[1]) if row else None
+            if row is None:
+                return None
+            low, high = prefix_bounds(children_prefix(row[0]))
+            lower = conn.execute(
+                "SELECT root FROM roots WHERE root >= ? AND root < ?", (low, high)
+            ).fetchall()
+        return RootLimit(row[0], row[1]), [r[0] for r in lower]
 
     def list(self, prefix: str = "") -> list[RootLimit]:
         low, high = prefix_bounds(prefix)
