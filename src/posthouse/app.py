@@ -38,8 +38,8 @@ from posthouse.mta.bounce import BounceMaker
 from posthouse.mta.delivery import MailboxSettings, QueueDelivery, RetryPolicy
 from posthouse.mta.direct import CutThrough, DirectDelivery
 from posthouse.mta.dns import DNSBackend, DnspythonBackend, LookupFailed, Resolver
-from posthouse.mta.expand import Expander
-from posthouse.mta.full_mailbox import FullMailboxCheck
+from posthouse.mta.expand import Expander, FileSource
+from posthouse.mta.full_mailbox import AliasesOnly, FullMailboxCheck, Lookup
 from posthouse.mta.identity import Identity
 from posthouse.mta.local_mail import LocalMail
 from posthouse.mta.policy import LocalDomains, RecipientPolicy
@@ -334,14 +334,18 @@ def build_application(
         config.mail.local_domains[0] if config.mail.local_domains else config.server.hostname
     )
     forwards_local_mail = config.mail.forwarding == "local" and config.mail.role != "client"
-    expander = Expander(
-        lookup_alias=aliases.lookup,
-        is_local_domain=domains.__contains__,
-        user_exists=users.exists,
-        files=CheckedFiles(account_of),
-        default_domain=default_domain,
-        relay_unknown_to=default_domain if forwards_local_mail else None,
-    )
+
+    def expander_over(files: FileSource, lookup_alias: Lookup = aliases.lookup) -> Expander:
+        return Expander(
+            lookup_alias=lookup_alias,
+            is_local_domain=domains.__contains__,
+            user_exists=users.exists,
+            files=files,
+            default_domain=default_domain,
+            relay_unknown_to=default_domain if forwards_local_mail else None,
+        )
+
+    expander = expander_over(CheckedFiles(account_of))
     committer = GroupCommitter()
     store = QueueStore(paths.queue_dir, committer)
 
@@ -440,8 +444,8 @@ def build_application(
         stats=stats,
         locking=locking,
         full_mailbox=FullMailboxCheck(
-            domains.__contains__,
-            lambda key: aliases.lookup(key) is not None,
+            aliases.lookup,
+            lambda lookup: expander_over(AliasesOnly(), lookup),
             local_mail,
             store_agent,
         ),

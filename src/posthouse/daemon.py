@@ -54,9 +54,9 @@ from posthouse.app import (
 from posthouse.auth import mail_password
 from posthouse.auth.authenticator import Outcome, VerifiedCache
 from posthouse.auth.failure_limits import LoginLimiter
-from posthouse.config.load import DEFAULTS_SOURCE, ConfigError, load_settings
+from posthouse.config.load import DEFAULTS_SOURCE, ConfigError, load_settings, located_error
 from posthouse.config.schema import Config, ListenerSection, Settings
-from posthouse.imap_layout import imap_config_dir
+from posthouse.imap_layout import imap_config_dir, prepare_store_directories
 from posthouse.logsetup import setup_logging
 from posthouse.mta.agents.local_runner import DirectRunner, LocalRunner, start_helper
 from posthouse.mta.aliases import AliasSyntaxError
@@ -69,7 +69,6 @@ from posthouse.protocols.smtp import engine as smtp_engine
 from posthouse.server.connection import Connection, Deadlines
 from posthouse.server.control import Caller, ControlServer, Operation, Reply, bind_control_socket
 from posthouse.server.imap.session import IMAPServices, IMAPSession
-from posthouse.server.imap.telemetry import TelemetryDirectory
 from posthouse.server.limits import ConnectionLimiter
 from posthouse.server.listener import (
     BindError,
@@ -79,10 +78,11 @@ from posthouse.server.listener import (
     bind_socket,
 )
 from posthouse.server.pop3 import POP3Services, POP3Session
-from posthouse.server.privileges import PrivilegeError, drop_privileges
+from posthouse.server.privileges import HandOverError, PrivilegeError, drop_privileges
 from posthouse.server.records import ConnectionRegistry, remove_stale_records
 from posthouse.server.smtp import SMTPSession
 from posthouse.server.supervisor import WorkerSet, run_workers
+from posthouse.server.telemetry import TelemetryDirectory
 from posthouse.server.tls import TLSConfigError, server_context
 from posthouse.store.maildrop import Maildrop
 
@@ -185,7 +185,8 @@ def prepare_daemon(settings: Settings) -> Daemon:
 
     Started as root with an account to drop to, programs and files are run by a helper
     that keeps root (never the daemon's account, which holds the keys; see local_runner),
-    and the data directory is handed to that account."""
+    and the data directory is handed to that account, with every store directory the
+    configuration puts outside it (made here first; see prepare_store_directories)."""
     run_as = settings.config.server.run_as
     try:
         control = bind_control_socket(settings.paths.control_socket)
@@ -203,7 +204,15 @@ def prepare_daemon(settings: Settings) -> Daemon:
         control.close()
         raise ListenProblem(str(exc)) from exc
     try:
-        switched_to = drop_privileges(run_as, [settings.paths.data_dir])
+        outside = prepare_store_directories(settings)
+        switched_to = drop_privileges(run_as, [settings.paths.data_dir, *outside])
+    except ConfigError as exc:
+        raise ConfigurationProblem(str(exc)) from exc
+    except HandOverError as exc:
+        option = outside.get(exc.directory)
+        if option is None:
+            raise SystemProblem(str(exc)) from exc
+        raise ConfigurationProblem(str(located_error(settings.source, option, str(exc)))) from exc
     except (PrivilegeError, OSError) as exc:
         raise SystemProblem(str(exc)) from exc
     return Daemon(settings, sockets, control, runner, switched_to)
@@ -667,12 +676,14 @@ def service_specs(
     )
     smtp_services = smtp_services_for(app, scheduler, tls_context)
     open_maildrop: Callable[[str], Maildrop] = open_maildrop_for(app)
+    telemetry = TelemetryDirectory(imap_config_dir(app.settings) / "log")  # IMAP and POP3
     pop3_services = POP3Services(
         hostname=config.server.hostname,
         credentials=app.credentials,
         open_maildrop=open_maildrop,
         tls_context=tls_context,
         local_domains=app.local_domains.__contains__,
+        telemetry=telemetry,
     )
     imap_deadlines = Deadlines(
         command_timeout=config.imap.command_timeout_seconds,
@@ -691,7 +702,7 @@ def service_specs(
                 store=app.mail_store,
                 tls_context=tls_context,
                 local_domains=app.local_domains.__contains__,
-                telemetry=TelemetryDirectory(imap_config_dir(app.settings) / "log"),
+                telemetry=telemetry,
             )
             imap_for = imap_settings_for(app, None if implicit else tls_context)
             handler = _serve(IMAPSession, imap_services, imap_for, stopping)

@@ -40,11 +40,13 @@ def settings(tmp_path: Path) -> Settings:
     return settings
 
 
-def deliver(settings: Settings, content: bytes, *argv: str) -> tuple[int, str]:
+def deliver(
+    settings: Settings, content: bytes, *argv: str, folder: str = "work"
+) -> tuple[int, str]:
     args = argparse.Namespace(
         users=[a for a in argv if not a.startswith("-")],
         sender="x@y.test",
-        folder="work" if "-m" in argv else None,
+        folder=folder if "-m" in argv else None,
         poster="alice" if "-m" in argv else None,
         ignore_quota="-q" in argv,
         suppress_duplicates="-e" in argv,
@@ -86,6 +88,19 @@ def test_e_delivers_a_message_id_once_per_user_and_folder(settings: Settings) ->
     assert deliver(settings, no_id, "-e", "alice")[0] == 0
     assert deliver(settings, no_id, "-e", "alice")[0] == 0  # no Message-ID: no suppression
     assert count(settings, "INBOX") == 5
+
+
+def test_e_keys_on_the_mailbox_written_not_the_folder_asked_for(settings: Settings) -> None:
+    first = message("<fallback@y.test>")
+    assert deliver(settings, first, "-e", "-m", "alice", folder="missing") == (0, "")
+    assert count(settings, "INBOX") == 1  # no such folder: the INBOX
+    status, err = deliver(settings, first, "-e", "alice")  # the INBOX has it already
+    assert status == 0 and "duplicate" in err
+    status, err = deliver(settings, first, "-e", "-m", "alice", folder="other")
+    assert status == 0 and "duplicate" in err
+    assert count(settings, "INBOX") == 1
+    assert deliver(settings, first, "-e", "-m", "alice") == (0, "")  # INBOX.work: not yet
+    assert count(settings, "INBOX.work") == 1
 
 
 class FullQuota:
@@ -183,3 +198,15 @@ def test_the_command_line_takes_l_q_and_e(settings: Settings) -> None:
     assert done.returncode == 0, done.stderr
     assert b"250 2.1.5 <alice> delivered\r\n221" in done.stdout, done.stdout
     assert count(settings, "INBOX") == 1
+
+
+def test_l_takes_bare_user_and_user_plus_folder_as_cyrus_lmtpd(settings: Settings) -> None:
+    conversation = (
+        b"LHLO mta\r\nMAIL FROM:<x@y.test>\r\nRCPT TO:<alice>\r\nRCPT TO:<alice+work>\r\n"
+        b"RCPT TO:<+work>\r\nDATA\r\nSubject: bare\r\n\r\nno domain\r\n.\r\nQUIT\r\n"
+    )
+    status, lines = lmtp(settings, conversation)
+    codes = [line[:3] for line in lines if not line.startswith(b"250-")]
+    assert status == 0
+    assert codes == [b"220", b"250", b"250", b"250", b"250", b"550", b"354", b"250", b"250", b"221"]
+    assert count(settings, "INBOX") == 1 and count(settings, "INBOX.work") == 1

@@ -460,7 +460,7 @@ def test_stale_pid_file_is_not_a_running_daemon(path: Path) -> None:
         check=True,
     )
     (path.parent / "data" / "posthouse.pid").write_text(finished.stdout, encoding="utf-8")
-    code, out, _ = run(path, "--role=standalone", "--yes")
+    code, out, _ = run(path, "--role=standalone", "--locking=both", "--yes")  # a change
     assert code == 0
     assert "No running daemon found" in out
 
@@ -577,3 +577,46 @@ def test_render_is_what_setup_writes(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert text == render_config(parse_config(text, str(path)))
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_setup_keeps_the_administrators_comments_and_order(path: Path) -> None:
+    text = (
+        "# Written by hand -- keep this\n"
+        "[server]\n"
+        'hostname = "mail.big.com"  # the public name\n'
+        "\n"
+        "# Mail settings\n"
+        "[mail]\n"
+        'role = "standalone"  # since 2025\n'
+        'local_domains = ["big.com"]\n'
+        "\n"
+        "# [queue] last, as I like it\n"
+        "[queue]\n"
+        "retry_seconds = 120.0\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    code, out, err = run(path, "--host-alias=mx.big.com", "--forwarding=internet",
+                         "--relay-host=relay.big.com", "--yes", "--no-restart")  # fmt: skip
+    assert (code, err) == (0, ""), out
+    written = path.read_text(encoding="utf-8")
+    assert written == text.replace(
+        'local_domains = ["big.com"]\n',
+        'local_domains = ["big.com"]\n'
+        "# other names of this host that mail may be addressed to\n"
+        'host_aliases = ["mx.big.com"]\n'
+        "# SMTP forwarding to the relay: none, internet, nonlocal or local\n"
+        'forwarding = "internet"\n'
+        "# the relay for forwarded mail (forwarding other than none)\n"
+        'relay_host = "relay.big.com"\n',
+    )
+    assert "cannot edit in place" not in out
+    code, out, err = run(path, "--role=standalone", "--yes", "--no-restart")
+    assert code == 0 and "up to date" in out and path.read_text(encoding="utf-8") == written
+
+
+def test_setup_writes_anew_a_file_it_cannot_edit_and_says_so(path: Path) -> None:
+    path.write_text('# dotted\nmail.role = "standalone"\n', encoding="utf-8")
+    code, out, err = run(path, "--locking=both", "--yes", "--no-restart")
+    assert (code, err) == (0, "")
+    assert "cannot edit in place" in out
+    assert load_settings(path).config.mail.locking == "both"

@@ -9,6 +9,7 @@ import pytest
 
 from posthouse.app import mail_store_for
 from posthouse.config.load import ConfigError, load_settings
+from posthouse.imap_layout import prepare_store_directories
 from posthouse.store.fs.backend import FsBackend
 
 
@@ -57,3 +58,28 @@ def test_partition_errors_name_file_line_and_problem(
     where = f"{path}:{line}: " if line else f"{path}"
     assert str(failure.value).startswith(where), str(failure.value)
     assert words in str(failure.value)
+
+
+def test_start_up_makes_the_store_directories_outside_the_data_directory(tmp_path: Path) -> None:
+    outside, inside = tmp_path / "disk" / "archive", "fast"
+    path = write(
+        tmp_path,
+        f'[server]\ndata_dir = "data"\n\n[imap]\nconfigdirectory = "{tmp_path / "conf"}"\n'
+        f'partition-fast = "{inside}"\npartition-archive = "{outside}"\n',
+    )
+    settings = load_settings(path)
+    made = prepare_store_directories(settings)
+    assert made == {tmp_path / "conf": "imap.configdirectory", outside: "imap.partition-archive"}
+    assert outside.is_dir() and (tmp_path / "conf").is_dir()
+    assert not (settings.paths.data_dir / inside).exists()  # the store makes its own
+
+
+def test_a_store_directory_that_cannot_be_made_is_a_located_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x\n")
+    path = write(
+        tmp_path, f'[server]\ndata_dir = "data"\n\n[imap]\npartition-a = "{tmp_path}/file/a"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        prepare_store_directories(load_settings(path))
+    assert caught.value.line == 5 and caught.value.path == str(path)
+    assert f"{tmp_path}/file/a" in caught.value.message

@@ -38,6 +38,40 @@ def test_lmtp_replies_once_per_recipient(server: Server) -> None:
         assert stream.readline().startswith(b"221")
 
 
+def test_lmtp_takes_a_bare_local_part_for_a_local_user(server: Server) -> None:
+    """<user> and <user+detail> without a domain, as Cyrus's lmtpd takes them (RFC 2033 §3:
+    final delivery here); no user, a program, or another host's domain: refused."""
+    assert server.lmtp_path is not None
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(server.lmtp_path))
+        sock.settimeout(30)
+        stream = sock.makefile("rwb")
+        assert stream.readline().startswith(b"220 ")
+        stream.write(b"LHLO client\r\n")
+        stream.flush()
+        while not stream.readline().startswith(b"250 "):
+            pass
+
+        def command(line: bytes) -> bytes:
+            stream.write(line + b"\r\n")
+            stream.flush()
+            return stream.readline()
+
+        assert command(b"MAIL FROM:<a@remote.test>").startswith(b"250 ")
+        assert command(b"RCPT TO:<alice>").startswith(b"250 ")
+        assert command(b"RCPT TO:<bob+lists>").startswith(b"250 ")
+        assert command(b"RCPT TO:<nobody-x>").startswith(b"550 5.1.1")
+        assert command(b'RCPT TO:<"|/bin/true">').startswith(b"550 ")
+        assert command(b"DATA").startswith(b"354")
+        stream.write(b"Subject: bare\r\n\r\nno domain\r\n.\r\n")
+        stream.flush()
+        replies = [stream.readline(), stream.readline()]
+        assert all(r.startswith(b"250 2.1.5") for r in replies), replies
+        assert command(b"QUIT").startswith(b"221")
+    for user in ("alice", "bob"):
+        assert b"no domain" in server.messages(user)[0]
+
+
 def test_sigterm_finishes_transaction_in_flight(server: Server) -> None:
     client = smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=30)
     client.ehlo()

@@ -6,7 +6,7 @@ import pytest
 
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.smtp import engine, events, replies
-from tests.protocols.smtp_driver import in_transaction, settings
+from tests.protocols.smtp_driver import greeted, in_transaction, settings
 
 RCPTS = ["a@x.test", "unknown@x.test", "full@x.test", "b@x.test"]
 
@@ -53,3 +53,25 @@ def test_lmtp_respond_api_checks() -> None:
     e.respond_per_recipient([replies.OK])
     assert e.data_to_send().endswith(b"250 2.0.0 Ok\r\n")
     assert e.next_event() is engine.NEED_DATA
+
+
+@pytest.mark.parametrize("path", ["alice", "alice+work", '"a b"', "Postmaster"])
+def test_lmtp_takes_a_bare_local_part_as_cyrus_lmtpd(path: str) -> None:
+    d = greeted(mode="lmtp")
+    d.feed(f"MAIL FROM:<s@x.test>\r\nRCPT TO:<{path}>\r\n")
+    assert d.codes() == ["250 ", "250 "]
+    rcpt = [e for e in d.events if isinstance(e, events.RcptTo)]
+    assert [e.address for e in rcpt] == [path]
+
+
+@pytest.mark.parametrize("path", ["alice@", "al ice", "a..b", "x" * 65, "a\\b"])
+def test_lmtp_still_refuses_what_is_no_local_part(path: str) -> None:
+    d = greeted(mode="lmtp")
+    d.feed(f"MAIL FROM:<s@x.test>\r\nRCPT TO:<{path}>\r\n")
+    assert d.codes()[-1] == "501 "
+
+
+def test_smtp_still_wants_a_domain() -> None:
+    d = greeted()
+    d.feed("EHLO c\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<alice>\r\n")
+    assert d.codes()[-1] == "501 "

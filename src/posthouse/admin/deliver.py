@@ -9,9 +9,11 @@ folder (``-m``), to ``INBOX.folder`` when that mailbox lets ``poster`` (``-a``; 
 is a temporary failure of every user, so the calling MTA retries.
 
 ``ignore_quota`` (``-q``) delivers whatever the quota says; ``suppress_duplicates`` (``-e``)
-skips a user (and folder) this Message-ID was delivered to already, as recorded in
-``deliver.db`` under the IMAP configuration directory (:mod:`posthouse.store.fs.delivered`);
-a message without a Message-ID is always delivered.
+skips a user whose copy would be written to a mailbox this Message-ID was delivered to
+already (the mailbox actually written: a folder that admits no posting means the INBOX), as
+recorded in ``deliver.db`` under the IMAP configuration directory
+(:mod:`posthouse.store.fs.delivered`; Message-ID and mailbox name, as Cyrus's duplicate
+database); a message without a Message-ID is always delivered.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from posthouse.mta.errors import MailError
 from posthouse.store.acl import ANONYMOUS
 from posthouse.store.errors import StoreError
 from posthouse.store.fs.delivered import DeliveredLog
+from posthouse.store.service import MailStore
 
 __all__ = ["DeliverRequest", "DeliverResult", "deliver_message"]
 
@@ -71,17 +74,20 @@ async def _deliver(
 ) -> list[DeliverResult]:
     message_id = message_id_of(request.content) if request.suppress_duplicates else ""
     delivered = DeliveredLog(imap_config_dir(settings) / "deliver.db") if message_id else None
+    store = mail_store_for(settings)
     try:
+        mailboxes = await _mailboxes(store, request, users) if delivered is not None else {}
         duplicates = {
             user
-            for user in users
-            if delivered is not None and delivered.delivered(message_id, _recipient(request, user))
+            for user, mailbox in mailboxes.items()
+            if delivered is not None and delivered.delivered(message_id, mailbox)
         }
-        errors = await _store_deliver(settings, request, [u for u in users if u not in duplicates])
+        errors = await _store_deliver(store, request, [u for u in users if u not in duplicates])
         if delivered is not None:
             done = [u for u in users if u not in duplicates and errors[u] is None]
-            delivered.record(message_id, [_recipient(request, u) for u in done])
+            delivered.record(message_id, [mailboxes[u] for u in done if u in mailboxes])
     finally:
+        await store.backend.close()
         if delivered is not None:
             delivered.close()
     return [
@@ -92,24 +98,35 @@ async def _deliver(
     ]
 
 
+async def _mailboxes(store: MailStore, request: DeliverRequest, users: list[str]) -> dict[str, str]:
+    """The mailbox each user's copy is written to (the folder, or the INBOX it falls back
+    to): Cyrus's duplicate database keys on it with the Message-ID.  A user whose mailbox
+    cannot be found is left out: delivery reports why."""
+    found = {}
+    for user in users:
+        try:
+            found[user] = await store.delivery_mailbox(
+                user, folder=request.folder, poster=request.poster or ANONYMOUS
+            )
+        except StoreError:
+            continue
+    return found
+
+
 async def _store_deliver(
-    settings: Settings, request: DeliverRequest, users: list[str]
+    store: MailStore, request: DeliverRequest, users: list[str]
 ) -> dict[str, MailError | None]:
     if not users:
         return {}
-    store = mail_store_for(settings)
-    try:
-        agent = store_delivery_for(
-            lambda: store, request.poster or ANONYMOUS, ignore_quota=request.ignore_quota
-        )
-        envelope = MessageEnvelope("deliver", request.sender, time.time(), len(request.content))
-        transaction = agent.start(envelope)
-        for user in users:
-            transaction.add_recipient(StoreMailbox(user, request.folder))
-        transaction.body(MessageBody(io.BytesIO, request.content))
-        results = await transaction.commit()
-    finally:
-        await store.backend.close()
+    agent = store_delivery_for(
+        lambda: store, request.poster or ANONYMOUS, ignore_quota=request.ignore_quota
+    )
+    envelope = MessageEnvelope("deliver", request.sender, time.time(), len(request.content))
+    transaction = agent.start(envelope)
+    for user in users:
+        transaction.add_recipient(StoreMailbox(user, request.folder))
+    transaction.body(MessageBody(io.BytesIO, request.content))
+    results = await transaction.commit()
     return {result.recipient.user: result.error for result in results}
 
 
@@ -117,7 +134,3 @@ def message_id_of(content: bytes) -> str:
     """The message's Message-ID as written (surrounding space removed), or ''."""
     value = BytesHeaderParser().parsebytes(content).get("Message-ID", "")
     return " ".join(str(value).split())
-
-
-def _recipient(request: DeliverRequest, user: str) -> str:
-    return f"{user}+{request.folder}" if request.folder else user

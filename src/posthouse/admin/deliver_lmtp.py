@@ -4,10 +4,11 @@
 The conversation is the SMTP engine's, in its LMTP mode (LHLO, MAIL, RCPT, DATA or BDAT,
 one reply per recipient after the message); each message is delivered exactly as
 ``posthouse deliver`` delivers (:func:`posthouse.admin.deliver.deliver_message`: durable
-in every mailbox before its reply).  A recipient is ``user@domain`` or
-``user+folder@domain`` (the mailbox ``INBOX.folder`` when it admits posting, else the
-INBOX); the domain is not looked at, but the SMTP path grammar wants one (Cyrus's lmtpd
-also takes a bare ``user``).  The session ends at QUIT or at the end of input.
+in every mailbox before its reply).  A recipient is ``user`` or ``user+folder`` (the
+mailbox ``INBOX.folder`` when it admits posting, else the INBOX), bare as Cyrus's lmtpd
+takes it (the engine's LMTP mode, RFC 2033 §3: final delivery) or with any domain, which is
+not looked at: whoever pipes to ``deliver`` has routed the mail here.  The session ends at
+QUIT or at the end of input.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = ["DeliverOptions", "serve_lmtp"]
 READ_SIZE = 65536
 SENDER_OK = Reply(250, "2.1.0", ("Sender OK",))
 RECIPIENT_OK = Reply(250, "2.1.5", ("Recipient OK",))
-NO_USER = Reply(550, "5.1.3", ("A recipient is user@domain or user+folder@domain",))
+NO_USER = Reply(550, "5.1.3", ("A recipient is user or user+folder, with a domain or not",))
 
 
 @dataclass(frozen=True)

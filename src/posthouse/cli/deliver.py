@@ -10,8 +10,9 @@ The chapter's deliver(8) (12.5), as Cyrus's: each USER's INBOX gets the message,
 anonymous) post to it, else the INBOX.  ``-f`` (or ``-r``) is the envelope sender written
 as ``Return-Path:`` (default: the invoking user).  The message is durable in every mailbox
 before the command exits 0.  ``-q`` delivers even over quota; ``-e`` suppresses duplicates:
-a message whose Message-ID was delivered to the user (and folder) in the last three days is
-not stored again (Cyrus's deliver.db).  What delivering does is
+a message whose Message-ID was delivered to the mailbox it would be written to (the folder,
+or the INBOX it falls back to) in the last three days is not stored again (Cyrus's
+deliver.db).  What delivering does is
 :mod:`posthouse.admin.deliver`'s.  ``-l`` speaks LMTP on standard input and output instead
 (recipients ``user`` or ``user+folder``; :mod:`posthouse.admin.deliver_lmtp`), as Cyrus's.
 
@@ -64,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-e",
         dest="suppress_duplicates",
         action="store_true",
-        help="do not deliver a Message-ID again to a user it reached in the last three days",
+        help="do not deliver a Message-ID again to a mailbox it reached in the last three days",
     )
     parser.add_argument(
         "-l",

@@ -37,6 +37,12 @@ unless the role is client, the mailbox server unless the mailbox directory is an
 the relay host when forwarding is ``none``, a pseudodomain's relay host unless its routing is
 ``relay``.
 
+An existing file is edited in place: only the options whose values change are rewritten,
+missing ones added to their table, and everything else (comments, order, blank lines) kept
+byte for byte (:mod:`posthouse.config.edit`); a new file is written whole from the values
+(:mod:`posthouse.config.render`), as is, with a notice, a file in a form the editor does not
+follow (dotted keys or inline tables for the tables setup changes).
+
 Before anything is written the whole result is checked: ``parse_config`` on the text to be
 written, then the checks the daemon makes when it starts (host specifications of the mail
 server and relay, pseudodomain names unique across protocols).  Setup then shows the
@@ -112,6 +118,7 @@ from posthouse.admin.setup_answers import (
 from posthouse.cli.exits import EX_CANTCREAT, EX_CONFIG, EX_OK, EX_USAGE, exit_status
 from posthouse.cli.setup_flags import ANSWER_FLAGS, any_answer_flags, apply_flags, configure_parser
 from posthouse.cli.setup_questions import Ask, Dialogue, interview
+from posthouse.config.edit import edit_config
 from posthouse.config.load import ConfigError, parse_config
 from posthouse.config.render import render_config
 from posthouse.config.schema import Config
@@ -267,7 +274,13 @@ def run_setup(
         return fail(EX_DECLINED, "aborted, nothing written")
     draft.tidy()
     new = draft.apply(old)
-    new_text = render_config(new)
+    edited = edit_config(old_text, old, new) if old_text.strip() else None
+    if old_text.strip() and edited is None:
+        dialogue.say(
+            f"{path} is written in a form setup cannot edit in place: it is written anew"
+            " from its values (its comments are not kept; the old file is kept as .bak)."
+        )
+    new_text = render_config(new) if edited is None else edited
     try:
         check_configuration(new_text, path)
     except InvalidConfiguration as exc:

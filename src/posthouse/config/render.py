@@ -14,7 +14,8 @@ valid configuration ``parse_config(render_config(c), source) == c``.  It is what
   defaults.  An empty listener list, which cannot be written as tables, becomes
   ``listener = []`` at the top of the file.
 
-Comments of a hand-written file are not kept: the file is regenerated from its values.
+The whole text is made from the values: for a file that exists, ``posthouse setup`` edits
+only what changes instead (:mod:`posthouse.config.edit`), and keeps the rest as written.
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} {value!r} as TOML")
 
 
-def _key_lines(section: str, key: str, value: Any) -> list[str]:
+def key_lines(section: str, key: str, value: Any) -> list[str]:
+    """An option's line, after its short comment when it has one."""
     lines = []
     comment = KEY_COMMENTS.get((section, key))
     if comment:
@@ -160,10 +162,12 @@ def _changed_keys(item: Any, default: Any, always: tuple[str, ...] = ()) -> list
     return keys
 
 
-def _table(header: str, section: str, item: Any, keys: list[str]) -> list[str]:
-    lines = [f"# {SECTION_COMMENTS[section]}", header]
+def table_lines(header: str, section: str, item: Any, keys: list[str]) -> list[str]:
+    """A table's lines: its comment, its header and the ``keys`` of ``item``."""
+    comment = SECTION_COMMENTS.get(section)
+    lines = ([f"# {comment}"] if comment else []) + [header]
     for key in keys:
-        lines.extend(_key_lines(section, key, getattr(item, key)))
+        lines.extend(key_lines(section, key, getattr(item, key)))
     return lines
 
 
@@ -172,12 +176,12 @@ def _mail_table(mail: MailSection) -> list[str]:
     for key in WORKSHEET_KEYS:
         if key == "forwarding":
             lines.append("# -- Mail Protocol worksheet")
-        lines.extend(_key_lines("mail", key, getattr(mail, key)))
+        lines.extend(key_lines("mail", key, getattr(mail, key)))
     others = [k for k in _changed_keys(mail, MailSection()) if k not in WORKSHEET_KEYS]
     if others:
         lines.append("# -- other options")
         for key in others:
-            lines.extend(_key_lines("mail", key, getattr(mail, key)))
+            lines.extend(key_lines("mail", key, getattr(mail, key)))
     return lines
 
 
@@ -200,11 +204,11 @@ def render_config(config: Config) -> str:
             entry_type = type(value[0])
             for entry in value:
                 keys = _changed_keys(entry, entry_type(), ALWAYS_IN_ENTRY.get(name, ()))
-                blocks.append(_table(f"[[{name}]]", name, entry, keys))
+                blocks.append(table_lines(f"[[{name}]]", name, entry, keys))
         else:
             keys = _changed_keys(value, getattr(defaults, name))
             if keys:
-                blocks.append(_table(f"[{name}]", name, value, keys))
+                blocks.append(table_lines(f"[{name}]", name, value, keys))
     parts = [HEADER]
     if top:
         parts.append("\n".join(top) + "\n")

@@ -35,6 +35,15 @@ from posthouse.protocols.errors import UsageError
 from posthouse.protocols.lines import LineBuffer
 
 
+class Tap(Protocol):
+    """Sees a session's octets as the protocol has them (inside TLS, and IMAP's COMPRESS):
+    the telemetry log (chapter 12.5.5), when one is kept."""
+
+    def received(self, data: bytes) -> None: ...
+
+    def sent(self, data: bytes) -> None: ...
+
+
 class Signal(enum.Enum):
     """What ``next_event`` returns when it has no event."""
 

@@ -4,7 +4,8 @@ Like the SMTP session it holds no protocol logic and no I/O loop (the shared dri
 session.py reads, feeds the engine and writes): it answers the engine's
 decision events (logins through the service-type rules of
 ``CredentialChecker``, STLS, message retrieval streamed from the maildrop,
-deletions at QUIT).  The maildrop is opened
+deletions at QUIT).  A user with a telemetry folder has the session recorded, as over IMAP
+(:mod:`posthouse.server.telemetry`).  The maildrop is opened
 (and its session lock taken) only after a successful login and is always
 closed when the session ends; a session that ends without QUIT deletes
 nothing (RFC 1939 §6).
@@ -25,8 +26,10 @@ from posthouse.auth.credentials import CredentialChecker, LoginResult
 from posthouse.protocols.engine_base import Ending
 from posthouse.protocols.pop3 import engine as pop3_engine
 from posthouse.protocols.pop3 import events
+from posthouse.protocols.pop3.redact import SecretMask
 from posthouse.server.connection import Connection
 from posthouse.server.session import SessionDriver, Unit
+from posthouse.server.telemetry import TelemetryDirectory
 from posthouse.store.maildrop import Maildrop, MaildropBusy, MaildropError
 
 log = logging.getLogger("posthouse.pop3")
@@ -48,6 +51,7 @@ class POP3Services:
     open_maildrop: Callable[[str], Maildrop]  # blocking: run in a thread
     tls_context: ssl.SSLContext | None
     local_domains: Callable[[str], bool]
+    telemetry: TelemetryDirectory | None = None  # the IMAP configuration directory's log/
 
 
 class POP3Session:
@@ -65,6 +69,9 @@ class POP3Session:
         self.settings = settings
         self.stopping = stopping
         self.engine = pop3_engine.POP3Engine(settings)
+        telemetry = services.telemetry
+        self.telemetry = telemetry.session_log("pop3", SecretMask) if telemetry else None
+        self.engine.tap = self.telemetry
         self.driver = SessionDriver(connection, self.engine, stopping)
         self.maildrop: Maildrop | None = None
 
@@ -72,6 +79,8 @@ class POP3Session:
         try:
             await self.driver.run(self)
         finally:
+            if self.telemetry is not None:
+                self.telemetry.close()
             if self.maildrop is not None:
                 maildrop, self.maildrop = self.maildrop, None
                 await asyncio.to_thread(maildrop.close)
@@ -116,6 +125,8 @@ class POP3Session:
 
     async def _login(self, event: events.LoginAttempt) -> None:
         client = self.connection.peer.address
+        if self.telemetry is not None:
+            self.telemetry.login_attempted()
         user = self._mailbox_name(event.user)
         result: LoginResult
         if event.mechanism == "APOP":
@@ -145,6 +156,10 @@ class POP3Session:
             return
         self.maildrop = maildrop
         self.connection.authenticated()
+        if self.telemetry is not None:
+            self.telemetry.logged_in(name)
+            if not self.telemetry.recording:
+                self.engine.tap = self.telemetry = None
         messages = maildrop.messages
         sizes = [message.size for message in messages]
         self.engine.accept_login(

@@ -28,6 +28,14 @@ class PrivilegeError(Exception):
     """The configured unprivileged account cannot be used."""
 
 
+class HandOverError(PrivilegeError):
+    """A directory could not be given to the account."""
+
+    def __init__(self, directory: Path, account: str, error: OSError) -> None:
+        self.directory = directory
+        super().__init__(f"cannot give {directory} to {account}: {error.strerror or error}")
+
+
 def drop_privileges(account: str, owned_dirs: list[Path]) -> str | None:
     """When running as root, hand ``owned_dirs`` to ``account`` and become it.
 
@@ -46,7 +54,10 @@ def drop_privileges(account: str, owned_dirs: list[Path]) -> str | None:
         except ImportError:
             continue
     for directory in owned_dirs:
-        _chown_tree(directory, entry.pw_uid, entry.pw_gid)
+        try:
+            _chown_tree(directory, entry.pw_uid, entry.pw_gid)
+        except OSError as exc:
+            raise HandOverError(directory, account, exc) from exc
     os.setgroups([])
     os.setgid(entry.pw_gid)
     os.setuid(entry.pw_uid)

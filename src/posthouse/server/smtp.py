@@ -168,7 +168,7 @@ class SMTPSession:
                 self.recipients = []
                 self.engine.respond(replies.mail_ok("Sender ok"))
             case events.RcptTo():
-                self.engine.respond(await self._check_recipient(event.address))
+                self.engine.respond(await self._check_recipient(self._final(event.address)))
             case events.DataStart():
                 self._start_message()
             case events.MessageData():
@@ -209,6 +209,15 @@ class SMTPSession:
         self.spool_error = exc
         if incoming is not None:
             incoming.abort()
+
+    def _final(self, address: str) -> str:
+        """A recipient as the MTA handles it: in LMTP a bare local part (``<user>``,
+        ``<user+folder>``, which the engine takes there) is a user of this host (RFC 2033
+        §3: final delivery for the domains it serves), qualified with the host's name, one
+        of its local domains; every other domain is judged as in SMTP."""
+        if self.engine.settings.mode == "lmtp" and "@" not in address:
+            return f"{address}@{self.services.hostname}"
+        return address
 
     async def _check_recipient(self, address: str) -> Reply:
         try:

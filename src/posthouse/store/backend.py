@@ -53,6 +53,7 @@ __all__ = [
     "CopyResult",
     "ExpungeResult",
     "FlagChange",
+    "FlagColumns",
     "FlagMode",
     "MailStoreBackend",
     "MailboxRecord",
@@ -167,6 +168,15 @@ class MessageMeta(NamedTuple):
         return datetime.fromtimestamp(
             self.internal_time, timezone(timedelta(minutes=self.zone_minutes))
         )
+
+
+class FlagColumns(NamedTuple):
+    """The UIDs, flags and (when asked for) MODSEQs of messages as lists in UID order: what
+    ``FETCH 1:* (UID FLAGS)`` needs of 100,000 messages, without a tuple per message."""
+
+    uids: list[int]
+    flags: list[frozenset[str]]
+    modseqs: list[int] | None
 
 
 class FlagMode(enum.Enum):
@@ -329,6 +339,12 @@ class MailStoreBackend(Protocol):
         cached: bool = False,
     ) -> list[MessageMeta]:
         """Metadata of the messages in ``uids`` that exist, by UID."""
+        ...
+
+    async def fetch_flags(
+        self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
+    ) -> FlagColumns:
+        """`fetch` of the UIDs, flags and (if ``modseqs``) MODSEQs only, as columns."""
         ...
 
     async def search_headers(

@@ -174,6 +174,13 @@ class MailStore:
         record = await self._delivery_target(user, folder, poster)
         await self.quota.check(self.backend, record, 0, delivery=True)
 
+    async def delivery_mailbox(
+        self, user: str, *, folder: str | None = None, poster: str = ANONYMOUS
+    ) -> str:
+        """The name of the mailbox :meth:`deliver` writes to now (the folder, or the INBOX it
+        falls back to): what ``deliver -e`` keys its duplicates on, as Cyrus's does."""
+        return (await self._delivery_target(user, folder, poster)).name
+
     async def _delivery_target(self, user: str, folder: str | None, poster: str) -> MailboxRecord:
         inbox = user_inbox(user)
         record = None

@@ -21,6 +21,7 @@ from posthouse.store.backend import (
     CopyResult,
     ExpungeResult,
     FlagChange,
+    FlagColumns,
     FlagMode,
     MailboxRecord,
     MailboxSnapshot,
@@ -439,6 +440,13 @@ class UserSession:
     ) -> list[MessageMeta]:
         return await self.backend.fetch(
             mailbox.mailbox_id, uids, viewer=mailbox.viewer, cached=cached
+        )
+
+    async def fetch_flags(
+        self, mailbox: OpenMailbox, uids: UidSet, *, modseqs: bool = False
+    ) -> FlagColumns:
+        return await self.backend.fetch_flags(
+            mailbox.mailbox_id, uids, viewer=mailbox.viewer, modseqs=modseqs
         )
 
     async def search_headers(

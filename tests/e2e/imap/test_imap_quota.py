@@ -320,3 +320,32 @@ def test_lmtp_refusing_after_data_leaves_nothing_in_the_queue(
         client.close()
     assert "empty" in queue_listing(server)
     assert messages_in(server, "alice") == 1
+
+
+def test_rcpt_follows_aliases_to_the_full_mailbox(imap_factory: Callable[..., Server]) -> None:
+    """An alias whose every target is a full store mailbox is refused at RCPT TO like the
+    user's own address; one with a target that has room is accepted (delivery defers the
+    full one)."""
+    server = imap_factory(extra=ADMIN, queue={"retry_seconds": 3600.0})
+    for user in ("alice", "bob"):
+        assert server.cli("mailusradm", "set", user, "imap").returncode == 0
+    (server.home / "data" / "etc" / "aliases").write_text(
+        "sales: alice\nfront: sales\nteam: alice, bob\n", encoding="utf-8"
+    )
+    assert server.cli("newaliases").returncode == 0
+    set_quota(server, "user.alice", 10)
+    assert lmtp_deliver(server, "alice@example.test", sized("big", 12 * KB)).startswith(b"250 ")
+    for alias in ("sales@example.test", "front@example.test"):
+        with (
+            smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60) as client,
+            pytest.raises(smtplib.SMTPRecipientsRefused) as refused,
+        ):
+            client.sendmail("dave@remote.test", [alias], sized("to the alias", KB))
+        code, text = refused.value.recipients[alias]
+        assert code == 452 and text.startswith(b"4.2.2"), text
+        assert lmtp_deliver(server, alias, sized("lmtp", KB)).startswith(b"452 4.2.2")
+    with smtplib.SMTP("127.0.0.1", server.smtp_port, timeout=60) as client:
+        assert client.sendmail("dave@remote.test", ["team@example.test"], sized("team", KB)) == {}
+    wait_until(lambda: messages_in(server, "bob") == 1, what="bob's copy")
+    wait_until(lambda: "over quota" in queue_listing(server), what="alice's copy deferred")
+    assert messages_in(server, "alice") == 1

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeVar
+from typing import Final, TypeVar
 
 from posthouse.protocols import sasl
 from posthouse.protocols.engine_base import (
@@ -35,6 +35,7 @@ from posthouse.protocols.engine_base import (
     Phase,
     Signal,
     StateTable,
+    Tap,
 )
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.imap import reader as imap_reader
@@ -169,14 +170,6 @@ class IMAPSettings:
     max_errors: int = 50
     reader: imap_reader.ReaderLimits = field(default_factory=imap_reader.ReaderLimits)
     server_id: tuple[tuple[str, str], ...] = (("name", "posthouse"),)
-
-
-class Tap(Protocol):
-    """Sees the session's octets as the protocol has them (inside TLS and COMPRESS)."""
-
-    def received(self, data: bytes) -> None: ...
-
-    def sent(self, data: bytes) -> None: ...
 
 
 class IMAPEngine(EngineCore[Event, DecisionEvent, Status]):

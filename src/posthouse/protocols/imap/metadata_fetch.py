@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Container, Sequence
 from operator import attrgetter
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from posthouse.protocols.imap.fetchatt import FetchItem
 from posthouse.protocols.imap.response import date_time, encode_value, flags_value
@@ -28,6 +28,7 @@ MAX_FLAG_FORMS: Final = 512  # distinct flag lists remembered; beyond, start afr
 _RECENT: Final = frozenset({"\\Recent"})
 _NUMBERS: Final = {"UID": b"UID %d", "MODSEQ": b"MODSEQ (%d)", "RFC822.SIZE": b"RFC822.SIZE %d"}
 _COLUMNS: Final = {"MODSEQ": "modseq", "RFC822.SIZE": "size"}
+T = TypeVar("T")
 
 
 def metadata_only(items: Sequence[FetchItem]) -> bool:
@@ -97,37 +98,49 @@ class MetadataFetch:
     def block(
         self,
         seqs: Sequence[int],
-        metas: Sequence[Metadata],
+        metas: Sequence[Metadata] | None,
         recent: Container[int],
         *,
         uids: Sequence[int] | None = None,
         flags: Sequence[frozenset[str]] | None = None,
+        modseqs: Sequence[int] | None = None,
     ) -> bytes:
         """The lines of ``metas`` (numbered ``seqs``) in one piece, each message's stored
         flags shown with \\Recent when its UID is in ``recent``: the same octets as
-        `line` for each.  ``uids`` and ``flags``: the messages' UIDs and flags when the
-        caller has them as lists already (each pass over 100,000 rows counts)."""
-        if uids is None:
-            uids = list(map(attrgetter("uid"), metas))
-        if flags is None:
-            flags = list(map(attrgetter("flags"), metas))
+        `line` for each.  ``uids``, ``flags`` and ``modseqs``: the messages' UIDs, flags
+        and MODSEQs when the caller has them as lists already (each pass over 100,000 rows
+        counts); ``metas`` may be None when those are all the lines need."""
+        uids = self._column("uid", metas, uids)
+        flags = self._column("flags", metas, flags)
         shown = flags
         if recent:
             with_recent = {f: f | _RECENT for f in set(flags)}  # one set per flag list
             shown = [with_recent[f] if u in recent else f for f, u in zip(flags, uids, strict=True)]
         if "INTERNALDATE" in self.names:  # a date per row: line by line
+            assert metas is not None
             return b"".join(map(self.line, seqs, metas, shown))
         templates = {value: self._template(value) for value in set(shown)}
         columns: list[Sequence[int]] = [seqs]
         for name in self.names:
             if name == "UID":
                 columns.append(uids)
+            elif name == "MODSEQ":
+                columns.append(self._column("modseq", metas, modseqs))
             elif name in _COLUMNS:
-                columns.append(list(map(attrgetter(_COLUMNS[name]), metas)))
+                columns.append(self._column(_COLUMNS[name], metas, None))
         numbers: list[int] = [0] * (len(columns) * len(seqs))
         for offset, column in enumerate(columns):
             numbers[offset :: len(columns)] = column
         return b"".join(map(templates.__getitem__, shown)) % tuple(numbers)
+
+    @staticmethod
+    def _column(
+        name: str, metas: Sequence[Metadata] | None, given: Sequence[T] | None
+    ) -> Sequence[T]:
+        if given is not None:
+            return given
+        assert metas is not None, f"block() needs metas or {name} column"
+        return list(map(attrgetter(name), metas))
 
     def _template(self, flags: frozenset[str]) -> bytes:
         """A line with ``%d`` for the sequence number and each number item, in order."""

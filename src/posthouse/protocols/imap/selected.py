@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from posthouse.protocols.imap import response, seqset
 from posthouse.protocols.imap.errors import CommandError
 from posthouse.protocols.imap.response import Atom, Data
+from posthouse.protocols.imap.told_flags import ToldFlags
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class SelectedMailbox:
         self.qresync = qresync  # QRESYNC enabled: VANISHED instead of EXPUNGE
         self.uids: list[int] = list(uids)
         self.recent: set[int] = set() if read_only else {u for u in uids if u > recent_after}
-        self.known_flags: dict[int, frozenset[str]] = {}
+        self.known_flags = ToldFlags()
         self._gone: set[int] = set()  # expunged in the store, not yet told
         self._told_count = len(self.uids)
         self._told_recent = len(self.recent)
@@ -127,9 +128,9 @@ class SelectedMailbox:
         return uid in self._gone
 
     def told_flags(self, uids: Sequence[int], stored: Sequence[frozenset[str]]) -> None:
-        """`flags_of` for many messages at once, without the answer: the caller shows
-        \\Recent for the UIDs in `recent`."""
-        self.known_flags.update(zip(uids, stored, strict=True))
+        """`flags_of` for many messages at once (``uids`` ascending; both lists kept as
+        they are), without the answer: the caller shows \\Recent for the UIDs in `recent`."""
+        self.known_flags.tell_many(uids, stored)
         if self._flag_news:
             for uid in uids:
                 self._flag_news.pop(uid, None)

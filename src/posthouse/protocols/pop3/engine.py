@@ -48,6 +48,7 @@ from posthouse.protocols.engine_base import (
     Phase,
     Signal,
     StateTable,
+    Tap,
 )
 from posthouse.protocols.errors import UsageError
 from posthouse.protocols.pop3 import commands, replies
@@ -146,8 +147,20 @@ class POP3Engine(EngineCore[Event, DecisionEvent, Reply]):
         # RFC 1939 §4 greeting; the APOP timestamp ends it (RFC 1939 §7).
         stamp = f" {settings.apop_timestamp}" if settings.apop_timestamp else ""
         self._send(ok(f"POP3 server ready{stamp}"))
+        self.tap: Tap | None = None  # the telemetry log (chapter 12.5.5), when one is kept
 
     # ----------------------------------------------------------------- API
+
+    def receive_data(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap.received(data)
+        super().receive_data(data)
+
+    def data_to_send(self) -> bytes:
+        data = super().data_to_send()
+        if self.tap is not None and data:
+            self.tap.sent(data)
+        return data
 
     @property
     def settings(self) -> POP3Settings:

@@ -88,9 +88,19 @@ def check_mail(arg: str, settings: SMTPSettings, *, esmtp: bool) -> MailFrom | R
 def check_rcpt(
     arg: str, settings: SMTPSettings, *, smtputf8: bool, accepted: int
 ) -> RcptTo | Reply:
-    """RFC 5321 §4.1.1.3 RCPT TO:<forward-path> [SP Rcpt-parameters]."""
+    """RFC 5321 §4.1.1.3 RCPT TO:<forward-path> [SP Rcpt-parameters].
+
+    In LMTP a bare local part (``<user>``, ``<user+folder>``) is taken too, as Cyrus's lmtpd
+    takes it: RFC 2033 §3 has LMTP carry mail to final delivery for the domains the host
+    serves, so a name without a domain is one of its users (the server qualifies it)."""
     try:
-        parsed = parse.parse_path_argument(arg, "TO", null_allowed=False, postmaster_allowed=True)
+        parsed = parse.parse_path_argument(
+            arg,
+            "TO",
+            null_allowed=False,
+            postmaster_allowed=True,
+            local_part_allowed=settings.mode == "lmtp",
+        )
     except parse.PathTooLongError:
         return reply(501, "5.1.3", "Recipient path too long")  # RFC 5321 §4.5.3.1.3
     except parse.AddressSyntaxError:

@@ -72,7 +72,12 @@ def split_command(text: str) -> Command | None:
 
 
 def parse_path_argument(
-    arg: str, keyword: str, *, null_allowed: bool, postmaster_allowed: bool
+    arg: str,
+    keyword: str,
+    *,
+    null_allowed: bool,
+    postmaster_allowed: bool,
+    local_part_allowed: bool = False,
 ) -> PathArgument:
     """Parse ``FROM:<path> [params]`` (keyword "FROM") or ``TO:<path> [params]``.
 
@@ -96,7 +101,12 @@ def parse_path_argument(
         tail = pieces[1] if len(pieces) > 1 else ""
         if path == "<>":
             raise CommandSyntaxError("missing path")
-    address = parse_path(path, null_allowed=null_allowed, postmaster_allowed=postmaster_allowed)
+    address = parse_path(
+        path,
+        null_allowed=null_allowed,
+        postmaster_allowed=postmaster_allowed,
+        local_part_allowed=local_part_allowed,
+    )
     return PathArgument(address, parse_params(tail))
 
 
@@ -115,8 +125,13 @@ def _closing_bracket(text: str) -> int:
     return -1
 
 
-def parse_path(path: str, *, null_allowed: bool, postmaster_allowed: bool) -> str:
-    """Validate ``<[A-d-l:]mailbox>`` and return the mailbox ('' for ``<>``)."""
+def parse_path(
+    path: str, *, null_allowed: bool, postmaster_allowed: bool, local_part_allowed: bool = False
+) -> str:
+    """Validate ``<[A-d-l:]mailbox>`` and return the mailbox ('' for ``<>``).
+
+    ``local_part_allowed``: a bare local part (``<user>``) is a path too, returned as it is;
+    LMTP recipients only (see :func:`~posthouse.protocols.smtp.commands.check_rcpt`)."""
     # RFC 5321 §4.5.3.1.3: the limit includes the angle brackets.
     if len(path.encode("utf-8")) > MAX_PATH:
         raise PathTooLongError("path too long")
@@ -139,9 +154,18 @@ def parse_path(path: str, *, null_allowed: bool, postmaster_allowed: bool) -> st
     # RFC 5321 §4.5.1: <Postmaster> without a domain is a valid recipient.
     if postmaster_allowed and inner.lower() == "postmaster":
         return inner
+    if local_part_allowed and "@" not in inner and is_local_part(inner):
+        return inner
     if not is_mailbox(inner):
         raise AddressSyntaxError("bad mailbox")
     return inner
+
+
+def is_local_part(text: str) -> bool:
+    """RFC 5321 §4.1.2 Local-part = Dot-string / Quoted-string, within §4.5.3.1.1's limit."""
+    if len(text.encode("utf-8")) > MAX_LOCAL_PART:
+        return False
+    return _is_dot_string(text) or _is_quoted_string(text)
 
 
 def is_mailbox(text: str) -> bool:
@@ -150,9 +174,7 @@ def is_mailbox(text: str) -> bool:
     if at <= 0:
         return False
     local, domain = text[:at], text[at + 1 :]
-    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
-        return False
-    if not (_is_dot_string(local) or _is_quoted_string(local)):
+    if not is_local_part(local):
         return False
     if domain.startswith("["):
         return is_address_literal(domain)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 Handler = Callable[[Command], Awaitable[Outcome | None]]
 _SETS_SEEN = frozenset({"RFC822", "RFC822.TEXT"})
 _BLOCK_ROWS = 4096  # FETCH lines rendered at once: about 160 KiB of UID FLAGS
+_FLAG_ITEMS = frozenset({"UID", "FLAGS", "MODSEQ"})  # what `UserSession.fetch_flags` gives
 _uid_of = attrgetter("uid")
 _flags_of = attrgetter("flags")
 _MODES = {"replace": FlagMode.REPLACE, "add": FlagMode.ADD, "remove": FlagMode.REMOVE}
@@ -331,26 +332,39 @@ class MessageCommands:
             ranges = [(selected.uids[low - 1], selected.uids[high - 1]) for low, high in spans]
         if not uids:
             return
-        metas = await user.fetch(mailbox, UidSet(ranges))
-        if list(map(_uid_of, metas)) != uids:  # the store and the session's view differ
-            seq_of = dict(zip(uids, seqs, strict=True))
-            metas = [m for m in metas if m.uid in seq_of]
-            uids = [m.uid for m in metas]
-            seqs = [seq_of[u] for u in uids]
-        if changed_since is not None:
-            kept = [i for i, m in enumerate(metas) if m.modseq > changed_since]
-            seqs, uids, metas = (
-                [seqs[i] for i in kept],
-                [uids[i] for i in kept],
-                [metas[i] for i in kept],
-            )
-        flags = list(map(_flags_of, metas))
-        selected.told_flags(uids, flags)
+        metas: list[MessageMeta] | None = None
+        modseqs: list[int] | None = None
         writer = MetadataFetch(items, self.flag_forms, condstore=self.engine.condstore)
-        for start in range(0, len(metas), _BLOCK_ROWS):
+        if set(writer.names) <= _FLAG_ITEMS:  # the store's columns as they are
+            stored, flags, modseqs = await user.fetch_flags(
+                mailbox,
+                UidSet(ranges),
+                modseqs="MODSEQ" in writer.names or changed_since is not None,
+            )
+        else:
+            metas = await user.fetch(mailbox, UidSet(ranges))
+            stored, flags = list(map(_uid_of, metas)), list(map(_flags_of, metas))
+        if stored != uids or changed_since is not None:  # the store and the session differ
+            seq_of = dict(zip(uids, seqs, strict=True))
+            kept = [i for i, uid in enumerate(stored) if uid in seq_of]
+            if changed_since is not None:
+                mods = modseqs if modseqs is not None else [m.modseq for m in metas or ()]
+                kept = [i for i in kept if mods[i] > changed_since]
+            uids = [stored[i] for i in kept]
+            seqs = [seq_of[uid] for uid in uids]
+            flags = [flags[i] for i in kept]
+            modseqs = None if modseqs is None else [modseqs[i] for i in kept]
+            metas = None if metas is None else [metas[i] for i in kept]
+        selected.told_flags(uids, flags)
+        for start in range(0, len(uids), _BLOCK_ROWS):
             part = slice(start, start + _BLOCK_ROWS)
             lines = writer.block(
-                seqs[part], metas[part], selected.recent, uids=uids[part], flags=flags[part]
+                seqs[part],
+                None if metas is None else metas[part],
+                selected.recent,
+                uids=uids[part],
+                flags=flags[part],
+                modseqs=None if modseqs is None else modseqs[part],
             )
             self.engine.send_raw(lines)
             await self.session.driver.send_soon()

@@ -34,6 +34,7 @@ from posthouse.auth.credentials import CredentialChecker
 from posthouse.protocols.engine_base import Ending
 from posthouse.protocols.imap import engine as imap_engine
 from posthouse.protocols.imap import events
+from posthouse.protocols.imap.redact import SecretMask
 from posthouse.protocols.imap.response import (
     AUTHENTICATIONFAILED,
     CONTACTADMIN,
@@ -45,8 +46,8 @@ from posthouse.protocols.imap.selected import FlagUpdate
 from posthouse.server.connection import Connection
 from posthouse.server.imap.commands import CommandRunner
 from posthouse.server.imap.outcome import store_error_status
-from posthouse.server.imap.telemetry import TelemetryDirectory
 from posthouse.server.session import SessionDriver, Unit
+from posthouse.server.telemetry import TelemetryDirectory
 from posthouse.store.backend import MessageMeta
 from posthouse.store.errors import InvalidName, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore, OpenMailbox, UserSession
@@ -87,7 +88,8 @@ class IMAPSession:
         self.settings = settings
         self.stopping = stopping
         self.engine = imap_engine.IMAPEngine(settings)
-        self.telemetry = services.telemetry.session_log() if services.telemetry else None
+        telemetry = services.telemetry
+        self.telemetry = telemetry.session_log("imap", SecretMask) if telemetry else None
         self.engine.tap = self.telemetry
         self.driver = SessionDriver(connection, self.engine, stopping)
         self.user: UserSession | None = None

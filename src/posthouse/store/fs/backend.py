@@ -41,6 +41,7 @@ from posthouse.store.backend import (
     CopyResult,
     ExpungeResult,
     FlagChange,
+    FlagColumns,
     MailboxRecord,
     MailboxSnapshot,
     MailboxStatus,
@@ -351,6 +352,11 @@ class FsBackend:
         self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, cached: bool = False
     ) -> list[MessageMeta]:
         return await self._light(lambda: self._index(mailbox_id).fetch(uids, viewer, cached))
+
+    async def fetch_flags(
+        self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
+    ) -> FlagColumns:
+        return await self._run(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
 
     async def search_headers(
         self, mailbox_id: str, uids: UidSet, field: str, needle: bytes

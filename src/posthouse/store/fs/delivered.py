@@ -3,10 +3,12 @@
 Cyrus's deliver.db: a row per (Message-ID, recipient) delivered, under the IMAP
 configuration directory, so that a message handed over twice (a forwarding loop, a
 mailing list that sends the same message to two of a user's addresses, an MTA retrying
-after a lost acknowledgement) is stored once.  A recipient is the user and the folder
-asked for (``alice`` or ``alice+work``).  Rows older than ``keep_seconds`` (three days, as
-Cyrus's ``cyr_expire -E`` default) are forgotten as new ones are written.  A delivery is
-recorded only after it is durable, so a crash in between can duplicate, never lose.
+after a lost acknowledgement) is stored once.  A recipient is the mailbox written to
+(``user.alice`` or ``user.alice.work``), not the folder asked for: a folder that admits no
+posting sends the copy to the INBOX, and it is the INBOX that then holds it.  Rows older
+than ``keep_seconds`` (three days, as Cyrus's ``cyr_expire -E`` default) are forgotten as
+new ones are written.  A delivery is recorded only after it is durable, so a crash in
+between can duplicate, never lose.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from posthouse.store.backend import (
     Changes,
     ExpungeResult,
     FlagChange,
+    FlagColumns,
     MailboxSnapshot,
     MailboxStatus,
     MessageMeta,
@@ -58,7 +59,7 @@ from posthouse.store.backend import (
     StoreResult,
     Viewer,
 )
-from posthouse.store.content import header_contains, plain_header
+from posthouse.store.content import header_contains
 from posthouse.store.errors import MailboxNotFound, MessageNotFound, StoreError, StoreUnavailable
 from posthouse.store.flags import (
     DELETED_BIT,
@@ -67,6 +68,7 @@ from posthouse.store.flags import (
     apply_change,
     split_flags,
 )
+from posthouse.store.fs import header_fields
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.metacache import MetadataCache, meta_of_row
@@ -359,28 +361,20 @@ class MailboxIndex:
         unsure: list[int] = []  # no cached header, or one whose decoded text may differ
         with self.db.read() as conn:
             self._state(conn)
-            conn.create_function("plain_header", 1, plain_header, deterministic=True)
             for low, high in uids.ranges:
-                unsure += [
-                    row[0]
-                    for row in conn.execute(
-                        "SELECT m.uid FROM messages m LEFT JOIN cache c ON c.uid = m.uid"
-                        " WHERE m.uid BETWEEN ? AND ? AND c.header IS NULL",
-                        (low, high),
-                    )
-                ]
-                # SQLite narrows the rows down in C (the CRLFs taken out, so that a needle
-                # across a folded line is found); Python checks the field exactly.
-                for uid, header, plain in conn.execute(
-                    "SELECT uid, header, plain_header(header) FROM cache"
-                    " WHERE uid BETWEEN ? AND ? AND header IS NOT NULL"
-                    " AND (instr(lower(replace(header, X'0D0A', '')), ?) > 0"
-                    " OR NOT plain_header(header))",
+                unsure += header_fields.unsearchable(conn, low, high)
+                if header_fields.indexed(field):
+                    matches += header_fields.search(conn, field, lowered, low, high)
+                    continue
+                # Another field: SQLite narrows the rows down in C (the CRLFs taken out, so
+                # that a needle across a folded line is found); Python checks the field.
+                left_out = set(unsure)
+                for uid, header in conn.execute(
+                    "SELECT uid, header FROM cache WHERE uid BETWEEN ? AND ?"
+                    " AND instr(lower(replace(header, X'0D0A', '')), ?) > 0",
                     (low, high, lowered),
                 ):
-                    if not plain:
-                        unsure.append(uid)
-                    elif header_contains(header, field, lowered):
+                    if uid not in left_out and header_contains(header, field, lowered):
                         matches.append(uid)
         return UidSet.of(matches), UidSet.of(unsure)
 
@@ -388,6 +382,27 @@ class MailboxIndex:
         with self.db.read() as conn:
             state = self._state(conn)
             return self._rows(conn, uids, viewer, cached, state)
+
+    def fetch_flags(self, uids: UidSet, viewer: Viewer, modseqs: bool) -> FlagColumns:
+        with self.db.read() as conn:
+            state = self._state(conn)
+            if self.metadata is not None and not viewer.private_seen:
+                columns = self.metadata.fetch_columns(
+                    self.mailbox_id,
+                    conn,
+                    state.highestmodseq,
+                    state.messages,
+                    uids,
+                    modseqs=modseqs,
+                )
+                if columns is not None:
+                    return columns
+            metas = self._rows(conn, uids, viewer, False, state)
+        return FlagColumns(
+            [m.uid for m in metas],
+            [m.flags for m in metas],
+            [m.modseq for m in metas] if modseqs else None,
+        )
 
     def store_cache(
         self, uid: int, envelope: bytes | None, bodystructure: bytes | None, header: bytes | None
@@ -403,6 +418,8 @@ class MailboxIndex:
                 " header = coalesce(excluded.header, header)",
                 (uid, envelope, bodystructure, header),
             )
+            if header is not None:
+                header_fields.insert_rows(conn, [header_fields.row_of(uid, header)])
 
     def open_message(self, uid: int) -> BinaryIO:
         with self.db.read() as conn:
@@ -553,7 +570,7 @@ class MailboxIndex:
         with self.db.write() as conn:
             state = self._state(conn)
             uid, modseq = state.uidnext, state.highestmodseq
-            rows, cache_rows, keywords, added_bytes = [], [], set(), 0
+            rows, cache_rows, field_rows, keywords, added_bytes = [], [], [], set(), 0
             for request in batch:
                 modseq += 1
                 uids = []
@@ -568,6 +585,7 @@ class MailboxIndex:
                         cache_rows.append(
                             (uid, message.envelope, message.bodystructure, message.header)
                         )
+                    field_rows.append(header_fields.row_of(uid, message.header))
                     added_bytes += message.size
                     uids.append(uid)
                     uid += 1
@@ -576,6 +594,7 @@ class MailboxIndex:
                 raise StoreError("the mailbox has used up its UIDs", temporary=False)
             self._add_keywords(conn, keywords)
             sync_directory(self.dir)  # the new names are durable before the rows commit
+            header_fields.insert_rows(conn, field_rows)  # first: the trigger then leaves them
             conn.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             conn.executemany("INSERT INTO cache VALUES (?, ?, ?, ?)", cache_rows)
             conn.execute(

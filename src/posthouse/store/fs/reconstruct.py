@@ -39,6 +39,7 @@ from typing import Any
 from posthouse.durable import sync_directory
 from posthouse.store.backend import ReconstructReport
 from posthouse.store.errors import StoreError
+from posthouse.store.fs import header_fields
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.metacache import ROW_COLUMNS
@@ -298,6 +299,7 @@ def reconstruct_folder(
                 if plan.changed:
                     _renumber(directory, plan)
                     _fill(conn, mailbox_id, plan, salvage)
+                    header_fields.refill(conn)
         finally:
             database.close()
         replaced = None
@@ -359,6 +361,7 @@ def _replace(directory: Path, mailbox_id: str, plan: _Plan, salvage: _Salvage) -
             " (SELECT 1 FROM messages WHERE uid = ?)",
             [(*row, row[0]) for row in salvage.cache],
         )
+        header_fields.refill(conn)
         conn.execute("COMMIT")
         conn.execute("PRAGMA journal_mode=WAL")
     finally:

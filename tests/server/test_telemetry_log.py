@@ -1,5 +1,6 @@
 """TelemetryLog's rules (chapter 12.5.5): a file only in a real folder named after the user,
-what came before the login held within a limit, nothing once the user has no folder."""
+what came before the login held within a limit, nothing once the user has no folder; the
+same log for IMAP and POP3 sessions, each protocol's secrets masked."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from posthouse.server.imap import telemetry
-from posthouse.server.imap.telemetry import TelemetryDirectory, TelemetryLog
+from posthouse.protocols.imap.redact import SecretMask
+from posthouse.protocols.pop3.redact import SecretMask as POP3Mask
+from posthouse.server import telemetry
+from posthouse.server.telemetry import TelemetryDirectory, TelemetryLog
 
 
 def session(logs: Path, user: str) -> TelemetryLog:
-    log = TelemetryLog(logs)
+    log = TelemetryLog(logs, "imap", SecretMask())
     log.sent(b"* OK ready\r\n")
     log.received(b"a LOGIN " + user.encode() + b" hunter2\r\n")
     log.login_attempted()
@@ -44,7 +47,7 @@ def test_what_came_before_the_login_is_held_within_the_limit(
     monkeypatch.setattr(telemetry, "PRELOGIN_LIMIT", 40)
     logs = tmp_path / "log"
     (logs / "alice").mkdir(parents=True)
-    log = TelemetryLog(logs)
+    log = TelemetryLog(logs, "imap", SecretMask())
     log.sent(b"* OK ready\r\n")
     log.received(b"x CAPABILITY " + b"y" * 100 + b"\r\n")  # over the limit: not held
     log.received(b"a LOGIN alice pw\r\n")
@@ -59,11 +62,34 @@ def test_what_came_before_the_login_is_held_within_the_limit(
 def test_no_user_folder_means_no_log_for_new_sessions(tmp_path: Path) -> None:
     logs = tmp_path / "log"
     directory = TelemetryDirectory(logs, recheck=0.0)
-    assert directory.session_log() is None  # no log/ at all
+    assert directory.session_log("imap", SecretMask) is None  # no log/ at all
     logs.mkdir()
-    assert directory.session_log() is None  # log/ without user folders
+    assert directory.session_log("imap", SecretMask) is None  # log/ without user folders
     (logs / "alice").mkdir()
-    log = directory.session_log()
+    log = directory.session_log("imap", SecretMask)
     assert log is not None
     log.logged_in("bob")  # a user without a folder: the session stops recording
     assert not log.recording
+
+
+def test_a_pop3_session_is_logged_in_the_same_folder_with_its_secrets_masked(
+    tmp_path: Path,
+) -> None:
+    logs = tmp_path / "log"
+    (logs / "alice").mkdir(parents=True)
+    directory = TelemetryDirectory(logs, recheck=0.0)
+    for login in (b"USER alice\r\nPASS hunter2 x\r\n", b"APOP alice 0123abcd\r\n"):
+        log = directory.session_log("pop3", POP3Mask)
+        assert log is not None
+        log.sent(b"+OK POP3 server ready <1.2@h>\r\n")
+        log.received(login)
+        log.login_attempted()
+        log.logged_in("alice")
+        log.received(b"STAT\r\n")
+        log.close()
+    files = sorted((logs / "alice").iterdir())
+    assert len(files) == 2 and all(p.name.startswith("pop3-") for p in files)
+    texts = b"".join(p.read_bytes() for p in files)
+    assert b"\r\nPASS ***\r\n" in texts and b"<APOP alice ***\r\n" in texts
+    assert b"hunter2" not in texts and b"0123abcd" not in texts
+    assert b"<STAT\r\n" in texts and b">+OK POP3 server ready" in texts

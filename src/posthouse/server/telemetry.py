@@ -1,8 +1,10 @@
-"""The telemetry log: whole IMAP sessions of chosen users written to files (chapter 12.5.5).
+"""The telemetry log: whole IMAP and POP3 sessions of chosen users written to files (chapter
+12.5.5).
 
 When a folder named after a user exists under the IMAP configuration directory's
 ``log/`` (``DATA/imap/log/USER/``), every session that logs in as that user is recorded
-there, one file per session, in Cyrus's format::
+there, over IMAP or POP3 (as Cyrus's imapd and pop3d both do), one file per session, in
+Cyrus's format::
 
     ---------- USER Thu Dec  3 15:56:13 2026
     (a blank line)
@@ -13,12 +15,14 @@ there, one file per session, in Cyrus's format::
 record per read or write).  Unlike Cyrus, which starts recording after the login, the
 session is recorded from the greeting: what was said before the login is held in memory
 (at most `PRELOGIN_LIMIT` octets) and written once the user is known, or dropped.
-Passwords never reach the file: client input goes through `SecretMask` (LOGIN and the
-SASL exchange of AUTHENTICATE are masked).  The files are named ``imap-PID-SECONDS-N``
-(Cyrus names them ``imap-PID`` and appends the sessions a process serves one after
-another; a posthouse worker serves many at once) and created mode 0600; the folder must
-be a real directory, not a symbolic link, and a user name that is not one plain path
-component has no log.  A write that fails stops the log, never the session.
+Passwords never reach the file: client input goes through the protocol's mask (a
+:class:`~posthouse.protocols.redact.LineMask`: IMAP's masks LOGIN and the SASL exchange of
+AUTHENTICATE, POP3's PASS, the APOP digest and the SASL exchange of AUTH).  The files are
+named ``PROTOCOL-PID-SECONDS-N`` (``imap-…``, ``pop3-…``; Cyrus names them after the
+process and appends the sessions a process serves one after another; a posthouse worker
+serves many at once) and created mode 0600; the folder must be a real directory, not a
+symbolic link, and a user name that is not one plain path component has no log.  A write
+that fails stops the log, never the session.
 """
 
 from __future__ import annotations
@@ -27,14 +31,20 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-from posthouse.protocols.imap.redact import SecretMask
-
-log = logging.getLogger("posthouse.imap")
+from typing import Protocol
 
 PRELOGIN_LIMIT = 64 * 1024  # octets of the conversation before the login kept in memory
 _sessions = itertools.count(1)
+
+
+class Mask(Protocol):
+    """A protocol's client input with its secrets masked (see the module docstring)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def authentication_done(self) -> None: ...
 
 
 class TelemetryDirectory:
@@ -47,8 +57,9 @@ class TelemetryDirectory:
         self._checked = -recheck
         self._any = False
 
-    def session_log(self) -> TelemetryLog | None:
-        """A new session's telemetry, or None when no user is logged."""
+    def session_log(self, protocol: str, mask: Callable[[], Mask]) -> TelemetryLog | None:
+        """A new ``protocol`` session's telemetry, its client input masked by a new
+        ``mask()``, or None when no user is logged."""
         now = time.monotonic()
         if now - self._checked >= self.recheck:
             self._checked = now
@@ -57,15 +68,17 @@ class TelemetryDirectory:
                     self._any = any(entry.is_dir(follow_symlinks=False) for entry in entries)
             except OSError:
                 self._any = False
-        return TelemetryLog(self.path) if self._any else None
+        return TelemetryLog(self.path, protocol, mask()) if self._any else None
 
 
 class TelemetryLog:
     """One session's telemetry: the engine's `Tap` (see the module docstring)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, protocol: str, mask: Mask) -> None:
         self.log_dir = log_dir
-        self.mask = SecretMask()
+        self.protocol = protocol
+        self.mask = mask
+        self._log = logging.getLogger(f"posthouse.{protocol}")
         self._held: list[bytes] | None = []  # before the login; None once decided
         self._held_size = 0
         self._fd: int | None = None
@@ -99,12 +112,14 @@ class TelemetryLog:
         folder = self.log_dir / user
         if not _one_component(user) or not _real_directory(folder):
             return
-        name = f"imap-{os.getpid()}-{int(time.time())}-{next(_sessions)}"
+        name = f"{self.protocol}-{os.getpid()}-{int(time.time())}-{next(_sessions)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             self._fd = os.open(folder / name, flags, 0o600)
         except OSError as error:
-            log.error("imap: the telemetry log of %s cannot be opened: %s", user, error)
+            self._log.error(
+                "%s: the telemetry log of %s cannot be opened: %s", self.protocol, user, error
+            )
             return
         header = f"---------- {user} {time.ctime()}\n\n".encode("utf-8", "replace")
         self._write(header + b"".join(held))
@@ -122,7 +137,9 @@ class TelemetryLog:
             while view:
                 view = view[os.write(fd, view) :]
         except OSError as error:
-            log.error("imap: writing the telemetry log failed, it stops: %s", error)
+            self._log.error(
+                "%s: writing the telemetry log failed, it stops: %s", self.protocol, error
+            )
             self.close()
 
     def close(self) -> None:
