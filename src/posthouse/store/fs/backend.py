@@ -356,7 +356,7 @@ class FsBackend:
     async def fetch_flags(
         self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
     ) -> FlagColumns:
-        return await self._run(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
+        return await self._light(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
 
     async def search_headers(
         self, mailbox_id: str, uids: UidSet, field: str, needle: bytes
