@@ -135,8 +135,8 @@ class PosthouseAclQuota(Posthouse):
 
     def _set_acls_and_quotas(self, users: Sequence[str]) -> None:
         from posthouse.admin.mailstore import run_with_store
-        from posthouse.app import imap_config_dir
         from posthouse.config.load import load_settings
+        from posthouse.imap_layout import imap_config_dir
         from posthouse.store.service import MailStore
         from posthouse.store.user_quota import UserQuotas
 

@@ -87,13 +87,20 @@ def test_report_lists_each_root_with_limit_percent_and_usage(tmp_path: Path) -> 
     ]
 
 
+def set_kept_bytes(tmp_path: Path, name: str, size: int) -> None:
+    """Tamper with the bytes mailbox ``name``'s index keeps (what quota usage sums)."""
+    with sqlite3.connect(tmp_path / "data" / "imap" / "mailboxes.db") as db:
+        (mailbox_id,) = db.execute("SELECT id FROM mailboxes WHERE name = ?", (name,)).fetchone()
+    (index,) = (tmp_path / "data").rglob(f"{mailbox_id}/index.db")
+    with sqlite3.connect(index) as db:
+        db.execute("UPDATE state SET bytes = ?", (size,))
+
+
 def test_f_fixes_usage_that_was_tampered_with(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     fill(config)
-    quota_db = tmp_path / "data" / "imap" / "quota" / "quota.db"
-    with sqlite3.connect(quota_db) as db:
-        db.execute("UPDATE roots SET used_bytes = 7 * 1024 WHERE root = 'user.hansen'")
-        db.execute("UPDATE roots SET used_bytes = 0 WHERE root = 'user.hansen.personnel.issues'")
+    set_kept_bytes(tmp_path, "user.hansen", 7 * 1024)
+    set_kept_bytes(tmp_path, "user.hansen.personnel.issues", 0)
     before = tool(config, "imapquota", "--config", str(config))
     assert rows(before.stdout)[0] == ["100", "7", "7", "user.hansen"]
     fixed = tool(config, "imapquota", "-f", "--config", str(config))

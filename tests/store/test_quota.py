@@ -11,6 +11,7 @@ import pytest
 
 from posthouse.store.backend import FlagChange, FlagMode, NewMessage
 from posthouse.store.errors import OverQuota
+from posthouse.store.fs.backend import FsBackend
 from posthouse.store.names import NoInbox
 from posthouse.store.service import MailStore
 from posthouse.store.uidset import UidSet
@@ -227,14 +228,30 @@ def test_recompute_repairs_tampered_usage_from_the_indexes(
         await hansen.append("INBOX.personnel.issues", [sized(2, 2500)])
 
     run(main())
-    with sqlite3.connect(tmp_path / "imap" / "quota" / "quota.db") as db:
-        db.execute("UPDATE roots SET used_bytes = 999999")
-    fixed = run(open_store(tmp_path).backend.recompute_quotas())
-    assert {u.root: u.used_bytes for u in fixed} == {
+    backend = store.backend
+    assert isinstance(backend, FsBackend)
+    for name in ("user.hansen", "user.hansen.personnel.reviews", "user.hansen.personnel.issues"):
+        record = backend.mailboxes.lookup(name)  # what the mailbox keeps of its bytes: tampered
+        assert record is not None
+        index = backend.layout.mailbox_dir(record.partition, record.id) / "index.db"
+        with sqlite3.connect(index) as db:
+            db.execute("UPDATE state SET bytes = 999999")
+    reopened = open_store(tmp_path)
+    tampered = run(reopened.backend.list_quotas())
+    assert {u.root: u.used_bytes for u in tampered} == {
+        "user.hansen": 999999,
+        "user.hansen.personnel": 999999,
+        "user.hansen.personnel.issues": 999999,
+    }
+    fixed = run(reopened.backend.recompute_quotas())
+    expected = {
         "user.hansen": 1500,
         "user.hansen.personnel": 0,
         "user.hansen.personnel.issues": 2500,
     }
+    assert {u.root: u.used_bytes for u in fixed} == expected
+    again = run(open_store(tmp_path).backend.list_quotas())  # the indexes were corrected
+    assert {u.root: u.used_bytes for u in again} == expected
 
 
 def test_no_root_no_limit_and_dotted_users_unaffected(store: MailStore) -> None:

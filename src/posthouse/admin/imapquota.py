@@ -2,9 +2,9 @@
 store with their limits and usage, and with ``fix`` their usage counted again.
 
 :func:`quota_report` reads the roots whose names start with one of the prefixes given (all
-without any) and, when asked to fix, recomputes their usage from the messages in the
-mailbox indexes (each copy counted, index files not), replacing what the roots recorded:
-what the chapter runs after ``reconstruct`` or after removing a root.  The work is the
+without any) and, when asked to fix, counts the bytes of each of their mailboxes again
+from the messages' rows in its index (each copy counted, index files not), correcting what
+the index kept, which the roots' usage sums.  The work is the
 store's (:meth:`~posthouse.store.backend.MailStoreBackend.recompute_quotas`); run as root,
 the tool acts as the data directory's owner.
 """

@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-f",
         dest="fix",
         action="store_true",
-        help="recompute usage from the mailbox indexes and fix the quota records",
+        help="count each mailbox's bytes again from its messages and fix what its index kept",
     )
     parser.add_argument(
         "roots",

@@ -27,9 +27,10 @@ one (:mod:`posthouse.store.fs`, message files plus SQLite indexes) and later Pos
 * **Bodies** are bytes the caller hands over with CRLF line ends; :meth:`open_message` streams
   them back.  ENVELOPE, BODYSTRUCTURE and the header section are cached as opaque blobs the
   caller computed (the store does not parse mail).
-* **Quota usage** is counted per quota root in the same call as the change (bytes, each copy
-  counted, index files never); the root of a mailbox is the nearest root at or above its
-  name (:mod:`posthouse.store.quota_roots`); limits are enforced by the service.
+* **Quota usage** of a root is the bytes of the messages in the mailboxes it limits (each
+  copy counted, index files never), each mailbox's kept with its messages and summed when
+  asked; the root of a mailbox is the nearest root at or above its name
+  (:mod:`posthouse.store.quota_roots`); limits are enforced by the service.
 
 All methods are coroutines except :meth:`change_token` (a memory read) and
 :meth:`open_message` (returns a blocking file object, for a thread).
@@ -195,10 +196,13 @@ class FlagChange:
 @dataclass(frozen=True)
 class StoreResult:
     """``changed``: the messages whose flags changed, as they are now.  ``failed``: UIDs
-    left alone because their MODSEQ exceeded UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED)."""
+    left alone because their MODSEQ exceeded UNCHANGEDSINCE (RFC 7162 §3.1.3 MODIFIED).
+    ``modseqs``: the mailbox's HIGHESTMODSEQ just before and after the change when it was
+    one commit (else None): a session that had seen the first has now seen the second."""
 
     changed: tuple[MessageMeta, ...]
     failed: UidSet = field(default_factory=UidSet)
+    modseqs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,8 +225,12 @@ class CopyResult:
 
 @dataclass(frozen=True)
 class ExpungeResult:
+    """The UIDs expunged, the HIGHESTMODSEQ after, and ``modseqs`` as in
+    :class:`StoreResult`."""
+
     uids: UidSet
     modseq: int
+    modseqs: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -414,8 +422,8 @@ class MailStoreBackend(Protocol):
         ...
 
     async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        """Create or change a quota root (a new root's usage is counted from its mailboxes,
-        and the root above it, which loses them, is counted again)."""
+        """Create or change a quota root (a new root's mailboxes no longer count to the root
+        above it)."""
         ...
 
     async def remove_quota(self, root: str) -> None:
@@ -423,8 +431,9 @@ class MailStoreBackend(Protocol):
         ...
 
     async def recompute_quotas(self, roots: Sequence[str] | None = None) -> list[QuotaUsage]:
-        """Count the usage of ``roots`` (None: all) again from the mailboxes' messages
-        (``imapquota -f``); returns them as they are now."""
+        """Count the usage of ``roots`` (None: all) again from the mailboxes' messages, row by
+        row, correcting what the mailboxes kept (``imapquota -f``); returns them as they are
+        now."""
         ...
 
     # -- change notification --

@@ -167,6 +167,7 @@ class MessageCommands:
                 return None
         result = await user.expunge(mailbox, uids)
         selected.expunged(result.uids)
+        self.session.own_change(result.modseqs)
         return None
 
     # -- SEARCH, SORT, THREAD --
@@ -391,6 +392,7 @@ class MessageCommands:
             if seq is None or (arguments.silent and arguments.unchanged_since is None):
                 continue
             engine.untagged(response.fetch(seq, self._flag_items(meta, flags, command.uid)))
+        self.session.own_change(result.modseqs, result.changed)  # as the look after would
         if result.failed:
             failed = [u if command.uid else seq_of[u] for u in result.failed if u in seq_of]
             return Outcome("OK", "Some messages were modified meanwhile", response.modified(failed))

@@ -12,7 +12,9 @@ see answers exactly like one that does not exist (the store raises the same erro
 Before each command completes, and while the client idles, the session asks the store
 what changed in the selected mailbox since it last looked (``change_token`` is a memory
 read; only when it moved is ``changes_since`` asked) and hands that to the engine's
-`SelectedMailbox`, which decides what may be told when.
+`SelectedMailbox`, which decides what may be told when.  After the session's own change
+of the selected mailbox (STORE, EXPUNGE) the store need not be asked again when nothing
+else can have happened since the last look (`own_change`).
 
 Logging (chapter 12.5.4): authentications at NOTICE (INFO with the word NOTICE, as
 logsetup.py says), mailbox openings at INFO, I/O errors at ERR, protection failures
@@ -25,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from posthouse.auth.credentials import CredentialChecker
@@ -46,6 +48,7 @@ from posthouse.server.imap.commands import CommandRunner
 from posthouse.server.imap.outcome import store_error_status
 from posthouse.server.session import SessionDriver, Unit
 from posthouse.server.telemetry import TelemetryDirectory
+from posthouse.store.backend import MessageMeta
 from posthouse.store.errors import InvalidName, MailboxNotFound, StoreError
 from posthouse.store.service import MailStore, OpenMailbox, UserSession
 
@@ -236,6 +239,28 @@ class IMAPSession:
         selected.changes(
             (FlagUpdate(m.uid, m.flags, m.modseq if condstore else 0) for m in changes.changed),
             changes.vanished,
+        )
+
+    def own_change(
+        self, modseqs: tuple[int, int] | None, changed: Iterable[MessageMeta] = ()
+    ) -> None:
+        """This session changed the selected mailbox in one commit, taking its HIGHESTMODSEQ
+        from ``modseqs[0]`` to ``modseqs[1]`` (``changed``: the messages whose flags it
+        changed).  When the first is what the last look saw and the change token moved by
+        exactly this commit's increment (each commit adds 1, never lost: notify.py), no
+        other commit came between, and nothing is left for a look to find: the engine is
+        told what a look would tell it.  Otherwise the next look asks the store."""
+        mailbox, user, selected = self.mailbox, self.user, self.engine.selected
+        if modseqs is None or mailbox is None or user is None or selected is None:
+            return
+        before, after = modseqs
+        token = user.change_token(mailbox)
+        if before != self.seen_modseq or token != (self.token + 1) % 2**64:
+            return
+        self.token, self.seen_modseq = token, after
+        condstore = self.engine.condstore
+        selected.changes(
+            (FlagUpdate(m.uid, m.flags, m.modseq if condstore else 0) for m in changed), ()
         )
 
     async def _watch(self) -> None:

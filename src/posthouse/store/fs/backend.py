@@ -1,8 +1,9 @@
 """The file-system backend: :class:`FsBackend` implements :class:`MailStoreBackend`.
 
 It ties together the mailboxes list (:mod:`.mailboxes`), one :class:`MailboxIndex` per
-mailbox folder (:mod:`.index`), quota roots (:mod:`.quota`), per-user files
-(:mod:`.userfiles`) and the shared change counters (:mod:`.notify`), all laid out by
+mailbox folder (:mod:`.index`), quota roots' limits (:mod:`.quota`; their usage is
+summed from the indexes when asked), per-user files (:mod:`.userfiles`) and the shared
+change counters (:mod:`.notify`), all laid out by
 :class:`~posthouse.store.fs.layout.FsLayout`.
 
 The work is blocking (SQLite, fsync), so each coroutine runs it on the backend's own thread
@@ -10,6 +11,12 @@ pool; concurrent appends to one mailbox meet in :meth:`MailboxIndex.commit` and 
 committed together.  The pool's size bounds how many appends can meet: 16 threads gave
 1,200 single-message appends/s from 32 sessions here, against 850 with 8.  Every commit
 is followed by a bump of the mailbox's change counter.
+
+Short reads (a mailbox looked up, a small mailbox's state, flags or changes, a small message,
+a quota root) are first tried in place on the event loop (:meth:`FsBackend._light`): a hand
+over to a thread and back costs more CPU than they do (two thread switches, a wake-up of
+the loop).  What would wait for another thread, write, or read much (a mailbox over
+``INLINE_MESSAGES`` messages, index.py; a message over :data:`INLINE_BYTES`) goes to the pool.
 """
 
 from __future__ import annotations
@@ -59,10 +66,11 @@ from posthouse.store.fs.mailboxes import MailboxList
 from posthouse.store.fs.metacache import MetadataCache
 from posthouse.store.fs.move import move_folder, recover_moves
 from posthouse.store.fs.notify import ChangeCounters
-from posthouse.store.fs.quota import QuotaRoots
+from posthouse.store.fs.quota import QuotaRoots, RootLimit
 from posthouse.store.fs.reconstruct import reconstruct_folder
+from posthouse.store.fs.sqlite import WouldBlock, inline_active, inline_reads
 from posthouse.store.fs.userfiles import SubscriptionFiles
-from posthouse.store.names import children_prefix, is_inferior, parent_of
+from posthouse.store.names import children_prefix, is_inferior
 from posthouse.store.quota_roots import nearest_root
 from posthouse.store.uidset import UidSet
 
@@ -71,6 +79,7 @@ __all__ = ["FsBackend"]
 T = TypeVar("T")
 _OPEN_INDEXES = 512
 _SYNC_THREADS = 16
+INLINE_BYTES = 256 * 1024  # a message read in place at most this big
 
 
 class FsBackend:
@@ -115,6 +124,17 @@ class FsBackend:
         except OSError as exc:
             raise StoreUnavailable(f"mail store I/O error: {exc}") from exc
 
+    async def _light(self, function: Callable[..., T], *args: object) -> T:
+        """Run a short read in place, or on the pool when it would wait, write or read much
+        (the module docstring)."""
+        try:
+            with inline_reads():
+                return function(*args)
+        except (WouldBlock, IndexSuperseded):  # superseded: :meth:`_run` looks it up anew
+            return await self._run(function, *args)
+        except OSError as exc:
+            raise StoreUnavailable(f"mail store I/O error: {exc}") from exc
+
     # -- finding a mailbox's folder --
 
     def _record(self, mailbox_id: str) -> MailboxRecord:
@@ -149,10 +169,8 @@ class FsBackend:
         if index is not None:
             index.db.close()
 
-    def _changed(self, mailbox_id: str, quota_delta: int = 0) -> None:
+    def _changed(self, mailbox_id: str) -> None:
         self.counters.bump(mailbox_id)
-        if quota_delta:
-            self.quotas.add_usage(self._record(mailbox_id).name, quota_delta)
 
     # -- the mailboxes list --
 
@@ -181,7 +199,7 @@ class FsBackend:
         return await self._run(self._create, spec)
 
     async def get_mailbox(self, name: str) -> MailboxRecord | None:
-        return await self._run(self.mailboxes.lookup, name)
+        return await self._light(self.mailboxes.lookup, name)
 
     async def list_mailboxes(self, prefix: str = "") -> list[MailboxRecord]:
         return await self._run(self.mailboxes.list, prefix)
@@ -196,14 +214,12 @@ class FsBackend:
             except MailboxNotFound:
                 continue
             with contextlib.suppress(MailboxNotFound):  # already marked by another process
-                self.quotas.add_usage(record.name, -index.message_bytes())
                 index.mark_deleted()
             self.counters.bump(record.id)
             self._forget(record.id)
             index.remove_files()
         for record in records:  # a deleted mailbox's quota root goes with it (Cyrus too)
-            if self.quotas.get(record.name) is not None:
-                self._remove_quota(record.name)
+            self.quotas.remove(record.name)
         return records
 
     async def delete_mailboxes(self, names: Sequence[str]) -> list[MailboxRecord]:
@@ -221,15 +237,11 @@ class FsBackend:
                 if self.mailboxes.get(conn, target) is not None:
                     raise MailboxExists(f"mailbox {target} already exists")
             self.mailboxes.rename(conn, pairs)
-        # Usage moves with the mailboxes: a root renamed with its mailbox keeps its limit,
-        # and the roots the mailboxes left or joined are counted again.
-        before = {self.quotas.nearest(name) for name, _ in pairs}
+        # A root renamed with its mailbox keeps its limit; usage follows the names by itself.
         self.quotas.rename([(r.root, new + r.root[len(old) :]) for r in self._roots_in(old)])
-        after = {self.quotas.nearest(name) for _, name in pairs}
-        self._recompute({u.root for u in before | after if u is not None})
         return pairs
 
-    def _roots_in(self, name: str) -> list[QuotaUsage]:
+    def _roots_in(self, name: str) -> list[RootLimit]:
         """The quota roots at ``name`` and below it."""
         own = self.quotas.get(name)
         return ([own] if own else []) + self.quotas.list(children_prefix(name))
@@ -307,10 +319,10 @@ class FsBackend:
     # -- messages --
 
     async def status(self, mailbox_id: str, *, viewer: Viewer) -> MailboxStatus:
-        return await self._run(lambda: self._index(mailbox_id).status(viewer))
+        return await self._light(lambda: self._index(mailbox_id).status(viewer))
 
     async def snapshot(self, mailbox_id: str, *, viewer: Viewer) -> MailboxSnapshot:
-        return await self._run(lambda: self._index(mailbox_id).snapshot(viewer))
+        return await self._light(lambda: self._index(mailbox_id).snapshot(viewer))
 
     async def claim_recent(self, mailbox_id: str, user: str, up_to: int) -> int:
         return await self._run(lambda: self._index(mailbox_id).claim_recent(user, up_to))
@@ -330,7 +342,7 @@ class FsBackend:
                 done.temp.unlink(missing_ok=True)
             raise
         result = index.commit(prepared)
-        self._changed(mailbox_id, sum(m.size for m in prepared))
+        self._changed(mailbox_id)
         return result
 
     async def append(self, mailbox_id: str, messages: Sequence[NewMessage]) -> AppendResult:
@@ -339,12 +351,12 @@ class FsBackend:
     async def fetch(
         self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, cached: bool = False
     ) -> list[MessageMeta]:
-        return await self._run(lambda: self._index(mailbox_id).fetch(uids, viewer, cached))
+        return await self._light(lambda: self._index(mailbox_id).fetch(uids, viewer, cached))
 
     async def fetch_flags(
         self, mailbox_id: str, uids: UidSet, *, viewer: Viewer, modseqs: bool = False
     ) -> FlagColumns:
-        return await self._run(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
+        return await self._light(lambda: self._index(mailbox_id).fetch_flags(uids, viewer, modseqs))
 
     async def search_headers(
         self, mailbox_id: str, uids: UidSet, field: str, needle: bytes
@@ -373,10 +385,12 @@ class FsBackend:
 
     def _read(self, mailbox_id: str, uid: int) -> bytes:
         with self.open_message(mailbox_id, uid) as file:
+            if inline_active() and os.fstat(file.fileno()).st_size > INLINE_BYTES:
+                raise WouldBlock("a big message is read on a thread")
             return file.read()
 
     async def read_message(self, mailbox_id: str, uid: int) -> bytes:
-        return await self._run(self._read, mailbox_id, uid)
+        return await self._light(self._read, mailbox_id, uid)
 
     def _store(
         self,
@@ -403,9 +417,9 @@ class FsBackend:
         return await self._run(self._store, mailbox_id, uids, change, viewer, unchanged_since)
 
     def _expunge(self, mailbox_id: str, uids: UidSet | None, deleted_only: bool) -> ExpungeResult:
-        result, freed = self._index(mailbox_id).expunge(uids, deleted_only=deleted_only)
+        result = self._index(mailbox_id).expunge(uids, deleted_only=deleted_only)
         if result.uids:
-            self._changed(mailbox_id, -freed)
+            self._changed(mailbox_id)
         return result
 
     async def expunge(self, mailbox_id: str, uids: UidSet | None = None) -> ExpungeResult:
@@ -423,7 +437,7 @@ class FsBackend:
                 done.temp.unlink(missing_ok=True)
             raise
         appended = target.commit(prepared) if prepared else None
-        self._changed(target_id, sum(m.size for m in prepared))
+        self._changed(target_id)
         source_uids = tuple(m.uid for m in metas)
         if move and source_uids:
             self._expunge(source_id, UidSet.of(source_uids), False)
@@ -436,7 +450,7 @@ class FsBackend:
         return await self._run(self._copy, source_id, uids, target_id, move)
 
     async def changes_since(self, mailbox_id: str, modseq: int, *, viewer: Viewer) -> Changes:
-        return await self._run(lambda: self._index(mailbox_id).changes_since(modseq, viewer))
+        return await self._light(lambda: self._index(mailbox_id).changes_since(modseq, viewer))
 
     # -- per user --
 
@@ -451,71 +465,97 @@ class FsBackend:
 
     # -- quota roots --
 
+    def _usages(
+        self,
+        limits: Sequence[RootLimit],
+        *,
+        recount: bool = False,
+        lower: Sequence[str] | None = None,
+    ) -> list[QuotaUsage]:
+        """The usage of each root: the bytes of the mailboxes it limits (those at or below
+        it that no nearer root claims), as their indexes hold them; with ``recount`` each
+        index's bytes are first counted again row by row (``imapquota -f``).  ``lower``:
+        the roots below a single root, when already known."""
+        if not limits:
+            return []
+        wanted = {limit.root for limit in limits}
+        if len(wanted) == 1:  # one root (APPEND, SELECT): only its mailboxes and lower roots
+            (root,) = wanted
+            if lower is None:
+                lower = [r.root for r in self.quotas.list(children_prefix(root))]
+            existing = wanted | set(lower)
+            candidates = self._records_in(root)
+        else:
+            existing = wanted | {r.root for r in self.quotas.list()}
+            if wanted == existing:
+                candidates = self.mailboxes.list()
+            else:  # only the mailboxes at or below the roots can count to them
+                found = {r.name: r for root in wanted for r in self._records_in(root)}
+                candidates = list(found.values())
+        records = [r for r in candidates if nearest_root(r.name, existing) in wanted]
+        count = functools.partial(self._mailbox_bytes, recount=recount)
+        if len(records) > 8:  # many indexes to open: in parallel
+            if inline_active():
+                raise WouldBlock("many mailboxes are counted on threads")
+            sizes = list(self._sync_pool.map(count, records))
+        else:
+            sizes = [count(record) for record in records]
+        used = dict.fromkeys(wanted, 0)
+        for record, size in zip(records, sizes, strict=True):
+            used[nearest_root(record.name, existing) or ""] += size
+        return [QuotaUsage(limit.root, limit.limit_kb, used[limit.root]) for limit in limits]
+
+    def _records_in(self, name: str) -> list[MailboxRecord]:
+        """The mailbox ``name`` (if it exists) and every mailbox below it."""
+        with self.mailboxes.db.read() as conn:
+            own = self.mailboxes.get(conn, name)
+            return ([own] if own else []) + self.mailboxes.under(conn, children_prefix(name))
+
+    def _mailbox_bytes(self, record: MailboxRecord, *, recount: bool = False) -> int:
+        try:
+            index = self._index(record.id, record.partition)
+            return index.recount_bytes() if recount else index.stored_bytes()
+        except MailboxNotFound:  # deleted meanwhile
+            return 0
+
+    def _usage_of(self, found: tuple[RootLimit, list[str]] | None) -> QuotaUsage | None:
+        if found is None:
+            return None
+        limit, lower = found
+        return self._usages([limit], lower=lower)[0]
+
+    def _quota(self, root: str) -> QuotaUsage | None:
+        return self._usage_of(self.quotas.limiting(root, exact=True))
+
     async def quota(self, root: str) -> QuotaUsage | None:
-        return await self._run(self.quotas.get, root)
+        return await self._light(self._quota, root)
+
+    def _quota_root_of(self, name: str) -> QuotaUsage | None:
+        return self._usage_of(self.quotas.limiting(name))
 
     async def quota_root_of(self, name: str) -> QuotaUsage | None:
-        return await self._run(self.quotas.nearest, name)
+        return await self._light(self._quota_root_of, name)
 
     async def list_quotas(self, prefix: str = "") -> list[QuotaUsage]:
-        return await self._run(self.quotas.list, prefix)
+        return await self._run(lambda: self._usages(self.quotas.list(prefix)))
 
     def _set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
-        above = self._root_above(root)
-        if self.quotas.set_limit(root, limit_kb):  # a new root takes mailboxes from the one above
-            self._recompute({root} | ({above.root} if above else set()))
-        usage = self.quotas.get(root)
+        self.quotas.set_limit(root, limit_kb)
+        usage = self._quota(root)
         assert usage is not None
         return usage
-
-    def _root_above(self, root: str) -> QuotaUsage | None:
-        parent = parent_of(root)
-        return self.quotas.nearest(parent) if parent is not None else None
 
     async def set_quota(self, root: str, limit_kb: int | None) -> QuotaUsage:
         return await self._run(self._set_quota, root, limit_kb)
 
-    def _remove_quota(self, root: str) -> None:
-        if self.quotas.remove(root):  # its mailboxes now count to the root above, if any
-            above = self._root_above(root)
-            if above is not None:
-                self._recompute({above.root})
-
     async def remove_quota(self, root: str) -> None:
-        await self._run(self._remove_quota, root)
+        """Its mailboxes now count to the root above, if any."""
+        await self._run(self.quotas.remove, root)
 
     def _recompute(self, roots: set[str] | None) -> list[QuotaUsage]:
-        """Count the usage of ``roots`` (None: every root) again from the mailbox indexes."""
-        existing = {usage.root for usage in self.quotas.list()}
-        wanted = existing if roots is None else existing & roots
-        used = dict.fromkeys(wanted, 0)
-        if roots is None:
-            candidates = self.mailboxes.list()
-        else:  # only the mailboxes at or below the roots can count to them
-            found = {r.name: r for root in wanted for r in self._records_in(root)}
-            candidates = list(found.values())
-        records = [
-            (record, root)
-            for record in candidates
-            if (root := nearest_root(record.name, existing)) in wanted
-        ]
-        sizes = self._sync_pool.map(self._message_bytes, [record for record, _ in records])
-        for (_, root), size in zip(records, sizes, strict=True):
-            if root is not None:
-                used[root] += size
-        self.quotas.set_usage(used)
-        return [usage for usage in self.quotas.list() if usage.root in wanted]
-
-    def _records_in(self, name: str) -> list[MailboxRecord]:
-        """The mailbox ``name`` (if it exists) and every mailbox below it."""
-        own = self.mailboxes.lookup(name)
-        return ([own] if own else []) + self.mailboxes.list(children_prefix(name))
-
-    def _message_bytes(self, record: MailboxRecord) -> int:
-        try:
-            return self._index(record.id, record.partition).message_bytes()
-        except MailboxNotFound:  # deleted meanwhile
-            return 0
+        """Count the usage of ``roots`` (None: every root) again, row by row."""
+        limits = [r for r in self.quotas.list() if roots is None or r.root in roots]
+        return self._usages(limits, recount=True)
 
     async def recompute_quotas(self, roots: Sequence[str] | None = None) -> list[QuotaUsage]:
         return await self._run(self._recompute, None if roots is None else set(roots))

@@ -1,10 +1,11 @@
 """One mailbox's folder: its message files (``UID.``) and its index (``index.db``).
 
 The index holds what Cyrus splits over cyrus.header, cyrus.index, cyrus.cache and
-cyrus.seen: the mailbox's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count and bytes;
-per message its UID, MODSEQ, flags and keywords, internal date and size; the cached
-ENVELOPE/BODYSTRUCTURE/header blobs (a separate table, so flag scans stay small); tombstones
-of expunged UIDs (QRESYNC); each user's private seen set and recent mark.
+cyrus.seen: the mailbox's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, message count and bytes (what
+its quota root's usage sums, :mod:`.quota`); per message its UID, MODSEQ, flags and
+keywords, internal date and size; the cached ENVELOPE/BODYSTRUCTURE/header blobs (a separate
+table, so flag scans stay small); tombstones of expunged UIDs (QRESYNC); each user's private
+seen set and recent mark.
 
 **Tombstones are pruned.**  Beyond ``TOMBSTONE_LIMIT`` of them the older half goes in the
 expunge's own transaction and the highest MODSEQ pruned is kept; a client resynchronising
@@ -71,7 +72,7 @@ from posthouse.store.fs import header_fields
 from posthouse.store.fs.index_schema import create_schema
 from posthouse.store.fs.layout import TEMP_PREFIX, message_file_name
 from posthouse.store.fs.metacache import MetadataCache, meta_of_row
-from posthouse.store.fs.sqlite import Database
+from posthouse.store.fs.sqlite import Database, WouldBlock, inline_active
 from posthouse.store.uidset import MAX_UID, UidSet
 
 __all__ = ["MAX_KEYWORDS", "IndexSuperseded", "MailboxIndex", "PreparedMessage", "sync_file"]
@@ -82,6 +83,7 @@ _log = logging.getLogger("posthouse.store")
 TOMBSTONE_LIMIT = 20_000
 
 MAX_KEYWORDS = 256
+INLINE_MESSAGES = 1000  # a mailbox read in place (fs/sqlite.py inline_reads) at most this big
 _WRITE_CHUNK = 1 << 20
 SEEN_FLAG = frozenset({"\\Seen"})
 DELETED, SUPERSEDED = 1, 2  # values of state.deleted
@@ -209,6 +211,8 @@ class MailboxIndex:
             raise IndexSuperseded(self.mailbox_id)
         if row is None or row[5]:
             raise MailboxNotFound("the mailbox has been deleted")
+        if row[3] > INLINE_MESSAGES and inline_active():
+            raise WouldBlock("a big mailbox is read on a thread")
         return _State(*row[:5])
 
     @staticmethod
@@ -265,11 +269,26 @@ class MailboxIndex:
         with self.db.read() as conn:
             return self._status(conn, viewer)[0]
 
-    def message_bytes(self) -> int:
-        """The sizes of the messages, summed row by row (what ``imapquota -f`` trusts)."""
+    def stored_bytes(self) -> int:
+        """The bytes of the messages as the state row keeps them (changed in the same
+        transaction as the messages: what quota usage sums)."""
         with self.db.read() as conn:
+            return self._state(conn).bytes
+
+    def recount_bytes(self) -> int:
+        """The sizes of the messages summed row by row (what ``imapquota -f`` trusts); the
+        state row is corrected if it differs."""
+        sql = "SELECT total(size) FROM messages"
+        with self.db.read() as conn:
+            stored = self._state(conn).bytes
+            counted = int(conn.execute(sql).fetchone()[0])
+        if counted == stored:
+            return counted
+        with self.db.write() as conn:
             self._state(conn)
-            return int(conn.execute("SELECT total(size) FROM messages").fetchone()[0])
+            counted = int(conn.execute(sql).fetchone()[0])
+            conn.execute("UPDATE state SET bytes = ?", (counted,))
+        return counted
 
     def snapshot(self, viewer: Viewer) -> MailboxSnapshot:
         with self.db.read() as conn:
@@ -652,13 +671,12 @@ class MailboxIndex:
             if changed_uids:
                 conn.execute("UPDATE state SET highestmodseq = ?", (modseq,))
             changed = self._rows(conn, UidSet.of(changed_uids), viewer, cached=False)
-        return StoreResult(tuple(changed), UidSet.of(failed))
+        modseqs = (state.highestmodseq, modseq) if changed_uids else None
+        return StoreResult(tuple(changed), UidSet.of(failed), modseqs)
 
-    def expunge(
-        self, uids: UidSet | None, *, deleted_only: bool = True
-    ) -> tuple[ExpungeResult, int]:
+    def expunge(self, uids: UidSet | None, *, deleted_only: bool = True) -> ExpungeResult:
         """Remove messages (those flagged \\Deleted unless ``deleted_only`` is False, and in
-        ``uids`` if given); returns the result and the bytes freed."""
+        ``uids`` if given)."""
         with self.db.write() as conn:
             state = self._state(conn)
             modseq = state.highestmodseq + 1
@@ -684,7 +702,8 @@ class MailboxIndex:
         for uid, _ in gone:  # after the commit: a crash leaves orphan files, not dangling rows
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.dir / message_file_name(uid))
-        return ExpungeResult(UidSet.of(u for u, _ in gone), modseq), sum(s for _, s in gone)
+        modseqs = (state.highestmodseq, modseq) if gone else None
+        return ExpungeResult(UidSet.of(u for u, _ in gone), modseq, modseqs)
 
     def message_path(self, uid: int) -> Path:
         return self.dir / message_file_name(uid)

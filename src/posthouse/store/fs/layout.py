@@ -3,7 +3,7 @@
 Under the IMAP configuration directory (chapter 12.5.5)::
 
     mailboxes.db        the mailboxes list (SQLite, one row per mailbox, sorted by name)
-    quota/quota.db      quota roots and their usage
+    quota/quota.db      quota roots and their limits (usage: summed from the indexes)
     user/U.sub          user U's subscriptions (U escaped, see user_file_stem)
     notify.counters     per-mailbox change counters, shared by every process (mmap)
 

@@ -6,8 +6,10 @@ the writer increments that slot (:meth:`ChangeCounters.bump`).  A waiter remembe
 value it last saw and is woken when the slot differs: at once when the commit happened in the
 same process, otherwise by one poller thread per process that reads the watched slots every
 :data:`POLL_INTERVAL` seconds (one memory read per watched mailbox, however many sessions
-wait on it).  Two mailboxes sharing a slot only cause a spurious "look again"; a lost
-increment from two writers racing still changes the value, which is all a waiter needs.
+wait on it).  Two mailboxes sharing a slot only cause a spurious "look again".  An
+increment holds a lock on its slot's bytes of the file (``lockf``), so writers in several
+processes never lose one: each commit adds exactly 1, and a session that sees the value
+moved by 1 after its own commit knows no other commit was announced meanwhile.
 
 An idle session costs one future in a dict: 10,000 IDLE sessions are 10,000 futures and,
 at most, 10,000 reads of shared memory per poll.
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import mmap
 import os
 import struct
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +49,11 @@ class ChangeCounters:
 
     def __init__(self, path: Path) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            if os.fstat(fd).st_size < SLOTS * _SLOT.size:
-                os.ftruncate(fd, SLOTS * _SLOT.size)  # zero-filled; racing creators agree
-            self._map = mmap.mmap(fd, SLOTS * _SLOT.size)
-        finally:
-            os.close(fd)
+        self._fd = fd  # for the slots' locks; closed with the object at the latest
+        self._close_fd = weakref.finalize(self, os.close, fd)
+        if os.fstat(fd).st_size < SLOTS * _SLOT.size:
+            os.ftruncate(fd, SLOTS * _SLOT.size)  # zero-filled; racing creators agree
+        self._map = mmap.mmap(fd, SLOTS * _SLOT.size)
         self._lock = threading.Lock()
         self._waiters: dict[int, list[_Waiter]] = {}
         self._poller: threading.Thread | None = None
@@ -72,8 +75,13 @@ class ChangeCounters:
     def bump(self, mailbox_id: str) -> None:
         """Called after a commit on the mailbox: every waiter on it, in any process, wakes."""
         slot = self.slot_of(mailbox_id)
-        with self._lock:
-            _SLOT.pack_into(self._map, slot * _SLOT.size, (self._read(slot) + 1) % 2**64)
+        offset = slot * _SLOT.size
+        with self._lock:  # the threads of this process; lockf: the other processes
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, _SLOT.size, offset)
+            try:
+                _SLOT.pack_into(self._map, offset, (self._read(slot) + 1) % 2**64)
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, _SLOT.size, offset)
         self._wake(slot)
 
     async def wait(self, mailbox_id: str, token: int, timeout: float) -> int:
@@ -127,6 +135,7 @@ class ChangeCounters:
         self._closed.set()
         if self._poller is not None and self._poller_pid == os.getpid():
             self._poller.join(timeout=5)
+        self._close_fd()
 
 
 def _resolve(future: asyncio.Future[int], value: int) -> None:

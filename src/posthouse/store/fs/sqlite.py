@@ -12,6 +12,12 @@ A connection follows its path: when another file has been put there (``reconstru
 replacing a damaged index, a restored mailboxes list), the next transaction opens the new
 file; a write checks again once it holds the lock, so it never commits to the file that
 was replaced while it waited.
+
+**Reads in place** (:func:`inline_reads`): the store may run a short read on the calling
+thread (the event loop) instead of handing it to a thread, which costs more than a small
+read itself.  There nothing may wait: a database whose connection another thread is using,
+or any write, raises :class:`WouldBlock`, and the caller hands the work to a thread after
+all (a read has no effects to undo).
 """
 
 from __future__ import annotations
@@ -26,9 +32,38 @@ from urllib.parse import quote
 
 from posthouse.store.errors import StoreUnavailable
 
-__all__ = ["BUSY_TIMEOUT", "Database", "open_read_only"]
+__all__ = [
+    "BUSY_TIMEOUT",
+    "Database",
+    "WouldBlock",
+    "inline_active",
+    "inline_reads",
+    "open_read_only",
+]
 
 BUSY_TIMEOUT = 60.0
+
+_inline = threading.local()
+
+
+class WouldBlock(Exception):
+    """Work tried in place (:func:`inline_reads`) would have to wait or write."""
+
+
+@contextmanager
+def inline_reads() -> Iterator[None]:
+    """Within the block, on this thread, reads must not wait and writes are refused
+    (:class:`WouldBlock`)."""
+    _inline.active = True
+    try:
+        yield
+    finally:
+        _inline.active = False
+
+
+def inline_active() -> bool:
+    """Whether this thread runs work in place (:func:`inline_reads`)."""
+    return bool(getattr(_inline, "active", False))
 
 
 def open_read_only(path: Path) -> sqlite3.Connection:
@@ -81,7 +116,11 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several statements."""
-        with self._mutex:
+        if not inline_active():
+            self._mutex.acquire()
+        elif not self._mutex.acquire(blocking=False):
+            raise WouldBlock(f"{self.path} is in use by another thread")
+        try:
             conn = self._connection()
             try:
                 conn.execute("BEGIN")
@@ -91,11 +130,15 @@ class Database:
                     conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+        finally:
+            self._mutex.release()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the write lock from its start; durable when the
         block ends without an exception, rolled back otherwise."""
+        if inline_active():
+            raise WouldBlock(f"a write to {self.path} is not done in place")
         with self._mutex:
             conn = self._connection()
             try:
