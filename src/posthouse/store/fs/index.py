@@ -362,13 +362,14 @@ class MailboxIndex:
         with self.db.read() as conn:
             self._state(conn)
             for low, high in uids.ranges:
-                unsure += header_fields.unsearchable(conn, low, high)
+                unsure_here = header_fields.unsearchable(conn, low, high)
+                unsure += unsure_here
                 if header_fields.indexed(field):
                     matches += header_fields.search(conn, field, lowered, low, high)
                     continue
                 # Another field: SQLite narrows the rows down in C (the CRLFs taken out, so
                 # that a needle across a folded line is found); Python checks the field.
-                left_out = set(unsure)
+                left_out = set(unsure_here)  # this range's only: no rescan per range
                 for uid, header in conn.execute(
                     "SELECT uid, header FROM cache WHERE uid BETWEEN ? AND ?"
                     " AND instr(lower(replace(header, X'0D0A', '')), ?) > 0",
